@@ -1,0 +1,2 @@
+"""privjax: privacy-preserving split ("hybrid") deep inference in JAX (Osia et al., 2017)."""
+__version__ = '0.1.0'

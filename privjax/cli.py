@@ -1,0 +1,42 @@
+"""Shared plumbing of the command-line entry points: one-line errors and exit codes.
+
+Known failure types (bad config, data, workdir, checkpoint, NaN) print `error: <message>` on one
+line and exit with status 2; anything else is a bug and keeps its traceback.
+Must not import jax at module level, so `--help` stays fast.
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import app
+
+
+def _known_errors():
+  from privjax.config import ConfigError
+  from privjax.data.pipeline import DataError
+  from privjax.train.checkpoint import RunError
+  from privjax.train.loop import TrainingError
+  return (ConfigError, DataError, RunError, TrainingError)
+
+
+def run_or_exit(fn):
+  try:
+    return fn()
+  except _known_errors() as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+def summary_line(result: dict) -> str:
+  keys = ('step', 'test_accuracy', 'train_loss', 'train_images_per_sec')
+  return '  '.join(f'{k}={result[k]:.4g}' if isinstance(result[k], float) else f'{k}={result[k]}'
+                   for k in keys if k in result)
+
+
+def run_app(main):
+  """absl's app.run, with config-file errors (bad key, bad override) on one line."""
+  try:
+    app.run(main)
+  except (KeyError, AttributeError, ValueError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)

@@ -1,0 +1,211 @@
+"""Input pipelines: TFDS array_record sources read with grain, without TensorFlow.
+
+What lives here: opening a prepared data set split (`load_split`), per-image preprocessing
+(centre crop, resize, random flip; all uint8 on the host, normalisation happens in the model), the
+Siamese pair batches for training, padded evaluation batches, and device prefetch.
+Must not import privjax.models or privjax.train: data flows out of here, nothing flows in.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import importlib
+import itertools
+from typing import Iterator
+
+import grain
+import jax
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from privjax.data.pairs import PairSampler
+
+# Data sets defined in privjax; importing the module registers the builder with TFDS.
+# `generated` ones are made locally, so they are prepared on first use; others must be prepared by
+# the user (they may need a download or manual files).
+BUILDERS = {'synthetic_faces': ('privjax.data.synthetic_faces', True)}
+
+
+class DataError(ValueError):
+  """A data set, split or label that cannot be used; the message says what exists instead."""
+
+
+def get_builder(dataset_cfg) -> tfds.core.DatasetBuilder:
+  name = dataset_cfg.name
+  module, generated = BUILDERS.get(name, (None, False))
+  if module:
+    importlib.import_module(module)
+  data_dir = dataset_cfg.data_dir or None
+  try:
+    builder = tfds.builder(f'{name}/{dataset_cfg.config}' if dataset_cfg.config else name,
+                           data_dir=data_dir)
+  except Exception as e:  # TFDS raises several types for unknown names and configs.
+    raise DataError(f'cannot open data set {name!r} config {dataset_cfg.config!r}: '
+                    f'{str(e).splitlines()[0]}') from None
+  if not builder.is_prepared():
+    if not generated:
+      raise DataError(f'data set {name} is not prepared in {builder.data_dir}; prepare it first '
+                      '(see the README section on real data)')
+    builder.download_and_prepare(file_format='array_record')
+  return builder
+
+
+def label_num_classes(builder, key: str) -> int:
+  features = builder.info.features
+  if key not in features:
+    valid = sorted(k for k in features.keys() if k != 'image')
+    raise DataError(f'label {key!r} is not in data set {builder.name}; it has: {", ".join(valid)}')
+  feature = features[key]
+  if hasattr(feature, 'num_classes'):
+    return int(feature.num_classes)
+  raise DataError(f'label {key!r} of {builder.name} is not a class label')
+
+
+@dataclasses.dataclass
+class Split:
+  """A split's random-access source plus all its labels, read once without decoding images."""
+  name: str
+  source: object
+  labels: dict[str, np.ndarray]
+  image_shape: tuple[int, ...]
+
+  def __len__(self):
+    return len(self.source)
+
+
+def load_split(builder, split: str) -> Split:
+  if split not in builder.info.splits:
+    raise DataError(f'split {split!r} is not in {builder.name}; it has: '
+                    f'{", ".join(sorted(builder.info.splits.keys()))}')
+  source = builder.as_data_source(split)
+  label_source = builder.as_data_source(split, decoders={'image': tfds.decode.SkipDecoding()})
+  keys = [k for k in builder.info.features.keys() if k != 'image']
+  columns = collections.defaultdict(list)
+  for example in label_source:
+    for k in keys:
+      columns[k].append(example[k])
+  labels = {k: np.asarray(v) for k, v in columns.items()}
+  shape = tuple(builder.info.features['image'].shape)
+  return Split(split, source, labels, shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+  """Raw decoded image → uint8 [size, size, 3]: optional centre crop, resize, flip."""
+  size: int
+  resize: bool
+  center_crop: float
+  flip: bool
+
+  def __call__(self, image: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 2:
+      image = np.repeat(image[..., None], 3, axis=-1)
+    h, w = image.shape[:2]
+    if self.center_crop < 1.0:
+      side = max(1, int(round(min(h, w) * self.center_crop)))
+      top, left = (h - side) // 2, (w - side) // 2
+      image = image[top:top + side, left:left + side]
+      h, w = side, side
+    if (h, w) != (self.size, self.size):
+      if not self.resize:
+        raise DataError(f'images are {h}x{w} but the model takes {self.size}x{self.size}; '
+                        'set --config.input.resize=True or use a data set of that size')
+      image = np.asarray(Image.fromarray(image).resize((self.size, self.size), Image.BILINEAR))
+    if self.flip and rng is not None and rng.random() < 0.5:
+      image = image[:, ::-1]
+    return np.ascontiguousarray(image, dtype=np.uint8)
+
+
+def preprocess_from_config(config, train: bool) -> Preprocess:
+  return Preprocess(size=config.model.image_size, resize=config.input.resize,
+                    center_crop=config.input.center_crop, flip=train and config.input.flip)
+
+
+def check_image_size(split: Split, preprocess: Preprocess) -> None:
+  """Fails before training starts, not in a worker thread, when sizes cannot match."""
+  h, w = split.image_shape[:2]
+  if not preprocess.resize and preprocess.center_crop == 1.0 and (h, w) != (preprocess.size,) * 2:
+    raise DataError(f'{split.name} images are {h}x{w} but the model takes '
+                    f'{preprocess.size}x{preprocess.size}; set --config.input.resize=True or use a '
+                    'data set of that size')
+
+
+def _read_options(threads: int) -> grain.ReadOptions:
+  return grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(4, 2 * threads) * 8)
+
+
+def pair_batches(split: Split, label_key: str, batch_size: int, preprocess: Preprocess, *,
+                 seed: int, start_step: int = 0, num_steps: int | None = None,
+                 threads: int = 2) -> Iterator[dict]:
+  """Batches {'image': uint8 [B,2,S,S,3], 'label': [B,2], 'same': [B]}.
+
+  Both images of a pair sit in one row so that a data-parallel shard holds whole pairs; the step
+  reshapes to one batch of 2B images.
+
+  Batch `s` depends only on (seed, s), so resuming at `start_step` reproduces the uninterrupted run.
+  """
+  sampler = PairSampler(split.labels[label_key], seed)
+  labels = split.labels[label_key]
+  stop = None if num_steps is None else (start_step + num_steps) * batch_size
+
+  def load(i):
+    a, b, same = sampler[i]
+    rng = np.random.default_rng((seed, int(i), 1))
+    return (preprocess(split.source[a]['image'], rng), preprocess(split.source[b]['image'], rng),
+            labels[a], labels[b], same)
+
+  def collate(items):
+    ia, ib, la, lb, same = zip(*items)
+    return {'image': np.stack([np.stack(ia), np.stack(ib)], axis=1),
+            'label': np.stack([la, lb], axis=1).astype(np.int32),
+            'same': np.asarray(same, np.float32)}
+
+  # A lazily-indexed range keeps the map random-access; grain runs `load` on worker threads ahead
+  # of the training step.
+  ds = grain.MapDataset.range(start_step * batch_size, stop if stop is not None else 2**62)
+  ds = ds.map(load).batch(batch_size, drop_remainder=True, batch_fn=collate)
+  return iter(ds.to_iter_dataset(_read_options(threads)))
+
+
+def eval_batches(split: Split, batch_size: int, preprocess: Preprocess, *,
+                 threads: int = 2) -> Iterator[dict]:
+  """Fixed-size batches over a whole split; the last is padded and `mask` marks real examples.
+
+  Fixed shapes mean one compiled evaluation function for every batch.
+  """
+  n = len(split)
+
+  def load(i):
+    return preprocess(split.source[i]['image'], None), i
+
+  def collate(items):
+    images, idx = zip(*items)
+    idx = np.asarray(idx)
+    pad = batch_size - len(images)
+    image = np.stack(images)
+    if pad:
+      image = np.concatenate([image, np.zeros((pad,) + image.shape[1:], image.dtype)])
+    out = {'image': image, 'mask': np.arange(batch_size) < len(idx),
+           'index': np.concatenate([idx, np.full(pad, -1)])}
+    for k, v in split.labels.items():
+      out[k] = np.concatenate([v[idx], np.zeros(pad, v.dtype)]).astype(np.int32)
+    return out
+
+  ds = grain.MapDataset.range(n).map(load).batch(batch_size, batch_fn=collate)
+  return iter(ds.to_iter_dataset(_read_options(threads)))
+
+
+def prefetch_to_device(iterator: Iterator[dict], size: int, sharding) -> Iterator[dict]:
+  """Keeps `size` batches in flight on the device(s); `device_put` is asynchronous."""
+  queue = collections.deque()
+
+  def enqueue(n):
+    for batch in itertools.islice(iterator, n):
+      queue.append(jax.device_put(batch, sharding))
+
+  enqueue(size)
+  while queue:
+    yield queue.popleft()
+    enqueue(1)

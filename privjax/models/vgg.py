@@ -1,0 +1,253 @@
+"""VGG-style networks as an ordered list of named layers, split into extractor and head.
+
+What lives here: the layer specifications of `vgg16` (the paper's network) and `vgg_mini` (a small
+VGG-style network for CPU work), the layer modules, and `SplitModel`, whose two submodules
+`extractor` (runs on the user's device) and `head` (runs in the cloud) compose to the full network.
+
+Must not import privjax.train, privjax.data or anything that touches files: models are pure functions
+of their parameters, so the extractor can be exported and the head rebuilt anywhere.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSpec:
+  name: str
+  kind: str  # 'conv' (3x3 + ReLU), 'pool' (2x2 max), 'dense' (+ ReLU), 'classifier' (no ReLU)
+  features: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+  name: str
+  image_size: int
+  layers: tuple[LayerSpec, ...]
+  valid_cuts: tuple[str, ...]
+  default_cut: str
+
+  @property
+  def layer_names(self) -> tuple[str, ...]:
+    return tuple(l.name for l in self.layers)
+
+
+def _conv_blocks(blocks: Sequence[Sequence[int]]) -> list[LayerSpec]:
+  layers = []
+  for b, widths in enumerate(blocks, start=1):
+    for i, w in enumerate(widths, start=1):
+      layers.append(LayerSpec(f'conv{b}_{i}', 'conv', w))
+    layers.append(LayerSpec(f'pool{b}', 'pool'))
+  return layers
+
+
+def _architecture(name, image_size, blocks, fc, first_cut, default_cut):
+  layers = _conv_blocks(blocks)
+  layers += [LayerSpec(f'fc{6 + i}', 'dense', w) for i, w in enumerate(fc)]
+  layers.append(LayerSpec('classifier', 'classifier'))
+  names = [l.name for l in layers]
+  valid = tuple(names[names.index(first_cut):-1])
+  return Architecture(name, image_size, tuple(layers), valid, default_cut)
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    # Simonyan & Zisserman configuration D, as used (pretrained) by the paper; cut from conv4_x to fc7.
+    'vgg16': _architecture(
+        'vgg16', 224,
+        [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
+        [4096, 4096], first_cut='conv4_1', default_cut='conv5_3'),
+    # Same naming idea at 64x64, narrow enough to train on two CPU cores in minutes.
+    'vgg_mini': _architecture(
+        'vgg_mini', 64,
+        [[16], [32], [64, 64], [128, 128]],
+        [256, 256], first_cut='conv2_1', default_cut='conv4_2'),
+}
+
+
+def get_architecture(name: str) -> Architecture:
+  if name not in ARCHITECTURES:
+    raise ValueError(f'unknown architecture {name!r}; valid: {", ".join(sorted(ARCHITECTURES))}')
+  return ARCHITECTURES[name]
+
+
+def check_cut(arch: Architecture, cut: str) -> None:
+  if cut not in arch.valid_cuts:
+    raise ValueError(
+        f'unknown cut layer {cut!r} for {arch.name}; valid: {", ".join(arch.valid_cuts)}')
+
+
+class Conv(nnx.Module):
+  def __init__(self, in_features: int, out_features: int, *, dtype, rngs: nnx.Rngs):
+    self.conv = nnx.Conv(in_features, out_features, (3, 3), padding='SAME', dtype=dtype, rngs=rngs)
+
+  def __call__(self, x):
+    return jax.nn.relu(self.conv(x))
+
+
+class Normalize(nnx.Module):
+  """Raw pixels (0..255, RGB) to network input: channel order, then (x / 255 - mean) / std.
+
+  It is the extractor's first layer so that the device-side artifact takes raw pixels and carries the
+  normalisation the weights were trained (or imported) with.
+  """
+
+  def __init__(self, mean, std, channel_order: str, dtype):
+    self.mean = tuple(float(m) for m in mean)
+    self.std = tuple(float(s) for s in std)
+    self.channel_order = channel_order
+    self.dtype = dtype
+
+  def __call__(self, x):
+    x = x.astype(jnp.float32)
+    if self.channel_order == 'BGR':
+      x = x[..., ::-1]
+    x = (x / 255.0 - jnp.asarray(self.mean)) / jnp.asarray(self.std)
+    return x.astype(self.dtype or jnp.float32)
+
+
+class Pool(nnx.Module):
+  def __call__(self, x):
+    return nnx.max_pool(x, (2, 2), strides=(2, 2))
+
+
+class Dense(nnx.Module):
+  """Flattens spatial input first, so the first dense layer after a conv block needs no extra layer."""
+
+  def __init__(self, in_features: int, out_features: int, *, relu: bool, dtype, rngs: nnx.Rngs):
+    self.linear = nnx.Linear(in_features, out_features, dtype=dtype, rngs=rngs)
+    self.relu = relu
+
+  def __call__(self, x):
+    y = self.linear(x.reshape(x.shape[0], -1))
+    return jax.nn.relu(y) if self.relu else y
+
+
+class Stack(nnx.Module):
+  """An ordered run of named layers; each layer is an attribute named as in the paper (conv5_3, fc6...)."""
+
+  def __init__(self, layers: Sequence[tuple[str, nnx.Module]]):
+    self.names = tuple(n for n, _ in layers)
+    for name, layer in layers:
+      setattr(self, name, layer)
+
+  def __call__(self, x):
+    for name in self.names:
+      x = getattr(self, name)(x)
+    return x
+
+
+def _shape_after(spec: LayerSpec, shape: tuple[int, ...]) -> tuple[int, ...]:
+  if spec.kind == 'conv':
+    return shape[:-1] + (spec.features,)
+  if spec.kind == 'pool':
+    return (shape[0] // 2, shape[1] // 2, shape[2])
+  return (spec.features,)
+
+
+def build_layers(arch: Architecture, specs: Sequence[LayerSpec], in_shape: tuple[int, ...],
+                 num_classes: int, *, dtype, rngs: nnx.Rngs) -> list[tuple[str, nnx.Module]]:
+  """Instantiates `specs` in order, starting from per-example input shape `in_shape`."""
+  layers, shape = [], tuple(in_shape)
+  for spec in specs:
+    if spec.kind == 'classifier':
+      spec = dataclasses.replace(spec, features=num_classes)
+    size = 1
+    for s in shape:
+      size *= s
+    if spec.kind == 'conv':
+      layer = Conv(shape[-1], spec.features, dtype=dtype, rngs=rngs)
+    elif spec.kind == 'pool':
+      layer = Pool()
+    else:
+      layer = Dense(size, spec.features, relu=spec.kind == 'dense', dtype=dtype, rngs=rngs)
+    layers.append((spec.name, layer))
+    shape = _shape_after(spec, shape)
+  return layers
+
+
+def feature_shape(arch: Architecture, cut: str) -> tuple[int, ...]:
+  """Per-example shape of the cut features (what the device uploads)."""
+  shape = (arch.image_size, arch.image_size, 3)
+  for spec in arch.layers:
+    shape = _shape_after(spec, shape)
+    if spec.name == cut:
+      return shape
+  raise ValueError(f'unknown cut layer {cut!r} for {arch.name}')
+
+
+class SplitModel(nnx.Module):
+  """`model(x) == head(extractor(x))`; the cut is the last layer of the extractor."""
+
+  def __init__(self, arch: str, cut: str, num_classes: int, *, rngs: nnx.Rngs, dtype=None,
+               mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), channel_order: str = 'RGB'):
+    spec = get_architecture(arch)
+    check_cut(spec, cut)
+    self.arch, self.cut, self.num_classes = spec.name, cut, num_classes
+    k = spec.layer_names.index(cut) + 1
+    in_shape = (spec.image_size, spec.image_size, 3)
+    self.extractor = Stack([('input', Normalize(mean, std, channel_order, dtype))] + build_layers(
+        spec, spec.layers[:k], in_shape, num_classes, dtype=dtype, rngs=rngs))
+    self.head = Stack(build_layers(spec, spec.layers[k:], feature_shape(spec, cut), num_classes,
+                                   dtype=dtype, rngs=rngs))
+
+  def features_and_logits(self, x):
+    features = self.extractor(x)
+    return features, self.head(features)
+
+  def __call__(self, x):
+    return self.head(self.extractor(x))
+
+
+def model_from_config(config, num_classes: int, *, rngs: nnx.Rngs) -> SplitModel:
+  """The `SplitModel` described by an experiment config's `model` and `input` sections."""
+  dtype = {'float32': None, 'bfloat16': jnp.bfloat16}[config.model.dtype]
+  return SplitModel(config.model.arch, config.model.cut, num_classes, rngs=rngs, dtype=dtype,
+                    mean=config.input.mean, std=config.input.std,
+                    channel_order=config.input.channel_order)
+
+
+def build_head(arch: str, cut: str, num_classes: int, *, rngs: nnx.Rngs, dtype=None) -> Stack:
+  """A freshly initialised stack of the layers after `cut` (the paper's transfer-learning attacker)."""
+  spec = get_architecture(arch)
+  check_cut(spec, cut)
+  k = spec.layer_names.index(cut) + 1
+  return Stack(build_layers(spec, spec.layers[k:], feature_shape(spec, cut), num_classes,
+                            dtype=dtype, rngs=rngs))
+
+
+def layer_params(model: SplitModel) -> dict[str, nnx.State]:
+  """Parameters keyed by layer name, independent of where the model is cut."""
+  out = {}
+  for stack in (model.extractor, model.head):
+    for name in stack.names:
+      state = nnx.state(getattr(stack, name), nnx.Param)
+      if jax.tree_util.tree_leaves(state):
+        out[name] = state
+  return out
+
+
+def load_layer_params(model: SplitModel, params: dict[str, nnx.State]) -> tuple[list[str], list[str]]:
+  """Copies matching layers (same name and shapes) into `model`; returns (loaded, skipped) names."""
+  loaded, skipped = [], []
+  for stack in (model.extractor, model.head):
+    for name in stack.names:
+      layer = getattr(stack, name)
+      target = nnx.state(layer, nnx.Param)
+      if not jax.tree_util.tree_leaves(target):
+        continue
+      source = params.get(name)
+      same = source is not None and (
+          jax.tree_util.tree_structure(source) == jax.tree_util.tree_structure(target) and all(
+              jnp.shape(a) == jnp.shape(b) for a, b in zip(jax.tree_util.tree_leaves(source),
+                                                          jax.tree_util.tree_leaves(target))))
+      if same:
+        nnx.update(layer, source)
+        loaded.append(name)
+      else:
+        skipped.append(name)
+  return loaded, skipped

@@ -1,0 +1,1 @@
+"""Training: state, jit-compiled steps, the loop and its checkpoints."""

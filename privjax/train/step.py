@@ -1,0 +1,99 @@
+"""The jit-compiled training and evaluation steps, and the optimizer.
+
+What lives here: `make_optimizer` (Adam with the head at a multiple of the extractor's rate, via
+`optax.partition`), `make_train_step` (the joint objective on one batch of 2B images) and
+`make_eval_step`. State is a plain dict {'params', 'opt_state', 'step', 'margin'}; the model is
+rebuilt from its graphdef inside the traced function (jax.jit over nnx.split/merge state).
+Must not import privjax.data or do any I/O.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from privjax import objectives
+
+
+def _group_labels(params):
+  return {group: jax.tree_util.tree_map(lambda _: group, tree) for group, tree in params.items()}
+
+
+def make_optimizer(opt_cfg) -> optax.GradientTransformation:
+  def adam(lr):
+    return optax.adam(lr, b1=opt_cfg.b1, b2=opt_cfg.b2)
+  return optax.partition({'extractor': adam(opt_cfg.lr),
+                          'head': adam(opt_cfg.lr * opt_cfg.head_lr_mult)}, _group_labels)
+
+
+def _flat_pairs(batch):
+  """[B,2,...] pair rows → one batch of 2B examples (a0, b0, a1, b1, ...)."""
+  images = batch['image']
+  return images.reshape((-1,) + images.shape[2:]), batch['label'].reshape(-1)
+
+
+def pair_statistics(features, same, *, normalize: bool):
+  """Squared pair distances and the metrics users need to read the margin against."""
+  f = features.reshape((features.shape[0] // 2, 2, -1))
+  d2 = objectives.pair_distances_squared(f[:, 0], f[:, 1], normalize=normalize)
+  d = jnp.sqrt(jnp.maximum(d2, 0.0))
+  same = same.astype(jnp.float32)
+  stats = {
+      'feature_norm': jnp.linalg.norm(f.astype(jnp.float32), axis=-1).mean(),
+      'dist_same': (d * same).sum() / jnp.maximum(same.sum(), 1.0),
+      'dist_diff': (d * (1 - same)).sum() / jnp.maximum((1 - same).sum(), 1.0),
+  }
+  return d2, stats
+
+
+def make_train_step(graphdef, tx, contrastive_cfg, *, siamese: bool):
+  weight = float(contrastive_cfg.weight) if siamese else 0.0
+  normalize = bool(contrastive_cfg.normalize)
+
+  def loss_fn(params, images, labels, same, margin):
+    model = nnx.merge(graphdef, params)
+    features, logits = model.features_and_logits(images)
+    ce = objectives.cross_entropy(logits, labels)
+    d2, stats = pair_statistics(features, same, normalize=normalize)
+    contrastive = objectives.contrastive_from_distances(d2, same, margin)
+    if not siamese:
+      contrastive = jax.lax.stop_gradient(contrastive)
+    # CE(a) + CE(b): each branch's mean cross-entropy, summed (= 2 x the mean over 2B images).
+    loss = 2.0 * ce + weight * contrastive
+    accuracy = (jnp.argmax(logits, -1) == labels).mean()
+    return loss, dict(stats, loss=loss, ce=ce, contrastive=contrastive, accuracy=accuracy)
+
+  def train_step(state, batch):
+    images, labels = _flat_pairs(batch)
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(
+        state['params'], images, labels, batch['same'], state['margin'])
+    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+    params = optax.apply_updates(state['params'], updates)
+    metrics['grad_norm'] = optax.global_norm(grads)
+    new_state = dict(state, params=params, opt_state=opt_state, step=state['step'] + 1)
+    return new_state, metrics
+
+  return train_step
+
+
+def make_pair_distance_fn(graphdef, *, normalize: bool):
+  """params, batch → distances of each pair at the cut (for margin calibration)."""
+  def distances(params, batch):
+    images, _ = _flat_pairs(batch)
+    features = nnx.merge(graphdef, params).extractor(images)
+    d2, _ = pair_statistics(features, batch['same'], normalize=normalize)
+    return jnp.sqrt(d2)
+  return distances
+
+
+def make_eval_step(graphdef, label_key: str):
+  """params, padded batch → (number correct, summed CE, number of real examples)."""
+  def eval_step(params, batch):
+    logits = nnx.merge(graphdef, params)(batch['image']).astype(jnp.float32)
+    labels = batch[label_key]
+    mask = batch['mask'].astype(jnp.float32)
+    correct = ((jnp.argmax(logits, -1) == labels) * mask).sum()
+    ce = (optax.softmax_cross_entropy_with_integer_labels(logits, labels) * mask).sum()
+    return correct, ce, mask.sum()
+  return eval_step

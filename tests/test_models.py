@@ -1,0 +1,80 @@
+"""Split equivalence, layer naming and cut errors of the VGG models."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from privjax import models
+
+
+def _images(n, size, seed=0):
+  return jax.random.uniform(jax.random.key(seed), (n, size, size, 3), minval=0, maxval=255)
+
+
+@pytest.mark.parametrize('cut', ['conv2_1', 'pool3', 'conv4_2', 'pool4', 'fc6', 'fc7'])
+def test_vgg_mini_head_of_extractor_equals_model(cut):
+  model = models.SplitModel('vgg_mini', cut, 3, rngs=nnx.Rngs(0))
+  x = _images(2, 64)
+  features, logits = model.features_and_logits(x)
+  np.testing.assert_array_equal(model(x), model.head(model.extractor(x)))
+  np.testing.assert_array_equal(logits, model(x))
+  assert features.shape[1:] == models.feature_shape(models.get_architecture('vgg_mini'), cut)
+  assert logits.shape == (2, 3)
+
+
+def test_models_cut_at_different_layers_compute_the_same_function():
+  """Moving the cut must not change the network: same weights, same logits."""
+  a = models.SplitModel('vgg_mini', 'conv3_1', 2, rngs=nnx.Rngs(0))
+  b = models.SplitModel('vgg_mini', 'fc7', 2, rngs=nnx.Rngs(1))
+  loaded, skipped = models.load_layer_params(b, models.layer_params(a))
+  assert skipped == [] and 'conv3_1' in loaded and 'classifier' in loaded
+  x = _images(2, 64, seed=3)
+  np.testing.assert_allclose(a(x), b(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('cut', ['conv4_3', 'pool5', 'fc6'])
+def test_vgg16_split_equivalence(cut):
+  model = models.SplitModel('vgg16', cut, 2, rngs=nnx.Rngs(0))
+  names = model.extractor.names + model.head.names
+  assert names[:3] == ('input', 'conv1_1', 'conv1_2')
+  assert names[-4:] == ('pool5', 'fc6', 'fc7', 'classifier')
+  assert model.extractor.names[-1] == cut
+  x = _images(1, 224)
+  np.testing.assert_array_equal(model(x), model.head(model.extractor(x)))
+
+
+def test_vgg16_has_the_papers_parameter_count():
+  model = models.SplitModel('vgg16', 'conv5_3', 1000, rngs=nnx.Rngs(0))
+  n = sum(p.size for p in jax.tree_util.tree_leaves(nnx.state(model, nnx.Param)))
+  assert n == 138_357_544  # VGG-16 configuration D with a 1000-way classifier
+
+
+def test_unknown_cut_lists_valid_names():
+  with pytest.raises(ValueError, match=r"unknown cut layer 'conv9_9'.*valid: conv4_1, conv4_2"):
+    models.SplitModel('vgg16', 'conv9_9', 2, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match='valid: .*conv5_3.*fc7'):
+    models.SplitModel('vgg16', 'conv3_1', 2, rngs=nnx.Rngs(0))  # before conv4_x: not allowed
+
+
+def test_unknown_architecture_lists_valid_names():
+  with pytest.raises(ValueError, match="unknown architecture 'resnet'; valid: vgg16, vgg_mini"):
+    models.SplitModel('resnet', 'fc6', 2, rngs=nnx.Rngs(0))
+
+
+def test_normalization_is_the_extractors_first_op():
+  model = models.SplitModel('vgg_mini', 'conv4_2', 2, rngs=nnx.Rngs(0), mean=(0.1, 0.2, 0.3),
+                            std=(0.5, 0.5, 0.5), channel_order='BGR')
+  x = jnp.full((1, 2, 2, 3), 255.0) * jnp.asarray([1.0, 0.0, 0.0])
+  out = model.extractor.input(x)
+  # BGR reverses channels before normalising: R=255 lands in the last channel.
+  np.testing.assert_allclose(out[0, 0, 0], [(0 - 0.1) / 0.5, (0 - 0.2) / 0.5, (1 - 0.3) / 0.5],
+                             rtol=1e-6)
+
+
+def test_build_head_is_fresh_and_shaped_like_the_head():
+  model = models.SplitModel('vgg_mini', 'conv4_2', 2, rngs=nnx.Rngs(0))
+  head = models.build_head('vgg_mini', 'conv4_2', 7, rngs=nnx.Rngs(5))
+  assert head.names == model.head.names
+  feats = model.extractor(_images(2, 64))
+  assert head(feats).shape == (2, 7)
