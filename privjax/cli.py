@@ -34,7 +34,13 @@ def summary_line(result: dict) -> str:
 
 
 def run_app(main):
-  """absl's app.run, with config-file errors (bad key, bad override) on one line."""
+  """absl's app.run, with config-file errors (bad key, bad override) on one line.
+
+  Library INFO logs (orbax writes several lines per checkpoint) are hidden unless `-v 0` or higher
+  is given; the progress bar and our own summaries go to stdout.
+  """
+  if not any(a.startswith(('-v', '--verbosity')) for a in sys.argv[1:]):
+    sys.argv.append('--verbosity=-1')
   try:
     app.run(main)
   except (KeyError, AttributeError, ValueError) as e:

@@ -37,7 +37,9 @@ class TrainingError(RuntimeError):
 
 
 def data_mesh() -> jax.sharding.Mesh:
-  return jax.make_mesh((jax.device_count(),), ('data',))
+  # Auto axes: XLA propagates the batch sharding through the model (no per-op annotations needed).
+  return jax.make_mesh((jax.device_count(),), ('data',),
+                       axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def check_batch(batch_size: int, name: str = 'batch_size') -> None:

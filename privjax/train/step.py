@@ -70,7 +70,7 @@ def make_train_step(graphdef, tx, contrastive_cfg, *, siamese: bool):
         state['params'], images, labels, batch['same'], state['margin'])
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
     params = optax.apply_updates(state['params'], updates)
-    metrics['grad_norm'] = optax.global_norm(grads)
+    metrics['grad_norm'] = optax.tree.norm(grads)
     new_state = dict(state, params=params, opt_state=opt_state, step=state['step'] + 1)
     return new_state, metrics
 

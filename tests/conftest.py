@@ -1,0 +1,31 @@
+"""Shared fixtures: the tiny synthetic data set, built once per session in a temporary TFDS dir."""
+import os
+
+import pytest
+
+# Tests must never download anything: TFDS's GCS lookups are switched off.
+os.environ.setdefault('TFDS_DISABLE_GCS', '1')
+os.environ.setdefault('NO_GCE_CHECK', 'true')
+
+
+@pytest.fixture(scope='session')
+def tfds_dir(tmp_path_factory):
+  from privjax.data import synthetic_faces
+  path = str(tmp_path_factory.mktemp('tfds'))
+  synthetic_faces.build('tiny', data_dir=path)
+  return path
+
+
+@pytest.fixture
+def tiny_config(tfds_dir):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(
+      'default_config', os.path.join(os.path.dirname(__file__), '..', 'configs', 'default.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+
+  def make(arg='simple,tiny'):
+    config = module.get_config(arg)
+    config.dataset.data_dir = tfds_dir
+    return config
+  return make

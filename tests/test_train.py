@@ -1,0 +1,160 @@
+"""The training loop end to end on the tiny config: learning, checkpoints, resume, refusals."""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from privjax import config as config_lib
+from privjax.data import pipeline
+from privjax.train import checkpoint as ckpt_lib
+from privjax.train import loop
+from privjax.train import step as step_lib
+from privjax import models
+
+ROOT = os.path.join(os.path.dirname(__file__), '..')
+
+
+def _params(workdir):
+  return ckpt_lib.restore_run(workdir)[1]
+
+
+def _snapshot(path):
+  return sorted((os.path.relpath(os.path.join(d, f), path), os.path.getmtime(os.path.join(d, f)))
+                for d, _, files in os.walk(path) for f in files)
+
+
+def test_a_few_steps_on_a_fixed_batch_lower_the_loss(tiny_config):
+  config = tiny_config('siamese,tiny')
+  config.optimizer.lr = 1e-3
+  model = models.model_from_config(config, 2, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(model, nnx.Param)
+  params = nnx.to_pure_dict(params)
+  tx = step_lib.make_optimizer(config.optimizer)
+  state = {'params': params, 'opt_state': tx.init(params), 'step': jnp.int32(0),
+           'margin': jnp.float32(config.contrastive.margin)}
+  step = jax.jit(step_lib.make_train_step(graphdef, tx, config.contrastive, siamese=True))
+  rng = np.random.default_rng(0)
+  batch = {'image': rng.integers(0, 256, (8, 2, 64, 64, 3)).astype(np.uint8),
+           'label': rng.integers(0, 2, (8, 2)).astype(np.int32)}
+  batch['same'] = (batch['label'][:, 0] == batch['label'][:, 1]).astype(np.float32)
+  losses = []
+  for _ in range(30):
+    state, metrics = step(state, batch)
+    losses.append(float(metrics['loss']))
+  assert int(state['step']) == 30
+  assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_train_end_to_end_and_resume_matches_uninterrupted_run(tiny_config, tmp_path):
+  config = tiny_config('siamese,tiny')
+  full = loop.train_and_evaluate(config, str(tmp_path / 'full'))
+  assert full['step'] == config.total_steps
+  assert 0.0 <= full['test_accuracy'] <= 1.0
+  lines = [json.loads(l) for l in open(tmp_path / 'full' / 'metrics.jsonl')]
+  train_lines = [l for l in lines if 'ce' in l]
+  for key in ('ce', 'contrastive', 'feature_norm', 'dist_same', 'dist_diff', 'images_per_sec'):
+    assert key in train_lines[-1]
+  assert any('test_accuracy' in l for l in lines)
+
+  # A run killed after its step-3 checkpoint, then restarted with the same workdir.
+  crashed = tiny_config('siamese,tiny')
+  real_batches = pipeline.pair_batches
+
+  def dying_batches(*args, **kwargs):
+    for i, batch in enumerate(real_batches(*args, **kwargs)):
+      if kwargs.get('start_step', 0) == 0 and i == 4:
+        raise KeyboardInterrupt('simulated kill')
+      yield batch
+
+  pipeline.pair_batches = dying_batches
+  try:
+    with pytest.raises(KeyboardInterrupt):
+      loop.train_and_evaluate(crashed, str(tmp_path / 'resumed'))
+  finally:
+    pipeline.pair_batches = real_batches
+  assert ckpt_lib.Checkpoints(str(tmp_path / 'resumed')).latest_step() == 3
+  resumed = loop.train_and_evaluate(tiny_config('siamese,tiny'), str(tmp_path / 'resumed'))
+  assert resumed['step'] == config.total_steps
+  a, b = _params(str(tmp_path / 'full')), _params(str(tmp_path / 'resumed'))
+  jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), a, b)
+  # keep_checkpoints=2: the step-3 and step-6 checkpoints remain.
+  assert ckpt_lib.Checkpoints(str(tmp_path / 'full')).all_steps() == [3, 6]
+
+
+def test_incompatible_workdir_is_refused_untouched(tiny_config, tmp_path):
+  workdir = str(tmp_path / 'run')
+  loop.train_and_evaluate(tiny_config('simple,tiny'), workdir)
+  before = _snapshot(workdir)
+  other = tiny_config('simple,tiny')
+  other.model.cut = 'pool4'
+  with pytest.raises(ckpt_lib.RunError, match=r"different config \(model.cut: 'conv4_2' -> 'pool4'\)"):
+    loop.train_and_evaluate(other, workdir)
+  assert _snapshot(workdir) == before
+
+
+def test_non_privjax_directory_is_refused(tiny_config, tmp_path):
+  (tmp_path / 'notes.txt').write_text('mine')
+  with pytest.raises(ckpt_lib.RunError, match='not empty and holds no privjax run'):
+    loop.train_and_evaluate(tiny_config(), str(tmp_path))
+  assert os.listdir(tmp_path) == ['notes.txt']
+
+
+@pytest.mark.parametrize('key,value,match', [
+    ('model.cut', 'conv9_9', "unknown cut layer 'conv9_9'"),
+    ('model.arch', 'resnet', "unknown architecture 'resnet'"),
+    ('model.image_size', 32, 'model.image_size=32 but vgg_mini takes 64x64'),
+    ('mode', 'triplet', "mode='triplet' is not valid"),
+    ('dataset.primary', 'age', "label 'age' is not in data set"),
+])
+def test_bad_config_values_fail_before_writing(tiny_config, tmp_path, key, value, match):
+  config = tiny_config()
+  section, _, leaf = key.rpartition('.')
+  (config[section] if section else config)[leaf] = value
+  with pytest.raises((config_lib.ConfigError, pipeline.DataError), match=match):
+    loop.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert not os.path.exists(tmp_path / 'run')
+
+
+def test_image_size_that_does_not_match_the_model():
+  pre = pipeline.Preprocess(size=64, resize=False, center_crop=1.0, flip=False)
+  with pytest.raises(pipeline.DataError, match='images are 32x32 but the model takes 64x64'):
+    pre(np.zeros((32, 32, 3), np.uint8), None)
+  resized = pipeline.Preprocess(size=64, resize=True, center_crop=1.0, flip=False)
+  assert resized(np.zeros((32, 48, 3), np.uint8), None).shape == (64, 64, 3)
+
+
+def test_nan_loss_stops_with_a_clear_error(tiny_config, tmp_path):
+  config = tiny_config('siamese,tiny')
+  config.optimizer.lr = 1e30
+  with pytest.raises(loop.TrainingError, match='non-finite loss between steps'):
+    loop.train_and_evaluate(config, str(tmp_path / 'run'))
+
+
+def _cli(*args):
+  return subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), *args],
+                        capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+def test_train_py_end_to_end_and_one_line_errors(tfds_dir, tmp_path):
+  base = ['--config', 'configs/default.py:tiny', f'--config.dataset.data_dir={tfds_dir}']
+  ok = _cli(*base, '--workdir', str(tmp_path / 'run'))
+  assert ok.returncode == 0, ok.stderr[-2000:]
+  assert 'test_accuracy=' in ok.stdout
+  assert os.path.exists(tmp_path / 'run' / 'checkpoints' / '6')
+
+  misspelt = _cli(*base, '--config.model.cutt=pool4', '--workdir', str(tmp_path / 'x'))
+  assert misspelt.returncode != 0
+  assert 'cutt' in misspelt.stderr and 'Traceback' not in misspelt.stderr
+
+  bad_cut = _cli(*base, '--config.model.cut=conv9_9', '--workdir', str(tmp_path / 'y'))
+  assert bad_cut.returncode == 2
+  assert bad_cut.stderr.strip().splitlines() == [
+      "error: model: unknown cut layer 'conv9_9' for vgg_mini; valid: conv2_1, pool2, conv3_1, "
+      'conv3_2, pool3, conv4_1, conv4_2, pool4, fc6, fc7']
+  assert not os.path.exists(tmp_path / 'x') and not os.path.exists(tmp_path / 'y')
