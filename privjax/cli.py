@@ -16,7 +16,8 @@ def _known_errors():
   from privjax.data.pipeline import DataError
   from privjax.train.checkpoint import RunError
   from privjax.train.loop import TrainingError
-  return (ConfigError, DataError, RunError, TrainingError)
+  from privjax.evaluate.errors import EvalError
+  return (ConfigError, DataError, RunError, TrainingError, EvalError, FileNotFoundError)
 
 
 def run_or_exit(fn):
@@ -33,16 +34,22 @@ def summary_line(result: dict) -> str:
                    for k in keys if k in result)
 
 
+def _parse_flags(argv):
+  """Flag parsing with config-file errors (bad key, bad value, bad override) on one line."""
+  from absl import flags
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, KeyError, AttributeError, ValueError, TypeError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
 def run_app(main):
-  """absl's app.run, with config-file errors (bad key, bad override) on one line.
+  """absl's app.run with one-line flag errors.
 
   Library INFO logs (orbax writes several lines per checkpoint) are hidden unless `-v 0` or higher
   is given; the progress bar and our own summaries go to stdout.
   """
   if not any(a.startswith(('-v', '--verbosity')) for a in sys.argv[1:]):
     sys.argv.append('--verbosity=-1')
-  try:
-    app.run(main)
-  except (KeyError, AttributeError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  app.run(main, flags_parser=_parse_flags)

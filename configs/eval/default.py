@@ -1,0 +1,45 @@
+"""Default privacy evaluation: `python eval.py --workdir RUN [--config configs/eval/default.py[:args]]`.
+
+Arguments after the colon, comma-separated:
+  fast    fewer noise levels and attacker epochs (the README's main job and the notebook)
+  tiny    smallest settings, for tests
+"""
+import ml_collections
+
+
+def get_config(arg: str = ''):
+  args = [a for a in (arg or '').split(',') if a]
+  unknown = [a for a in args if a not in ('fast', 'tiny')]
+  if unknown:
+    raise ValueError(f'unknown eval config argument(s) {unknown}; valid: fast, tiny')
+  c = ml_collections.ConfigDict()
+  c.name = 'default'
+  c.seed = 0
+  # Feature transforms applied on the device before upload ('none' or 'pca:k'), and the variances
+  # of the Gaussian noise added after the transform (the paper's code swept 1e-4 ... 9).
+  c.transforms = ('none', 'pca:32')
+  c.noise_variances = (0.0, 1e-4, 1e-2, 0.1, 1.0, 9.0)
+  c.secrets = ('identity', 'gender')  # a secret equal to the run's primary label is a check
+  c.attackers = ('linear', 'mlp', 'transfer')
+  c.attacker_overrides = ml_collections.ConfigDict()  # e.g. {'mlp': {'max_epochs': 50}}
+  c.pixel_reference = True  # the same attackers (linear, mlp) on raw pixels
+  c.reference_run = ''  # a non-private ('simple') run whose features are attacked the same way
+  c.probe = True  # a fresh linear probe for the primary task on the transformed features
+  c.rank_privacy = True
+  c.reconstruction = ml_collections.ConfigDict()
+  c.reconstruction.enabled = True
+  c.reconstruction.steps = 1500
+  c.reconstruction.batch_size = 64
+  c.batch_size = 256  # feature-extraction batch
+  if 'fast' in args or 'tiny' in args:
+    c.noise_variances = (0.0, 0.1, 1.0, 9.0)
+    c.reconstruction.steps = 600
+  if 'tiny' in args:
+    c.transforms = ('none', 'pca:4')
+    c.noise_variances = (0.0, 1.0)
+    c.attackers = ('linear', 'transfer')
+    c.attacker_overrides = ml_collections.ConfigDict({'transfer': {'max_epochs': 3},
+                                                      'linear': {'max_iter': 30}})
+    c.reconstruction.steps = 20
+    c.batch_size = 32
+  return c

@@ -1,0 +1,1 @@
+"""Privacy evaluation of trained runs: frozen features (`features`) and the protocol (`protocol`)."""

@@ -1,0 +1,101 @@
+"""Frozen cut features of a trained run: restore, extract (jit, batched) and cache.
+
+What lives here: `load_run` (a run's config, parameters and model from its orbax checkpoint, nothing
+else), `extract` (features, logits and labels of one split, cached on disk under
+`RUN/eval/cache/step_<S>/<split>.npz` so a second evaluation does not recompute them) and
+`split_images` (the raw pixels, the attacker's reference input).
+Must not import privjax.attacks or privjax.report: features flow from here to them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from privjax import models
+from privjax.data import pipeline
+from privjax.train import checkpoint as ckpt_lib
+
+try:
+  import tqdm
+except ImportError:
+  tqdm = None
+
+
+@dataclasses.dataclass
+class Run:
+  workdir: str
+  step: int
+  config: ml_collections.ConfigDict
+  model: models.SplitModel
+  margin: float
+  builder: object
+
+  @property
+  def cache_dir(self) -> str:
+    return os.path.join(self.workdir, 'eval', 'cache', f'step_{self.step}')
+
+
+def load_run(workdir: str, step: int | None = None, *, data_dir: str | None = None) -> Run:
+  """Restores the parameters and config of `workdir` at `step` (default: latest)."""
+  step, params, meta, config_dict = ckpt_lib.restore_run(workdir, step)
+  config = ml_collections.ConfigDict(config_dict)
+  if data_dir is not None:
+    config.dataset.data_dir = data_dir
+  builder = pipeline.get_builder(config.dataset)
+  num_classes = pipeline.label_num_classes(builder, config.dataset.primary)
+  model = models.model_from_config(config, num_classes, rngs=nnx.Rngs(0))
+  nnx.update(model, nnx.State(params))
+  return Run(workdir, step, config, model, float(meta['margin']), builder)
+
+
+def _progress(iterable, total, desc):
+  return tqdm.tqdm(iterable, total=total, desc=desc, unit='batch', leave=False) if tqdm else iterable
+
+
+def extract(run: Run, split: str, *, batch_size: int | None = None, cache: bool = True) -> dict:
+  """{'features': [N, *cut_shape] float32, 'logits': [N, C], <label>: [N] ...} for `split`."""
+  path = os.path.join(run.cache_dir, f'{split}.npz')
+  if cache and os.path.exists(path):
+    with np.load(path) as data:
+      return dict(data)
+  data = load_split_features(run.model, run.config, pipeline.load_split(run.builder, split),
+                             batch_size=batch_size or run.config.eval_batch_size)
+  if cache and jax.process_index() == 0:
+    os.makedirs(run.cache_dir, exist_ok=True)
+    tmp = path + '.tmp.npz'
+    np.savez(tmp, **data)
+    os.replace(tmp, path)
+  return data
+
+
+def load_split_features(model, config, split: pipeline.Split, *, batch_size: int) -> dict:
+  graphdef, params = nnx.split(model)
+
+  @jax.jit
+  def features_and_logits(params, images):
+    return nnx.merge(graphdef, params).features_and_logits(images)
+
+  preprocess = pipeline.preprocess_from_config(config, train=False)
+  batches = pipeline.eval_batches(split, batch_size, preprocess, threads=config.data_threads)
+  features, logits = [], []
+  num_batches = -(-len(split) // batch_size)
+  for batch in _progress(batches, num_batches, f'features {split.name}'):
+    f, l = features_and_logits(params, batch['image'])
+    keep = np.asarray(batch['mask'])
+    features.append(np.asarray(f, np.float32)[keep])
+    logits.append(np.asarray(l, np.float32)[keep])
+  out = {'features': np.concatenate(features), 'logits': np.concatenate(logits)}
+  out.update({k: np.asarray(v) for k, v in split.labels.items()})
+  return out
+
+
+def split_images(builder, config, split: str) -> np.ndarray:
+  """All images of `split`, preprocessed as for evaluation: uint8 [N, S, S, 3]."""
+  data = pipeline.load_split(builder, split)
+  preprocess = pipeline.preprocess_from_config(config, train=False)
+  return np.stack([preprocess(data.source[i]['image'], None) for i in range(len(data))])

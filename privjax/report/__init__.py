@@ -1,0 +1,1 @@
+"""Reports: `tables` (report.json, report.md, comparisons) and `plots` (privacy–accuracy curves)."""

@@ -1,0 +1,46 @@
+"""Privacy–accuracy plots over the noise sweep, one curve per run and transform (PNG, matplotlib Agg).
+
+Must not import jax: it reads report dicts only.
+"""
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def privacy_accuracy_plots(reports: list[dict], out_dir: str, names: list[str] | None = None):
+  names = names or [f'{r["mode"]} ({r["cut"]})' for r in reports]
+  os.makedirs(out_dir, exist_ok=True)
+  secret = reports[0]['secrets'][0]
+  panels = [
+      (f'{secret} top-1 of the strongest attacker (%)',
+       lambda e: 100 * e['attacks'][secret]['top1']),
+      ('rank privacy: mean normalised rank', lambda e: e['rank_privacy']['mean_normalized_rank']),
+  ]
+  fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5))
+  for ax, (label, fn) in zip(axes, panels):
+    for report, name in zip(reports, names):
+      for transform in dict.fromkeys(e['transform'] for e in report['sweep']):
+        entries = [e for e in report['sweep'] if e['transform'] == transform]
+        try:
+          xs = [fn(e) for e in entries]
+        except KeyError:
+          continue
+        ys = [100 * e['primary_head_accuracy'] for e in entries]
+        ax.plot(xs, ys, marker='o', label=f'{name}, {transform}')
+        for x, y, e in zip(xs, ys, entries):
+          ax.annotate(f'{e["noise_variance"]:g}', (x, y), fontsize=7, alpha=0.7)
+    ax.set_xlabel(label)
+    ax.set_ylabel(f'{reports[0]["primary"]} accuracy of the cloud head (%)')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  fig.suptitle('Privacy vs accuracy over the noise sweep (labels: noise σ²)')
+  fig.tight_layout()
+  path = os.path.join(out_dir, 'privacy_accuracy.png')
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return {'privacy_accuracy_plot': path}
