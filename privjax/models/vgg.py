@@ -220,33 +220,38 @@ def build_head(arch: str, cut: str, num_classes: int, *, rngs: nnx.Rngs, dtype=N
                             dtype=dtype, rngs=rngs))
 
 
-def layer_params(model: SplitModel) -> dict[str, nnx.State]:
-  """Parameters keyed by layer name, independent of where the model is cut."""
+def layer_params(model: SplitModel) -> dict[str, dict]:
+  """Parameters as pure dicts keyed by layer name, independent of where the model is cut."""
   out = {}
   for stack in (model.extractor, model.head):
     for name in stack.names:
-      state = nnx.state(getattr(stack, name), nnx.Param)
-      if jax.tree_util.tree_leaves(state):
-        out[name] = state
+      params = nnx.to_pure_dict(nnx.state(getattr(stack, name), nnx.Param))
+      if jax.tree_util.tree_leaves(params):
+        out[name] = params
   return out
 
 
-def load_layer_params(model: SplitModel, params: dict[str, nnx.State]) -> tuple[list[str], list[str]]:
-  """Copies matching layers (same name and shapes) into `model`; returns (loaded, skipped) names."""
+def load_layer_params(model: SplitModel, params: dict[str, dict]) -> tuple[list[str], list[str]]:
+  """Copies layers with the same name and shapes into `model`; returns (loaded, not loaded) names.
+
+  `params` maps layer names to pure dicts as returned by `layer_params` (or a weight importer).
+  """
   loaded, skipped = [], []
   for stack in (model.extractor, model.head):
     for name in stack.names:
       layer = getattr(stack, name)
       target = nnx.state(layer, nnx.Param)
-      if not jax.tree_util.tree_leaves(target):
+      pure = nnx.to_pure_dict(target)
+      if not jax.tree_util.tree_leaves(pure):
         continue
       source = params.get(name)
       same = source is not None and (
-          jax.tree_util.tree_structure(source) == jax.tree_util.tree_structure(target) and all(
+          jax.tree_util.tree_structure(source) == jax.tree_util.tree_structure(pure) and all(
               jnp.shape(a) == jnp.shape(b) for a, b in zip(jax.tree_util.tree_leaves(source),
-                                                          jax.tree_util.tree_leaves(target))))
+                                                          jax.tree_util.tree_leaves(pure))))
       if same:
-        nnx.update(layer, source)
+        nnx.replace_by_pure_dict(target, jax.tree_util.tree_map(jnp.asarray, source))
+        nnx.update(layer, target)
         loaded.append(name)
       else:
         skipped.append(name)

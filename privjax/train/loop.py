@@ -59,8 +59,11 @@ def init_params_from_run(model, run_dir: str) -> tuple[list[str], list[str]]:
   by_layer = {}
   for group in params.values():
     by_layer.update(group)
-  state_by_layer = {name: nnx.State(tree) for name, tree in by_layer.items()}
-  return models.load_layer_params(model, state_by_layer)
+  loaded, skipped = models.load_layer_params(model, by_layer)
+  if not loaded:
+    raise ckpt_lib.RunError(f'init_from={run_dir}: no layer matches this model '
+                            f'(its layers: {", ".join(sorted(by_layer))})')
+  return loaded, skipped
 
 
 def evaluate_primary(eval_step, params, split, config, sharding, label_key) -> dict[str, float]:
@@ -111,7 +114,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   model = build_model(config, num_classes, config.seed)
   if config.init_from and not resuming:
     loaded, skipped = init_params_from_run(model, config.init_from)
-    logging.info('init_from %s: loaded %s; re-initialised %s', config.init_from, loaded, skipped)
+    if jax.process_index() == 0:
+      print(f'init_from {config.init_from}: loaded {", ".join(loaded)}'
+            + (f'; re-initialised {", ".join(skipped)}' if skipped else ''), flush=True)
   graphdef, params = nnx.split(model, nnx.Param)
   params = nnx.to_pure_dict(params)
   tx = step_lib.make_optimizer(config.optimizer)
