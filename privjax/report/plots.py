@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
+# The object API (no pyplot) draws off-screen without switching the caller's backend, so a
+# notebook's inline plots keep working after a report is written.
+from matplotlib.figure import Figure
 
 
 def privacy_accuracy_plots(reports: list[dict], out_dir: str, names: list[str] | None = None):
@@ -21,7 +20,8 @@ def privacy_accuracy_plots(reports: list[dict], out_dir: str, names: list[str] |
        lambda e: 100 * e['attacks'][secret]['top1']),
       ('rank privacy: mean normalised rank', lambda e: e['rank_privacy']['mean_normalized_rank']),
   ]
-  fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5))
+  fig = Figure(figsize=(6 * len(panels), 4.5))
+  axes = fig.subplots(1, len(panels))
   for ax, (label, fn) in zip(axes, panels):
     for report, name in zip(reports, names):
       for transform in dict.fromkeys(e['transform'] for e in report['sweep']):
@@ -42,5 +42,4 @@ def privacy_accuracy_plots(reports: list[dict], out_dir: str, names: list[str] |
   fig.tight_layout()
   path = os.path.join(out_dir, 'privacy_accuracy.png')
   fig.savefig(path, dpi=110)
-  plt.close(fig)
   return {'privacy_accuracy_plot': path}
