@@ -22,9 +22,12 @@ from PIL import Image
 from privjax.data.pairs import PairSampler
 
 # Data sets defined in privjax; importing the module registers the builder with TFDS.
-# `generated` ones are made locally, so they are prepared on first use; others must be prepared by
-# the user (they may need a download or manual files).
-BUILDERS = {'synthetic_faces': ('privjax.data.synthetic_faces', True)}
+# `generated` ones are prepared on first use (made locally, or from `dataset.manual_dir` files or a
+# download, with a one-line error when those are missing); others must be prepared by the user.
+BUILDERS = {'synthetic_faces': ('privjax.data.synthetic_faces', True),
+            'image_folder': ('privjax.data.image_folder', True),
+            'celeba_faces': ('privjax.data.celeba', True),
+            'lfw_faces': ('privjax.data.lfw', True)}
 
 
 class DataError(ValueError):
@@ -37,9 +40,13 @@ def get_builder(dataset_cfg) -> tfds.core.DatasetBuilder:
   if module:
     importlib.import_module(module)
   data_dir = dataset_cfg.data_dir or None
+  # Optional: builder parameters (e.g. image_folder's csv) and TFDS's manual-download folder.
+  kwargs = dict(dataset_cfg.get('builder_kwargs') or {})
   try:
     builder = tfds.builder(f'{name}/{dataset_cfg.config}' if dataset_cfg.config else name,
-                           data_dir=data_dir)
+                           data_dir=data_dir, **kwargs)
+  except DataError as e:  # a builder's own message about its kwargs, after TFDS's call context
+    raise DataError(str(e).split('}": ', 1)[-1]) from None
   except Exception as e:  # TFDS raises several types for unknown names and configs.
     raise DataError(f'cannot open data set {name!r} config {dataset_cfg.config!r}: '
                     f'{str(e).splitlines()[0]}') from None
@@ -47,7 +54,9 @@ def get_builder(dataset_cfg) -> tfds.core.DatasetBuilder:
     if not generated:
       raise DataError(f'data set {name} is not prepared in {builder.data_dir}; prepare it first '
                       '(see the README section on real data)')
-    builder.download_and_prepare(file_format='array_record')
+    download = tfds.download.DownloadConfig(manual_dir=dataset_cfg.get('manual_dir') or None,
+                                            try_download_gcs=False)  # none of ours is on GCS
+    builder.download_and_prepare(file_format='array_record', download_config=download)
   return builder
 
 
@@ -138,19 +147,23 @@ def _read_options(threads: int) -> grain.ReadOptions:
 
 def pair_batches(split: Split, label_key: str, batch_size: int, preprocess: Preprocess, *,
                  seed: int, start_step: int = 0, num_steps: int | None = None,
-                 threads: int = 2) -> Iterator[dict]:
+                 threads: int = 2, rows: tuple[int, int] | None = None) -> Iterator[dict]:
   """Batches {'image': uint8 [B,2,S,S,3], 'label': [B,2], 'same': [B]}.
 
   Both images of a pair sit in one row so that a data-parallel shard holds whole pairs; the step
   reshapes to one batch of 2B images.
 
   Batch `s` depends only on (seed, s), so resuming at `start_step` reproduces the uninterrupted run.
+  `rows=(first, count)` yields only those rows of each global batch of `batch_size` (one process's
+  share in multi-host training): together the processes load each global batch exactly once.
   """
   sampler = PairSampler(split.labels[label_key], seed)
   labels = split.labels[label_key]
-  stop = None if num_steps is None else (start_step + num_steps) * batch_size
+  first, count = rows if rows is not None else (0, batch_size)
+  stop = None if num_steps is None else (start_step + num_steps) * count
 
-  def load(i):
+  def load(k):
+    i = (k // count) * batch_size + first + k % count  # this process's k-th → global example
     a, b, same = sampler[i]
     rng = np.random.default_rng((seed, int(i), 1))
     return (preprocess(split.source[a]['image'], rng), preprocess(split.source[b]['image'], rng),
@@ -164,8 +177,8 @@ def pair_batches(split: Split, label_key: str, batch_size: int, preprocess: Prep
 
   # A lazily-indexed range keeps the map random-access; grain runs `load` on worker threads ahead
   # of the training step.
-  ds = grain.MapDataset.range(start_step * batch_size, stop if stop is not None else 2**62)
-  ds = ds.map(load).batch(batch_size, drop_remainder=True, batch_fn=collate)
+  ds = grain.MapDataset.range(start_step * count, stop if stop is not None else 2**62)
+  ds = ds.map(load).batch(count, drop_remainder=True, batch_fn=collate)
   return iter(ds.to_iter_dataset(_read_options(threads)))
 
 

@@ -6,7 +6,8 @@ What lives here:
   with per-identity facial traits, per-image nuisance (pose, scale, lighting,
   expression, background, glasses/hat occluders, sensor noise) and the labels
   ``identity``, ``gender`` (fixed per identity) and ``smiling`` (per image).
-* ``identity_groups`` / ``split_indices`` -- the paper's protocol split:
+* ``identity_groups`` / ``split_indices`` -- the paper's protocol split
+  (the mechanism every face builder shares, ``privjax.data.splits``):
   model-owner identities (``train`` / ``test`` are disjoint *people*) versus
   attacker identities (``attacker_train`` / ``attacker_test`` hold the *same*
   people, disjoint images: closed-set re-identification).
@@ -41,6 +42,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 from tensorflow_datasets.core import utils as tfds_utils
 
+from privjax.data import splits
+
 # Bump together with SyntheticFaces.VERSION whenever the rendered pixels or the
 # split assignment change, so that stale prepared data is never reused.
 _GENERATOR_VERSION = 1
@@ -53,10 +56,10 @@ DEFAULT_NUM_IDENTITIES = 200
 DEFAULT_IMAGES_PER_IDENTITY = 40
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_SEED = 0
-DEFAULT_OWNER_FRACTION = 0.5
-DEFAULT_OWNER_TEST_FRACTION = 0.25
+DEFAULT_OWNER_FRACTION = splits.DEFAULT_OWNER_FRACTION
+DEFAULT_OWNER_TEST_FRACTION = splits.DEFAULT_OWNER_TEST_FRACTION
 
-SPLITS = ('train', 'test', 'attacker_train', 'attacker_test')
+SPLITS = splits.SPLITS
 
 # Stream tags keep the random streams of different concerns independent, so
 # e.g. changing images_per_identity does not re-draw who is male or female.
@@ -615,23 +618,18 @@ def generate_faces(num_identities: int, images_per_identity: int,
 # ---------------------------------------------------------------------------
 
 
-def _round(x: float) -> int:
-  return int(math.floor(x + 0.5))  # half-up: no banker's rounding surprises
-
-
 def identity_groups(num_identities: int, seed: int, gender: np.ndarray | None = None,
                     owner_fraction: float = DEFAULT_OWNER_FRACTION,
                     owner_test_fraction: float = DEFAULT_OWNER_TEST_FRACTION,
                     ) -> dict[str, list[int]]:
-  """Disjoint, gender-stratified identity groups of the paper's protocol.
+  """Disjoint, gender-stratified identity groups of the paper's protocol (`splits`).
 
   Returns {'owner_train', 'owner_test', 'attacker'}: sorted lists of identity
   ids covering 0..num_identities-1.  `gender` is per identity (or per image,
   ordered by identity as `generate_faces` returns it); by default it is the
   gender `generate_faces` assigns for this seed.
   """
-  if not 0.0 < owner_fraction < 1.0 or not 0.0 < owner_test_fraction < 1.0:
-    raise ValueError('fractions must lie strictly between 0 and 1')
+  splits.check_fractions(owner_fraction, owner_test_fraction)
   if gender is None:
     gender = identity_genders(num_identities, seed)
   gender = np.asarray(gender).reshape(-1)
@@ -642,25 +640,8 @@ def identity_groups(num_identities: int, seed: int, gender: np.ndarray | None = 
     if np.any(per_id != per_id[:, :1]):
       raise ValueError('per-image gender must be constant per identity (identity-ordered)')
     gender = per_id[:, 0]
-  r = _rng(seed, _STREAM_SPLIT)
-  # Stratify: shuffle each gender, then interleave them by relative rank so
-  # that every prefix of `order` is gender-balanced (to +-1 per gender).
-  keys = np.empty(num_identities)
-  for g in np.unique(gender):
-    ids = np.flatnonzero(gender == g)
-    keys[r.permutation(ids)] = (np.arange(ids.size) + 0.5) / ids.size
-  order = np.lexsort((gender, keys))
-  n_owner = _round(owner_fraction * num_identities)
-  n_test = _round(owner_test_fraction * n_owner)
-  groups = {
-      'owner_test': order[:n_test],
-      'owner_train': order[n_test:n_owner],
-      'attacker': order[n_owner:],
-  }
-  for k, ids in groups.items():
-    if ids.size == 0:
-      raise ValueError(f'identity group {k!r} is empty; use more identities')
-  return {k: sorted(int(i) for i in groups[k]) for k in ('owner_train', 'owner_test', 'attacker')}
+  return splits.identity_groups(gender, _rng(seed, _STREAM_SPLIT), owner_fraction=owner_fraction,
+                                owner_test_fraction=owner_test_fraction)
 
 
 def split_indices(num_identities: int, images_per_identity: int, seed: int,
@@ -677,19 +658,8 @@ def split_indices(num_identities: int, images_per_identity: int, seed: int,
   if images_per_identity < 2:
     raise ValueError('attacker splits need >= 2 images per identity')
   groups = identity_groups(num_identities, seed, None, owner_fraction, owner_test_fraction)
-  ipi = images_per_identity
-  rows = lambda ids: (np.asarray(ids, np.int64)[:, None] * ipi + np.arange(ipi)).reshape(-1)
-  att = np.asarray(groups['attacker'], np.int64)
-  r = _rng(seed, _STREAM_SPLIT, 1)
-  perm = np.argsort(r.random((att.size, ipi)), axis=1, kind='stable')
-  n_tr = ipi - ipi // 2
-  base = att[:, None] * ipi
-  return {
-      'train': rows(groups['owner_train']),
-      'test': rows(groups['owner_test']),
-      'attacker_train': np.sort((base + perm[:, :n_tr]).reshape(-1)),
-      'attacker_test': np.sort((base + perm[:, n_tr:]).reshape(-1)),
-  }
+  identity = np.repeat(np.arange(num_identities), images_per_identity)
+  return splits.split_rows(identity, groups, _rng(seed, _STREAM_SPLIT, 1))
 
 
 # ---------------------------------------------------------------------------

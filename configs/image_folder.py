@@ -1,0 +1,60 @@
+r"""Your own face photos: `vgg_mini` at 64x64 on an `image_folder` data set (a CSV of photos).
+
+  python train.py --config configs/image_folder.py:simple,csv=/path/to/faces.csv \
+      --workdir runs/mine/simple
+  python train.py --config configs/image_folder.py:siamese,csv=/path/to/faces.csv \
+      --workdir runs/mine/siamese --config.init_from=runs/mine/simple
+
+The CSV has a header line and the columns `path` (image file, relative to the CSV's folder; any
+size and format Pillow reads), `identity` (who is pictured) and attribute columns such as
+`gender` (string or integer values; strings become class indices in sorted order).  The photos are
+prepared once into the TFDS data dir (centre square, resized to model.image_size, PNG); missing or
+unreadable files are reported and skipped.  Editing the CSV prepares a new data set.
+
+Arguments after the colon, comma-separated: those of configs/default.py (simple | siamese,
+calibrated, normalized, tiny) plus
+  csv=PATH        the CSV (or --config.dataset.builder_kwargs.csv=PATH, e.g. for a path with commas)
+  primary=COLUMN  the model owner's task, default gender (--config.dataset.primary)
+  attributes=A+B  further columns to include as labels, e.g. smiling to attack it
+Other data set parameters are --config.dataset.builder_kwargs.KEY=VALUE overrides: crop_fraction
+(fraction of the shorter side kept, default 1.0), seed, owner_fraction, owner_test_fraction,
+min_images_per_identity (attacker identities need that many photos; others stay on the owner side)
+and prefix (a readable start of the prepared data set's name).
+"""
+import importlib.util
+import os
+
+import ml_collections
+
+
+def _default_module():
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'default.py')
+  spec = importlib.util.spec_from_file_location('privjax_configs_default', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_config(arg: str = ''):
+  args = [a for a in (arg or '').split(',') if a]
+  options = dict(a.split('=', 1) for a in args if '=' in a)
+  unknown = sorted(set(options) - {'csv', 'primary', 'attributes'})
+  if unknown:
+    raise ValueError(f'unknown config argument(s) {unknown}; valid KEY=VALUE: csv, primary, '
+                     'attributes (and the flags of configs/default.py)')
+  c = _default_module().get_config(','.join(a for a in args if '=' not in a))
+  c.dataset.name = 'image_folder'
+  c.dataset.config = ''  # named by the builder from the CSV's content and the parameters
+  c.dataset.primary = options.get('primary', 'gender')
+  k = c.dataset.builder_kwargs = ml_collections.ConfigDict()
+  k.csv = options.get('csv', '')
+  k.prefix = ''
+  k.primary = c.dataset.get_ref('primary')  # the data set's task follows the training task
+  k.attributes = tuple(a for a in options.get('attributes', '').split('+') if a)
+  k.image_size = c.model.get_ref('image_size')  # stored at the model's size: no resizing
+  k.crop_fraction = 1.0
+  k.seed = 0
+  k.owner_fraction = 0.5
+  k.owner_test_fraction = 0.25
+  k.min_images_per_identity = 4
+  return c
