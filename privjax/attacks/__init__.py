@@ -1,0 +1,45 @@
+"""Attackers on frozen intermediate features (privacy evaluation).
+
+Families: ``linear`` (softmax regression, L-BFGS), ``mlp``, ``transfer``
+(re-train the layers after the cut, the paper's attacker) and the
+reconstruction decoder. Everything here works on plain arrays and must not
+import ``privjax.train`` or ``privjax.data``.
+"""
+
+from privjax.attacks.common import (
+    AttackResult,
+    Attacker,
+    ClassMap,
+    Standardizer,
+    evaluate_attacker,
+    fit_standardizer,
+    train_val_split,
+)
+from privjax.attacks.linear import LinearAttacker, fit_linear
+from privjax.attacks.mlp import MLP, fit_mlp, mlp_factory
+from privjax.attacks.reconstruction import Decoder, fit_decoder, save_image_grid
+from privjax.attacks.registry import ATTACKERS, run_attack, strongest
+from privjax.attacks.transfer import ModuleAttacker, fit_module
+
+__all__ = [
+    "ATTACKERS",
+    "AttackResult",
+    "Attacker",
+    "ClassMap",
+    "Decoder",
+    "LinearAttacker",
+    "MLP",
+    "ModuleAttacker",
+    "Standardizer",
+    "evaluate_attacker",
+    "fit_decoder",
+    "fit_linear",
+    "fit_mlp",
+    "fit_module",
+    "fit_standardizer",
+    "mlp_factory",
+    "run_attack",
+    "save_image_grid",
+    "strongest",
+    "train_val_split",
+]
