@@ -1,0 +1,299 @@
+r"""The device side of a split model as a portable, versioned artifact (StableHLO via `jax.export`).
+
+  python -m privjax.export --workdir RUN --out DIR [--step N] [--pca_k K] [--noise_variance V] \
+      [--batch_size B] [--input_dtype uint8|float32] [--platforms cpu,cuda] [--tflite]
+
+What lives here: `export_extractor`, which serialises pixels -> extractor (its `Normalize` input
+layer included, so it takes raw 0..255 RGB pixels [B, S, S, 3]) -> optional frozen PCA projection ->
+optional Gaussian noise, and writes to the output directory
+  extractor.bin      `jax.export` serialisation (StableHLO with the weights as constants)
+  manifest.json      format version, privjax/jax versions, arch, cut, checkpoint step, input and
+                     output shapes and dtypes, normalisation, PCA k, noise variance
+  load_extractor.py  `load_exported`'s source: an application needs it and jax, not privjax;
+`load_exported` itself; and `export_run`, the command (restore a run, fit or reuse the evaluation's
+PCA, export).
+
+Noise: with noise_variance > 0 the function takes a second argument, `key`, uint32[2]: the raw data
+of a threefry2x32 PRNG key. Draw it afresh from a secure source for every call
+(`numpy.frombuffer(os.urandom(8), numpy.uint32)`): two uploads made with the same key carry the same
+noise, so their difference is noise-free. All examples of a batch get independent noise.
+With noise_variance == 0 there is no key argument: the artifact equals one exported without noise.
+
+Must not import privjax.train.loop (exporting never trains); `load_exported` must not use privjax.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+from absl import app, flags
+from flax import nnx
+
+import privjax
+from privjax import cli, models
+from privjax.config import ConfigError
+from privjax.evaluate import features as features_lib
+from privjax.privacy import transforms
+from privjax.train import checkpoint as ckpt_lib
+
+FORMAT = 'privjax-extractor'
+FORMAT_VERSION = 1  # bump when the calling convention or the manifest's meaning changes
+ARTIFACT = 'extractor.bin'
+MANIFEST = 'manifest.json'
+LOADER = 'load_extractor.py'
+INPUT_DTYPES = ('uint8', 'float32')
+
+
+def load_exported(path):
+  """`load_exported(dir)(pixels[, key]) -> features` for an artifact written by `export_extractor`.
+
+  Needs only jax (with its optional dependency flatbuffers) and the standard library: copy this
+  function into an application as it is. `path` is the artifact directory or its extractor.bin.
+  The function takes pixels of the manifest's input shape and dtype (raw 0..255 RGB values) and,
+  when the artifact adds noise, a uint32[2] key that must be new for every call; the manifest is
+  its `.manifest` attribute.
+  """
+  import json
+  import os
+
+  import jax
+
+  directory = path if os.path.isdir(path) else os.path.dirname(path) or '.'
+  with open(os.path.join(directory, 'manifest.json')) as f:
+    manifest = json.load(f)
+  if manifest.get('format') != 'privjax-extractor' or manifest.get('format_version') != 1:
+    raise ValueError(f'{directory} holds no privjax extractor of format version 1 (manifest: '
+                     f'{manifest.get("format")} version {manifest.get("format_version")})')
+  with open(os.path.join(directory, manifest['artifact']), 'rb') as f:
+    exported = jax.export.deserialize(bytearray(f.read()))
+
+  def extractor(*args):
+    return exported.call(*args)
+
+  extractor.manifest = manifest
+  return extractor
+
+
+def _shape(dims) -> list:
+  return [d if isinstance(d, int) else str(d) for d in dims]
+
+
+def _device_function(model: models.SplitModel, pca, noise_variance: float):
+  graphdef, state = nnx.split(model.extractor)
+
+  def features(pixels):
+    z = nnx.merge(graphdef, state)(pixels)
+    return z if pca is None else pca.apply(z)
+
+  if noise_variance == 0:
+    return features
+
+  def noisy_features(pixels, key):
+    key = jax.random.wrap_key_data(key, impl='threefry2x32')
+    return transforms.add_gaussian_noise(key, features(pixels), noise_variance)
+
+  return noisy_features
+
+
+def _check_request(noise_variance, batch_size, input_dtype, platforms, tflite):
+  if not math.isfinite(noise_variance) or noise_variance < 0:
+    raise ConfigError(f'noise variance must be finite and >= 0, got {noise_variance}')
+  if batch_size is not None and batch_size < 1:
+    raise ConfigError(f'batch size must be positive (or None for any batch), got {batch_size}')
+  if input_dtype not in INPUT_DTYPES:
+    raise ConfigError(f'input dtype {input_dtype!r} is not valid; choose one of: '
+                      f'{", ".join(INPUT_DTYPES)}')
+  if not platforms:
+    raise ConfigError('give at least one platform (cpu, cuda, rocm, tpu)')
+  if tflite:
+    _require_tensorflow()
+
+
+def _check_pca(model, pca):
+  shape = models.feature_shape(models.get_architecture(model.arch), model.cut)
+  if pca is not None and pca.dim != math.prod(shape):
+    raise ConfigError(f'the PCA projects {pca.dim} features but cut {model.cut} of {model.arch} '
+                      f'has {math.prod(shape)} ({"x".join(map(str, shape))})')
+
+
+def _resolve(run_workdir_or_model, step, data_dir):
+  """(model, checkpoint step or None, run name or None) of a workdir, a loaded Run or a model."""
+  if isinstance(run_workdir_or_model, (str, os.PathLike)):
+    run_workdir_or_model = features_lib.load_run(os.fspath(run_workdir_or_model), step,
+                                                 data_dir=data_dir)
+  if isinstance(run_workdir_or_model, features_lib.Run):
+    run = run_workdir_or_model
+    return run.model, run.step, os.path.basename(os.path.abspath(run.workdir))
+  if isinstance(run_workdir_or_model, models.SplitModel):
+    return run_workdir_or_model, None, None
+  raise TypeError(f'expected a run workdir, a privjax.evaluate.features.Run or a SplitModel, got '
+                  f'{type(run_workdir_or_model).__name__}')
+
+
+def export_extractor(run_workdir_or_model, out_path: str, *, pca=None, noise_variance: float = 0.0,
+                     batch_size: int | None = None, platforms=('cpu',), input_dtype: str = 'uint8',
+                     step: int | None = None, data_dir: str | None = None,
+                     tflite: bool = False) -> dict:
+  """Writes the device-side artifact to directory `out_path`; returns its manifest.
+
+  `run_workdir_or_model`: a run's workdir (restored at `step`, default latest), a loaded
+  `features.Run` or a `SplitModel`. `pca`: a fitted `transforms.PCA` of this cut's features or
+  None.
+  `batch_size=None` exports a symbolic batch dimension: one artifact serves any batch size.
+  `tflite=True` also writes extractor.tflite through jax2tf and TensorFlow; without TensorFlow that
+  is an error, raised before anything is written.
+  """
+  noise_variance = float(noise_variance)
+  _check_request(noise_variance, batch_size, input_dtype, platforms, tflite)
+  model, ckpt_step, run_name = _resolve(run_workdir_or_model, step, data_dir)
+  _check_pca(model, pca)
+  size = models.get_architecture(model.arch).image_size
+  batch = jax.export.symbolic_shape('batch')[0] if batch_size is None else batch_size
+  specs = [jax.ShapeDtypeStruct((batch, size, size, 3), jnp.dtype(input_dtype))]
+  if noise_variance > 0:
+    specs.append(jax.ShapeDtypeStruct((2,), jnp.uint32))
+  fn = _device_function(model, pca, noise_variance)
+  exported = jax.export.export(jax.jit(fn), platforms=tuple(platforms))(*specs)
+
+  normalize = model.extractor.input
+  inputs = [{'name': 'pixels', 'shape': _shape(specs[0].shape), 'dtype': input_dtype,
+             'range': '0..255, RGB, NHWC'}]
+  if noise_variance > 0:
+    inputs.append({'name': 'key', 'shape': [2], 'dtype': 'uint32',
+                   'meaning': 'threefry2x32 key data; draw afresh for every call'})
+  out_aval = exported.out_avals[0]
+  manifest = {
+      'format': FORMAT, 'format_version': FORMAT_VERSION, 'artifact': ARTIFACT,
+      'privjax_version': privjax.__version__, 'jax_version': jax.__version__,
+      'calling_convention_version': exported.calling_convention_version,
+      'platforms': list(exported.platforms),
+      'arch': model.arch, 'cut': model.cut, 'checkpoint_step': ckpt_step, 'run': run_name,
+      'inputs': inputs,
+      'output': {'shape': _shape(out_aval.shape), 'dtype': str(out_aval.dtype)},
+      'cut_feature_shape': list(models.feature_shape(models.get_architecture(model.arch),
+                                                     model.cut)),
+      'pca_k': None if pca is None else pca.k, 'noise_variance': noise_variance,
+      'normalization': {'mean': list(normalize.mean), 'std': list(normalize.std),
+                        'channel_order': normalize.channel_order,
+                        'formula': '(x / 255 - mean) / std, x = the RGB pixels in channel_order'},
+  }
+  os.makedirs(out_path, exist_ok=True)
+  with open(os.path.join(out_path, ARTIFACT), 'wb') as f:
+    f.write(exported.serialize())
+  with open(os.path.join(out_path, LOADER), 'w') as f:
+    f.write(f'"""Loads a privjax extractor ({FORMAT} version {FORMAT_VERSION}); needs jax only."""'
+            f'\n\n\n{inspect.getsource(load_exported)}')
+  if tflite:
+    manifest['tflite'] = _write_tflite(fn, specs, os.path.join(out_path, 'extractor.tflite'))
+  with open(os.path.join(out_path, MANIFEST), 'w') as f:
+    json.dump(manifest, f, indent=2)
+  return manifest
+
+
+def _require_tensorflow():
+  try:
+    import tensorflow  # noqa: F401
+  except ImportError:
+    raise ConfigError('TFLite export needs TensorFlow, which is not installed (pip install '
+                      'tensorflow); the StableHLO artifact needs no TensorFlow') from None
+
+
+def _write_tflite(fn, specs, path: str) -> str:
+  """jax2tf (native serialisation) -> SavedModel -> TFLite converter, as jax2tf documents."""
+  import tempfile
+
+  import tensorflow as tf
+  from jax.experimental import jax2tf
+
+  symbolic_batch = not isinstance(specs[0].shape[0], int)
+  polymorphic = ['(b, ...)' if symbolic_batch else None] + [None] * (len(specs) - 1)
+  module = tf.Module()
+  module.f = tf.function(
+      jax2tf.convert(fn, polymorphic_shapes=polymorphic),
+      input_signature=[tf.TensorSpec([d if isinstance(d, int) else None for d in s.shape],
+                                     tf.as_dtype(s.dtype)) for s in specs], autograph=False)
+  with tempfile.TemporaryDirectory() as saved:
+    tf.saved_model.save(module, saved, signatures=module.f.get_concrete_function())
+    converted = tf.lite.TFLiteConverter.from_saved_model(saved).convert()
+  with open(path, 'wb') as f:
+    f.write(converted)
+  return os.path.basename(path)
+
+
+def check_pca_k(arch: str, cut: str, k: int) -> None:
+  dims = math.prod(models.feature_shape(models.get_architecture(arch), cut))
+  if not 1 <= k <= dims:
+    raise ConfigError(f'--pca_k must be in [1, {dims}] (the features of cut {cut}), got {k}')
+
+
+def run_pca(run: features_lib.Run, k: int) -> transforms.PCA:
+  """The frozen PCA-k that evaluation uses for `run`: fitted on the training split's cut features
+  and cached beside them (RUN/eval/cache/step_<S>/pca_<k>.npz), so export and evaluation agree."""
+  from privjax.evaluate.protocol import _fit_transform
+  check_pca_k(run.model.arch, run.model.cut, k)
+  spec = f'pca:{k}'
+  train = features_lib.extract(run, run.config.dataset.train_split)
+  return _fit_transform(spec, train['features'],
+                        os.path.join(run.cache_dir, f'{spec.replace(":", "_")}.npz'))
+
+
+def export_run(workdir: str, out_dir: str, *, step: int | None = None, pca_k: int | None = None,
+               noise_variance: float = 0.0, batch_size: int | None = None,
+               platforms=('cpu',), input_dtype: str = 'uint8', data_dir: str | None = None,
+               tflite: bool = False) -> dict:
+  """The command: restore `workdir`, take the evaluation's PCA-`pca_k` if asked, export.
+
+  Requests that cannot work (bad noise, batch, dtype, PCA size; TFLite without TensorFlow) fail
+  before the slow restore.
+  """
+  _check_request(float(noise_variance), batch_size, input_dtype, platforms, tflite)
+  if pca_k is not None:
+    saved = ckpt_lib.read_config(workdir)
+    check_pca_k(saved['model']['arch'], saved['model']['cut'], pca_k)
+  run = features_lib.load_run(workdir, step, data_dir=data_dir)
+  pca = None if pca_k is None else run_pca(run, pca_k)
+  return export_extractor(run, out_dir, pca=pca, noise_variance=noise_variance,
+                          batch_size=batch_size, platforms=platforms, input_dtype=input_dtype,
+                          tflite=tflite)
+
+
+def define_flags():
+  """The command's flags; defined only when run as a program, so importing this module in a process
+  that has other entry points' flags (tests, notebooks) cannot clash with them."""
+  flags.DEFINE_string('workdir', None, 'Run directory to export.')
+  flags.DEFINE_string('out', None, 'Output directory of the artifact.')
+  flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
+  flags.DEFINE_integer('pca_k', None, 'Project onto the evaluation\'s PCA-k (default: no PCA).')
+  flags.DEFINE_float('noise_variance', 0.0, 'Gaussian noise added on the device (then the '
+                     'artifact takes a uint32[2] key).')
+  flags.DEFINE_integer('batch_size', None, 'Fixed batch size (default: any).')
+  flags.DEFINE_enum('input_dtype', 'uint8', INPUT_DTYPES, 'dtype of the pixel input.')
+  flags.DEFINE_list('platforms', ['cpu'], 'Platforms to lower for (cpu, cuda, rocm, tpu).')
+  flags.DEFINE_string('data_dir', None, 'Override the run\'s TFDS data dir (for fitting PCA).')
+  flags.DEFINE_bool('tflite', False, 'Also write extractor.tflite (needs TensorFlow).')
+  flags.mark_flags_as_required(['workdir', 'out'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  f = flags.FLAGS
+  manifest = cli.run_or_exit(lambda: export_run(
+      f.workdir, f.out, step=f.step, pca_k=f.pca_k, noise_variance=f.noise_variance,
+      data_dir=f.data_dir, batch_size=f.batch_size, input_dtype=f.input_dtype,
+      platforms=tuple(f.platforms), tflite=f.tflite))
+  size = os.path.getsize(os.path.join(f.out, ARTIFACT))
+  ins = ', '.join(f'{i["name"]} {i["dtype"]}{i["shape"]}' for i in manifest['inputs'])
+  out = manifest['output']
+  print(f'{manifest["arch"]} cut {manifest["cut"]} at step {manifest["checkpoint_step"]}: '
+        f'({ins}) -> {out["dtype"]}{out["shape"]}; {size / 2**20:.2f} MiB written to '
+        f'{os.path.join(f.out, ARTIFACT)}')
+
+
+if __name__ == '__main__':
+  define_flags()
+  cli.run_app(main)
