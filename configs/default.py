@@ -39,6 +39,9 @@ def get_config(arg: str = ''):
   c.model.cut = 'conv4_2'
   c.model.image_size = 64
   c.model.dtype = 'float32'
+  # A torchvision .pth or Keras .h5 VGG-16 weight file loaded into a fresh run (not with init_from);
+  # config.input must then be the file's normalisation (privjax.models.pretrained.normalization_for).
+  c.model.pretrained = ''
 
   # Normalisation is the first op of the extractor, so the device-side artifact takes raw pixels.
   c.input = ml_collections.ConfigDict()
@@ -68,18 +71,21 @@ def get_config(arg: str = ''):
   c.contrastive.normalize = 'normalized' in args
 
   c.init_from = ''  # another run's workdir: its latest parameters initialise this run
-  c.total_steps = 1500
+  c.total_steps = 500
   c.log_every = 50
-  c.eval_every = 500
-  c.checkpoint_every = 500
+  c.eval_every = 250
+  c.checkpoint_every = 250
   c.keep_checkpoints = 2
   c.progress = True
+  # Multi-host: join the job's other processes (jax.distributed.initialize). Launchers that set
+  # JAX_COORDINATOR_ADDRESS or start several srun/mpirun tasks turn this on by themselves.
+  c.distributed = False
 
   if c.mode == 'simple':
     # From scratch the demo network needs a larger rate than the paper's fine-tuning rate.
     c.optimizer.lr = 1e-3
   else:
-    c.total_steps = 600
+    c.total_steps = 300
 
   if 'tiny' in args:
     c.dataset.config = 'tiny'
