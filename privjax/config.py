@@ -22,7 +22,7 @@ CHANNEL_ORDERS = ('RGB', 'BGR')
 # Keys that may differ between a run and its resumption (schedule, logging, bookkeeping);
 # any other difference means the workdir holds a different experiment.
 RESUMABLE_KEYS = ('total_steps', 'log_every', 'eval_every', 'checkpoint_every', 'keep_checkpoints',
-                  'progress', 'data_threads', 'dataset.data_dir')
+                  'progress', 'data_threads', 'dataset.data_dir', 'distributed')
 
 
 def _choice(value, valid, key):

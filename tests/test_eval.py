@@ -146,3 +146,28 @@ def test_compare_table_lists_runs_side_by_side(trained_runs):
   row = [l for l in lines if l.startswith('| **identity top-1, strongest**')][0]
   assert '**12.3**' in row.split('|')[2]
   assert f'**{100 * report["sweep"][0]["attacks"]["identity"]["top1"]:.1f}**' in row.split('|')[3]
+
+
+def test_rerun_after_a_crash_before_the_first_checkpoint_still_uses_init_from(
+    trained_runs, tiny_config, tmp_path, capsys, monkeypatch):
+  from privjax.data import pipeline
+  config = tiny_config('siamese,tiny')
+  config.init_from = trained_runs['simple']
+  real = pipeline.pair_batches
+
+  def dying(*args, **kwargs):
+    for i, batch in enumerate(real(*args, **kwargs)):
+      if i == 1:
+        raise KeyboardInterrupt('simulated kill before the first checkpoint')
+      yield batch
+
+  monkeypatch.setattr(pipeline, 'pair_batches', dying)
+  with pytest.raises(KeyboardInterrupt):
+    loop.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert os.path.exists(tmp_path / 'run' / 'config.json')
+  capsys.readouterr()
+  monkeypatch.setattr(pipeline, 'pair_batches', real)
+  config = tiny_config('siamese,tiny')
+  config.init_from = trained_runs['simple']
+  loop.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert f'init_from {trained_runs["simple"]}: loaded conv1_1' in capsys.readouterr().out

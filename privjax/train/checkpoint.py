@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from privjax import config as config_lib
 
@@ -112,8 +113,14 @@ class Checkpoints:
     elif step not in steps:
       raise RunError(f'step {step} has no checkpoint in {os.path.dirname(self.directory)}; '
                      f'available: {", ".join(map(str, sorted(steps)))}')
+    # Onto one local device: a run saved on another number of devices (or hosts) restores anywhere.
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    saved = ocp.StandardCheckpointHandler().metadata(
+        epath.Path(self.directory) / str(step) / 'params')
+    abstract = jax.tree_util.tree_map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved)
     restored = self.manager.restore(step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore(),
+        params=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore(),
         config=ocp.args.JsonRestore()))
     params = jax.tree_util.tree_map(np.asarray, restored.params)
     return step, params, dict(restored.meta), dict(restored.config)

@@ -1,17 +1,21 @@
 """The jit-compiled training and evaluation steps, and the optimizer.
 
 What lives here: `make_optimizer` (Adam with the head at a multiple of the extractor's rate, via
-`optax.partition`), `make_train_step` (the joint objective on one batch of 2B images) and
-`make_eval_step`. State is a plain dict {'params', 'opt_state', 'step', 'margin'}; the model is
-rebuilt from its graphdef inside the traced function (jax.jit over nnx.split/merge state).
+`optax.partition`), `make_train_step` (the joint objective on one batch of 2B images),
+`make_eval_step`, and `compiled_steps` (both jitted for a data-parallel mesh). State is a plain dict
+{'params', 'opt_state', 'step', 'margin'}; the model is rebuilt from its graphdef inside the traced
+function (jax.jit over nnx.split/merge state).
 Must not import privjax.data or do any I/O.
 """
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from privjax import objectives
 
@@ -97,3 +101,21 @@ def make_eval_step(graphdef, label_key: str):
     ce = (optax.softmax_cross_entropy_with_integer_labels(logits, labels) * mask).sum()
     return correct, ce, mask.sum()
   return eval_step
+
+
+@functools.lru_cache(maxsize=4)
+def compiled_steps(graphdef, optimizer_cfg, contrastive_cfg, siamese: bool, label_key: str, mesh):
+  """(optimizer, jitted train step, jitted eval step) for one model and objective on `mesh`.
+
+  Batches are sharded over the mesh's 'data' axis, the state is replicated and donated. Cached (the
+  configs must be hashable, e.g. FrozenConfigDicts) so that runs in one process with the same model
+  and objective (resumes, tests, sweeps) compile once: a fresh jax.jit recompiles the same program.
+  """
+  replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+  tx = make_optimizer(optimizer_cfg)
+  train_step = jax.jit(make_train_step(graphdef, tx, contrastive_cfg, siamese=siamese),
+                       in_shardings=(replicated, data), out_shardings=(replicated, replicated),
+                       donate_argnums=0)
+  eval_step = jax.jit(make_eval_step(graphdef, label_key),
+                      in_shardings=(replicated, data), out_shardings=replicated)
+  return tx, train_step, eval_step
