@@ -20,7 +20,7 @@ them alike:
             random features of the cut's size: --attack-rows rows, --attack-classes Gaussian class
             means plus unit noise (not features of real images), seconds per warm fit.
   torch     the same step in PyTorch (benchmarks/torch_reference.py: same layers and widths, same
-            loss, Adam with the head at 10x), channels-last, torch.set_num_threads(os.cpu_count()),
+            loss, Adam with the head at 10x), channels-last, torch.set_num_threads(number of usable CPUs),
             eager and torch.compile; ratio privjax/PyTorch from this run. Skipped without PyTorch.
   pipeline  privjax.data.pipeline.pair_batches on the default synthetic_faces data (built on first
             use; resized for vgg16) with the default config's data_threads, pair batches/s and
@@ -77,6 +77,11 @@ class Contrastive:
   weight: float = 0.01
   margin: float = 10.0
   normalize: bool = False
+
+
+def cpu_count() -> int:
+  """CPUs this process may run on (XLA sizes its thread pool the same way)."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
 
 
 def peak_flops(kind: str) -> float | None:
@@ -193,7 +198,7 @@ def torch_runners(arch, cut, batch, dtype, args) -> tuple[dict, dict]:
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import torch_reference
 
-  torch.set_num_threads(os.cpu_count())
+  torch.set_num_threads(cpu_count())
   device = 'cuda' if jax.default_backend() == 'gpu' and torch.cuda.is_available() else 'cpu'
   torch.backends.cudnn.benchmark = True
   sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
@@ -279,7 +284,7 @@ def main(argv=None):
 
   device = jax.devices()[0]
   header = {'backend': jax.default_backend(), 'device_kind': device.device_kind,
-            'devices': jax.device_count(), 'cpus': os.cpu_count(), 'jax': jax.__version__,
+            'devices': jax.device_count(), 'cpus': cpu_count(), 'jax': jax.__version__,
             'load_before': os.getloadavg()}
   print(json.dumps(header), flush=True)
   results = []
@@ -343,6 +348,8 @@ def summary(results, header) -> str:
       lines.append(f"  input pipeline   {r['pipeline_images_per_s']:9.1f} images/s  "
                    f"{r['pipeline_batches_per_s']:.2f} pair batches/s  pipeline/step = "
                    f"{r['pipeline_images_per_s'] / r['train_images_per_s']:.2f}")
+    elif 'pipeline' in r:
+      lines.append(f"  input pipeline   {r['pipeline']}")
     if 'attack_fit_s' in r:
       rows, dim = r['attack_shape']
       lines.append(f"  linear attacker  {r['attack_fit_s']:9.2f} s per fit on {rows} x {dim} "
