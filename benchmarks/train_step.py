@@ -14,14 +14,18 @@ them alike:
             counted (2 x --batch images per step); the batch is random uint8 already on the
             device, so the step is timed without its input. XLA's cost_analysis() flops of the
             compiled step give the achieved FLOP/s and, on GPU/TPU, the model FLOP utilisation
-            against the chip's bf16 dense peak (PEAK_BF16; also for --dtype float32).
-  extract   the extractor alone (the part that runs on the user's device), images/s.
+            against the chip's bf16 dense peak (PEAK_BF16; also for --dtype float32). Where
+            privjax.train.step.compiler_options sets XLA options (CPU), the same step compiled
+            with XLA's defaults is timed beside it ("XLA defaults").
+  extract   the extractor alone (the part that runs on the user's device), images/s, compiled with
+            the training step's XLA options (privjax.train.step.compiler_options).
   attack    privjax.attacks.linear.fit_linear with its defaults (l2 grid, val selection, refit) on
             random features of the cut's size: --attack-rows rows, --attack-classes Gaussian class
             means plus unit noise (not features of real images), seconds per warm fit.
   torch     the same step in PyTorch (benchmarks/torch_reference.py: same layers and widths, same
-            loss, Adam with the head at 10x), channels-last, torch.set_num_threads(number of usable CPUs),
-            eager and torch.compile; ratio privjax/PyTorch from this run. Skipped without PyTorch.
+            loss, Adam with the head at 10x), channels-last, torch.set_num_threads(usable CPUs),
+            OMP_WAIT_POLICY=PASSIVE unless set, eager and torch.compile; ratio privjax/PyTorch from
+            this run. Skipped without PyTorch.
   pipeline  privjax.data.pipeline.pair_batches on the default synthetic_faces data (built on first
             use; resized for vgg16) with the default config's data_threads, pair batches/s and
             images/s, and its ratio to the train step. Skipped without grain/TFDS.
@@ -65,7 +69,7 @@ PEAK_BF16 = (
 
 @dataclasses.dataclass(frozen=True)
 class Optimizer:
-  """The demo's Siamese fine-tuning settings (configs/default.py:siamese), hashable for the cache."""
+  """The demo's Siamese settings (configs/default.py:siamese), hashable for compiled_steps."""
   lr: float = 1e-4
   head_lr_mult: float = 10.0
   b1: float = 0.9
@@ -147,7 +151,8 @@ def privjax_runners(arch, cut, batch, dtype) -> tuple[dict, dict]:
     jax.block_until_ready((box[0], metrics))
 
   extract = jax.jit(lambda p, x: nnx.merge(graphdef, p).extractor(x),
-                    in_shardings=(replicated, data), out_shardings=data)
+                    in_shardings=(replicated, data), out_shardings=data,
+                    compiler_options=step_lib.compiler_options(jax.default_backend()))
   images = jax.device_put(pairs['image'].reshape((-1,) + pairs['image'].shape[2:]), data)
   extract = extract.lower(box[0]['params'], images).compile()
 
@@ -156,12 +161,28 @@ def privjax_runners(arch, cut, batch, dtype) -> tuple[dict, dict]:
       f = extract(box[0]['params'], images)
     jax.block_until_ready(f)
 
-  return out, {'train': train, 'extract': features}
+  runners = {'train': train, 'extract': features}
+  if step_lib.compiler_options(jax.default_backend()):
+    # The same step with XLA's default options, to show what privjax's options change.
+    plain = jax.jit(step_lib.make_train_step(graphdef, tx, con, siamese=True),
+                    in_shardings=(replicated, data), out_shardings=(replicated, replicated),
+                    donate_argnums=0).lower(state, pairs).compile()
+    plain_box = [jax.tree.map(jnp.copy, box[0])]
+
+    def train_xla_defaults(n):
+      for _ in range(n):
+        plain_box[0], metrics = plain(plain_box[0], pairs)
+      jax.block_until_ready((plain_box[0], metrics))
+
+    runners['train_xla_defaults'] = train_xla_defaults
+  return out, runners
 
 
 def privjax_rates(info: dict, sec: dict, batch: int) -> dict:
   out = dict(info, step_ms=1e3 * sec['train'], train_images_per_s=2 * batch / sec['train'],
              extract_images_per_s=2 * batch / sec['extract'])
+  if 'train_xla_defaults' in sec:
+    out['xla_defaults_images_per_s'] = 2 * batch / sec['train_xla_defaults']
   if info['flops_per_step']:
     out['achieved_tflops'] = info['flops_per_step'] / sec['train'] / 1e12
     peak = peak_flops(jax.devices()[0].device_kind)
@@ -191,6 +212,9 @@ def bench_attack(arch, cut, args) -> dict:
 
 def torch_runners(arch, cut, batch, dtype, args) -> tuple[dict, dict]:
   """(facts, {'torch_eager': run, 'torch_compile': run}); compiled and warmed up."""
+  # Busy-waiting OpenMP threads lose several-fold on a CPU shared with other processes (measured
+  # 1.2 s vs 0.2 s per vgg_mini step on 2 shared cores); set OMP_WAIT_POLICY=ACTIVE to compare.
+  os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
   try:
     import torch
   except ImportError:
@@ -207,7 +231,9 @@ def torch_runners(arch, cut, batch, dtype, args) -> tuple[dict, dict]:
   labels = torch.from_numpy(host['label']).long().to(device)
   same = torch.from_numpy(host['same']).to(device)
   opt, con = Optimizer(), Contrastive()
-  out, runners = {'torch_version': torch.__version__, 'torch_threads': torch.get_num_threads()}, {}
+  out = {'torch_version': torch.__version__, 'torch_threads': torch.get_num_threads(),
+         'omp_wait_policy': os.environ['OMP_WAIT_POLICY']}
+  runners = {}
   for name, compile in (('eager', False), ('compile', True)):
     if compile and not args.torch_compile:
       continue
@@ -325,12 +351,16 @@ def summary(results, header) -> str:
   for r in results:
     lines.append(f"{r['model']} (cut {r['cut']}, {r['batch_pairs']} pairs = "
                  f"{2 * r['batch_pairs']} images/step, {r['dtype']}):")
-    perf = f"  privjax train    {r['train_images_per_s']:9.1f} images/s  {r['step_ms']:8.1f} ms/step"
+    perf = (f"  privjax train    {r['train_images_per_s']:9.1f} images/s  "
+            f"{r['step_ms']:8.1f} ms/step")
     if r.get('achieved_tflops'):
       perf += f"  {r['achieved_tflops'] * 1e3:8.1f} GFLOP/s"
     if r.get('mfu') is not None:
       perf += f"  MFU {100 * r['mfu']:.1f}% of bf16 peak"
     lines.append(perf + f"  (compile {r['compile_s']:.1f} s)")
+    if r.get('xla_defaults_images_per_s'):
+      lines.append(f"  ... XLA defaults {r['xla_defaults_images_per_s']:9.1f} images/s  "
+                   "(the same step without privjax.train.step.compiler_options)")
     lines.append(f"  privjax extract  {r['extract_images_per_s']:9.1f} images/s")
     best = None
     for name in ('eager', 'compile'):

@@ -140,21 +140,30 @@ def _free_port():
     return s.getsockname()[1]
 
 
+def _steps_logged(workdir):
+  return [l['step'] for l in map(json.loads, open(os.path.join(workdir, 'metrics.jsonl')))]
+
+
 def test_two_processes_train_as_one(one_device_run, tfds_dir, tmp_path):
-  workdir = str(tmp_path / 'two_processes')
-  job = {'devices': 2, 'data_dir': tfds_dir, 'runs': [{'arg': 'siamese,tiny', 'workdir': workdir}]}
+  fresh = str(tmp_path / 'two_processes')
+  resumed = _rewound_copy(one_device_run, str(tmp_path / 'one_then_two_processes'), 3)
+  job = {'devices': 2, 'data_dir': tfds_dir, 'runs': [
+      {'arg': 'siamese,tiny', 'workdir': fresh}, {'arg': 'siamese,tiny', 'workdir': resumed}]}
   env = {'JAX_COORDINATOR_ADDRESS': f'localhost:{_free_port()}', 'JAX_NUM_PROCESSES': '2'}
   procs = [_spawn(job, dict(env, JAX_PROCESS_ID=str(i))) for i in range(2)]
-  (first,), (second,) = [_results(p) for p in procs]
-  assert (first['process'], second['process']) == (0, 1)
-  assert first['devices'] == second['devices'] == 4
-  # Both processes computed the same replicated metrics; the run matches one process, one device.
-  for key in ('train_loss', 'train_ce', 'train_grad_norm', 'test_accuracy', 'test_ce'):
-    assert first['result'][key] == second['result'][key], key
-  _assert_same_params(_params(one_device_run), _params(workdir))
+  first, second = [_results(p) for p in procs]
+  assert [r['process'] for r in first] == [0, 0] and [r['process'] for r in second] == [1, 1]
+  assert first[0]['devices'] == second[0]['devices'] == 4
+  # Both processes computed the same replicated metrics; each run matches one process, one device.
+  for a, b in zip(first, second):
+    for key in ('train_loss', 'train_ce', 'train_grad_norm', 'test_accuracy', 'test_ce'):
+      assert a['result'][key] == b['result'][key], key
+  reference = _params(one_device_run)
+  _assert_same_params(reference, _params(fresh))
+  _assert_same_params(reference, _params(resumed))  # a collective restore, then saves
   # Files are written once: one metrics line per logging or evaluation step.
-  assert [l['step'] for l in map(json.loads, open(os.path.join(workdir, 'metrics.jsonl')))] == \
-      [l['step'] for l in map(json.loads, open(os.path.join(one_device_run, 'metrics.jsonl')))]
+  assert _steps_logged(fresh) == _steps_logged(one_device_run)
+  assert _steps_logged(resumed) == _steps_logged(one_device_run) + [4, 6, 6]
 
 
 def test_process_rows_of_pair_batches_make_up_the_global_batch(tfds_dir):
