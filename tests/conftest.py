@@ -1,11 +1,14 @@
 """Shared fixtures: the tiny synthetic data set, built once per session in a temporary TFDS dir."""
 import os
+import tempfile
 
 import pytest
 
 # Tests must never download anything: TFDS's GCS lookups are switched off.
 os.environ.setdefault('TFDS_DISABLE_GCS', '1')
 os.environ.setdefault('NO_GCE_CHECK', 'true')
+# Attack results are memoised under the user's cache; tests keep theirs in a throw-away folder.
+os.environ['PRIVJAX_CACHE_DIR'] = tempfile.mkdtemp(prefix='privjax-test-cache-')
 
 
 @pytest.fixture(scope='session')

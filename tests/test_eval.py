@@ -52,8 +52,11 @@ def test_eval_py_writes_a_complete_report_and_compares(trained_runs):
   assert report['step'] == 6 and report['mode'] == 'siamese'
   assert len(report['sweep']) == 4  # (none, pca:4) x (0, 1)
   for entry in report['sweep']:
-    for secret in ('identity', 'gender'):
-      attack = entry['attacks'][secret]
+    baseline = entry['transform'] == 'none' and entry['noise_variance'] == 0
+    # gender is the primary label: with primary_secret_sweep off (tiny) it is attacked only at the
+    # untransformed noiseless setting.
+    assert set(entry['attacks']) == ({'identity', 'gender'} if baseline else {'identity'})
+    for secret, attack in entry['attacks'].items():
       assert set(attack['families']) == {'linear', 'transfer'}
       assert attack['top1'] == max(f['top1'] for f in attack['families'].values())
       assert 0 <= attack['top1'] <= attack['top5'] <= 1

@@ -1,7 +1,8 @@
 """Default privacy evaluation: `python eval.py --workdir RUN [--config configs/eval/default.py[:args]]`.
 
 Arguments after the colon, comma-separated:
-  fast    fewer noise levels and attacker epochs (the README's main job and the notebook)
+  fast    fewer noise levels, the primary label attacked only without PCA and noise, a shorter
+          reconstruction training (the README's main job and the notebook)
   tiny    smallest settings, for tests
 """
 import ml_collections
@@ -20,9 +21,15 @@ def get_config(arg: str = ''):
   c.transforms = ('none', 'pca:32')
   c.noise_variances = (0.0, 1e-4, 1e-2, 0.1, 1.0, 9.0)
   c.secrets = ('identity', 'gender')  # a secret equal to the run's primary label is a check
+  # Attack a secret equal to the primary label at every transform and noise level (True), or only
+  # untransformed without noise (False; the primary probe measures it at the other settings).
+  c.primary_secret_sweep = True
   c.attackers = ('linear', 'mlp', 'transfer')
   c.attacker_overrides = ml_collections.ConfigDict()  # e.g. {'mlp': {'max_epochs': 50}}
   c.pixel_reference = True  # the same attackers (linear, mlp) on raw pixels
+  # Reuse attack results already computed for identical inputs and settings (the raw-pixel and
+  # reference-run attacks of earlier evaluations); see privjax/evaluate/memo.py.
+  c.attack_memo = True
   c.reference_run = ''  # a non-private ('simple') run whose features are attacked the same way
   c.probe = True  # a fresh linear probe for the primary task on the transformed features
   c.rank_privacy = True
@@ -33,6 +40,7 @@ def get_config(arg: str = ''):
   c.batch_size = 256  # feature-extraction batch
   if 'fast' in args or 'tiny' in args:
     c.noise_variances = (0.0, 0.1, 1.0, 9.0)
+    c.primary_secret_sweep = False
     c.reconstruction.steps = 600
   if 'tiny' in args:
     c.transforms = ('none', 'pca:4')

@@ -27,6 +27,7 @@ from privjax import models
 from privjax.attacks import reconstruction, registry
 from privjax.data import pipeline
 from privjax.evaluate import features as features_lib
+from privjax.evaluate import memo
 from privjax.evaluate.errors import EvalError
 from privjax import metrics
 from privjax.privacy import transforms
@@ -112,23 +113,40 @@ def _head_accuracy(run, pca, z, labels, batch_size=512) -> float:
 
 
 def attack_secret(families, train, test, y_train, y_test, *, seed, factory, overrides,
-                  transfer_inputs=None) -> dict:
+                  transfer_inputs=None, head: str | None = None, use_memo: bool = True) -> dict:
   """Every family on one secret label, and the strongest (judged by top-1, then top-5).
 
-  `transfer_inputs` = (train, test) in the cut's shape, for the attacker that re-trains the head.
+  `transfer_inputs` = (train, test) in the cut's shape, for the attacker that re-trains the head;
+  `head` names that head's architecture (for example 'vgg_mini:conv4_2'), part of the memo key.
+  With `use_memo`, a result already computed for the same inputs and settings is read back from
+  `privjax.evaluate.memo` (and marked `memo: true`) instead of training the attackers again.
   """
+  if transfer_inputs is None:
+    transfer_inputs = (train, test)
+  digest = None
+  if use_memo and memo.cache_root() is not None:
+    arrays = {'train': train, 'test': test, 'y_train': y_train, 'y_test': y_test}
+    if 'transfer' in families:
+      arrays.update(transfer_train=transfer_inputs[0], transfer_test=transfer_inputs[1])
+    digest = memo.key(arrays, {'families': list(families), 'seed': seed, 'overrides': overrides,
+                               'head': head if 'transfer' in families else None})
+    hit = memo.load(digest)
+    if hit is not None:
+      return dict(hit, memo=True)
   results = {}
   for family in families:
-    x_train, x_test = (transfer_inputs if family == 'transfer' and transfer_inputs is not None
-                       else (train, test))
+    x_train, x_test = transfer_inputs if family == 'transfer' else (train, test)
     results[family] = registry.run_attack(family, x_train, y_train, x_test, y_test, seed=seed,
                                           module_factory=factory, **overrides.get(family, {}))
   best, strongest = registry.strongest(results)
   num_classes = len(np.unique(y_train))
-  return {'families': {f: {'top1': r.top1, 'top5': r.top5, 'train_seconds': r.train_seconds}
-                       for f, r in results.items()},
-          'strongest': best, 'top1': strongest.top1, 'top5': strongest.top5,
-          'chance_top1': 1.0 / num_classes, 'chance_top5': min(5, num_classes) / num_classes}
+  out = {'families': {f: {'top1': r.top1, 'top5': r.top5, 'train_seconds': r.train_seconds}
+                      for f, r in results.items()},
+         'strongest': best, 'top1': strongest.top1, 'top5': strongest.top5,
+         'chance_top1': 1.0 / num_classes, 'chance_top5': min(5, num_classes) / num_classes}
+  if digest is not None:
+    memo.save(digest, out)
+  return out
 
 
 def feature_statistics(features, labels) -> dict:
@@ -183,6 +201,10 @@ def evaluate_run(workdir: str, eval_config, *, step: int | None = None,
       'feature_stats': feature_statistics(test['features'], test[primary]),
       'sweep': [],
   }
+  # The untransformed, noiseless setting (else the first): where a secret equal to the primary
+  # label is attacked when eval_config.primary_secret_sweep is off (the probe covers the rest).
+  settings = [(t, v) for t in eval_config.transforms for v in eval_config.noise_variances]
+  baseline_setting = ('none', 0.0) if ('none', 0.0) in settings else settings[0]
   key = jax.random.key(eval_config.seed)
   for spec in eval_config.transforms:
     pca = _fit_transform(spec, train['features'],
@@ -199,18 +221,22 @@ def evaluate_run(workdir: str, eval_config, *, step: int | None = None,
       if eval_config.probe:
         probe = attack_secret(['linear'], noisy[cfg.dataset.train_split],
                               noisy[cfg.dataset.test_split], train[primary], test[primary],
-                              seed=eval_config.seed, factory=None, overrides=overrides)
+                              seed=eval_config.seed, factory=None, overrides=overrides,
+                              use_memo=eval_config.attack_memo)
         entry['primary_probe'] = probe['families']['linear']
       # The transfer attacker re-trains the layers after the cut, so it sees cut-shaped input.
       transfer_in = {name: (noisy[name] if pca is None else
                             np.asarray(pca.inverse(noisy[name]), np.float32)) for name in noisy}
+      baseline = (spec, variance) == baseline_setting
       entry['attacks'] = {
           secret: attack_secret(
               eval_config.attackers, noisy['attacker_train'], noisy['attacker_test'],
               atk_train[secret], atk_test[secret], seed=eval_config.seed, factory=factory,
               overrides=overrides,
-              transfer_inputs=(transfer_in['attacker_train'], transfer_in['attacker_test']))
-          for secret in secrets}
+              transfer_inputs=(transfer_in['attacker_train'], transfer_in['attacker_test']),
+              head=f'{cfg.model.arch}:{cfg.model.cut}', use_memo=eval_config.attack_memo)
+          for secret in secrets
+          if secret != primary or baseline or eval_config.primary_secret_sweep}
       if eval_config.rank_privacy:
         entry['rank_privacy'] = metrics.rank_privacy(z['attacker_test'],
                                                           noisy['attacker_test'])
@@ -237,7 +263,8 @@ def pixel_reference(run, eval_config, secrets, overrides) -> dict:
   families = [f for f in eval_config.attackers if f != 'transfer']
   return {secret: attack_secret(families, x['attacker_train'], x['attacker_test'],
                                 labels['attacker_train'][secret], labels['attacker_test'][secret],
-                                seed=eval_config.seed, factory=None, overrides=overrides)
+                                seed=eval_config.seed, factory=None, overrides=overrides,
+                                use_memo=eval_config.attack_memo)
           for secret in secrets}
 
 
@@ -251,7 +278,9 @@ def reference_run_attacks(eval_config, secrets, overrides, data_dir) -> dict:
     out[secret] = attack_secret(eval_config.attackers, d['attacker_train']['features'],
                                 d['attacker_test']['features'], d['attacker_train'][secret],
                                 d['attacker_test'][secret], seed=eval_config.seed,
-                                factory=head_factory(ref), overrides=overrides)
+                                factory=head_factory(ref), overrides=overrides,
+                                head=f'{ref.config.model.arch}:{ref.config.model.cut}',
+                                use_memo=eval_config.attack_memo)
   return out
 
 

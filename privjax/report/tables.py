@@ -60,8 +60,8 @@ def sweep_table(report) -> list[str]:
     row = [e['transform'], num(e['noise_variance']), str(e['uploaded_dims']),
            pct(e['primary_head_accuracy']), pct(e.get('primary_probe', {}).get('top1'))]
     for s in secrets:
-      a = e['attacks'][s]
-      row += [f'{pct(a["top1"])} ({a["strongest"]})', pct(a['top5'])]
+      a = e['attacks'].get(s)  # absent: not attacked at this setting (primary_secret_sweep)
+      row += [f'{pct(a["top1"])} ({a["strongest"]})', pct(a['top5'])] if a else ['—', '—']
     rp = e.get('rank_privacy')
     row += ([num(rp['mean_normalized_rank']), pct(rp['fraction_first']),
              num(rp['normalized_log_rank'])] if rp else ['—'] * 3)

@@ -1,0 +1,67 @@
+"""The attack-result memo: a hit returns the stored result, any change to inputs or settings misses."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from privjax.evaluate import memo, protocol
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+  monkeypatch.setenv('PRIVJAX_CACHE_DIR', str(tmp_path / 'cache'))
+  return tmp_path / 'cache'
+
+
+def _data(seed=0):
+  rng = np.random.default_rng(seed)
+  y = np.repeat(np.arange(4), 20)
+  x = (rng.standard_normal((80, 6)) + y[:, None]).astype(np.float32)
+  return x[::2], x[1::2], y[::2], y[1::2]
+
+
+def _attack(data, seed=0, use_memo=True):
+  return protocol.attack_secret(['linear'], *data, seed=seed, factory=None, overrides={},
+                                use_memo=use_memo)
+
+
+def _files(cache):
+  return sorted(p.name for p in cache.rglob('*.json'))
+
+
+def test_second_attack_on_the_same_inputs_is_read_back(cache):
+  first = _attack(_data())
+  assert 'memo' not in first and len(_files(cache)) == 1
+  second = _attack(_data())
+  assert second.pop('memo') is True
+  assert second == json.loads(json.dumps(first))  # the stored record, not a fresh fit
+
+
+def test_changed_inputs_or_settings_miss(cache):
+  data = _data()
+  _attack(data)
+  x_train, x_test, y_train, y_test = data
+  nudged = x_train.copy()
+  nudged[3, 2] = np.nextafter(nudged[3, 2], np.float32(np.inf))
+  assert 'memo' not in _attack((nudged, x_test, y_train, y_test))
+  assert 'memo' not in _attack(data, seed=1)
+  assert 'memo' not in _attack((x_train, x_test, y_train, (y_test + 1) % 4))
+  assert len(_files(cache)) == 4
+
+
+def test_memo_off(cache, monkeypatch):
+  _attack(_data(), use_memo=False)
+  assert not cache.exists()
+  monkeypatch.setenv('PRIVJAX_CACHE_DIR', 'off')
+  assert memo.cache_root() is None
+  assert 'memo' not in _attack(_data()) and 'memo' not in _attack(_data())
+
+
+def test_a_torn_file_is_a_miss_and_is_rewritten(cache):
+  _attack(_data())
+  (path,) = list(cache.rglob('*.json'))
+  path.write_text('{"families": ')
+  assert 'memo' not in _attack(_data())
+  assert _attack(_data())['memo'] is True
+  assert os.path.getsize(path) > 20
