@@ -1,4 +1,4 @@
-r"""What does it take for Siamese fine-tuning to cut identity leakage? Variants from one `simple` run.
+r"""What does it take for Siamese fine-tuning to cut identity leakage? Variants of one `simple` run.
 
     python benchmarks/siamese_ablation.py --simple runs/demo/simple --workdir runs/ablation \
         [--variants paper,calibrated,lambda0.1,lambda1,normalized_lambda1,steps1500]
@@ -7,9 +7,9 @@ Each variant fine-tunes from the given `simple` run (configs/default.py:siamese 
 overrides below), then the attackers of configs/eval/default.py (linear, MLP, transfer; standardised
 inputs, the same settings as the main job) are trained on its frozen, untransformed, noiseless cut
 features of the attacker identities. Nothing about the data or the attackers changes between
-variants; only the fine-tuning objective does. Prints and writes WORKDIR/ablation.md: gender accuracy
-of the full model, identity top-1 of each attacker family and the strongest, and the feature
-statistics, with the `simple` run itself as the first row.
+variants; only the fine-tuning objective does. Prints and writes WORKDIR/ablation.md: gender
+accuracy of the full model, identity top-1 of each attacker family and the strongest, and the
+feature statistics, with the `simple` run itself as the first row.
 
 A rerun resumes: finished runs and evaluations are read back, not redone.
 """

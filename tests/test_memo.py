@@ -1,4 +1,4 @@
-"""The attack-result memo: a hit returns the stored result, any change to inputs or settings misses."""
+"""The attack-result memo: a hit returns the stored result; changed inputs or settings miss."""
 import json
 import os
 
