@@ -51,6 +51,36 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_loss(tiny_config):
   assert losses[-1] < 0.5 * losses[0], losses
 
 
+def test_privjax_xla_options_change_speed_not_results(tiny_config):
+  """The step compiled with compiler_options computes what XLA's default compilation computes."""
+  options = step_lib.compiler_options(jax.default_backend())
+  if not options:
+    pytest.skip('no XLA options for this backend')
+  config = tiny_config('siamese,tiny')
+  model = models.model_from_config(config, 2, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(model, nnx.Param)
+  params = nnx.to_pure_dict(params)
+  tx = step_lib.make_optimizer(config.optimizer)
+  state = {'params': params, 'opt_state': tx.init(params), 'step': jnp.int32(0),
+           'margin': jnp.float32(config.contrastive.margin)}
+  fn = step_lib.make_train_step(graphdef, tx, config.contrastive, siamese=True)
+  rng = np.random.default_rng(1)
+  batch = {'image': rng.integers(0, 256, (8, 2, 64, 64, 3)).astype(np.uint8),
+           'label': rng.integers(0, 2, (8, 2)).astype(np.int32)}
+  batch['same'] = (batch['label'][:, 0] == batch['label'][:, 1]).astype(np.float32)
+  (a, ma), (b, mb) = [jax.jit(fn, compiler_options=o)(state, batch) for o in (options, None)]
+  for key in ('loss', 'ce', 'contrastive'):
+    np.testing.assert_allclose(ma[key], mb[key], rtol=1e-5, err_msg=key)
+  # Other convolution kernels sum in another order; through the ReLUs' kinks the gradient moves by
+  # float32 rounding (measured 4e-4 relative), far below what a wrong program would change.
+  np.testing.assert_allclose(ma['grad_norm'], mb['grad_norm'], rtol=2e-3)
+  # Adam's first update is about lr * sign(gradient): a near-zero gradient entry may flip sign with
+  # rounding, so an entry may differ by up to 2 lr (and no more).
+  lr = config.optimizer.lr * config.optimizer.head_lr_mult
+  for x, y in zip(jax.tree.leaves(a['params']), jax.tree.leaves(b['params'])):
+    np.testing.assert_allclose(x, y, rtol=0, atol=2.01 * lr)
+
+
 def test_train_end_to_end_and_resume_matches_uninterrupted_run(tiny_config, tmp_path):
   config = tiny_config('siamese,tiny')
   full = loop.train_and_evaluate(config, str(tmp_path / 'full'))

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from privjax.metrics import classification
+
 STD_FLOOR = 1e-6
 EVAL_BATCH = 1024
 
@@ -161,11 +163,8 @@ def batched_apply(fn, x, batch_size: int = EVAL_BATCH) -> jnp.ndarray:
 
 
 def topk_correct(logits, labels, k: int):
-    """Boolean [N]: label among the k highest logits; label -1 never counts."""
-    k = min(k, logits.shape[-1])
-    _, top = jax.lax.top_k(logits, k)
-    hit = jnp.any(top == labels[:, None], axis=-1)
-    return hit & (labels >= 0)
+    """Boolean [N]: label among the k (at most C) highest logits; label -1 never counts."""
+    return classification.topk_correct(logits, labels, min(k, logits.shape[-1]))
 
 
 def evaluate_attacker(attacker: Any, x_test, y_test) -> dict:
