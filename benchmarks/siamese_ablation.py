@@ -1,7 +1,8 @@
 r"""What does it take for Siamese fine-tuning to cut identity leakage? Variants of one `simple` run.
 
     python benchmarks/siamese_ablation.py --simple runs/demo/simple --workdir runs/ablation \
-        [--variants paper,calibrated,lambda0.1,lambda1,normalized_lambda1,steps1500]
+        [--variants paper,calibrated,lambda0.1,lambda1,normalized_lambda1,steps1500,
+                    lambda0_steps1500]
 
 Each variant fine-tunes from the given `simple` run (configs/default.py:siamese plus the variant's
 overrides below), then the attackers of configs/eval/default.py (linear, MLP, transfer; standardised
@@ -40,6 +41,8 @@ VARIANTS = {
     'lambda1': ('siamese,calibrated', {'contrastive.weight': 1.0}),
     'normalized_lambda1': ('siamese,normalized,calibrated', {'contrastive.weight': 1.0}),
     'steps1500': ('siamese,calibrated', {'contrastive.weight': 0.1, 'total_steps': 1500}),
+    # The control for steps1500: the same 1500 fine-tuning steps without the contrastive term.
+    'lambda0_steps1500': ('siamese', {'contrastive.weight': 0.0, 'total_steps': 1500}),
 }
 
 
@@ -104,7 +107,8 @@ def main(argv=None):
     parser.error(f'unknown variant(s) {unknown}; valid: {", ".join(VARIANTS)}')
   ec = eval_config('ablation')
   lines = ['| run | margin | λ | steps | gender acc. | identity top-1: linear | mlp | transfer | '
-           '**strongest** | gender attacker | feature norm | dist. same / diff. | train s |',
+           '**strongest** | gender attacker | feature norm | dist. same / diff. | '
+           'train s (this call) |',
            '|---' * 13 + '|']
   lines.append(row('simple (start)', evaluate(args.simple, ec, args.data_dir), None))
   print(lines[-1], flush=True)
