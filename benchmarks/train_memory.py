@@ -40,8 +40,7 @@ def step_memory(cut: str, dtype, batch: int, mesh) -> dict:
   params = nnx.to_pure_dict(params)
   tx, train_step, _ = step_lib.compiled_steps(graphdef, Optimizer(), Contrastive(), True, 'label',
                                               mesh)
-  state = {'params': params, 'opt_state': tx.init(params), 'step': np.int32(0),
-           'margin': np.float32(10.0)}
+  state = step_lib.init_state(params, tx, Contrastive().margin)
   state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.asarray(a).dtype,
                                                       sharding=replicated), state)
   size = models.get_architecture('vgg16').image_size

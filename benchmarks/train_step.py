@@ -136,8 +136,7 @@ def privjax_runners(arch, cut, batch, dtype) -> tuple[dict, dict]:
   params = nnx.to_pure_dict(params)
   opt, con = Optimizer(), Contrastive()
   tx, train_step, _ = step_lib.compiled_steps(graphdef, opt, con, True, 'label', mesh)
-  state = jax.device_put({'params': params, 'opt_state': tx.init(params), 'step': np.int32(0),
-                          'margin': np.float32(con.margin)}, replicated)
+  state = jax.device_put(step_lib.init_state(params, tx, con.margin), replicated)
   pairs = jax.device_put(random_pairs(batch, arch.image_size), data)
 
   start = time.perf_counter()

@@ -207,8 +207,7 @@ def test_bfloat16_learns_like_float32_and_keeps_float32_state(tmp_path):
     graphdef, params = nnx.split(model, nnx.Param)
     params = nnx.to_pure_dict(params)
     tx = step_lib.make_optimizer(config.optimizer)
-    state = {'params': params, 'opt_state': tx.init(params), 'step': jnp.int32(0),
-             'margin': jnp.float32(config.contrastive.margin)}
+    state = step_lib.init_state(params, tx, config.contrastive.margin)
     step = jax.jit(step_lib.make_train_step(graphdef, tx, config.contrastive, siamese=True))
     ces[dtype] = []
     for _ in range(25):

@@ -139,8 +139,7 @@ def test_vgg16_siamese_train_step_and_evaluation_on_224_images(paper):
   graphdef, params = nnx.split(model, nnx.Param)
   params = nnx.to_pure_dict(params)
   tx = step_lib.make_optimizer(config.optimizer)
-  state = {'params': params, 'opt_state': tx.init(params), 'step': jnp.int32(0),
-           'margin': jnp.float32(config.contrastive.margin)}
+  state = step_lib.init_state(params, tx, config.contrastive.margin)
   rng = np.random.default_rng(0)
   batch = {'image': rng.integers(0, 256, (2, 2, 224, 224, 3), dtype=np.uint8),
            'label': np.array([[0, 0], [0, 1]], np.int32), 'same': np.array([1, 0], np.int32)}

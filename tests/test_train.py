@@ -36,8 +36,7 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_loss(tiny_config):
   graphdef, params = nnx.split(model, nnx.Param)
   params = nnx.to_pure_dict(params)
   tx = step_lib.make_optimizer(config.optimizer)
-  state = {'params': params, 'opt_state': tx.init(params), 'step': jnp.int32(0),
-           'margin': jnp.float32(config.contrastive.margin)}
+  state = step_lib.init_state(params, tx, config.contrastive.margin)
   step = jax.jit(step_lib.make_train_step(graphdef, tx, config.contrastive, siamese=True))
   rng = np.random.default_rng(0)
   batch = {'image': rng.integers(0, 256, (8, 2, 64, 64, 3)).astype(np.uint8),
@@ -61,8 +60,7 @@ def test_privjax_xla_options_change_speed_not_results(tiny_config):
   graphdef, params = nnx.split(model, nnx.Param)
   params = nnx.to_pure_dict(params)
   tx = step_lib.make_optimizer(config.optimizer)
-  state = {'params': params, 'opt_state': tx.init(params), 'step': jnp.int32(0),
-           'margin': jnp.float32(config.contrastive.margin)}
+  state = step_lib.init_state(params, tx, config.contrastive.margin)
   fn = step_lib.make_train_step(graphdef, tx, config.contrastive, siamese=True)
   rng = np.random.default_rng(1)
   batch = {'image': rng.integers(0, 256, (8, 2, 64, 64, 3)).astype(np.uint8),

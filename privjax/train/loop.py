@@ -153,8 +153,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   tx, train_step, eval_step = step_lib.compiled_steps(
       graphdef, ml_collections.FrozenConfigDict(config.optimizer),
       ml_collections.FrozenConfigDict(config.contrastive), config.mode == 'siamese', primary, mesh)
-  state = {'params': params, 'opt_state': tx.init(params), 'step': np.int32(0),
-           'margin': np.float32(config.contrastive.margin)}
+  state = step_lib.init_state(params, tx, config.contrastive.margin)
 
   if latest is not None:
     abstract = jax.tree_util.tree_map(

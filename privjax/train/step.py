@@ -92,6 +92,12 @@ def make_pair_distance_fn(graphdef, *, normalize: bool):
   return distances
 
 
+def init_state(params, tx, margin) -> dict:
+  """The training state the step takes and returns: parameters, optimizer state, step, margin."""
+  return {'params': params, 'opt_state': tx.init(params), 'step': np.int32(0),
+          'margin': np.float32(margin)}
+
+
 def make_eval_step(graphdef, label_key: str):
   """params, padded batch → (number correct, summed CE, number of real examples)."""
   def eval_step(params, batch):
