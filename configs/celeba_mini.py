@@ -15,18 +15,16 @@ Arguments after the colon: those of configs/default.py.  Data set parameters are
 --config.dataset.builder_kwargs.KEY=VALUE overrides: crop_fraction, seed, owner_fraction,
 owner_test_fraction, min_images_per_identity.
 """
-import importlib.util
 import os
 
 import ml_collections
 
+from privjax import config as config_lib
+
 
 def _default_module():
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'default.py')
-  spec = importlib.util.spec_from_file_location('privjax_configs_default', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_lib.config_module(path)
 
 
 def get_config(arg: str = ''):

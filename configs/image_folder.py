@@ -21,18 +21,16 @@ Other data set parameters are --config.dataset.builder_kwargs.KEY=VALUE override
 min_images_per_identity (attacker identities need that many photos; others stay on the owner side)
 and prefix (a readable start of the prepared data set's name).
 """
-import importlib.util
 import os
 
 import ml_collections
 
+from privjax import config as config_lib
+
 
 def _default_module():
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'default.py')
-  spec = importlib.util.spec_from_file_location('privjax_configs_default', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_lib.config_module(path)
 
 
 def get_config(arg: str = ''):

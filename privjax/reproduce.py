@@ -11,7 +11,6 @@ then evaluates all three and writes the side-by-side table to --workdir/compare.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 
@@ -19,6 +18,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from privjax import cli
+from privjax import config as config_lib
 from privjax.config import ConfigError
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for the runs and the comparison.')
@@ -44,10 +44,7 @@ VARIANTS = {
 def load_config(path: str, arg: str):
   if not os.path.exists(path):
     raise FileNotFoundError(f'config file {path} does not exist')
-  spec = importlib.util.spec_from_file_location('privjax_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return config_lib.config_module(path).get_config(arg)
 
 
 def run_pipeline(workdir: str, config_path: str, config_args: str, eval_config, variants,

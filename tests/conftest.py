@@ -21,11 +21,9 @@ def tfds_dir(tmp_path_factory):
 
 @pytest.fixture
 def tiny_config(tfds_dir):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      'default_config', os.path.join(os.path.dirname(__file__), '..', 'configs', 'default.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  from privjax import config as config_lib
+  module = config_lib.config_module(
+      os.path.join(os.path.dirname(__file__), '..', 'configs', 'default.py'))
 
   def make(arg='simple,tiny'):
     config = module.get_config(arg)

@@ -1,5 +1,4 @@
 """celeba_faces on fake files in the official CelebA formats (no download, no TensorFlow)."""
-import importlib.util
 import os
 import shutil
 import sys
@@ -154,10 +153,8 @@ def test_config_names_parse_back():
 
 
 def test_celeba_mini_config_trains_vgg_mini_at_64_on_the_default_config(tmp_path):
-  spec = importlib.util.spec_from_file_location(
-      'celeba_mini', os.path.join(os.path.dirname(__file__), '..', 'configs', 'celeba_mini.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = config_lib.config_module(
+      os.path.join(os.path.dirname(__file__), '..', 'configs', 'celeba_mini.py'))
   c = module.get_config('siamese')
   config_lib.validate(c)
   assert (c.mode, c.model.arch, c.model.image_size) == ('siamese', 'vgg_mini', 64)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
+from privjax import config as config_lib
 from privjax import cost, models
 from privjax.config import ConfigError
 
@@ -43,11 +44,7 @@ def test_one_conv_layer_flops_match_the_exact_count():
 
 @pytest.fixture(scope='module')
 def table():
-  import importlib.util
-  spec = importlib.util.spec_from_file_location('cost_config', os.path.join(ROOT, 'configs',
-                                                                            'default.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = config_lib.config_module(os.path.join(ROOT, 'configs', 'default.py'))
   config = module.get_config('simple')
   return config, {r['cut']: r for r in cost.cost_table(config, pca_k=8, repeats=1)}
 

@@ -3,7 +3,6 @@
 Runs on several devices happen in subprocesses (the device count is fixed when jax starts); this
 file is also their worker: `python tests/test_distributed.py '<job json>'`.
 """
-import importlib.util
 import json
 import os
 import shutil
@@ -31,10 +30,7 @@ TRAIN_KEYS = ('loss', 'ce', 'contrastive', 'accuracy', 'feature_norm', 'dist_sam
 
 
 def _config(arg, data_dir, **overrides):
-  spec = importlib.util.spec_from_file_location('default_config',
-                                                os.path.join(ROOT, 'configs', 'default.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = config_lib.config_module(os.path.join(ROOT, 'configs', 'default.py'))
   config = module.get_config(arg)
   config.dataset.data_dir = data_dir
   config.update(overrides)

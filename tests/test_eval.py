@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from privjax import config as config_lib
 from privjax.evaluate import features as features_lib
 from privjax.evaluate import protocol
 from privjax.evaluate.errors import EvalError
@@ -19,10 +20,7 @@ ROOT = os.path.join(os.path.dirname(__file__), '..')
 @pytest.fixture(scope='module')
 def trained_runs(tmp_path_factory, tfds_dir):
   """A tiny `simple` run and a `siamese` run fine-tuned from it."""
-  import importlib.util
-  spec = importlib.util.spec_from_file_location('c', os.path.join(ROOT, 'configs', 'default.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = config_lib.config_module(os.path.join(ROOT, 'configs', 'default.py'))
   root = tmp_path_factory.mktemp('runs')
   runs = {}
   for mode in ('simple', 'siamese'):
@@ -96,11 +94,7 @@ def test_features_are_cached_per_checkpoint_step(trained_runs):
 
 
 def _tiny_eval_config():
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      'e', os.path.join(ROOT, 'configs', 'eval', 'default.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = config_lib.config_module(os.path.join(ROOT, 'configs', 'eval', 'default.py'))
   return module.get_config('tiny')
 
 

@@ -1,5 +1,4 @@
 """The exported extractor: round trips, symbolic batch, PCA, noise, a jax-only loader, the CLI."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from privjax import config as config_lib
 from privjax import cost, export
 from privjax.config import ConfigError
 from privjax.privacy import transforms
@@ -30,10 +30,7 @@ def assert_close(got, want):
 
 
 def load_config(arg='simple'):
-  spec = importlib.util.spec_from_file_location('export_config', os.path.join(ROOT, 'configs',
-                                                                              'default.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = config_lib.config_module(os.path.join(ROOT, 'configs', 'default.py'))
   return module.get_config(arg)
 
 

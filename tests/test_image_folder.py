@@ -1,7 +1,6 @@
 """image_folder (your own photos in a CSV) and the identity-split mechanism every builder shares."""
 import csv
 import hashlib
-import importlib.util
 import logging
 import os
 import sys
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from privjax import config as config_lib
 from privjax.data import image_folder as imf
 from privjax.data import pipeline
 from privjax.data import splits
@@ -235,10 +235,7 @@ def test_synthetic_faces_uses_the_shared_mechanism_unchanged():
 
 
 def _config_module():
-  spec = importlib.util.spec_from_file_location(
-      'image_folder_config', os.path.join(ROOT, 'configs', 'image_folder.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = config_lib.config_module(os.path.join(ROOT, 'configs', 'image_folder.py'))
   return module
 
 

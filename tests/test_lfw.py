@@ -1,5 +1,4 @@
 """lfw_faces on a fake LFW tree and label files in the published formats (never downloads)."""
-import importlib.util
 import os
 import sys
 import tarfile
@@ -157,10 +156,8 @@ def test_parsers_read_the_published_formats(manual):
 
 
 def test_lfw_mini_config_trains_vgg_mini_at_64_on_the_default_config(tmp_path):
-  spec = importlib.util.spec_from_file_location(
-      'lfw_mini', os.path.join(os.path.dirname(__file__), '..', 'configs', 'lfw_mini.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = config_lib.config_module(
+      os.path.join(os.path.dirname(__file__), '..', 'configs', 'lfw_mini.py'))
   c = module.get_config('siamese')
   config_lib.validate(c)
   assert (c.mode, c.model.arch, c.model.image_size) == ('siamese', 'vgg_mini', 64)

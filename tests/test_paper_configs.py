@@ -1,6 +1,5 @@
 """The paper configs resolve and validate for every cut, mode and data set; VGG-16 trains at 224 on
 CPU; the sweep runs the pipeline once per cut."""
-import importlib.util
 import os
 
 import jax
@@ -20,9 +19,7 @@ PAPER_EVAL = os.path.join(ROOT, 'configs', 'paper', 'eval.py')
 
 
 def _module(path):
-  spec = importlib.util.spec_from_file_location('paper_config_under_test', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = config_lib.config_module(path)
   return module
 
 

@@ -11,18 +11,16 @@ on the reconstruction; their rank privacy is privjax's `rank_privacy`. Untransfo
 Arguments after the colon: those of configs/eval/default.py (fast, tiny); they keep its shorter
 noise lists.
 """
-import importlib.util
 import os
+
+from privjax import config as config_lib
 
 NOISE_VARIANCES = (0.0, 1e-4, 0.01, 0.1, 0.25, 0.5, 0.8, 1.0, 2.0, 4.0, 9.0)
 
 
 def _default_module():
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'eval', 'default.py')
-  spec = importlib.util.spec_from_file_location('privjax_configs_eval_default', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_lib.config_module(path)
 
 
 def get_config(arg: str = ''):

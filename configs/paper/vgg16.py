@@ -39,9 +39,9 @@ layers/<cut>/{simple,siamese}/{train,solver}.prototxt):
 Differences: the authors fine-tuned a gender VGG-16 (gender.caffemodel) on IMDB-WIKI faces
 normalised by a per-pixel mean image; here ImageNet weights, per-channel means, and no dropout.
 """
-import importlib.util
 import os
 
+from privjax import config as config_lib
 from privjax.models import pretrained
 
 CUTS = ('conv4_3', 'conv5_1', 'conv5_2', 'conv5_3', 'pool5', 'fc6')
@@ -56,10 +56,7 @@ OPTIONS = ('dataset', 'cut', 'mode', 'weights', 'csv', 'pretrained', 'manual_dir
 
 def _config_module(file_name: str):
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', file_name)
-  spec = importlib.util.spec_from_file_location(f'privjax_configs_{file_name[:-3]}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_lib.config_module(path)
 
 
 def _choice(options, key, valid, default):
