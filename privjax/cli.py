@@ -40,7 +40,11 @@ def _parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except (flags.Error, KeyError, AttributeError, ValueError, TypeError) as e:
-    print(f'error: {e}', file=sys.stderr)
+    # ml_collections embeds the config file's traceback in the message: keep what it says about
+    # the flag (first line) and the exception itself (last line).
+    lines = [l for l in str(e).strip().splitlines() if l.strip()]
+    message = lines[0] if len(lines) == 1 else f'{lines[0].rstrip(": ")}: {lines[-1].strip()}'
+    print(f'error: {message}', file=sys.stderr)
     sys.exit(2)
 
 

@@ -185,4 +185,10 @@ def test_train_py_end_to_end_and_one_line_errors(tfds_dir, tmp_path):
   assert bad_cut.stderr.strip().splitlines() == [
       "error: model: unknown cut layer 'conv9_9' for vgg_mini; valid: conv2_1, pool2, conv3_1, "
       'conv3_2, pool3, conv4_1, conv4_2, pool4, fc6, fc7']
+  bad_arg = _cli('--config', 'configs/default.py:tiny,bogus', '--workdir', str(tmp_path / 'z'))
+  assert bad_arg.returncode == 2
+  (line,) = bad_arg.stderr.strip().splitlines()  # no traceback of the config file
+  assert line.startswith('error: flag --config=configs/default.py:tiny,bogus')
+  assert "unknown config argument(s) ['bogus']" in line
   assert not os.path.exists(tmp_path / 'x') and not os.path.exists(tmp_path / 'y')
+  assert not os.path.exists(tmp_path / 'z')
