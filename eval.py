@@ -5,27 +5,33 @@ r"""Privacy evaluation of trained runs on their frozen cut features.
 
 Writes RUN/eval/<name>/report.json, report.md, privacy_accuracy.png and reconstruction.png.
 """
+
 import os
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
 
 from privjax import cli
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'configs/eval/default.py',
-                                          'Evaluation config file[:args].', lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', 'configs/eval/default.py', 'Evaluation config file[:args].', lock_config=True
+)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory to evaluate.')
 _STEP = flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'Override the run\'s TFDS data dir.')
-_COMPARE = flags.DEFINE_multi_string('compare', None, 'Runs (or report.json files) to compare; '
-                                     'repeat the flag or list them after it.')
-_OUT = flags.DEFINE_string('out', None, 'Where --compare writes compare.md (default: beside the '
-                           'first run).')
+_DATA_DIR = flags.DEFINE_string('data_dir', None, "Override the run's TFDS data dir.")
+_COMPARE = flags.DEFINE_multi_string(
+    'compare',
+    None,
+    'Runs (or report.json files) to compare; ' 'repeat the flag or list them after it.',
+)
+_OUT = flags.DEFINE_string(
+    'out', None, 'Where --compare writes compare.md (default: beside the ' 'first run).'
+)
 
 
 def main(argv):
   from privjax.report import tables
+
   if _COMPARE.value:
     runs = list(_COMPARE.value) + list(argv[1:])
     reports = cli.run_or_exit(lambda: [tables.load_report(r) for r in runs])
@@ -43,8 +49,12 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   from privjax.evaluate import protocol
   from privjax.report import plots
-  report = cli.run_or_exit(lambda: protocol.evaluate_run(
-      _WORKDIR.value, _CONFIG.value, step=_STEP.value, data_dir=_DATA_DIR.value))
+
+  report = cli.run_or_exit(
+      lambda: protocol.evaluate_run(
+          _WORKDIR.value, _CONFIG.value, step=_STEP.value, data_dir=_DATA_DIR.value
+      )
+  )
   out_dir = os.path.join(_WORKDIR.value, 'eval', _CONFIG.value.name)
   paths = tables.write_report(report, out_dir, plots.privacy_accuracy_plots)
   print(tables.markdown(report))

@@ -43,9 +43,16 @@ def write_folder(out_dir: str, identities: int, per_identity: int, seed: int = 0
     w, h = (int(v) for v in rng.integers(80, 161, 2))
     name = f'photos/{i:05d}.jpg'
     Image.fromarray(image).resize((w, h), Image.Resampling.BICUBIC).save(
-        os.path.join(out_dir, name), quality=90)
-    rows.append([name, f'person_{int(data["identity"][i]):04d}',
-                 ['female', 'male'][int(data['gender'][i])], int(data['smiling'][i])])
+        os.path.join(out_dir, name), quality=90
+    )
+    rows.append(
+        [
+            name,
+            f'person_{int(data["identity"][i]):04d}',
+            ['female', 'male'][int(data['gender'][i])],
+            int(data['smiling'][i]),
+        ]
+    )
   path = os.path.join(out_dir, 'faces.csv')
   with open(path, 'w', newline='') as f:
     writer = csv.writer(f)
@@ -64,10 +71,14 @@ def main() -> None:
   args = parser.parse_args()
   start = time.perf_counter()
   csv_path = write_folder(args.out_dir, args.identities, args.per_identity, args.seed)
-  result = {'csv': csv_path, 'photos': args.identities * args.per_identity,
-            'write_s': round(time.perf_counter() - start, 2)}
+  result = {
+      'csv': csv_path,
+      'photos': args.identities * args.per_identity,
+      'write_s': round(time.perf_counter() - start, 2),
+  }
   if args.build:
     from privjax.data import image_folder
+
     start = time.perf_counter()
     builder = image_folder.build(data_dir=args.build, csv=csv_path, attributes=('smiling',))
     result['build_s'] = round(time.perf_counter() - start, 2)

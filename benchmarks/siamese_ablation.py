@@ -14,6 +14,7 @@ feature statistics, with the `simple` run itself as the first row.
 
 A rerun resumes: finished runs and evaluations are read back, not redone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -83,13 +84,16 @@ def row(name: str, report: dict, seconds: float | None) -> str:
   identity = base['attacks']['identity']
   fams = identity['families']
   fs = report['feature_stats']
-  return (f'| {name} | {report["margin"]:.3g} | {report["train_config"]["contrastive"]["weight"]:g}'
-          f' | {report["step"]} | {100 * report["primary_accuracy_full_model"]:.1f} | '
-          + ' | '.join(f'{100 * fams[f]["top1"]:.1f}' for f in ('linear', 'mlp', 'transfer'))
-          + f' | **{100 * identity["top1"]:.1f}** | '
-          f'{100 * base["attacks"]["gender"]["top1"]:.1f} | {fs["norm"]["median"]:.2f} | '
-          f'{fs["dist_same"]["median"]:.2f} / {fs["dist_diff"]["median"]:.2f} | '
-          + (f'{seconds:.0f}' if seconds is not None else '') + ' |')
+  return (
+      f'| {name} | {report["margin"]:.3g} | {report["train_config"]["contrastive"]["weight"]:g}'
+      f' | {report["step"]} | {100 * report["primary_accuracy_full_model"]:.1f} | '
+      + ' | '.join(f'{100 * fams[f]["top1"]:.1f}' for f in ('linear', 'mlp', 'transfer'))
+      + f' | **{100 * identity["top1"]:.1f}** | '
+      f'{100 * base["attacks"]["gender"]["top1"]:.1f} | {fs["norm"]["median"]:.2f} | '
+      f'{fs["dist_same"]["median"]:.2f} / {fs["dist_diff"]["median"]:.2f} | '
+      + (f'{seconds:.0f}' if seconds is not None else '')
+      + ' |'
+  )
 
 
 def main(argv=None):
@@ -106,10 +110,12 @@ def main(argv=None):
   if unknown:
     parser.error(f'unknown variant(s) {unknown}; valid: {", ".join(VARIANTS)}')
   ec = eval_config('ablation')
-  lines = ['| run | margin | λ | steps | gender acc. | identity top-1: linear | mlp | transfer | '
-           '**strongest** | gender attacker | feature norm | dist. same / diff. | '
-           'train s (this call) |',
-           '|---' * 13 + '|']
+  lines = [
+      '| run | margin | λ | steps | gender acc. | identity top-1: linear | mlp | transfer | '
+      '**strongest** | gender attacker | feature norm | dist. same / diff. | '
+      'train s (this call) |',
+      '|---' * 13 + '|',
+  ]
   lines.append(row('simple (start)', evaluate(args.simple, ec, args.data_dir), None))
   print(lines[-1], flush=True)
   for name in names:

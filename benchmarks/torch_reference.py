@@ -10,6 +10,7 @@ The same computation as `privjax.train.step.make_train_step` on `privjax.models.
 Images arrive as uint8 [B, 2, S, S, 3] and are permuted to NCHW views, which are channels-last in
 memory. PyTorch is optional and not a privjax dependency; nothing in privjax imports this file.
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,6 +21,7 @@ from privjax.models import vgg
 
 
 class Normalize(nn.Module):
+
   def __init__(self, mean, std):
     super().__init__()
     self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
@@ -30,6 +32,7 @@ class Normalize(nn.Module):
 
 
 class Dense(nn.Module):
+
   def __init__(self, in_features, out_features, relu):
     super().__init__()
     self.linear = nn.Linear(in_features, out_features)
@@ -62,15 +65,18 @@ def _layers(specs, shape, num_classes):
 
 
 class SplitVGG(nn.Module):
-  def __init__(self, arch: str, cut: str, num_classes: int, mean=(0.5, 0.5, 0.5),
-               std=(0.25, 0.25, 0.25)):
+
+  def __init__(
+      self, arch: str, cut: str, num_classes: int, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)
+  ):
     super().__init__()
     spec = vgg.get_architecture(arch)
     vgg.check_cut(spec, cut)
     k = spec.layer_names.index(cut) + 1
     size = spec.image_size
-    self.extractor = nn.Sequential(Normalize(mean, std),
-                                   *_layers(spec.layers[:k], (size, size, 3), num_classes))
+    self.extractor = nn.Sequential(
+        Normalize(mean, std), *_layers(spec.layers[:k], (size, size, 3), num_classes)
+    )
     self.head = nn.Sequential(*_layers(spec.layers[k:], vgg.feature_shape(spec, cut), num_classes))
 
   def forward(self, x):
@@ -93,13 +99,26 @@ def siamese_loss(model, images, labels, same, *, weight: float, margin: float):
   return 2.0 * ce + weight * contrastive
 
 
-def make_train_step(model: SplitVGG, *, lr: float, head_lr_mult: float, weight: float,
-                    margin: float, compile: bool = False, autocast_dtype=None):
+def make_train_step(
+    model: SplitVGG,
+    *,
+    lr: float,
+    head_lr_mult: float,
+    weight: float,
+    margin: float,
+    compile: bool = False,
+    autocast_dtype=None,
+):
   """step(images uint8 [B,2,S,S,3], labels [B,2] int64, same [B] float) → loss (a tensor)."""
   device_type = next(model.parameters()).device.type
   optimizer = torch.optim.Adam(
-      [{'params': model.extractor.parameters(), 'lr': lr},
-       {'params': model.head.parameters(), 'lr': lr * head_lr_mult}], betas=(0.9, 0.999), eps=1e-8)
+      [
+          {'params': model.extractor.parameters(), 'lr': lr},
+          {'params': model.head.parameters(), 'lr': lr * head_lr_mult},
+      ],
+      betas=(0.9, 0.999),
+      eps=1e-8,
+  )
 
   def loss_fn(images, labels, same):
     with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
@@ -118,6 +137,7 @@ def make_train_step(model: SplitVGG, *, lr: float, head_lr_mult: float, weight: 
     loss.backward()
     update()
     return loss.detach()
+
   return step
 
 
@@ -128,4 +148,5 @@ def make_extract(model: SplitVGG, *, compile: bool = False, autocast_dtype=None)
   def extract(images):  # uint8 [N, S, S, 3]
     with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
       return model.extractor(images.permute(0, 3, 1, 2))
+
   return torch.compile(extract) if compile else extract

@@ -9,6 +9,7 @@ without running it, and prints one JSON line each: the state (parameters + Adam 
 backward pass, gradients, workspace). Other backends assign buffers differently (GPU compiles add
 cuDNN workspace), so treat the numbers as estimates for them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 try:
@@ -28,9 +30,10 @@ try:
 except ImportError:  # run from a checkout without installing the package
   sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
+from train_step import Contrastive, Optimizer  # noqa: E402
+
 from privjax import models  # noqa: E402
 from privjax.train import step as step_lib  # noqa: E402
-from train_step import Contrastive, Optimizer  # noqa: E402
 
 
 def step_memory(cut: str, dtype, batch: int, mesh) -> dict:
@@ -38,21 +41,29 @@ def step_memory(cut: str, dtype, batch: int, mesh) -> dict:
   model = models.SplitModel('vgg16', cut, 2, rngs=nnx.Rngs(0), dtype=dtype)
   graphdef, params = nnx.split(model, nnx.Param)
   params = nnx.to_pure_dict(params)
-  tx, train_step, _ = step_lib.compiled_steps(graphdef, Optimizer(), Contrastive(), True, 'label',
-                                              mesh)
+  tx, train_step, _ = step_lib.compiled_steps(
+      graphdef, Optimizer(), Contrastive(), True, 'label', mesh
+  )
   state = step_lib.init_state(params, tx, Contrastive().margin)
-  state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.asarray(a).dtype,
-                                                      sharding=replicated), state)
+  state = jax.tree.map(
+      lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.asarray(a).dtype, sharding=replicated), state
+  )
   size = models.get_architecture('vgg16').image_size
-  pairs = {'image': jax.ShapeDtypeStruct((batch, 2, size, size, 3), jnp.uint8, sharding=data),
-           'label': jax.ShapeDtypeStruct((batch, 2), jnp.int32, sharding=data),
-           'same': jax.ShapeDtypeStruct((batch,), jnp.float32, sharding=data)}
+  pairs = {
+      'image': jax.ShapeDtypeStruct((batch, 2, size, size, 3), jnp.uint8, sharding=data),
+      'label': jax.ShapeDtypeStruct((batch, 2), jnp.int32, sharding=data),
+      'same': jax.ShapeDtypeStruct((batch,), jnp.float32, sharding=data),
+  }
   analysis = train_step.lower(state, pairs).compile().memory_analysis()
-  return {'cut': cut, 'dtype': 'bfloat16' if dtype else 'float32', 'batch_pairs': batch,
-          'backend': jax.default_backend(),
-          'state_GB': round(analysis.argument_size_in_bytes / 1e9, 3),
-          'alias_GB': round(analysis.alias_size_in_bytes / 1e9, 3),
-          'temp_GB': round(analysis.temp_size_in_bytes / 1e9, 3)}
+  return {
+      'cut': cut,
+      'dtype': 'bfloat16' if dtype else 'float32',
+      'batch_pairs': batch,
+      'backend': jax.default_backend(),
+      'state_GB': round(analysis.argument_size_in_bytes / 1e9, 3),
+      'alias_GB': round(analysis.alias_size_in_bytes / 1e9, 3),
+      'temp_GB': round(analysis.temp_size_in_bytes / 1e9, 3),
+  }
 
 
 def main(argv=None):
@@ -60,8 +71,9 @@ def main(argv=None):
   parser.add_argument('--cuts', default='conv4_3,conv5_3,fc6')
   parser.add_argument('--batches', default='10,64', help='pairs per step')
   args = parser.parse_args(argv)
-  mesh = jax.make_mesh((1,), ('data',), axis_types=(jax.sharding.AxisType.Auto,),
-                       devices=jax.devices()[:1])
+  mesh = jax.make_mesh(
+      (1,), ('data',), axis_types=(jax.sharding.AxisType.Auto,), devices=jax.devices()[:1]
+  )
   for cut in args.cuts.split(','):
     for dtype in (None, jnp.bfloat16):
       for batch in (int(b) for b in args.batches.split(',')):

@@ -33,6 +33,7 @@ them alike:
 Default --batch: 32 pairs (the demo config) for vgg_mini; for vgg16 2 pairs on CPU, 64 on GPU/TPU.
 Other processes on the machine skew the numbers: the load average is printed with them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 try:
   import privjax  # noqa: F401
@@ -60,9 +62,18 @@ from privjax.train import step as step_lib
 
 # bf16 dense peak FLOP/s per chip, by a substring of jax.devices()[0].device_kind (first match).
 PEAK_BF16 = (
-    ('H100 PCIe', 756e12), ('H100 NVL', 835e12), ('H100', 989e12), ('H200', 989e12),
-    ('GH200', 989e12), ('A100', 312e12), ('TPU v4', 275e12), ('TPU v5 lite', 197e12),
-    ('TPU v5e', 197e12), ('TPU v5p', 459e12), ('TPU v5', 459e12), ('TPU v6 lite', 918e12),
+    ('H100 PCIe', 756e12),
+    ('H100 NVL', 835e12),
+    ('H100', 989e12),
+    ('H200', 989e12),
+    ('GH200', 989e12),
+    ('A100', 312e12),
+    ('TPU v4', 275e12),
+    ('TPU v5 lite', 197e12),
+    ('TPU v5e', 197e12),
+    ('TPU v5p', 459e12),
+    ('TPU v5', 459e12),
+    ('TPU v6 lite', 918e12),
     ('TPU v6e', 918e12),
 )
 
@@ -70,6 +81,7 @@ PEAK_BF16 = (
 @dataclasses.dataclass(frozen=True)
 class Optimizer:
   """The demo's Siamese settings (configs/default.py:siamese), hashable for compiled_steps."""
+
   lr: float = 1e-4
   head_lr_mult: float = 10.0
   b1: float = 0.9
@@ -122,16 +134,20 @@ def flops_of(compiled) -> float | None:
 def random_pairs(batch: int, size: int, seed: int = 0) -> dict:
   rng = np.random.default_rng(seed)
   labels = rng.integers(0, 2, (batch, 2)).astype(np.int32)
-  return {'image': rng.integers(0, 256, (batch, 2, size, size, 3), dtype=np.uint8),
-          'label': labels, 'same': (labels[:, 0] == labels[:, 1]).astype(np.float32)}
+  return {
+      'image': rng.integers(0, 256, (batch, 2, size, size, 3), dtype=np.uint8),
+      'label': labels,
+      'same': (labels[:, 0] == labels[:, 1]).astype(np.float32),
+  }
 
 
 def privjax_runners(arch, cut, batch, dtype) -> tuple[dict, dict]:
   """({compile_s, flops_per_step}, {'train': run, 'extract': run})."""
   mesh = jax.make_mesh((jax.device_count(),), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-  model = models.SplitModel(arch.name, cut, 2, rngs=nnx.Rngs(0),
-                            dtype=jnp.bfloat16 if dtype == 'bfloat16' else None)
+  model = models.SplitModel(
+      arch.name, cut, 2, rngs=nnx.Rngs(0), dtype=jnp.bfloat16 if dtype == 'bfloat16' else None
+  )
   graphdef, params = nnx.split(model, nnx.Param)
   params = nnx.to_pure_dict(params)
   opt, con = Optimizer(), Contrastive()
@@ -149,9 +165,12 @@ def privjax_runners(arch, cut, batch, dtype) -> tuple[dict, dict]:
       box[0], metrics = compiled(box[0], pairs)
     jax.block_until_ready((box[0], metrics))
 
-  extract = jax.jit(lambda p, x: nnx.merge(graphdef, p).extractor(x),
-                    in_shardings=(replicated, data), out_shardings=data,
-                    compiler_options=step_lib.compiler_options(jax.default_backend()))
+  extract = jax.jit(
+      lambda p, x: nnx.merge(graphdef, p).extractor(x),
+      in_shardings=(replicated, data),
+      out_shardings=data,
+      compiler_options=step_lib.compiler_options(jax.default_backend()),
+  )
   images = jax.device_put(pairs['image'].reshape((-1,) + pairs['image'].shape[2:]), data)
   extract = extract.lower(box[0]['params'], images).compile()
 
@@ -163,9 +182,16 @@ def privjax_runners(arch, cut, batch, dtype) -> tuple[dict, dict]:
   runners = {'train': train, 'extract': features}
   if step_lib.compiler_options(jax.default_backend()):
     # The same step with XLA's default options, to show what privjax's options change.
-    plain = jax.jit(step_lib.make_train_step(graphdef, tx, con, siamese=True),
-                    in_shardings=(replicated, data), out_shardings=(replicated, replicated),
-                    donate_argnums=0).lower(state, pairs).compile()
+    plain = (
+        jax.jit(
+            step_lib.make_train_step(graphdef, tx, con, siamese=True),
+            in_shardings=(replicated, data),
+            out_shardings=(replicated, replicated),
+            donate_argnums=0,
+        )
+        .lower(state, pairs)
+        .compile()
+    )
     plain_box = [jax.tree.map(jnp.copy, box[0])]
 
     def train_xla_defaults(n):
@@ -178,8 +204,12 @@ def privjax_runners(arch, cut, batch, dtype) -> tuple[dict, dict]:
 
 
 def privjax_rates(info: dict, sec: dict, batch: int) -> dict:
-  out = dict(info, step_ms=1e3 * sec['train'], train_images_per_s=2 * batch / sec['train'],
-             extract_images_per_s=2 * batch / sec['extract'])
+  out = dict(
+      info,
+      step_ms=1e3 * sec['train'],
+      train_images_per_s=2 * batch / sec['train'],
+      extract_images_per_s=2 * batch / sec['extract'],
+  )
   if 'train_xla_defaults' in sec:
     out['xla_defaults_images_per_s'] = 2 * batch / sec['train_xla_defaults']
   if info['flops_per_step']:
@@ -192,6 +222,7 @@ def privjax_rates(info: dict, sec: dict, batch: int) -> dict:
 
 def bench_attack(arch, cut, args) -> dict:
   from privjax.attacks.linear import fit_linear
+
   dim = math.prod(models.feature_shape(arch, cut))
   rng = np.random.default_rng(0)
   y = rng.integers(0, args.attack_classes, args.attack_rows)
@@ -205,8 +236,11 @@ def bench_attack(arch, cut, args) -> dict:
     start = time.perf_counter()
     fit_linear(x, y)
     times.append(time.perf_counter() - start)
-  return {'attack_fit_s': statistics.median(times), 'attack_first_fit_s': first,
-          'attack_shape': [args.attack_rows, dim]}
+  return {
+      'attack_fit_s': statistics.median(times),
+      'attack_first_fit_s': first,
+      'attack_shape': [args.attack_rows, dim],
+  }
 
 
 def torch_runners(arch, cut, batch, dtype, args) -> tuple[dict, dict]:
@@ -230,8 +264,11 @@ def torch_runners(arch, cut, batch, dtype, args) -> tuple[dict, dict]:
   labels = torch.from_numpy(host['label']).long().to(device)
   same = torch.from_numpy(host['same']).to(device)
   opt, con = Optimizer(), Contrastive()
-  out = {'torch_version': torch.__version__, 'torch_threads': torch.get_num_threads(),
-         'omp_wait_policy': os.environ['OMP_WAIT_POLICY']}
+  out = {
+      'torch_version': torch.__version__,
+      'torch_threads': torch.get_num_threads(),
+      'omp_wait_policy': os.environ['OMP_WAIT_POLICY'],
+  }
   runners = {}
   for name, compile in (('eager', False), ('compile', True)):
     if compile and not args.torch_compile:
@@ -240,8 +277,14 @@ def torch_runners(arch, cut, batch, dtype, args) -> tuple[dict, dict]:
     model = torch_reference.SplitVGG(arch.name, cut, 2).to(device)
     model = model.to(memory_format=torch.channels_last)
     step = torch_reference.make_train_step(
-        model, lr=opt.lr, head_lr_mult=opt.head_lr_mult, weight=con.weight, margin=con.margin,
-        compile=compile, autocast_dtype=torch.bfloat16 if dtype == 'bfloat16' else None)
+        model,
+        lr=opt.lr,
+        head_lr_mult=opt.head_lr_mult,
+        weight=con.weight,
+        margin=con.margin,
+        compile=compile,
+        autocast_dtype=torch.bfloat16 if dtype == 'bfloat16' else None,
+    )
 
     def train(n):
       for _ in range(n):
@@ -268,8 +311,9 @@ def bench_pipeline(arch, batch, args) -> dict:
   builder = synthetic_faces.build('default', data_dir=args.data_dir or None)
   split = pipeline.load_split(builder, 'train')
   size = arch.image_size
-  pre = pipeline.Preprocess(size=size, resize=split.image_shape[0] != size, center_crop=1.0,
-                            flip=True)
+  pre = pipeline.Preprocess(
+      size=size, resize=split.image_shape[0] != size, center_crop=1.0, flip=True
+  )
   batches = pipeline.pair_batches(split, 'gender', batch, pre, seed=0, threads=args.data_threads)
 
   for _ in range(8):  # fills grain's read-ahead buffer, as during training
@@ -283,8 +327,11 @@ def bench_pipeline(arch, batch, args) -> dict:
       n += 1
     times.append((time.perf_counter() - start) / n)
   sec = statistics.median(times)
-  return {'pipeline_batches_per_s': 1 / sec, 'pipeline_images_per_s': 2 * batch / sec,
-          'pipeline_threads': args.data_threads}
+  return {
+      'pipeline_batches_per_s': 1 / sec,
+      'pipeline_images_per_s': 2 * batch / sec,
+      'pipeline_threads': args.data_threads,
+  }
 
 
 def main(argv=None):
@@ -308,16 +355,22 @@ def main(argv=None):
     skip.add('torch')
 
   device = jax.devices()[0]
-  header = {'backend': jax.default_backend(), 'device_kind': device.device_kind,
-            'devices': jax.device_count(), 'cpus': cpu_count(), 'jax': jax.__version__,
-            'load_before': os.getloadavg()}
+  header = {
+      'backend': jax.default_backend(),
+      'device_kind': device.device_kind,
+      'devices': jax.device_count(),
+      'cpus': cpu_count(),
+      'jax': jax.__version__,
+      'load_before': os.getloadavg(),
+  }
   print(json.dumps(header), flush=True)
   results = []
   for name in filter(None, args.models.split(',')):
     arch = models.get_architecture(name)
     cut = arch.default_cut
-    batch = args.batch or (32 if name == 'vgg_mini' else
-                           2 if jax.default_backend() == 'cpu' else 64)
+    batch = args.batch or (
+        32 if name == 'vgg_mini' else 2 if jax.default_backend() == 'cpu' else 64
+    )
     row = {'model': name, 'cut': cut, 'batch_pairs': batch, 'dtype': args.dtype}
     info, runners = privjax_runners(arch, cut, batch, args.dtype)
     if 'torch' not in skip:
@@ -331,8 +384,10 @@ def main(argv=None):
         row[f'{key}_step_ms'] = 1e3 * sec[key]
         row[f'{key}_images_per_s'] = 2 * batch / sec[key]
     print(json.dumps(row), flush=True)
-    for part, fn in (('pipeline', lambda: bench_pipeline(arch, batch, args)),
-                     ('attack', lambda: bench_attack(arch, cut, args))):
+    for part, fn in (
+        ('pipeline', lambda: bench_pipeline(arch, batch, args)),
+        ('attack', lambda: bench_attack(arch, cut, args)),
+    ):
       if part not in skip:
         row.update(fn())
         print(json.dumps({k: v for k, v in row.items() if k.startswith(part)}), flush=True)
@@ -345,44 +400,58 @@ def main(argv=None):
 
 
 def summary(results, header) -> str:
-  lines = [f"\n{header['device_kind']} x{header['devices']} ({header['backend']}), "
-           f"{header['cpus']} CPUs, load {header['load_before'][0]:.1f}"]
+  lines = [
+      f"\n{header['device_kind']} x{header['devices']} ({header['backend']}), "
+      f"{header['cpus']} CPUs, load {header['load_before'][0]:.1f}"
+  ]
   for r in results:
-    lines.append(f"{r['model']} (cut {r['cut']}, {r['batch_pairs']} pairs = "
-                 f"{2 * r['batch_pairs']} images/step, {r['dtype']}):")
-    perf = (f"  privjax train    {r['train_images_per_s']:9.1f} images/s  "
-            f"{r['step_ms']:8.1f} ms/step")
+    lines.append(
+        f"{r['model']} (cut {r['cut']}, {r['batch_pairs']} pairs = "
+        f"{2 * r['batch_pairs']} images/step, {r['dtype']}):"
+    )
+    perf = (
+        f"  privjax train    {r['train_images_per_s']:9.1f} images/s  "
+        f"{r['step_ms']:8.1f} ms/step"
+    )
     if r.get('achieved_tflops'):
       perf += f"  {r['achieved_tflops'] * 1e3:8.1f} GFLOP/s"
     if r.get('mfu') is not None:
       perf += f"  MFU {100 * r['mfu']:.1f}% of bf16 peak"
     lines.append(perf + f"  (compile {r['compile_s']:.1f} s)")
     if r.get('xla_defaults_images_per_s'):
-      lines.append(f"  ... XLA defaults {r['xla_defaults_images_per_s']:9.1f} images/s  "
-                   "(the same step without privjax.train.step.compiler_options)")
+      lines.append(
+          f"  ... XLA defaults {r['xla_defaults_images_per_s']:9.1f} images/s  "
+          '(the same step without privjax.train.step.compiler_options)'
+      )
     lines.append(f"  privjax extract  {r['extract_images_per_s']:9.1f} images/s")
     best = None
     for name in ('eager', 'compile'):
       rate = r.get(f'torch_{name}_images_per_s')
       if rate:
-        lines.append(f"  torch {name:10s} {rate:9.1f} images/s  "
-                     f"{r[f'torch_{name}_step_ms']:8.1f} ms/step  privjax/torch = "
-                     f"{r['train_images_per_s'] / rate:.2f}")
+        lines.append(
+            f'  torch {name:10s} {rate:9.1f} images/s  '
+            f"{r[f'torch_{name}_step_ms']:8.1f} ms/step  privjax/torch = "
+            f"{r['train_images_per_s'] / rate:.2f}"
+        )
         best = max(best or 0, rate)
       elif f'torch_{name}' in r:
         lines.append(f"  torch {name:10s} {r[f'torch_{name}']}")
     if best:
       lines.append(f"  privjax / best torch = {r['train_images_per_s'] / best:.2f}")
     if 'pipeline_images_per_s' in r:
-      lines.append(f"  input pipeline   {r['pipeline_images_per_s']:9.1f} images/s  "
-                   f"{r['pipeline_batches_per_s']:.2f} pair batches/s  pipeline/step = "
-                   f"{r['pipeline_images_per_s'] / r['train_images_per_s']:.2f}")
+      lines.append(
+          f"  input pipeline   {r['pipeline_images_per_s']:9.1f} images/s  "
+          f"{r['pipeline_batches_per_s']:.2f} pair batches/s  pipeline/step = "
+          f"{r['pipeline_images_per_s'] / r['train_images_per_s']:.2f}"
+      )
     elif 'pipeline' in r:
       lines.append(f"  input pipeline   {r['pipeline']}")
     if 'attack_fit_s' in r:
       rows, dim = r['attack_shape']
-      lines.append(f"  linear attacker  {r['attack_fit_s']:9.2f} s per fit on {rows} x {dim} "
-                   f"random features (first fit with compile {r['attack_first_fit_s']:.2f} s)")
+      lines.append(
+          f"  linear attacker  {r['attack_fit_s']:9.2f} s per fit on {rows} x {dim} "
+          f"random features (first fit with compile {r['attack_first_fit_s']:.2f} s)"
+      )
   return '\n'.join(lines)
 
 

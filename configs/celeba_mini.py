@@ -15,6 +15,7 @@ Arguments after the colon: those of configs/default.py.  Data set parameters are
 --config.dataset.builder_kwargs.KEY=VALUE overrides: crop_fraction, seed, owner_fraction,
 owner_test_fraction, min_images_per_identity.
 """
+
 import os
 
 import ml_collections

@@ -12,6 +12,7 @@ Arguments after the colon, comma-separated:
   normalized         contrastive loss on L2-normalised cut features (margin in [0, 2] units)
   tiny               a few steps on the tiny data set configuration, for tests and smoke runs
 """
+
 import ml_collections
 
 

@@ -21,6 +21,7 @@ Other data set parameters are --config.dataset.builder_kwargs.KEY=VALUE override
 min_images_per_identity (attacker identities need that many photos; others stay on the owner side)
 and prefix (a readable start of the prepared data set's name).
 """
+
 import os
 
 import ml_collections
@@ -38,8 +39,10 @@ def get_config(arg: str = ''):
   options = dict(a.split('=', 1) for a in args if '=' in a)
   unknown = sorted(set(options) - {'csv', 'primary', 'attributes'})
   if unknown:
-    raise ValueError(f'unknown config argument(s) {unknown}; valid KEY=VALUE: csv, primary, '
-                     'attributes (and the flags of configs/default.py)')
+    raise ValueError(
+        f'unknown config argument(s) {unknown}; valid KEY=VALUE: csv, primary, '
+        'attributes (and the flags of configs/default.py)'
+    )
   c = _default_module().get_config(','.join(a for a in args if '=' not in a))
   c.dataset.name = 'image_folder'
   c.dataset.config = ''  # named by the builder from the CSV's content and the parameters

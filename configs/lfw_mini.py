@@ -17,6 +17,7 @@ Arguments after the colon: those of configs/default.py.  Data set parameters are
 gender_source (attributes | names), crop_fraction (default 0.5 of the 250 px: the face box), seed,
 owner_fraction, owner_test_fraction, min_images_per_identity.
 """
+
 import os
 
 import ml_collections

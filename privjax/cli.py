@@ -4,6 +4,7 @@ Known failure types (bad config, data, workdir, checkpoint, NaN) print `error: <
 line and exit with status 2; anything else is a bug and keeps its traceback.
 Must not import jax at module level, so `--help` stays fast.
 """
+
 from __future__ import annotations
 
 import sys
@@ -14,9 +15,10 @@ from absl import app
 def _known_errors():
   from privjax.config import ConfigError
   from privjax.data.pipeline import DataError
+  from privjax.evaluate.errors import EvalError
   from privjax.train.checkpoint import RunError
   from privjax.train.loop import TrainingError
-  from privjax.evaluate.errors import EvalError
+
   return (ConfigError, DataError, RunError, TrainingError, EvalError, FileNotFoundError)
 
 
@@ -30,13 +32,17 @@ def run_or_exit(fn):
 
 def summary_line(result: dict) -> str:
   keys = ('step', 'test_accuracy', 'train_loss', 'train_images_per_sec')
-  return '  '.join(f'{k}={result[k]:.4g}' if isinstance(result[k], float) else f'{k}={result[k]}'
-                   for k in keys if k in result)
+  return '  '.join(
+      f'{k}={result[k]:.4g}' if isinstance(result[k], float) else f'{k}={result[k]}'
+      for k in keys
+      if k in result
+  )
 
 
 def _parse_flags(argv):
   """Flag parsing with config-file errors (bad key, bad value, bad override) on one line."""
   from absl import flags
+
   try:
     return flags.FLAGS(argv)
   except (flags.Error, KeyError, AttributeError, ValueError, TypeError) as e:

@@ -3,6 +3,7 @@
 What lives here: `validate(config)`, which raises `ConfigError` with one actionable line, and the keys
 that may change when a run is resumed. Must not import jax, models or data: it only reads the config.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -33,8 +34,17 @@ CHANNEL_ORDERS = ('RGB', 'BGR')
 
 # Keys that may differ between a run and its resumption (schedule, logging, bookkeeping);
 # any other difference means the workdir holds a different experiment.
-RESUMABLE_KEYS = ('total_steps', 'log_every', 'eval_every', 'checkpoint_every', 'keep_checkpoints',
-                  'progress', 'data_threads', 'dataset.data_dir', 'distributed')
+RESUMABLE_KEYS = (
+    'total_steps',
+    'log_every',
+    'eval_every',
+    'checkpoint_every',
+    'keep_checkpoints',
+    'progress',
+    'data_threads',
+    'dataset.data_dir',
+    'distributed',
+)
 
 
 def _choice(value, valid, key):
@@ -51,19 +61,30 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'model: {e}') from None
   _choice(config.model.dtype, DTYPES, 'model.dtype')
   if config.model.image_size != arch.image_size:
-    raise ConfigError(f'model.image_size={config.model.image_size} but {arch.name} takes '
-                      f'{arch.image_size}x{arch.image_size} images')
+    raise ConfigError(
+        f'model.image_size={config.model.image_size} but {arch.name} takes '
+        f'{arch.image_size}x{arch.image_size} images'
+    )
   _choice(config.input.channel_order, CHANNEL_ORDERS, 'input.channel_order')
   for key in ('mean', 'std'):
     if len(config.input[key]) != 3:
-      raise ConfigError(f'input.{key} must have 3 values (one per channel), got {config.input[key]}')
+      raise ConfigError(
+          f'input.{key} must have 3 values (one per channel), got {config.input[key]}'
+      )
   if min(config.input.std) <= 0:
     raise ConfigError(f'input.std must be positive, got {config.input.std}')
   if not 0 < config.input.center_crop <= 1:
     raise ConfigError(f'input.center_crop must be in (0, 1], got {config.input.center_crop}')
   _choice(config.contrastive.margin_mode, MARGIN_MODES, 'contrastive.margin_mode')
-  for key in ('batch_size', 'total_steps', 'log_every', 'eval_every', 'checkpoint_every',
-              'keep_checkpoints', 'eval_batch_size'):
+  for key in (
+      'batch_size',
+      'total_steps',
+      'log_every',
+      'eval_every',
+      'checkpoint_every',
+      'keep_checkpoints',
+      'eval_batch_size',
+  ):
     if config[key] <= 0:
       raise ConfigError(f'{key} must be positive, got {config[key]}')
   if config.optimizer.lr <= 0:
@@ -89,6 +110,8 @@ def flatten(config) -> dict:
 def incompatible_keys(saved: dict, new: dict) -> list[tuple[str, object, object]]:
   """(key, saved value, new value) for every difference outside RESUMABLE_KEYS."""
   a, b = flatten(saved), flatten(new)
-  return [(k, a.get(k, '<missing>'), b.get(k, '<missing>'))
-          for k in sorted(set(a) | set(b))
-          if k not in RESUMABLE_KEYS and a.get(k, '<missing>') != b.get(k, '<missing>')]
+  return [
+      (k, a.get(k, '<missing>'), b.get(k, '<missing>'))
+      for k in sorted(set(a) | set(b))
+      if k not in RESUMABLE_KEYS and a.get(k, '<missing>') != b.get(k, '<missing>')
+  ]

@@ -31,6 +31,7 @@ convolutions. `peak_activation_source` says which figure was larger.
 
 Must not import privjax.train, privjax.data or privjax.attacks: costs need neither data nor a run.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,9 +63,12 @@ def compiled_cost(fn, *args) -> dict:
   if isinstance(analysis, (list, tuple)):
     analysis = analysis[0]
   memory = compiled.memory_analysis()
-  return {'flops': int(analysis['flops']), 'compiled': compiled,
-          'temp_bytes': None if memory is None else int(memory.temp_size_in_bytes),
-          'output_bytes': None if memory is None else int(memory.output_size_in_bytes)}
+  return {
+      'flops': int(analysis['flops']),
+      'compiled': compiled,
+      'temp_bytes': None if memory is None else int(memory.temp_size_in_bytes),
+      'output_bytes': None if memory is None else int(memory.output_size_in_bytes),
+  }
 
 
 def _nbytes(struct) -> int:
@@ -103,8 +107,9 @@ def random_model(config, num_classes: int, seed: int) -> models.SplitModel:
   nnx's own initialisers compile one XLA program per parameter shape, seconds each on a small CPU;
   numpy needs none. He scaling keeps activations O(1), so no layer runs on denormals.
   """
-  abstract = nnx.eval_shape(lambda: models.model_from_config(config, num_classes,
-                                                             rngs=nnx.Rngs(seed)))
+  abstract = nnx.eval_shape(
+      lambda: models.model_from_config(config, num_classes, rngs=nnx.Rngs(seed))
+  )
   graphdef, state = nnx.split(abstract)
   rng = np.random.default_rng(seed)
 
@@ -117,22 +122,25 @@ def random_model(config, num_classes: int, seed: int) -> models.SplitModel:
   return nnx.merge(graphdef, jax.tree_util.tree_map(init, state))
 
 
-def check_request(config, *, pca_k: int, repeats: int, cuts) -> tuple[models.vgg.Architecture,
-                                                                       list[str]]:
+def check_request(
+    config, *, pca_k: int, repeats: int, cuts
+) -> tuple[models.vgg.Architecture, list[str]]:
   try:
     arch = models.get_architecture(config.model.arch)
   except ValueError as e:
     raise ConfigError(f'model: {e}') from None
   if config.model.dtype not in DTYPES:
-    raise ConfigError(f'model.dtype={config.model.dtype!r} is not valid; choose one of: '
-                      f'{", ".join(DTYPES)}')
+    raise ConfigError(
+        f'model.dtype={config.model.dtype!r} is not valid; choose one of: ' f'{", ".join(DTYPES)}'
+    )
   if pca_k < 1 or repeats < 1:
     raise ConfigError(f'--pca_k and --repeats must be positive, got {pca_k} and {repeats}')
   cuts = list(arch.valid_cuts if cuts is None else cuts)
   unknown = [c for c in cuts if c not in arch.valid_cuts]
   if unknown:
-    raise ConfigError(f'{arch.name} has no cut {", ".join(unknown)}; valid: '
-                      f'{", ".join(arch.valid_cuts)}')
+    raise ConfigError(
+        f'{arch.name} has no cut {", ".join(unknown)}; valid: ' f'{", ".join(arch.valid_cuts)}'
+    )
   return arch, cuts
 
 
@@ -146,11 +154,13 @@ def cut_cost(config, cut: str, *, pca_k: int, repeats: int, num_classes: int = 2
   dims = math.prod(shape)
 
   ext_graph, ext_params = nnx.split(model.extractor)
-  pixels = jax.random.randint(jax.random.key(0), (1, arch.image_size, arch.image_size, 3), 0, 256,
-                              jnp.int32).astype(jnp.uint8)
+  pixels = jax.random.randint(
+      jax.random.key(0), (1, arch.image_size, arch.image_size, 3), 0, 256, jnp.int32
+  ).astype(jnp.uint8)
   ext = compiled_cost(lambda p, x: nnx.merge(ext_graph, p)(x), ext_params, pixels)
-  by_shapes = largest_layer_activation(model.extractor, jax.ShapeDtypeStruct(pixels.shape,
-                                                                             pixels.dtype))
+  by_shapes = largest_layer_activation(
+      model.extractor, jax.ShapeDtypeStruct(pixels.shape, pixels.dtype)
+  )
   by_xla = None if ext['temp_bytes'] is None else ext['temp_bytes'] + ext['output_bytes']
   peak, source = max((by_shapes, 'shapes'), (by_xla or 0, 'xla'))
   latency, latency_p90 = median_latency(ext['compiled'], (ext_params, pixels), repeats)
@@ -160,57 +170,90 @@ def cut_cost(config, cut: str, *, pca_k: int, repeats: int, num_classes: int = 2
   head = compiled_cost(lambda p, f: nnx.merge(head_graph, p)(f), head_params, features)
 
   row = {
-      'cut': cut, 'feature_shape': list(shape), 'feature_dims': dims,
-      'extractor_params': _count(ext_params), 'extractor_param_bytes': 4 * _count(ext_params),
+      'cut': cut,
+      'feature_shape': list(shape),
+      'feature_dims': dims,
+      'extractor_params': _count(ext_params),
+      'extractor_param_bytes': 4 * _count(ext_params),
       'extractor_flops': ext['flops'],
-      'peak_activation_bytes': peak, 'peak_activation_source': source,
-      'xla_temp_bytes': ext['temp_bytes'], 'xla_output_bytes': ext['output_bytes'],
+      'peak_activation_bytes': peak,
+      'peak_activation_source': source,
+      'xla_temp_bytes': ext['temp_bytes'],
+      'xla_output_bytes': ext['output_bytes'],
       'largest_layer_activation_bytes': by_shapes,
-      'latency_ms': 1e3 * latency, 'latency_p90_ms': 1e3 * latency_p90,
-      'upload_float32_bytes': 4 * dims, 'upload_float16_bytes': 2 * dims, 'upload_int8_bytes': dims,
-      'pca_k': None, 'upload_pca_bytes': None, 'pca_params': None, 'pca_flops': None,
-      'head_params': _count(head_params), 'head_param_bytes': 4 * _count(head_params),
+      'latency_ms': 1e3 * latency,
+      'latency_p90_ms': 1e3 * latency_p90,
+      'upload_float32_bytes': 4 * dims,
+      'upload_float16_bytes': 2 * dims,
+      'upload_int8_bytes': dims,
+      'pca_k': None,
+      'upload_pca_bytes': None,
+      'pca_params': None,
+      'pca_flops': None,
+      'head_params': _count(head_params),
+      'head_param_bytes': 4 * _count(head_params),
       'head_flops': head['flops'],
   }
   if pca_k <= dims:
     f32 = lambda s: jax.ShapeDtypeStruct(s, jnp.float32)
     pca = transforms.PCA(f32((dims,)), f32((pca_k, dims)), f32((pca_k,)), tuple(shape))
-    row.update(pca_k=pca_k, upload_pca_bytes=4 * pca_k, pca_params=(pca_k + 1) * dims,
-               pca_flops=compiled_cost(lambda p, f: p.apply(f), pca, f32(features.shape))['flops'])
+    row.update(
+        pca_k=pca_k,
+        upload_pca_bytes=4 * pca_k,
+        pca_params=(pca_k + 1) * dims,
+        pca_flops=compiled_cost(lambda p, f: p.apply(f), pca, f32(features.shape))['flops'],
+    )
   return row
 
 
-def cost_table(config, *, pca_k: int = 32, repeats: int = 50, cuts=None,
-               num_classes: int = 2) -> list[dict]:
+def cost_table(
+    config, *, pca_k: int = 32, repeats: int = 50, cuts=None, num_classes: int = 2
+) -> list[dict]:
   """A `cut_cost` row for every valid cut of `config.model.arch` (or `cuts`), shallowest first."""
   _, cuts = check_request(config, pca_k=pca_k, repeats=repeats, cuts=cuts)
-  return [cut_cost(config, cut, pca_k=pca_k, repeats=repeats, num_classes=num_classes)
-          for cut in cuts]
+  return [
+      cut_cost(config, cut, pca_k=pca_k, repeats=repeats, num_classes=num_classes) for cut in cuts
+  ]
 
 
 def machine() -> dict:
   device = jax.devices()[0]
-  return {'platform': device.platform, 'device_kind': device.device_kind,
-          'processor': platform.processor() or platform.machine(), 'cpu_count': os.cpu_count(),
-          'jax': jax.__version__, 'privjax': privjax.__version__}
+  return {
+      'platform': device.platform,
+      'device_kind': device.device_kind,
+      'processor': platform.processor() or platform.machine(),
+      'cpu_count': os.cpu_count(),
+      'jax': jax.__version__,
+      'privjax': privjax.__version__,
+  }
 
 
 def evaluation_points(reports: list[dict], names: list[str], arch: str) -> list[dict]:
   """(cut, primary accuracy, identity top-1) of each evaluated run, untransformed and noiseless."""
   from privjax.evaluate.errors import EvalError
+
   points = []
   for report, name in zip(reports, names):
     if report.get('arch') != arch:
       raise EvalError(f'{name} evaluates {report.get("arch")}, not {arch}')
-    entry = next((e for e in report['sweep']
-                  if e['transform'] == 'none' and e['noise_variance'] == 0), None)
+    entry = next(
+        (e for e in report['sweep'] if e['transform'] == 'none' and e['noise_variance'] == 0), None
+    )
     if entry is None or 'identity' not in entry['attacks']:
-      raise EvalError(f'{name}: its report has no identity attack on untransformed, noiseless '
-                      'features; evaluate with transform none, noise variance 0, secret identity')
-    points.append({'run': name, 'mode': report.get('mode'), 'cut': report['cut'],
-                   'primary': report['primary'],
-                   'primary_accuracy': report['primary_accuracy_full_model'],
-                   'identity_top1': entry['attacks']['identity']['top1']})
+      raise EvalError(
+          f'{name}: its report has no identity attack on untransformed, noiseless '
+          'features; evaluate with transform none, noise variance 0, secret identity'
+      )
+    points.append(
+        {
+            'run': name,
+            'mode': report.get('mode'),
+            'cut': report['cut'],
+            'primary': report['primary'],
+            'primary_accuracy': report['primary_accuracy_full_model'],
+            'identity_top1': entry['attacks']['identity']['top1'],
+        }
+    )
   return points
 
 
@@ -234,39 +277,68 @@ def _bytes(x) -> str:
 
 def markdown(rows: list[dict], meta: dict, points: list[dict]) -> str:
   k = meta['pca_k']
-  head = ['cut', 'features', 'upload f32 / f16 / int8', f'upload PCA-{k}', 'device params',
-          'device FLOPs', 'peak activations', 'latency ms (p90)', f'PCA-{k} params / FLOPs',
-          'cloud params', 'cloud FLOPs']
-  lines = [f'# Cost per cut: {meta["arch"]} ({meta["image_size"]}×{meta["image_size"]} input, '
-           f'batch 1, {meta["dtype"]})', '',
-           f'Machine: {meta["machine"]["processor"]}, {meta["machine"]["cpu_count"]} CPU threads '
-           f'visible, jax {meta["machine"]["jax"]} on {meta["machine"]["platform"]}. Random '
-           f'weights; latency = median (90th percentile) of {meta["repeats"]} runs after '
-           'compilation. FLOPs from XLA\'s cost analysis (the device side includes input '
-           'normalisation). Peak activations: the larger of XLA\'s temp + output buffers and (*) '
-           'the largest single-layer input + output from shapes (XLA does not see buffers inside '
-           'library fusions). int8 excludes the quantisation scale.', '',
-           '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  head = [
+      'cut',
+      'features',
+      'upload f32 / f16 / int8',
+      f'upload PCA-{k}',
+      'device params',
+      'device FLOPs',
+      'peak activations',
+      'latency ms (p90)',
+      f'PCA-{k} params / FLOPs',
+      'cloud params',
+      'cloud FLOPs',
+  ]
+  lines = [
+      f'# Cost per cut: {meta["arch"]} ({meta["image_size"]}×{meta["image_size"]} input, '
+      f'batch 1, {meta["dtype"]})',
+      '',
+      f'Machine: {meta["machine"]["processor"]}, {meta["machine"]["cpu_count"]} CPU threads '
+      f'visible, jax {meta["machine"]["jax"]} on {meta["machine"]["platform"]}. Random '
+      f'weights; latency = median (90th percentile) of {meta["repeats"]} runs after '
+      "compilation. FLOPs from XLA's cost analysis (the device side includes input "
+      "normalisation). Peak activations: the larger of XLA's temp + output buffers and (*) "
+      'the largest single-layer input + output from shapes (XLA does not see buffers inside '
+      'library fusions). int8 excludes the quantisation scale.',
+      '',
+      '| ' + ' | '.join(head) + ' |',
+      '|' + '---|' * len(head),
+  ]
   for r in rows:
     star = '' if r['peak_activation_source'] == 'xla' else ' *'
-    lines.append('| ' + ' | '.join([
-        r['cut'], '×'.join(map(str, r['feature_shape'])),
-        ' / '.join(_bytes(r[f'upload_{t}_bytes']) for t in ('float32', 'float16', 'int8')),
-        _bytes(r['upload_pca_bytes']),
-        f'{_si(r["extractor_params"])} ({_bytes(r["extractor_param_bytes"])})',
-        _si(r['extractor_flops']), _bytes(r['peak_activation_bytes']) + star,
-        f'{r["latency_ms"]:.3g} ({r["latency_p90_ms"]:.3g})',
-        f'{_si(r["pca_params"])} / {_si(r["pca_flops"])}',
-        f'{_si(r["head_params"])} ({_bytes(r["head_param_bytes"])})', _si(r['head_flops'])]) + ' |')
+    lines.append(
+        '| '
+        + ' | '.join(
+            [
+                r['cut'],
+                '×'.join(map(str, r['feature_shape'])),
+                ' / '.join(_bytes(r[f'upload_{t}_bytes']) for t in ('float32', 'float16', 'int8')),
+                _bytes(r['upload_pca_bytes']),
+                f'{_si(r["extractor_params"])} ({_bytes(r["extractor_param_bytes"])})',
+                _si(r['extractor_flops']),
+                _bytes(r['peak_activation_bytes']) + star,
+                f'{r["latency_ms"]:.3g} ({r["latency_p90_ms"]:.3g})',
+                f'{_si(r["pca_params"])} / {_si(r["pca_flops"])}',
+                f'{_si(r["head_params"])} ({_bytes(r["head_param_bytes"])})',
+                _si(r['head_flops']),
+            ]
+        )
+        + ' |'
+    )
   if points:
     lines += ['', '| run | cut | primary accuracy (%) | identity top-1 (%) |', '|---|---|---|---|']
-    lines += [f'| {p["run"]} | {p["cut"]} | {100 * p["primary_accuracy"]:.1f} | '
-              f'{100 * p["identity_top1"]:.1f} |' for p in points]
+    lines += [
+        f'| {p["run"]} | {p["cut"]} | {100 * p["primary_accuracy"]:.1f} | '
+        f'{100 * p["identity_top1"]:.1f} |'
+        for p in points
+    ]
   return '\n'.join(lines) + '\n'
 
 
 def plot(rows: list[dict], points: list[dict], path: str) -> str:
   import matplotlib
+
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
 
@@ -281,22 +353,39 @@ def plot(rows: list[dict], points: list[dict], path: str) -> str:
   ax.set_ylabel('device FLOPs per image', color='C0')
   ax.tick_params(axis='x', rotation=45)
   twin = ax.twinx()
-  twin.plot(cuts, [r['upload_float32_bytes'] for r in rows], 's--', color='C1',
-            label='upload (float32)')
+  twin.plot(
+      cuts, [r['upload_float32_bytes'] for r in rows], 's--', color='C1', label='upload (float32)'
+  )
   twin.set_yscale('log')
   twin.set_ylabel('upload bytes per image (float32)', color='C1')
   ax.set_title('cost per cut')
   ax.grid(alpha=0.3)
-  against = (('extractor_flops', 'device FLOPs per image'),
-             ('upload_float32_bytes', 'upload bytes per image (float32)')) if points else ()
+  against = (
+      (
+          ('extractor_flops', 'device FLOPs per image'),
+          ('upload_float32_bytes', 'upload bytes per image (float32)'),
+      )
+      if points
+      else ()
+  )
   for ax, (key, label) in zip(axes[0][1:], against):
-    for metric, marker, name in (('primary_accuracy', 'o', f'{points[0]["primary"]} accuracy'),
-                                 ('identity_top1', 'x', 'identity top-1 (attacker)')):
-      ax.scatter([by_cut[p['cut']][key] for p in points], [100 * p[metric] for p in points],
-                 marker=marker, label=name)
+    for metric, marker, name in (
+        ('primary_accuracy', 'o', f'{points[0]["primary"]} accuracy'),
+        ('identity_top1', 'x', 'identity top-1 (attacker)'),
+    ):
+      ax.scatter(
+          [by_cut[p['cut']][key] for p in points],
+          [100 * p[metric] for p in points],
+          marker=marker,
+          label=name,
+      )
       for p in points:
-        ax.annotate(f'{p["cut"]} {p["mode"]}', (by_cut[p['cut']][key], 100 * p[metric]),
-                    fontsize=7, alpha=0.7)
+        ax.annotate(
+            f'{p["cut"]} {p["mode"]}',
+            (by_cut[p['cut']][key], 100 * p[metric]),
+            fontsize=7,
+            alpha=0.7,
+        )
     ax.set_xscale('log')
     ax.set_xlabel(label)
     ax.set_ylabel('%')
@@ -310,8 +399,11 @@ def plot(rows: list[dict], points: list[dict], path: str) -> str:
 
 def write(rows: list[dict], meta: dict, points: list[dict], out_dir: str) -> dict[str, str]:
   os.makedirs(out_dir, exist_ok=True)
-  paths = {'json': os.path.join(out_dir, 'cost.json'), 'md': os.path.join(out_dir, 'cost.md'),
-           'png': os.path.join(out_dir, 'cost.png')}
+  paths = {
+      'json': os.path.join(out_dir, 'cost.json'),
+      'md': os.path.join(out_dir, 'cost.md'),
+      'png': os.path.join(out_dir, 'cost.png'),
+  }
   with open(paths['json'], 'w') as f:
     json.dump({'meta': meta, 'rows': rows, 'evaluations': points}, f, indent=2)
   with open(paths['md'], 'w') as f:
@@ -320,23 +412,43 @@ def write(rows: list[dict], meta: dict, points: list[dict], out_dir: str) -> dic
   return paths
 
 
-def run(config, *, out_dir: str | None, pca_k: int, repeats: int, cuts, num_classes: int,
-        report_paths: list[str]) -> tuple[str, dict[str, str]]:
+def run(
+    config,
+    *,
+    out_dir: str | None,
+    pca_k: int,
+    repeats: int,
+    cuts,
+    num_classes: int,
+    report_paths: list[str],
+) -> tuple[str, dict[str, str]]:
   """Everything the command does; returns (markdown, written paths)."""
   from privjax.report import tables
+
   arch, cuts = check_request(config, pca_k=pca_k, repeats=repeats, cuts=cuts)
   # Reports are read first, so a bad path fails before minutes of timing.
   reports = [tables.load_report(p) for p in report_paths]
-  points = evaluation_points(reports, [os.path.basename(os.path.normpath(p)) for p in report_paths],
-                             arch.name)
+  points = evaluation_points(
+      reports, [os.path.basename(os.path.normpath(p)) for p in report_paths], arch.name
+  )
   rows = []
   for cut in cuts:
     rows.append(cut_cost(config, cut, pca_k=pca_k, repeats=repeats, num_classes=num_classes))
-    print(f'{cut}: {_si(rows[-1]["extractor_flops"], "FLOPs")}, '
-          f'{rows[-1]["latency_ms"]:.3g} ms', flush=True)
-  meta = {'arch': arch.name, 'image_size': arch.image_size, 'dtype': config.model.dtype,
-          'pca_k': pca_k, 'repeats': repeats, 'num_classes': num_classes, 'batch_size': 1,
-          'weights': 'random (He-scaled normal), no checkpoint', 'machine': machine()}
+    print(
+        f'{cut}: {_si(rows[-1]["extractor_flops"], "FLOPs")}, ' f'{rows[-1]["latency_ms"]:.3g} ms',
+        flush=True,
+    )
+  meta = {
+      'arch': arch.name,
+      'image_size': arch.image_size,
+      'dtype': config.model.dtype,
+      'pca_k': pca_k,
+      'repeats': repeats,
+      'num_classes': num_classes,
+      'batch_size': 1,
+      'weights': 'random (He-scaled normal), no checkpoint',
+      'machine': machine(),
+  }
   paths = write(rows, meta, points, out_dir or os.path.join('cost', arch.name))
   return markdown(rows, meta, points), paths
 
@@ -344,25 +456,39 @@ def run(config, *, out_dir: str | None, pca_k: int, repeats: int, cuts, num_clas
 def define_flags():
   """The command's flags; defined only when run as a program, so importing this module in a process
   that has other entry points' flags (tests, notebooks) cannot clash with them."""
-  config_flags.DEFINE_config_file('config', None, 'Experiment config file[:args].',
-                                  lock_config=True)
+  config_flags.DEFINE_config_file(
+      'config', None, 'Experiment config file[:args].', lock_config=True
+  )
   flags.DEFINE_string('out', None, 'Output directory (default cost/<arch>/).')
   flags.DEFINE_integer('pca_k', 32, 'Components of the PCA upload size.')
   flags.DEFINE_integer('repeats', 50, 'Timed runs per cut (the median is reported).')
   flags.DEFINE_list('cuts', None, 'Only these cuts (default: every valid cut).')
-  flags.DEFINE_integer('num_classes', 2, 'Classes of the primary task (the head\'s last layer); '
-                       '2 for gender.')
-  flags.DEFINE_multi_string('reports', None, 'Evaluated run workdirs (or report.json files) for '
-                            'the privacy/accuracy panels; repeat the flag or list them after it.')
+  flags.DEFINE_integer(
+      'num_classes', 2, "Classes of the primary task (the head's last layer); " '2 for gender.'
+  )
+  flags.DEFINE_multi_string(
+      'reports',
+      None,
+      'Evaluated run workdirs (or report.json files) for '
+      'the privacy/accuracy panels; repeat the flag or list them after it.',
+  )
 
 
 def main(argv):
   f = flags.FLAGS
   if not f.config:
     raise app.UsageError('give --config configs/default.py[:args]')
-  text, paths = cli.run_or_exit(lambda: run(
-      f.config, out_dir=f.out, pca_k=f.pca_k, repeats=f.repeats, cuts=f.cuts,
-      num_classes=f.num_classes, report_paths=list(f.reports or []) + list(argv[1:])))
+  text, paths = cli.run_or_exit(
+      lambda: run(
+          f.config,
+          out_dir=f.out,
+          pca_k=f.pca_k,
+          repeats=f.repeats,
+          cuts=f.cuts,
+          num_classes=f.num_classes,
+          report_paths=list(f.reports or []) + list(argv[1:]),
+      )
+  )
   print(text)
   print('\n'.join(f'{k}: {v}' for k, v in paths.items()))
 

@@ -21,6 +21,7 @@ With noise_variance == 0 there is no key argument: the artifact equals one expor
 
 Must not import privjax.train.loop (exporting never trains); `load_exported` must not use privjax.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -66,8 +67,10 @@ def load_exported(path):
   with open(os.path.join(directory, 'manifest.json')) as f:
     manifest = json.load(f)
   if manifest.get('format') != 'privjax-extractor' or manifest.get('format_version') != 1:
-    raise ValueError(f'{directory} holds no privjax extractor of format version 1 (manifest: '
-                     f'{manifest.get("format")} version {manifest.get("format_version")})')
+    raise ValueError(
+        f'{directory} holds no privjax extractor of format version 1 (manifest: '
+        f'{manifest.get("format")} version {manifest.get("format_version")})'
+    )
   with open(os.path.join(directory, manifest['artifact']), 'rb') as f:
     exported = jax.export.deserialize(bytearray(f.read()))
 
@@ -105,8 +108,9 @@ def _check_request(noise_variance, batch_size, input_dtype, platforms, tflite):
   if batch_size is not None and batch_size < 1:
     raise ConfigError(f'batch size must be positive (or None for any batch), got {batch_size}')
   if input_dtype not in INPUT_DTYPES:
-    raise ConfigError(f'input dtype {input_dtype!r} is not valid; choose one of: '
-                      f'{", ".join(INPUT_DTYPES)}')
+    raise ConfigError(
+        f'input dtype {input_dtype!r} is not valid; choose one of: ' f'{", ".join(INPUT_DTYPES)}'
+    )
   if not platforms:
     raise ConfigError('give at least one platform (cpu, cuda, rocm, tpu)')
   if tflite:
@@ -116,28 +120,42 @@ def _check_request(noise_variance, batch_size, input_dtype, platforms, tflite):
 def _check_pca(model, pca):
   shape = models.feature_shape(models.get_architecture(model.arch), model.cut)
   if pca is not None and pca.dim != math.prod(shape):
-    raise ConfigError(f'the PCA projects {pca.dim} features but cut {model.cut} of {model.arch} '
-                      f'has {math.prod(shape)} ({"x".join(map(str, shape))})')
+    raise ConfigError(
+        f'the PCA projects {pca.dim} features but cut {model.cut} of {model.arch} '
+        f'has {math.prod(shape)} ({"x".join(map(str, shape))})'
+    )
 
 
 def _resolve(run_workdir_or_model, step, data_dir):
   """(model, checkpoint step or None, run name or None) of a workdir, a loaded Run or a model."""
   if isinstance(run_workdir_or_model, (str, os.PathLike)):
-    run_workdir_or_model = features_lib.load_run(os.fspath(run_workdir_or_model), step,
-                                                 data_dir=data_dir)
+    run_workdir_or_model = features_lib.load_run(
+        os.fspath(run_workdir_or_model), step, data_dir=data_dir
+    )
   if isinstance(run_workdir_or_model, features_lib.Run):
     run = run_workdir_or_model
     return run.model, run.step, os.path.basename(os.path.abspath(run.workdir))
   if isinstance(run_workdir_or_model, models.SplitModel):
     return run_workdir_or_model, None, None
-  raise TypeError(f'expected a run workdir, a privjax.evaluate.features.Run or a SplitModel, got '
-                  f'{type(run_workdir_or_model).__name__}')
+  raise TypeError(
+      f'expected a run workdir, a privjax.evaluate.features.Run or a SplitModel, got '
+      f'{type(run_workdir_or_model).__name__}'
+  )
 
 
-def export_extractor(run_workdir_or_model, out_path: str, *, pca=None, noise_variance: float = 0.0,
-                     batch_size: int | None = None, platforms=('cpu',), input_dtype: str = 'uint8',
-                     step: int | None = None, data_dir: str | None = None,
-                     tflite: bool = False) -> dict:
+def export_extractor(
+    run_workdir_or_model,
+    out_path: str,
+    *,
+    pca=None,
+    noise_variance: float = 0.0,
+    batch_size: int | None = None,
+    platforms=('cpu',),
+    input_dtype: str = 'uint8',
+    step: int | None = None,
+    data_dir: str | None = None,
+    tflite: bool = False,
+) -> dict:
   """Writes the device-side artifact to directory `out_path`; returns its manifest.
 
   `run_workdir_or_model`: a run's workdir (restored at `step`, default latest), a loaded
@@ -160,33 +178,58 @@ def export_extractor(run_workdir_or_model, out_path: str, *, pca=None, noise_var
   exported = jax.export.export(jax.jit(fn), platforms=tuple(platforms))(*specs)
 
   normalize = model.extractor.input
-  inputs = [{'name': 'pixels', 'shape': _shape(specs[0].shape), 'dtype': input_dtype,
-             'range': '0..255, RGB, NHWC'}]
+  inputs = [
+      {
+          'name': 'pixels',
+          'shape': _shape(specs[0].shape),
+          'dtype': input_dtype,
+          'range': '0..255, RGB, NHWC',
+      }
+  ]
   if noise_variance > 0:
-    inputs.append({'name': 'key', 'shape': [2], 'dtype': 'uint32',
-                   'meaning': 'threefry2x32 key data; draw afresh for every call'})
+    inputs.append(
+        {
+            'name': 'key',
+            'shape': [2],
+            'dtype': 'uint32',
+            'meaning': 'threefry2x32 key data; draw afresh for every call',
+        }
+    )
   out_aval = exported.out_avals[0]
   manifest = {
-      'format': FORMAT, 'format_version': FORMAT_VERSION, 'artifact': ARTIFACT,
-      'privjax_version': privjax.__version__, 'jax_version': jax.__version__,
+      'format': FORMAT,
+      'format_version': FORMAT_VERSION,
+      'artifact': ARTIFACT,
+      'privjax_version': privjax.__version__,
+      'jax_version': jax.__version__,
       'calling_convention_version': exported.calling_convention_version,
       'platforms': list(exported.platforms),
-      'arch': model.arch, 'cut': model.cut, 'checkpoint_step': ckpt_step, 'run': run_name,
+      'arch': model.arch,
+      'cut': model.cut,
+      'checkpoint_step': ckpt_step,
+      'run': run_name,
       'inputs': inputs,
       'output': {'shape': _shape(out_aval.shape), 'dtype': str(out_aval.dtype)},
-      'cut_feature_shape': list(models.feature_shape(models.get_architecture(model.arch),
-                                                     model.cut)),
-      'pca_k': None if pca is None else pca.k, 'noise_variance': noise_variance,
-      'normalization': {'mean': list(normalize.mean), 'std': list(normalize.std),
-                        'channel_order': normalize.channel_order,
-                        'formula': '(x / 255 - mean) / std, x = the RGB pixels in channel_order'},
+      'cut_feature_shape': list(
+          models.feature_shape(models.get_architecture(model.arch), model.cut)
+      ),
+      'pca_k': None if pca is None else pca.k,
+      'noise_variance': noise_variance,
+      'normalization': {
+          'mean': list(normalize.mean),
+          'std': list(normalize.std),
+          'channel_order': normalize.channel_order,
+          'formula': '(x / 255 - mean) / std, x = the RGB pixels in channel_order',
+      },
   }
   os.makedirs(out_path, exist_ok=True)
   with open(os.path.join(out_path, ARTIFACT), 'wb') as f:
     f.write(exported.serialize())
   with open(os.path.join(out_path, LOADER), 'w') as f:
-    f.write(f'"""Loads a privjax extractor ({FORMAT} version {FORMAT_VERSION}); needs jax only."""'
-            f'\n\n\n{inspect.getsource(load_exported)}')
+    f.write(
+        f'"""Loads a privjax extractor ({FORMAT} version {FORMAT_VERSION}); needs jax only."""'
+        f'\n\n\n{inspect.getsource(load_exported)}'
+    )
   if tflite:
     manifest['tflite'] = _write_tflite(fn, specs, os.path.join(out_path, 'extractor.tflite'))
   with open(os.path.join(out_path, MANIFEST), 'w') as f:
@@ -198,8 +241,10 @@ def _require_tensorflow():
   try:
     import tensorflow  # noqa: F401
   except ImportError:
-    raise ConfigError('TFLite export needs TensorFlow, which is not installed (pip install '
-                      'tensorflow); the StableHLO artifact needs no TensorFlow') from None
+    raise ConfigError(
+        'TFLite export needs TensorFlow, which is not installed (pip install '
+        'tensorflow); the StableHLO artifact needs no TensorFlow'
+    ) from None
 
 
 def _write_tflite(fn, specs, path: str) -> str:
@@ -214,8 +259,12 @@ def _write_tflite(fn, specs, path: str) -> str:
   module = tf.Module()
   module.f = tf.function(
       jax2tf.convert(fn, polymorphic_shapes=polymorphic),
-      input_signature=[tf.TensorSpec([d if isinstance(d, int) else None for d in s.shape],
-                                     tf.as_dtype(s.dtype)) for s in specs], autograph=False)
+      input_signature=[
+          tf.TensorSpec([d if isinstance(d, int) else None for d in s.shape], tf.as_dtype(s.dtype))
+          for s in specs
+      ],
+      autograph=False,
+  )
   with tempfile.TemporaryDirectory() as saved:
     tf.saved_model.save(module, saved, signatures=module.f.get_concrete_function())
     converted = tf.lite.TFLiteConverter.from_saved_model(saved).convert()
@@ -234,17 +283,28 @@ def run_pca(run: features_lib.Run, k: int) -> transforms.PCA:
   """The frozen PCA-k that evaluation uses for `run`: fitted on the training split's cut features
   and cached beside them (RUN/eval/cache/step_<S>/pca_<k>.npz), so export and evaluation agree."""
   from privjax.evaluate.protocol import _fit_transform
+
   check_pca_k(run.model.arch, run.model.cut, k)
   spec = f'pca:{k}'
   train = features_lib.extract(run, run.config.dataset.train_split)
-  return _fit_transform(spec, train['features'],
-                        os.path.join(run.cache_dir, f'{spec.replace(":", "_")}.npz'))
+  return _fit_transform(
+      spec, train['features'], os.path.join(run.cache_dir, f'{spec.replace(":", "_")}.npz')
+  )
 
 
-def export_run(workdir: str, out_dir: str, *, step: int | None = None, pca_k: int | None = None,
-               noise_variance: float = 0.0, batch_size: int | None = None,
-               platforms=('cpu',), input_dtype: str = 'uint8', data_dir: str | None = None,
-               tflite: bool = False) -> dict:
+def export_run(
+    workdir: str,
+    out_dir: str,
+    *,
+    step: int | None = None,
+    pca_k: int | None = None,
+    noise_variance: float = 0.0,
+    batch_size: int | None = None,
+    platforms=('cpu',),
+    input_dtype: str = 'uint8',
+    data_dir: str | None = None,
+    tflite: bool = False,
+) -> dict:
   """The command: restore `workdir`, take the evaluation's PCA-`pca_k` if asked, export.
 
   Requests that cannot work (bad noise, batch, dtype, PCA size; TFLite without TensorFlow) fail
@@ -256,9 +316,16 @@ def export_run(workdir: str, out_dir: str, *, step: int | None = None, pca_k: in
     check_pca_k(saved['model']['arch'], saved['model']['cut'], pca_k)
   run = features_lib.load_run(workdir, step, data_dir=data_dir)
   pca = None if pca_k is None else run_pca(run, pca_k)
-  return export_extractor(run, out_dir, pca=pca, noise_variance=noise_variance,
-                          batch_size=batch_size, platforms=platforms, input_dtype=input_dtype,
-                          tflite=tflite)
+  return export_extractor(
+      run,
+      out_dir,
+      pca=pca,
+      noise_variance=noise_variance,
+      batch_size=batch_size,
+      platforms=platforms,
+      input_dtype=input_dtype,
+      tflite=tflite,
+  )
 
 
 def define_flags():
@@ -267,13 +334,16 @@ def define_flags():
   flags.DEFINE_string('workdir', None, 'Run directory to export.')
   flags.DEFINE_string('out', None, 'Output directory of the artifact.')
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
-  flags.DEFINE_integer('pca_k', None, 'Project onto the evaluation\'s PCA-k (default: no PCA).')
-  flags.DEFINE_float('noise_variance', 0.0, 'Gaussian noise added on the device (then the '
-                     'artifact takes a uint32[2] key).')
+  flags.DEFINE_integer('pca_k', None, "Project onto the evaluation's PCA-k (default: no PCA).")
+  flags.DEFINE_float(
+      'noise_variance',
+      0.0,
+      'Gaussian noise added on the device (then the ' 'artifact takes a uint32[2] key).',
+  )
   flags.DEFINE_integer('batch_size', None, 'Fixed batch size (default: any).')
   flags.DEFINE_enum('input_dtype', 'uint8', INPUT_DTYPES, 'dtype of the pixel input.')
   flags.DEFINE_list('platforms', ['cpu'], 'Platforms to lower for (cpu, cuda, rocm, tpu).')
-  flags.DEFINE_string('data_dir', None, 'Override the run\'s TFDS data dir (for fitting PCA).')
+  flags.DEFINE_string('data_dir', None, "Override the run's TFDS data dir (for fitting PCA).")
   flags.DEFINE_bool('tflite', False, 'Also write extractor.tflite (needs TensorFlow).')
   flags.mark_flags_as_required(['workdir', 'out'])
 
@@ -282,16 +352,28 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   f = flags.FLAGS
-  manifest = cli.run_or_exit(lambda: export_run(
-      f.workdir, f.out, step=f.step, pca_k=f.pca_k, noise_variance=f.noise_variance,
-      data_dir=f.data_dir, batch_size=f.batch_size, input_dtype=f.input_dtype,
-      platforms=tuple(f.platforms), tflite=f.tflite))
+  manifest = cli.run_or_exit(
+      lambda: export_run(
+          f.workdir,
+          f.out,
+          step=f.step,
+          pca_k=f.pca_k,
+          noise_variance=f.noise_variance,
+          data_dir=f.data_dir,
+          batch_size=f.batch_size,
+          input_dtype=f.input_dtype,
+          platforms=tuple(f.platforms),
+          tflite=f.tflite,
+      )
+  )
   size = os.path.getsize(os.path.join(f.out, ARTIFACT))
   ins = ', '.join(f'{i["name"]} {i["dtype"]}{i["shape"]}' for i in manifest['inputs'])
   out = manifest['output']
-  print(f'{manifest["arch"]} cut {manifest["cut"]} at step {manifest["checkpoint_step"]}: '
-        f'({ins}) -> {out["dtype"]}{out["shape"]}; {size / 2**20:.2f} MiB written to '
-        f'{os.path.join(f.out, ARTIFACT)}')
+  print(
+      f'{manifest["arch"]} cut {manifest["cut"]} at step {manifest["checkpoint_step"]}: '
+      f'({ins}) -> {out["dtype"]}{out["shape"]}; {size / 2**20:.2f} MiB written to '
+      f'{os.path.join(f.out, ARTIFACT)}'
+  )
 
 
 if __name__ == '__main__':

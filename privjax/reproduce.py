@@ -9,6 +9,7 @@ Runs, each in its own sub-directory of --workdir (a rerun resumes whatever is un
   siamese_calibrated   the same with the margin calibrated to the features at the start
 then evaluates all three and writes the side-by-side table to --workdir/compare.md.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,13 +24,18 @@ from privjax.config import ConfigError
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for the runs and the comparison.')
 _CONFIG = flags.DEFINE_string('config', 'configs/default.py', 'Training config file.')
-_CONFIG_ARGS = flags.DEFINE_string('config_args', '', 'Extra comma-separated config arguments '
-                                   '(for example "tiny").')
-_EVAL_CONFIG = config_flags.DEFINE_config_file('eval_config', 'configs/eval/default.py:fast',
-                                               'Evaluation config file[:args].')
-_VARIANTS = flags.DEFINE_list('variants', ['simple', 'siamese', 'siamese_calibrated'],
-                              'Which runs to train and evaluate, in order.')
-_DATA_DIR = flags.DEFINE_string('data_dir', None, 'TFDS data dir (default: the config\'s).')
+_CONFIG_ARGS = flags.DEFINE_string(
+    'config_args', '', 'Extra comma-separated config arguments ' '(for example "tiny").'
+)
+_EVAL_CONFIG = config_flags.DEFINE_config_file(
+    'eval_config', 'configs/eval/default.py:fast', 'Evaluation config file[:args].'
+)
+_VARIANTS = flags.DEFINE_list(
+    'variants',
+    ['simple', 'siamese', 'siamese_calibrated'],
+    'Which runs to train and evaluate, in order.',
+)
+_DATA_DIR = flags.DEFINE_string('data_dir', None, "TFDS data dir (default: the config's).")
 flags.mark_flag_as_required('workdir')
 
 # variant → (config arguments, run it starts from)
@@ -47,8 +53,14 @@ def load_config(path: str, arg: str):
   return config_lib.config_module(path).get_config(arg)
 
 
-def run_pipeline(workdir: str, config_path: str, config_args: str, eval_config, variants,
-                 data_dir: str | None = None) -> str:
+def run_pipeline(
+    workdir: str,
+    config_path: str,
+    config_args: str,
+    eval_config,
+    variants,
+    data_dir: str | None = None,
+) -> str:
   from privjax.evaluate import protocol
   from privjax.report import plots, tables
   from privjax.train import loop
@@ -77,8 +89,9 @@ def run_pipeline(workdir: str, config_path: str, config_args: str, eval_config, 
     if name != 'simple' and 'simple' in variants:
       ec.reference_run = os.path.join(workdir, 'simple')
     report = protocol.evaluate_run(os.path.join(workdir, name), ec, data_dir=data_dir)
-    tables.write_report(report, os.path.join(workdir, name, 'eval', ec.name),
-                        plots.privacy_accuracy_plots)
+    tables.write_report(
+        report, os.path.join(workdir, name, 'eval', ec.name), plots.privacy_accuracy_plots
+    )
     reports.append(report)
     timings[f'eval_{name}'] = time.perf_counter() - t0
   text = tables.compare_markdown(reports, list(variants))
@@ -93,12 +106,21 @@ def run_pipeline(workdir: str, config_path: str, config_args: str, eval_config, 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  text = cli.run_or_exit(lambda: run_pipeline(
-      _WORKDIR.value, _CONFIG.value, _CONFIG_ARGS.value, _EVAL_CONFIG.value, _VARIANTS.value,
-      _DATA_DIR.value))
+  text = cli.run_or_exit(
+      lambda: run_pipeline(
+          _WORKDIR.value,
+          _CONFIG.value,
+          _CONFIG_ARGS.value,
+          _EVAL_CONFIG.value,
+          _VARIANTS.value,
+          _DATA_DIR.value,
+      )
+  )
   print(text)
-  print(f'reports: {_WORKDIR.value}/<run>/eval/{_EVAL_CONFIG.value.name}/report.md; '
-        f'comparison: {_WORKDIR.value}/compare.md; plot: {_WORKDIR.value}/privacy_accuracy.png')
+  print(
+      f'reports: {_WORKDIR.value}/<run>/eval/{_EVAL_CONFIG.value.name}/report.md; '
+      f'comparison: {_WORKDIR.value}/compare.md; plot: {_WORKDIR.value}/privacy_accuracy.png'
+  )
 
 
 if __name__ == '__main__':

@@ -12,6 +12,7 @@ is unfinished. The config file must take `cut=NAME` as an argument (configs/pape
 The flags are privjax.reproduce's (one definition per process), plus --cuts; left unset, --config,
 --variants and --eval_config default to the paper's (`PAPER_*` below) instead of reproduce's.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,13 +38,22 @@ def split_config(spec: str, extra_args: str = '') -> tuple[str, str]:
   names = {a.split('=', 1)[0] for a in args.split(',') if a}
   fixed = sorted(names & {'cut', 'mode', 'simple', 'siamese'})
   if fixed:
-    raise ConfigError(f'the config arguments set {", ".join(fixed)}; the sweep chooses the cut '
-                      '(--cuts) and the runs (--variants)')
+    raise ConfigError(
+        f'the config arguments set {", ".join(fixed)}; the sweep chooses the cut '
+        '(--cuts) and the runs (--variants)'
+    )
   return path, args
 
 
-def run_sweep(workdir: str, config: str, cuts, eval_config, variants,
-              data_dir: str | None = None, config_args: str = '') -> str:
+def run_sweep(
+    workdir: str,
+    config: str,
+    cuts,
+    eval_config,
+    variants,
+    data_dir: str | None = None,
+    config_args: str = '',
+) -> str:
   path, args = split_config(config, config_args)
   if not cuts:
     raise ConfigError('--cuts is empty; name at least one cut layer')
@@ -53,11 +63,15 @@ def run_sweep(workdir: str, config: str, cuts, eval_config, variants,
   for cut in cuts:
     print(f'==== cut {cut}', flush=True)
     cut_args = ','.join(a for a in (args, f'cut={cut}') if a)
-    text = reproduce.run_pipeline(os.path.join(workdir, cut), path, cut_args, eval_config,
-                                  list(variants), data_dir)
+    text = reproduce.run_pipeline(
+        os.path.join(workdir, cut), path, cut_args, eval_config, list(variants), data_dir
+    )
     sections.append(f'## Cut {cut}\n\n{text}')
-  text = (f'# Sweep: {config}, variants {", ".join(variants)}\n\n' + '\n'.join(sections)
-          + f'\nSweep wall time: {time.perf_counter() - t0:.0f} s.\n')
+  text = (
+      f'# Sweep: {config}, variants {", ".join(variants)}\n\n'
+      + '\n'.join(sections)
+      + f'\nSweep wall time: {time.perf_counter() - t0:.0f} s.\n'
+  )
   with open(os.path.join(workdir, 'sweep.md'), 'w') as f:
     f.write(text)
   return text
@@ -72,10 +86,18 @@ def main(argv):
     return f[name].value if f[name].present else default
 
   def sweep():
-    eval_config = (f.eval_config if f['eval_config'].present
-                   else reproduce.load_config(PAPER_EVAL_CONFIG, ''))
-    return run_sweep(f.workdir, given('config', PAPER_CONFIG), _CUTS.value, eval_config,
-                     given('variants', PAPER_VARIANTS), f.data_dir, f.config_args)
+    eval_config = (
+        f.eval_config if f['eval_config'].present else reproduce.load_config(PAPER_EVAL_CONFIG, '')
+    )
+    return run_sweep(
+        f.workdir,
+        given('config', PAPER_CONFIG),
+        _CUTS.value,
+        eval_config,
+        given('variants', PAPER_VARIANTS),
+        f.data_dir,
+        f.config_args,
+    )
 
   text = cli.run_or_exit(sweep)
   print(text)

@@ -1,4 +1,5 @@
 """Shared fixtures: the tiny synthetic data set, built once per session in a temporary TFDS dir."""
+
 import os
 import tempfile
 
@@ -14,6 +15,7 @@ os.environ['PRIVJAX_CACHE_DIR'] = tempfile.mkdtemp(prefix='privjax-test-cache-')
 @pytest.fixture(scope='session')
 def tfds_dir(tmp_path_factory):
   from privjax.data import synthetic_faces
+
   path = str(tmp_path_factory.mktemp('tfds'))
   synthetic_faces.build('tiny', data_dir=path)
   return path
@@ -22,11 +24,14 @@ def tfds_dir(tmp_path_factory):
 @pytest.fixture
 def tiny_config(tfds_dir):
   from privjax import config as config_lib
+
   module = config_lib.config_module(
-      os.path.join(os.path.dirname(__file__), '..', 'configs', 'default.py'))
+      os.path.join(os.path.dirname(__file__), '..', 'configs', 'default.py')
+  )
 
   def make(arg='simple,tiny'):
     config = module.get_config(arg)
     config.dataset.data_dir = tfds_dir
     return config
+
   return make

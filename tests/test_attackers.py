@@ -2,10 +2,11 @@
 
 Sizes are shared between tests so jitted solvers/steps compile once per session.
 """
+
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-import jax.numpy as jnp
 
 from privjax.attacks import (
     ATTACKERS,
@@ -44,21 +45,29 @@ def chance_bound(n_test):
 
 def tiny_conv(num_classes, rngs):
   class Head(nnx.Module):
+
     def __init__(self):
       self.conv = nnx.Conv(3, 8, (3, 3), rngs=rngs)
       self.out = nnx.Linear(8, num_classes, rngs=rngs)
 
     def __call__(self, x):
       return self.out(jnp.mean(nnx.relu(self.conv(x)), axis=(1, 2)))
+
   return Head()
 
 
 FAMILIES = {
     'linear': dict(shape=(16,), fit=lambda x, y: fit_linear(x, y)),
-    'mlp': dict(shape=(16,), fit=lambda x, y: fit_mlp(x, y, hidden=(32,), max_epochs=40,
-                                                     patience=8, batch_size=64)),
-    'transfer': dict(shape=(4, 4, 3), fit=lambda x, y: fit_module(
-        tiny_conv, x, y, lr=3e-3, max_epochs=40, patience=8, batch_size=64)),
+    'mlp': dict(
+        shape=(16,),
+        fit=lambda x, y: fit_mlp(x, y, hidden=(32,), max_epochs=40, patience=8, batch_size=64),
+    ),
+    'transfer': dict(
+        shape=(4, 4, 3),
+        fit=lambda x, y: fit_module(
+            tiny_conv, x, y, lr=3e-3, max_epochs=40, patience=8, batch_size=64
+        ),
+    ),
 }
 
 
@@ -103,16 +112,16 @@ def test_label_ids_are_remapped_and_unseen_test_labels_count_as_wrong():
   assert set(np.unique(attacker.predict(x[N_TRAIN:]))) <= set(range(OFFSET, OFFSET + K))
   x_te, y_te = x[N_TRAIN:], y[N_TRAIN:].copy()
   full = evaluate_attacker(attacker, x_te, y_te)['top1']
-  y_te[:N_TEST // 2] = 999  # an identity the attacker never saw
+  y_te[: N_TEST // 2] = 999  # an identity the attacker never saw
   half = evaluate_attacker(attacker, x_te, y_te)['top1']
-  hits_kept = np.mean(attacker.predict(x_te[N_TEST // 2:]) == y_te[N_TEST // 2:])
+  hits_kept = np.mean(attacker.predict(x_te[N_TEST // 2 :]) == y_te[N_TEST // 2 :])
   assert half == pytest.approx(hits_kept / 2, abs=1e-6)
   assert half <= full / 2 + 0.05
 
 
 def _reference_objective(w_flat, x, y, l2, k):
   d = x.shape[1]
-  w, b = w_flat[:k * d].reshape(k, d), w_flat[k * d:]
+  w, b = w_flat[: k * d].reshape(k, d), w_flat[k * d :]
   logits = x @ w.T + b
   m = logits.max(axis=1, keepdims=True)
   p = np.exp(logits - m)
@@ -138,12 +147,18 @@ def test_linear_solver_reaches_the_reference_optimum(n, d, k, precondition):
   attacker = fit_linear(x, y, l2=l2, tol=1e-6, max_iter=2000, precondition=precondition)
   assert attacker.info['precondition_rank'] == (d // 4 if precondition else 0)
   xs = fit_standardizer(x).apply(x).astype(np.float64)
-  ref = minimize(_reference_objective, np.zeros(k * d + k), args=(xs, y, l2, k), jac=True,
-                 method='L-BFGS-B', options=dict(maxiter=10000, gtol=1e-10, ftol=1e-15))
+  ref = minimize(
+      _reference_objective,
+      np.zeros(k * d + k),
+      args=(xs, y, l2, k),
+      jac=True,
+      method='L-BFGS-B',
+      options=dict(maxiter=10000, gtol=1e-10, ftol=1e-15),
+  )
   ours = np.concatenate([np.asarray(attacker.weight).ravel(), np.asarray(attacker.bias)])
   ours_value = _reference_objective(ours.astype(np.float64), xs, y, l2, k)[0]
   assert ours_value == pytest.approx(ref.fun, rel=1e-5, abs=1e-6)
-  np.testing.assert_allclose(attacker.weight, ref.x[:k * d].reshape(k, d), atol=2e-3)
+  np.testing.assert_allclose(attacker.weight, ref.x[: k * d].reshape(k, d), atol=2e-3)
 
 
 def test_linear_selects_l2_on_validation_only():
@@ -174,10 +189,16 @@ def test_transfer_requires_a_module_factory():
 
 
 def test_strongest_picks_max_top1_then_top5():
-  r = lambda f, t1, t5: AttackResult(family=f, top1=t1, top5=t5, num_classes=10,
-                                     train_seconds=0.0, extra={})
-  name, res = strongest({'linear': r('linear', 0.4, 0.9), 'mlp': r('mlp', 0.5, 0.6),
-                         'transfer': r('transfer', 0.3, 1.0)})
+  r = lambda f, t1, t5: AttackResult(
+      family=f, top1=t1, top5=t5, num_classes=10, train_seconds=0.0, extra={}
+  )
+  name, res = strongest(
+      {
+          'linear': r('linear', 0.4, 0.9),
+          'mlp': r('mlp', 0.5, 0.6),
+          'transfer': r('transfer', 0.3, 1.0),
+      }
+  )
   assert name == 'mlp' and res.top1 == 0.5
   name, _ = strongest({'linear': r('linear', 0.5, 0.7), 'mlp': r('mlp', 0.5, 0.8)})
   assert name == 'mlp'

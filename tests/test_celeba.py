@@ -1,4 +1,5 @@
 """celeba_faces on fake files in the official CelebA formats (no download, no TensorFlow)."""
+
 import os
 import shutil
 import sys
@@ -9,19 +10,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from privjax.data import celeba
 from privjax import config as config_lib
-from privjax.data import pipeline
-from privjax.data import splits
+from privjax.data import celeba, pipeline, splits
 from privjax.data import synthetic_faces as sf
 
 # The 40 attribute names of list_attr_celeba.txt, in the official order.
-ATTRS = ('5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose '
-         'Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses '
-         'Goatee Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache '
-         'Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks '
-         'Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick '
-         'Wearing_Necklace Wearing_Necktie Young').split()
+ATTRS = (
+    '5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose '
+    'Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses '
+    'Goatee Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache '
+    'Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks '
+    'Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick '
+    'Wearing_Necklace Wearing_Necktie Young'
+).split()
 NUM_IDS, PER_ID = 12, 5
 FILES = (celeba.ATTR_FILE, celeba.IDENTITY_FILE, celeba.PARTITION_FILE)
 
@@ -37,7 +38,8 @@ def write_celeba(root, absent=()):
     name = f'{k + 1:06d}.jpg'
     if name not in absent:
       Image.fromarray(data['image'][i]).resize((178, 218)).save(
-          os.path.join(root, celeba.IMAGE_DIR, name), quality=90)
+          os.path.join(root, celeba.IMAGE_DIR, name), quality=90
+      )
     values = rng.choice([-1, 1], len(ATTRS))
     values[ATTRS.index('Male')] = 1 if data['gender'][i] else -1
     values[ATTRS.index('Smiling')] = 1 if data['smiling'][i] else -1
@@ -58,9 +60,15 @@ def fake(tmp_path_factory):
   manual = str(tmp_path_factory.mktemp('celeba_manual'))
   data, order = write_celeba(manual, absent={'000007.jpg'})
   data_dir = str(tmp_path_factory.mktemp('tfds_celeba'))
-  cfg = ml_collections.ConfigDict({
-      'name': 'celeba_faces', 'config': '', 'data_dir': data_dir, 'manual_dir': manual,
-      'builder_kwargs': {'image_size': 32, 'crop_fraction': 0.9, 'seed': 0}})
+  cfg = ml_collections.ConfigDict(
+      {
+          'name': 'celeba_faces',
+          'config': '',
+          'data_dir': data_dir,
+          'manual_dir': manual,
+          'builder_kwargs': {'image_size': 32, 'crop_fraction': 0.9, 'seed': 0},
+      }
+  )
   return pipeline.get_builder(cfg), data, order, manual
 
 
@@ -92,13 +100,15 @@ def test_labels_match_the_official_files(fake):
   # Rows keep file order: train's rows are the owner_train files in increasing file number.
   names = builder.info.features['identity'].names
   owner = {names[i] for i in builder.info.metadata['splits']['owner_train']}
-  files = [k for k, i in enumerate(order)
-           if str(100 + 7 * int(data['identity'][i])) in owner and k != 6]
+  files = [
+      k for k, i in enumerate(order) if str(100 + 7 * int(data['identity'][i])) in owner and k != 6
+  ]
   split = pipeline.load_split(builder, 'train')
   np.testing.assert_array_equal(split.labels['gender'], data['gender'][order[files]])
   np.testing.assert_array_equal(split.labels['smiling'], data['smiling'][order[files]])
-  np.testing.assert_array_equal(split.labels['eval_partition'],
-                                [k * 3 // len(order) for k in files])
+  np.testing.assert_array_equal(
+      split.labels['eval_partition'], [k * 3 // len(order) for k in files]
+  )
   assert split.image_shape == (32, 32, 3) and split.source[0]['image'].shape == (32, 32, 3)
 
 
@@ -111,14 +121,18 @@ def test_missing_file_names_the_file_and_where_to_get_it(tmp_path, missing):
   builder = celeba.CelebaFaces(data_dir=str(tmp_path / 'tfds'), image_size=16)
   with pytest.raises(pipeline.DataError) as e:
     builder.download_and_prepare(download_config=_download(tmp_path))
-  assert str(e.value) == (f'CelebA needs {missing} in {tmp_path}; download it from the official '
-                          'CelebA page (Google Drive) and place it there')
+  assert str(e.value) == (
+      f'CelebA needs {missing} in {tmp_path}; download it from the official '
+      'CelebA page (Google Drive) and place it there'
+  )
 
 
 def _download(manual):
   import tensorflow_datasets as tfds
-  return tfds.download.DownloadConfig(manual_dir=str(manual) if manual else None,
-                                      try_download_gcs=False)
+
+  return tfds.download.DownloadConfig(
+      manual_dir=str(manual) if manual else None, try_download_gcs=False
+  )
 
 
 def test_missing_images_and_missing_manual_dir(tmp_path):
@@ -154,7 +168,8 @@ def test_config_names_parse_back():
 
 def test_celeba_mini_config_trains_vgg_mini_at_64_on_the_default_config(tmp_path):
   module = config_lib.config_module(
-      os.path.join(os.path.dirname(__file__), '..', 'configs', 'celeba_mini.py'))
+      os.path.join(os.path.dirname(__file__), '..', 'configs', 'celeba_mini.py')
+  )
   c = module.get_config('siamese')
   config_lib.validate(c)
   assert (c.mode, c.model.arch, c.model.image_size) == ('siamese', 'vgg_mini', 64)

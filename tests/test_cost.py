@@ -1,4 +1,5 @@
 """Cost per cut: XLA's FLOP counts against exact counts, sizes against arrays, one row per cut."""
+
 import json
 import math
 import os
@@ -55,8 +56,9 @@ def test_table_has_a_row_per_valid_cut_with_the_models_parameter_counts(table):
   assert list(rows) == list(arch.valid_cuts)
   for cut, row in rows.items():
     model = nnx.eval_shape(lambda: models.SplitModel('vgg_mini', cut, 2, rngs=nnx.Rngs(0)))
-    count = lambda m: sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(
-        nnx.state(m, nnx.Param)))
+    count = lambda m: sum(
+        math.prod(a.shape) for a in jax.tree_util.tree_leaves(nnx.state(m, nnx.Param))
+    )
     assert row['extractor_params'] == count(model.extractor), cut
     assert row['head_params'] == count(model.head), cut
     assert row['extractor_param_bytes'] == 4 * row['extractor_params']
@@ -73,8 +75,11 @@ def test_upload_sizes_are_the_feature_array_sizes(table):
   for cut, row in rows.items():
     model = nnx.eval_shape(lambda: models.SplitModel('vgg_mini', cut, 2, rngs=nnx.Rngs(0)))
     graphdef, params = nnx.split(model.extractor)
-    features = jax.eval_shape(lambda p, x: nnx.merge(graphdef, p)(x), params,
-                              jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.uint8))
+    features = jax.eval_shape(
+        lambda p, x: nnx.merge(graphdef, p)(x),
+        params,
+        jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.uint8),
+    )
     dims = math.prod(features.shape[1:])
     assert row['feature_shape'] == list(features.shape[1:])
     assert row['upload_float32_bytes'] == dims * features.dtype.itemsize == 4 * dims
@@ -97,7 +102,7 @@ def test_table_flops_per_layer_are_exact(table):
 
 def test_unknown_cut_and_bad_sizes_are_one_line_errors(table):
   config, _ = table
-  with pytest.raises(ConfigError, match=r"vgg_mini has no cut conv1_1; valid: conv2_1, pool2"):
+  with pytest.raises(ConfigError, match=r'vgg_mini has no cut conv1_1; valid: conv2_1, pool2'):
     cost.cost_table(config, pca_k=8, repeats=1, cuts=['conv1_1'])
   with pytest.raises(ConfigError, match='must be positive'):
     cost.cost_table(config, pca_k=0, repeats=1)
@@ -110,16 +115,46 @@ def test_unknown_cut_and_bad_sizes_are_one_line_errors(table):
 def test_command_writes_table_and_plot_with_evaluated_runs(tmp_path):
   report_dir = tmp_path / 'siamese' / 'eval' / 'default'
   report_dir.mkdir(parents=True)
-  (report_dir / 'report.json').write_text(json.dumps({
-      'arch': 'vgg_mini', 'cut': 'fc7', 'mode': 'siamese', 'primary': 'gender',
-      'primary_accuracy_full_model': 0.9,
-      'sweep': [{'transform': 'none', 'noise_variance': 0.0,
-                 'attacks': {'identity': {'top1': 0.25}}}]}))
+  (report_dir / 'report.json').write_text(
+      json.dumps(
+          {
+              'arch': 'vgg_mini',
+              'cut': 'fc7',
+              'mode': 'siamese',
+              'primary': 'gender',
+              'primary_accuracy_full_model': 0.9,
+              'sweep': [
+                  {
+                      'transform': 'none',
+                      'noise_variance': 0.0,
+                      'attacks': {'identity': {'top1': 0.25}},
+                  }
+              ],
+          }
+      )
+  )
   out = tmp_path / 'cost'
   proc = subprocess.run(
-      [sys.executable, '-m', 'privjax.cost', '--config', 'configs/default.py', '--cuts',
-       'pool4,fc7', '--repeats', '2', '--out', str(out), '--reports', str(tmp_path / 'siamese')],
-      cwd=ROOT, capture_output=True, text=True, timeout=120)
+      [
+          sys.executable,
+          '-m',
+          'privjax.cost',
+          '--config',
+          'configs/default.py',
+          '--cuts',
+          'pool4,fc7',
+          '--repeats',
+          '2',
+          '--out',
+          str(out),
+          '--reports',
+          str(tmp_path / 'siamese'),
+      ],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   data = json.loads((out / 'cost.json').read_text())
   assert [r['cut'] for r in data['rows']] == ['pool4', 'fc7']
@@ -127,4 +162,3 @@ def test_command_writes_table_and_plot_with_evaluated_runs(tmp_path):
   assert data['meta']['weights'].startswith('random')
   assert '| fc7 | 256 |' in (out / 'cost.md').read_text()
   assert (out / 'cost.png').stat().st_size > 0
-

@@ -3,6 +3,7 @@
 Runs on several devices happen in subprocesses (the device count is fixed when jax starts); this
 file is also their worker: `python tests/test_distributed.py '<job json>'`.
 """
+
 import json
 import os
 import shutil
@@ -20,13 +21,20 @@ from privjax import config as config_lib
 from privjax import models
 from privjax.data import pipeline
 from privjax.train import checkpoint as ckpt_lib
-from privjax.train import distributed
-from privjax.train import loop
+from privjax.train import distributed, loop
 from privjax.train import step as step_lib
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
-TRAIN_KEYS = ('loss', 'ce', 'contrastive', 'accuracy', 'feature_norm', 'dist_same', 'dist_diff',
-              'grad_norm')
+TRAIN_KEYS = (
+    'loss',
+    'ce',
+    'contrastive',
+    'accuracy',
+    'feature_norm',
+    'dist_same',
+    'dist_diff',
+    'grad_norm',
+)
 
 
 def _config(arg, data_dir, **overrides):
@@ -51,15 +59,20 @@ def _worker(job):
 
 
 def _spawn(job, env=None):
-  return subprocess.Popen([sys.executable, os.path.abspath(__file__), json.dumps(job)],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                          env=dict(os.environ, PYTHONPATH=ROOT, **(env or {})))
+  return subprocess.Popen(
+      [sys.executable, os.path.abspath(__file__), json.dumps(job)],
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+      cwd=ROOT,
+      env=dict(os.environ, PYTHONPATH=ROOT, **(env or {})),
+  )
 
 
 def _results(proc, timeout=300):
   out, err = proc.communicate(timeout=timeout)
   assert proc.returncode == 0, err[-3000:]
-  return [json.loads(l[len('RESULT '):]) for l in out.splitlines() if l.startswith('RESULT ')]
+  return [json.loads(l[len('RESULT ') :]) for l in out.splitlines() if l.startswith('RESULT ')]
 
 
 def _train_lines(workdir):
@@ -75,6 +88,7 @@ def _assert_same_params(a, b):
   # can flip, into a full +-lr step for that element. Different data would move every element.
   def close(x, y):
     assert np.linalg.norm(x - y) <= 1e-4 * np.linalg.norm(y) + 1e-5, np.abs(x - y).max()
+
   jax.tree_util.tree_map(close, a, b)
 
 
@@ -97,13 +111,19 @@ def one_device_run(tfds_dir, tmp_path_factory):
 
 
 def test_four_devices_match_one_and_checkpoints_move_between_device_counts(
-    one_device_run, tfds_dir, tmp_path):
+    one_device_run, tfds_dir, tmp_path
+):
   four = str(tmp_path / 'four_devices')
   from_one = _rewound_copy(one_device_run, str(tmp_path / 'one_then_four'), 3)
-  job = {'devices': 4, 'data_dir': tfds_dir, 'runs': [
-      {'arg': 'siamese,tiny', 'workdir': four},
-      {'arg': 'siamese,tiny', 'workdir': from_one},
-      {'arg': 'siamese,tiny', 'workdir': str(tmp_path / 'odd'), 'set': {'batch_size': 6}}]}
+  job = {
+      'devices': 4,
+      'data_dir': tfds_dir,
+      'runs': [
+          {'arg': 'siamese,tiny', 'workdir': four},
+          {'arg': 'siamese,tiny', 'workdir': from_one},
+          {'arg': 'siamese,tiny', 'workdir': str(tmp_path / 'odd'), 'set': {'batch_size': 6}},
+      ],
+  }
   full, resumed_on_four, odd = _results(_spawn(job))
   assert full['devices'] == 4 and full['result']['step'] == 6
 
@@ -111,10 +131,16 @@ def test_four_devices_match_one_and_checkpoints_move_between_device_counts(
   ref, dp = _train_lines(one_device_run), _train_lines(four)
   assert [l['step'] for l in ref] == [l['step'] for l in dp] == [2, 4, 6]
   for a, b in zip(ref, dp):
-    np.testing.assert_allclose([b[k] for k in TRAIN_KEYS], [a[k] for k in TRAIN_KEYS],
-                               rtol=1e-4, atol=1e-5, err_msg=f'step {a["step"]}')
+    np.testing.assert_allclose(
+        [b[k] for k in TRAIN_KEYS],
+        [a[k] for k in TRAIN_KEYS],
+        rtol=1e-4,
+        atol=1e-5,
+        err_msg=f'step {a["step"]}',
+    )
   assert full['result']['test_accuracy'] == pytest.approx(
-      json.load(open(os.path.join(one_device_run, 'final_metrics.json')))['test_accuracy'])
+      json.load(open(os.path.join(one_device_run, 'final_metrics.json')))['test_accuracy']
+  )
   reference = _params(one_device_run)
   _assert_same_params(reference, _params(four))
 
@@ -125,8 +151,10 @@ def test_four_devices_match_one_and_checkpoints_move_between_device_counts(
   assert loop.train_and_evaluate(_config('siamese,tiny', tfds_dir), from_four)['step'] == 6
   _assert_same_params(reference, _params(from_four))
 
-  assert odd == {'error': 'ConfigError', 'message': 'batch_size=6 is not divisible by the 4 '
-                                                    'devices; use a multiple of 4'}
+  assert odd == {
+      'error': 'ConfigError',
+      'message': 'batch_size=6 is not divisible by the 4 ' 'devices; use a multiple of 4',
+  }
   assert not os.path.exists(tmp_path / 'odd')
 
 
@@ -143,8 +171,14 @@ def _steps_logged(workdir):
 def test_two_processes_train_as_one(one_device_run, tfds_dir, tmp_path):
   fresh = str(tmp_path / 'two_processes')
   resumed = _rewound_copy(one_device_run, str(tmp_path / 'one_then_two_processes'), 3)
-  job = {'devices': 2, 'data_dir': tfds_dir, 'runs': [
-      {'arg': 'siamese,tiny', 'workdir': fresh}, {'arg': 'siamese,tiny', 'workdir': resumed}]}
+  job = {
+      'devices': 2,
+      'data_dir': tfds_dir,
+      'runs': [
+          {'arg': 'siamese,tiny', 'workdir': fresh},
+          {'arg': 'siamese,tiny', 'workdir': resumed},
+      ],
+  }
   env = {'JAX_COORDINATOR_ADDRESS': f'localhost:{_free_port()}', 'JAX_NUM_PROCESSES': '2'}
   procs = [_spawn(job, dict(env, JAX_PROCESS_ID=str(i))) for i in range(2)]
   first, second = [_results(p) for p in procs]
@@ -168,8 +202,11 @@ def test_process_rows_of_pair_batches_make_up_the_global_batch(tfds_dir):
   pre = pipeline.preprocess_from_config(config, train=True)
 
   def batches(rows=None):
-    return list(pipeline.pair_batches(split, 'gender', 8, pre, seed=0, start_step=2, num_steps=2,
-                                      threads=1, rows=rows))
+    return list(
+        pipeline.pair_batches(
+            split, 'gender', 8, pre, seed=0, start_step=2, num_steps=2, threads=1, rows=rows
+        )
+    )
 
   whole = batches()
   shares = [batches((first, 2)) for first in (0, 2, 4, 6)]
@@ -193,8 +230,10 @@ def test_process_rows_and_environment_detection():
 
 def test_bfloat16_learns_like_float32_and_keeps_float32_state(tmp_path):
   rng = np.random.default_rng(0)
-  batch = {'image': rng.integers(0, 256, (4, 2, 64, 64, 3)).astype(np.uint8),
-           'label': rng.integers(0, 2, (4, 2)).astype(np.int32)}
+  batch = {
+      'image': rng.integers(0, 256, (4, 2, 64, 64, 3)).astype(np.uint8),
+      'label': rng.integers(0, 2, (4, 2)).astype(np.int32),
+  }
   batch['same'] = (batch['label'][:, 0] == batch['label'][:, 1]).astype(np.float32)
   ces, states = {}, {}
   for dtype in ('float32', 'bfloat16'):

@@ -1,4 +1,5 @@
 """eval.py end to end on a tiny trained run: report files, caching, comparison, refusals."""
+
 import json
 import os
 import subprocess
@@ -34,14 +35,24 @@ def trained_runs(tmp_path_factory, tfds_dir):
 
 
 def _eval(*args):
-  return subprocess.run([sys.executable, os.path.join(ROOT, 'eval.py'), *args],
-                        capture_output=True, text=True, cwd=ROOT, timeout=900)
+  return subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'eval.py'), *args],
+      capture_output=True,
+      text=True,
+      cwd=ROOT,
+      timeout=900,
+  )
 
 
 def test_eval_py_writes_a_complete_report_and_compares(trained_runs):
   run = trained_runs['siamese']
-  result = _eval('--workdir', run, '--config', 'configs/eval/default.py:tiny',
-                 f'--config.reference_run={trained_runs["simple"]}')
+  result = _eval(
+      '--workdir',
+      run,
+      '--config',
+      'configs/eval/default.py:tiny',
+      f'--config.reference_run={trained_runs["simple"]}',
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   out = os.path.join(run, 'eval', 'default')
   for name in ('report.json', 'report.md', 'privacy_accuracy.png', 'reconstruction.png'):
@@ -54,7 +65,7 @@ def test_eval_py_writes_a_complete_report_and_compares(trained_runs):
     # gender is the primary label: with primary_secret_sweep off (tiny) it is attacked only at the
     # untransformed noiseless setting.
     assert set(entry['attacks']) == ({'identity', 'gender'} if baseline else {'identity'})
-    for secret, attack in entry['attacks'].items():
+    for attack in entry['attacks'].values():
       assert set(attack['families']) == {'linear', 'transfer'}
       assert attack['top1'] == max(f['top1'] for f in attack['families'].values())
       assert 0 <= attack['top1'] <= attack['top5'] <= 1
@@ -72,8 +83,9 @@ def test_eval_py_writes_a_complete_report_and_compares(trained_runs):
   assert report['versions']['jax'] and report['seeds'] == {'train': 0, 'eval': 0}
   assert 'identity top-1' in open(os.path.join(out, 'report.md')).read()
 
-  compare = _eval('--compare', trained_runs['simple'], run, '--out',
-                  os.path.join(run, 'compare.md'))
+  compare = _eval(
+      '--compare', trained_runs['simple'], run, '--out', os.path.join(run, 'compare.md')
+  )
   assert compare.returncode == 2  # simple has not been evaluated yet
   assert 'no report at' in compare.stderr and 'Traceback' not in compare.stderr
 
@@ -89,8 +101,9 @@ def test_features_are_cached_per_checkpoint_step(trained_runs):
   np.testing.assert_array_equal(first['features'], again['features'])
   # Cached features are the extractor's output on the split's images.
   images = features_lib.split_images(run.builder, run.config, 'attacker_test')[:4]
-  np.testing.assert_allclose(np.asarray(run.model.extractor(images)), first['features'][:4],
-                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+      np.asarray(run.model.extractor(images)), first['features'][:4], rtol=1e-4, atol=1e-5
+  )
 
 
 def _tiny_eval_config():
@@ -121,19 +134,25 @@ def test_bad_requests_are_one_line_errors(trained_runs, tmp_path):
 
 def test_siamese_run_starts_from_the_simple_runs_parameters(trained_runs):
   from flax import nnx
+
   from privjax import models
+
   simple = ckpt_lib.restore_run(trained_runs['simple'])[1]
   model = models.SplitModel('vgg_mini', 'conv4_2', 2, rngs=nnx.Rngs(123))
   loaded, skipped = loop.init_params_from_run(model, trained_runs['simple'])
   assert skipped == [] and len(loaded) == 9
-  np.testing.assert_array_equal(np.asarray(model.extractor.conv1_1.conv.kernel.value),
-                                simple['extractor']['conv1_1']['conv']['kernel'])
+  np.testing.assert_array_equal(
+      np.asarray(model.extractor.conv1_1.conv.kernel.value),
+      simple['extractor']['conv1_1']['conv']['kernel'],
+  )
 
 
 def test_compare_table_lists_runs_side_by_side(trained_runs):
   from privjax.report import tables
-  report = tables.load_report(os.path.join(trained_runs['siamese'], 'eval', 'default',
-                                           'report.json'))
+
+  report = tables.load_report(
+      os.path.join(trained_runs['siamese'], 'eval', 'default', 'report.json')
+  )
   other = json.loads(json.dumps(report))
   other['mode'] = 'simple'
   other['sweep'][0]['attacks']['identity']['top1'] = 0.123
@@ -146,8 +165,10 @@ def test_compare_table_lists_runs_side_by_side(trained_runs):
 
 
 def test_rerun_after_a_crash_before_the_first_checkpoint_still_uses_init_from(
-    trained_runs, tiny_config, tmp_path, capsys, monkeypatch):
+    trained_runs, tiny_config, tmp_path, capsys, monkeypatch
+):
   from privjax.data import pipeline
+
   config = tiny_config('siamese,tiny')
   config.init_from = trained_runs['simple']
   real = pipeline.pair_batches

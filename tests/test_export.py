@@ -1,4 +1,5 @@
 """The exported extractor: round trips, symbolic batch, PCA, noise, a jax-only loader, the CLI."""
+
 import json
 import os
 import subprocess
@@ -56,8 +57,14 @@ def test_round_trip_with_a_symbolic_batch(model, tmp_path):
     x = pixels(n)
     assert_close(extractor(x), model.extractor(x))
   assert extractor.manifest == manifest == json.loads((tmp_path / 'manifest.json').read_text())
-  assert manifest['inputs'] == [{'name': 'pixels', 'shape': ['batch', 64, 64, 3], 'dtype': 'uint8',
-                                 'range': '0..255, RGB, NHWC'}]
+  assert manifest['inputs'] == [
+      {
+          'name': 'pixels',
+          'shape': ['batch', 64, 64, 3],
+          'dtype': 'uint8',
+          'range': '0..255, RGB, NHWC',
+      }
+  ]
   assert manifest['output'] == {'shape': ['batch', 8, 8, 64], 'dtype': 'float32'}
   assert manifest['normalization']['mean'] == [0.4, 0.5, 0.6]
   assert manifest['normalization']['channel_order'] == 'BGR'
@@ -88,8 +95,9 @@ def test_zero_noise_is_no_noise_and_noise_matches_in_process(model, pca, tmp_pat
   noisy = export.load_exported(str(tmp_path / 'noisy'))
   assert [i['name'] for i in noisy.manifest['inputs']] == ['pixels', 'key']
   key = np.array([7, 11], np.uint32)
-  want = transforms.add_gaussian_noise(jax.random.wrap_key_data(key, impl='threefry2x32'),
-                                       pca.apply(model.extractor(x)), 0.5)
+  want = transforms.add_gaussian_noise(
+      jax.random.wrap_key_data(key, impl='threefry2x32'), pca.apply(model.extractor(x)), 0.5
+  )
   assert_close(noisy(x, key), want)
   assert not np.allclose(noisy(x, np.array([7, 12], np.uint32)), want, atol=0.1)
 
@@ -112,18 +120,21 @@ assert not [m for m in sys.modules if m.startswith(('privjax', 'flax'))], 'privj
 print('ok', f.manifest['cut'])
 """
   # From another directory, so the repository's privjax is not even importable by accident.
-  proc = subprocess.run([sys.executable, '-c', script], cwd=tmp_path, capture_output=True,
-                        text=True, timeout=120)
+  proc = subprocess.run(
+      [sys.executable, '-c', script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.strip() == 'ok pool3'
 
 
 def test_bad_requests_are_one_line_errors(model, pca, tmp_path):
   other = transforms.PCA(pca.mean[:10], pca.components[:, :10], pca.explained_variance, (10,))
-  cases = [(dict(noise_variance=-1.0), 'noise variance must be finite and >= 0'),
-           (dict(pca=other), 'the PCA projects 10 features but cut pool3 of vgg_mini has 4096'),
-           (dict(input_dtype='int16'), "input dtype 'int16' is not valid"),
-           (dict(batch_size=0), 'batch size must be positive')]
+  cases = [
+      (dict(noise_variance=-1.0), 'noise variance must be finite and >= 0'),
+      (dict(pca=other), 'the PCA projects 10 features but cut pool3 of vgg_mini has 4096'),
+      (dict(input_dtype='int16'), "input dtype 'int16' is not valid"),
+      (dict(batch_size=0), 'batch size must be positive'),
+  ]
   try:
     import tensorflow  # noqa: F401
   except ImportError:
@@ -140,15 +151,18 @@ def make_run(config, workdir, step):
   from privjax.data import pipeline
   from privjax.train import checkpoint as ckpt_lib
   from privjax.train import step as step_lib
-  num_classes = pipeline.label_num_classes(pipeline.get_builder(config.dataset),
-                                           config.dataset.primary)
+
+  num_classes = pipeline.label_num_classes(
+      pipeline.get_builder(config.dataset), config.dataset.primary
+  )
   model = cost.random_model(config, num_classes, seed=3)
   params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
   ckpt_lib.prepare_workdir(workdir, config.to_dict())
   checkpoints = ckpt_lib.Checkpoints(workdir)
   opt_state = step_lib.make_optimizer(config.optimizer).init(params)
-  checkpoints.save(step, {'params': params, 'opt_state': opt_state, 'margin': 1.0},
-                   config.to_dict(), force=True)
+  checkpoints.save(
+      step, {'params': params, 'opt_state': opt_state, 'margin': 1.0}, config.to_dict(), force=True
+  )
   checkpoints.close()
   return model
 
@@ -158,7 +172,11 @@ def test_export_command_uses_the_evaluations_pca(tiny_config, tmp_path):
   model = make_run(tiny_config(), workdir, step=5)
   proc = subprocess.run(
       [sys.executable, '-m', 'privjax.export', '--workdir', workdir, '--out', out, '--pca_k', '4'],
-      cwd=ROOT, capture_output=True, text=True, timeout=300)
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert 'vgg_mini cut conv4_2 at step 5: (pixels uint8[' in proc.stdout
 

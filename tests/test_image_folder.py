@@ -1,4 +1,5 @@
 """image_folder (your own photos in a CSV) and the identity-split mechanism every builder shares."""
+
 import csv
 import hashlib
 import logging
@@ -12,8 +13,7 @@ from PIL import Image
 
 from privjax import config as config_lib
 from privjax.data import image_folder as imf
-from privjax.data import pipeline
-from privjax.data import splits
+from privjax.data import pipeline, splits
 from privjax.data import synthetic_faces as sf
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
@@ -30,8 +30,9 @@ def _write_folder(folder, rows_extra=()):
   os.makedirs(os.path.join(folder, 'img'), exist_ok=True)
   rng = np.random.default_rng(0)
   rows = []
-  for i, (img, ident, g, s) in enumerate(zip(data['image'], data['identity'], data['gender'],
-                                              data['smiling'])):
+  for i, (img, ident, g, s) in enumerate(
+      zip(data['image'], data['identity'], data['gender'], data['smiling'])
+  ):
     if ident == SHORT_ID and i % PER_ID >= 3:
       continue
     w, h = (int(v) for v in rng.integers(40, 130, 2))
@@ -138,13 +139,22 @@ def test_same_seed_same_splits_other_seed_differs(built, folder, tmp_path):
 
 
 def _dataset_cfg(**kwargs):
-  return ml_collections.ConfigDict({'name': 'image_folder', 'config': '', 'data_dir': kwargs.pop(
-      'data_dir'), 'builder_kwargs': kwargs})
+  return ml_collections.ConfigDict(
+      {
+          'name': 'image_folder',
+          'config': '',
+          'data_dir': kwargs.pop('data_dir'),
+          'builder_kwargs': kwargs,
+      }
+  )
 
 
 def test_read_back_through_the_pipeline_without_tensorflow(built, folder):
-  cfg = _dataset_cfg(data_dir=os.path.dirname(os.path.dirname(os.path.dirname(built.data_dir))),
-                     csv=folder[0], attributes=['smiling'])  # a list, as a restored config has
+  cfg = _dataset_cfg(
+      data_dir=os.path.dirname(os.path.dirname(os.path.dirname(built.data_dir))),
+      csv=folder[0],
+      attributes=['smiling'],
+  )  # a list, as a restored config has
   builder = pipeline.get_builder(cfg)
   assert builder.data_dir == built.data_dir
   split = pipeline.load_split(builder, 'attacker_test')
@@ -153,17 +163,36 @@ def test_read_back_through_the_pipeline_without_tensorflow(built, folder):
   assert 'tensorflow' not in sys.modules
 
 
-@pytest.mark.parametrize('header, body, attributes, match', [
-    ('path,name,gender', 'a.jpg,x,male', (),
-     r"no 'identity' column.*columns found: path, name, gender"),
-    ('file,identity,gender', 'a.jpg,x,male', (), r"no 'path' column.*columns found: file"),
-    ('path,identity,gender', 'a.jpg,x,male\nb.jpg,y,male', (),
-     r"'gender' .* single class \('male'\)"),
-    ('path,identity,gender,smiling', 'a.jpg,x,male,1\nb.jpg,y,female,1', ('smiling',),
-     r"'smiling' .* single class"),
-    ('path,identity,gender', 'a.jpg,x,male\nb.jpg,y,female', ('smiling',),
-     r"no column 'smiling'.*columns found: path, identity, gender"),
-])
+@pytest.mark.parametrize(
+    'header, body, attributes, match',
+    [
+        (
+            'path,name,gender',
+            'a.jpg,x,male',
+            (),
+            r"no 'identity' column.*columns found: path, name, gender",
+        ),
+        ('file,identity,gender', 'a.jpg,x,male', (), r"no 'path' column.*columns found: file"),
+        (
+            'path,identity,gender',
+            'a.jpg,x,male\nb.jpg,y,male',
+            (),
+            r"'gender' .* single class \('male'\)",
+        ),
+        (
+            'path,identity,gender,smiling',
+            'a.jpg,x,male,1\nb.jpg,y,female,1',
+            ('smiling',),
+            r"'smiling' .* single class",
+        ),
+        (
+            'path,identity,gender',
+            'a.jpg,x,male\nb.jpg,y,female',
+            ('smiling',),
+            r"no column 'smiling'.*columns found: path, identity, gender",
+        ),
+    ],
+)
 def test_bad_csv_is_a_one_line_error(tmp_path, header, body, attributes, match):
   path = tmp_path / 'faces.csv'
   path.write_text(f'{header}\n{body}\n')
@@ -171,8 +200,9 @@ def test_bad_csv_is_a_one_line_error(tmp_path, header, body, attributes, match):
     imf.ImageFolder(data_dir=str(tmp_path), csv=str(path), attributes=attributes)
   # Through the pipeline, without TFDS's "Failed to construct" context.
   with pytest.raises(pipeline.DataError) as e2:
-    pipeline.get_builder(_dataset_cfg(data_dir=str(tmp_path), csv=str(path),
-                                      attributes=list(attributes)))
+    pipeline.get_builder(
+        _dataset_cfg(data_dir=str(tmp_path), csv=str(path), attributes=list(attributes))
+    )
   assert str(e2.value) == str(e.value) and '\n' not in str(e.value)
 
 
@@ -192,19 +222,22 @@ def test_groups_respect_min_images_and_fractions():
   rng = np.random.default_rng(0)
   strata = rng.integers(0, 2, 60)
   counts = rng.integers(1, 9, 60)
-  groups = splits.identity_groups(strata, np.random.default_rng(1), counts=counts,
-                                  min_images_per_identity=4)
+  groups = splits.identity_groups(
+      strata, np.random.default_rng(1), counts=counts, min_images_per_identity=4
+  )
   assert sorted(sum(groups.values(), [])) == list(range(60))
   assert len(groups['attacker']) == 30 and all(counts[i] >= 4 for i in groups['attacker'])
   assert len(groups['owner_test']) == 8  # round(0.25 * 30)
   # Fewer eligible identities than the attacker's share: all eligible ones, owner gets the rest.
   counts[:50] = 1
-  few = splits.identity_groups(strata, np.random.default_rng(1), counts=counts,
-                               min_images_per_identity=4)
+  few = splits.identity_groups(
+      strata, np.random.default_rng(1), counts=counts, min_images_per_identity=4
+  )
   assert few['attacker'] == [i for i in range(50, 60) if counts[i] >= 4]
   with pytest.raises(ValueError, match='no identity has >= 9 images'):
-    splits.identity_groups(strata, np.random.default_rng(1), counts=counts,
-                           min_images_per_identity=9)
+    splits.identity_groups(
+        strata, np.random.default_rng(1), counts=counts, min_images_per_identity=9
+    )
 
 
 def test_split_rows_halve_every_attacker_identity():
@@ -222,8 +255,11 @@ def test_split_rows_halve_every_attacker_identity():
 def test_synthetic_faces_uses_the_shared_mechanism_unchanged():
   # Recorded from synthetic_faces before the split logic moved to privjax.data.splits.
   idx = sf.split_indices(6, 4, 9)
-  assert sf.identity_groups(6, 9) == {'owner_train': [0, 1], 'owner_test': [3],
-                                      'attacker': [2, 4, 5]}
+  assert sf.identity_groups(6, 9) == {
+      'owner_train': [0, 1],
+      'owner_test': [3],
+      'attacker': [2, 4, 5],
+  }
   assert idx['train'].tolist() == list(range(8)) and idx['test'].tolist() == [12, 13, 14, 15]
   assert idx['attacker_train'].tolist() == [8, 11, 16, 17, 21, 23]
   assert idx['attacker_test'].tolist() == [9, 10, 18, 19, 20, 22]
@@ -255,6 +291,7 @@ def test_config_arguments():
 
 def test_train_four_steps_on_your_own_photos(built, folder, tmp_path):
   from privjax.train import loop
+
   c = _config_module().get_config(f'simple,tiny,csv={folder[0]},attributes=smiling')
   c.dataset.data_dir = os.path.dirname(os.path.dirname(os.path.dirname(built.data_dir)))
   c.total_steps = 4

@@ -1,4 +1,5 @@
 """lfw_faces on a fake LFW tree and label files in the published formats (never downloads)."""
+
 import os
 import sys
 import tarfile
@@ -9,20 +10,36 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from privjax.data import lfw
 from privjax import config as config_lib
-from privjax.data import pipeline
-from privjax.data import splits
+from privjax.data import lfw, pipeline, splits
 from privjax.data import synthetic_faces as sf
 
 # Person -> number of images; LFW is dominated by people with a single image.
-PEOPLE = {'Aaron_Eckhart': 1, 'Abel_Pacheco': 4, 'Ana_Guevara': 5, 'Bill_Gates': 6,
-          'Carla_Del_Ponte': 4, 'Colin_Powell': 7, 'Dita_Von_Teese': 1,
-          'Gloria_Macapagal_Arroyo': 5,
-          'Hugo_Chavez': 2, 'Jennifer_Lopez': 4, 'Laura_Bush': 6, 'Tony_Blair': 5,
-          'Venus_Williams': 4, 'Unlabelled_Person': 3}
-FEMALE = {'Ana_Guevara', 'Carla_Del_Ponte', 'Dita_Von_Teese', 'Gloria_Macapagal_Arroyo',
-          'Jennifer_Lopez', 'Laura_Bush', 'Venus_Williams'}
+PEOPLE = {
+    'Aaron_Eckhart': 1,
+    'Abel_Pacheco': 4,
+    'Ana_Guevara': 5,
+    'Bill_Gates': 6,
+    'Carla_Del_Ponte': 4,
+    'Colin_Powell': 7,
+    'Dita_Von_Teese': 1,
+    'Gloria_Macapagal_Arroyo': 5,
+    'Hugo_Chavez': 2,
+    'Jennifer_Lopez': 4,
+    'Laura_Bush': 6,
+    'Tony_Blair': 5,
+    'Venus_Williams': 4,
+    'Unlabelled_Person': 3,
+}
+FEMALE = {
+    'Ana_Guevara',
+    'Carla_Del_Ponte',
+    'Dita_Von_Teese',
+    'Gloria_Macapagal_Arroyo',
+    'Jennifer_Lopez',
+    'Laura_Bush',
+    'Venus_Williams',
+}
 ATTR_COLUMNS = ['person', 'imagenum', 'Male', 'Asian', 'White', 'Black', 'Baby', 'Child']
 
 
@@ -32,7 +49,8 @@ def write_lfw(root, folder='lfw'):
     os.makedirs(os.path.join(root, folder, person))
     for k in range(n):
       Image.fromarray(data['image'][p * 7 + k]).resize((250, 250)).save(
-          os.path.join(root, folder, person, f'{person}_{k + 1:04d}.jpg'))
+          os.path.join(root, folder, person, f'{person}_{k + 1:04d}.jpg')
+      )
   rng = np.random.default_rng(0)
   lines = [f'# {sum(PEOPLE.values())} lines', '#\t' + '\t'.join(ATTR_COLUMNS)]
   male_names, female_names = [], []
@@ -65,13 +83,20 @@ def manual(tmp_path_factory):
 def no_network(monkeypatch):
   def refuse(*args, **kwargs):
     raise OSError('network is unreachable (test)')
+
   monkeypatch.setattr(tfds.download.DownloadManager, 'download', refuse)
 
 
 def _cfg(data_dir, manual_dir, **kwargs):
-  return ml_collections.ConfigDict({'name': 'lfw_faces', 'config': '', 'data_dir': data_dir,
-                                    'manual_dir': manual_dir,
-                                    'builder_kwargs': {'image_size': 32, **kwargs}})
+  return ml_collections.ConfigDict(
+      {
+          'name': 'lfw_faces',
+          'config': '',
+          'data_dir': data_dir,
+          'manual_dir': manual_dir,
+          'builder_kwargs': {'image_size': 32, **kwargs},
+      }
+  )
 
 
 def _check_protocol(builder):
@@ -80,8 +105,11 @@ def _check_protocol(builder):
   groups = builder.info.metadata['splits']
   assert sorted(sum(groups.values(), [])) == list(range(len(names)))
   labels = {s: pipeline.load_split(builder, s).labels for s in splits.SPLITS}
-  assert set(labels['attacker_train']['identity']) == set(labels['attacker_test']['identity']) == (
-      set(groups['attacker']))
+  assert (
+      set(labels['attacker_train']['identity'])
+      == set(labels['attacker_test']['identity'])
+      == (set(groups['attacker']))
+  )
   for i in groups['attacker']:
     assert PEOPLE[names[i]] >= 4
   for s in ('train', 'test'):
@@ -126,12 +154,17 @@ def test_failed_download_says_which_files_to_put_where(tmp_path):
   # Images present, attributes file absent: the error names that file and the manual_dir.
   write_lfw(str(tmp_path / 'm'))
   os.remove(tmp_path / 'm' / lfw.ATTRIBUTES_FILE)
-  with pytest.raises(pipeline.DataError, match=f'{lfw.URLS["attributes"]}.*put lfw_attributes.txt '
-                     f'in a manual_dir \\({tmp_path / "m"}\\)'):
+  with pytest.raises(
+      pipeline.DataError,
+      match=f'{lfw.URLS["attributes"]}.*put lfw_attributes.txt '
+      f'in a manual_dir \\({tmp_path / "m"}\\)',
+  ):
     pipeline.get_builder(_cfg(str(tmp_path), str(tmp_path / 'm')))
   os.remove(tmp_path / 'm' / 'female_names.txt')
-  with pytest.raises(pipeline.DataError,
-                     match='needs male_names.txt and female_names.txt.*missing: female_names.txt'):
+  with pytest.raises(
+      pipeline.DataError,
+      match='needs male_names.txt and female_names.txt.*missing: female_names.txt',
+  ):
     pipeline.get_builder(_cfg(str(tmp_path), str(tmp_path / 'm'), gender_source='names'))
 
 
@@ -140,8 +173,9 @@ def test_bad_parameters_are_one_line_errors(tmp_path):
     pipeline.get_builder(_cfg(str(tmp_path), '', variant='funneled'))
   with pytest.raises(pipeline.DataError, match='min_images_per_identity must be >= 2'):
     pipeline.get_builder(_cfg(str(tmp_path), '', min_images_per_identity=1))
-  with pytest.raises(pipeline.DataError,
-                     match='lfw_faces has no parameter crop; valid: crop_fraction'):
+  with pytest.raises(
+      pipeline.DataError, match='lfw_faces has no parameter crop; valid: crop_fraction'
+  ):
     pipeline.get_builder(_cfg(str(tmp_path), '', crop=0.5))
 
 
@@ -157,7 +191,8 @@ def test_parsers_read_the_published_formats(manual):
 
 def test_lfw_mini_config_trains_vgg_mini_at_64_on_the_default_config(tmp_path):
   module = config_lib.config_module(
-      os.path.join(os.path.dirname(__file__), '..', 'configs', 'lfw_mini.py'))
+      os.path.join(os.path.dirname(__file__), '..', 'configs', 'lfw_mini.py')
+  )
   c = module.get_config('siamese')
   config_lib.validate(c)
   assert (c.mode, c.model.arch, c.model.image_size) == ('siamese', 'vgg_mini', 64)

@@ -1,4 +1,5 @@
 """The attack-result memo: a hit returns the stored result; changed inputs or settings miss."""
+
 import json
 import os
 
@@ -22,8 +23,9 @@ def _data(seed=0):
 
 
 def _attack(data, seed=0, use_memo=True):
-  return protocol.attack_secret(['linear'], *data, seed=seed, factory=None, overrides={},
-                                use_memo=use_memo)
+  return protocol.attack_secret(
+      ['linear'], *data, seed=seed, factory=None, overrides={}, use_memo=use_memo
+  )
 
 
 def _files(cache):

@@ -1,4 +1,5 @@
 """Split equivalence, layer naming and cut errors of the VGG models."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,13 +64,21 @@ def test_unknown_architecture_lists_valid_names():
 
 
 def test_normalization_is_the_extractors_first_op():
-  model = models.SplitModel('vgg_mini', 'conv4_2', 2, rngs=nnx.Rngs(0), mean=(0.1, 0.2, 0.3),
-                            std=(0.5, 0.5, 0.5), channel_order='BGR')
+  model = models.SplitModel(
+      'vgg_mini',
+      'conv4_2',
+      2,
+      rngs=nnx.Rngs(0),
+      mean=(0.1, 0.2, 0.3),
+      std=(0.5, 0.5, 0.5),
+      channel_order='BGR',
+  )
   x = jnp.full((1, 2, 2, 3), 255.0) * jnp.asarray([1.0, 0.0, 0.0])
   out = model.extractor.input(x)
   # BGR reverses channels before normalising: R=255 lands in the last channel.
-  np.testing.assert_allclose(out[0, 0, 0], [(0 - 0.1) / 0.5, (0 - 0.2) / 0.5, (1 - 0.3) / 0.5],
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+      out[0, 0, 0], [(0 - 0.1) / 0.5, (0 - 0.2) / 0.5, (1 - 0.3) / 0.5], rtol=1e-6
+  )
 
 
 def test_build_head_is_fresh_and_shaped_like_the_head():

@@ -1,4 +1,5 @@
 """The tour notebook executes top to bottom on the tiny configuration, and is stored stripped."""
+
 import os
 
 import nbformat
@@ -21,8 +22,9 @@ def test_notebook_runs_on_the_tiny_config(tfds_dir, tmp_path, monkeypatch):
   monkeypatch.setenv('PRIVJAX_NOTEBOOK_WORKDIR', str(tmp_path / 'runs'))
   monkeypatch.setenv('PRIVJAX_NOTEBOOK_DATA_DIR', tfds_dir)
   nb = nbformat.read(PATH, as_version=4)
-  nbclient.NotebookClient(nb, timeout=900, kernel_name='python3',
-                          resources={'metadata': {'path': str(tmp_path)}}).execute()
+  nbclient.NotebookClient(
+      nb, timeout=900, kernel_name='python3', resources={'metadata': {'path': str(tmp_path)}}
+  ).execute()
   outputs = [o for c in nb.cells if c.cell_type == 'code' for o in c.outputs]
   assert not [o for o in outputs if o.output_type == 'error']
   images = [o for o in outputs if 'image/png' in o.get('data', {})]

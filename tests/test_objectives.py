@@ -1,4 +1,5 @@
 """Contrastive loss and cross-entropy against hand-computed values."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,15 +29,17 @@ def test_contrastive_mean_over_pairs_of_spatial_features():
   a = jnp.zeros((2, 1, 1, 2))
   b = jnp.array([[[[1.0, 0.0]]], [[[0.0, 2.0]]]])  # d = 1 (same), d = 2 (different, margin 3)
   expected = 0.5 * (1.0 + (3.0 - 2.0) ** 2) / 2
-  np.testing.assert_allclose(objectives.contrastive_loss(a, b, jnp.array([1.0, 0.0]), 3.0),
-                             expected, rtol=1e-6)
+  np.testing.assert_allclose(
+      objectives.contrastive_loss(a, b, jnp.array([1.0, 0.0]), 3.0), expected, rtol=1e-6
+  )
 
 
 def test_contrastive_normalized_features_measure_angles():
   a = jnp.array([[10.0, 0.0]])
   b = jnp.array([[0.0, 0.1]])  # unit vectors at 90 degrees: d = sqrt(2)
   np.testing.assert_allclose(
-      objectives.contrastive_loss(a, b, jnp.array([1.0]), 1.0, normalize=True), 1.0, rtol=1e-6)
+      objectives.contrastive_loss(a, b, jnp.array([1.0]), 1.0, normalize=True), 1.0, rtol=1e-6
+  )
 
 
 def test_contrastive_gradient_is_finite_for_collapsed_different_pair():
@@ -47,7 +50,11 @@ def test_contrastive_gradient_is_finite_for_collapsed_different_pair():
 
 def test_cross_entropy_hand_value():
   logits = jnp.array([[0.0, jnp.log(3.0)]])  # p = [1/4, 3/4]
-  np.testing.assert_allclose(objectives.cross_entropy(logits, jnp.array([1])), -np.log(0.75),
-                             rtol=1e-6)
-  np.testing.assert_allclose(objectives.cross_entropy(logits.astype(jnp.bfloat16), jnp.array([0])),
-                             -np.log(0.25), rtol=1e-2)
+  np.testing.assert_allclose(
+      objectives.cross_entropy(logits, jnp.array([1])), -np.log(0.75), rtol=1e-6
+  )
+  np.testing.assert_allclose(
+      objectives.cross_entropy(logits.astype(jnp.bfloat16), jnp.array([0])),
+      -np.log(0.25),
+      rtol=1e-2,
+  )

@@ -1,4 +1,5 @@
 """Pair sampler: balance, label semantics, determinism."""
+
 import numpy as np
 import pytest
 
@@ -30,10 +31,12 @@ def test_every_even_batch_is_exactly_half_same():
 
 def test_pairs_are_a_pure_function_of_seed_and_index():
   labels = np.arange(100) % 2
-  assert [PairSampler(labels, 1)[i] for i in range(50)] == [PairSampler(labels, 1)[i]
-                                                             for i in range(50)]
-  assert [PairSampler(labels, 1)[i] for i in range(50)] != [PairSampler(labels, 2)[i]
-                                                             for i in range(50)]
+  assert [PairSampler(labels, 1)[i] for i in range(50)] == [
+      PairSampler(labels, 1)[i] for i in range(50)
+  ]
+  assert [PairSampler(labels, 1)[i] for i in range(50)] != [
+      PairSampler(labels, 2)[i] for i in range(50)
+  ]
 
 
 def test_single_class_is_an_error():

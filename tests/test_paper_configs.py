@@ -1,9 +1,9 @@
 """The paper configs resolve and validate for every cut, mode and data set; VGG-16 trains at 224 on
 CPU; the sweep runs the pipeline once per cut."""
+
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -28,8 +28,10 @@ def paper():
   return _module(PAPER)
 
 
-@pytest.mark.parametrize('dataset,builder', [('celeba', 'celeba_faces'), ('lfw', 'lfw_faces'),
-                                             ('image_folder', 'image_folder')])
+@pytest.mark.parametrize(
+    'dataset,builder',
+    [('celeba', 'celeba_faces'), ('lfw', 'lfw_faces'), ('image_folder', 'image_folder')],
+)
 @pytest.mark.parametrize('mode', ['simple', 'siamese'])
 def test_every_cut_and_mode_resolves_and_validates(paper, dataset, builder, mode):
   for cut in paper.CUTS:
@@ -39,13 +41,19 @@ def test_every_cut_and_mode_resolves_and_validates(paper, dataset, builder, mode
       resolved = c.to_dict()  # references (builder_kwargs.image_size) resolve
       assert (c.mode, c.model.arch, c.model.cut, c.model.image_size) == (mode, 'vgg16', cut, 224)
       assert resolved['dataset']['builder_kwargs']['image_size'] == 224
-      assert (c.dataset.name, c.dataset.primary, c.dataset.secret) == (builder, 'gender',
-                                                                       'identity')
+      assert (c.dataset.name, c.dataset.primary, c.dataset.secret) == (
+          builder,
+          'gender',
+          'identity',
+      )
       assert c.model.pretrained.endswith(suffix)
       assert pretrained.source_for(c.model.pretrained) == weights
       norm = pretrained.normalization_for(weights)
       assert (tuple(c.input.mean), tuple(c.input.std), c.input.channel_order) == (
-          norm['mean'], norm['std'], norm['channel_order'])
+          norm['mean'],
+          norm['std'],
+          norm['channel_order'],
+      )
       assert (c.batch_size, c.optimizer.lr, c.optimizer.head_lr_mult) == (10, 1e-4, 10.0)
       assert c.contrastive.margin == 10.0
       assert c.contrastive.weight == (0.001 if cut == 'conv5_1' else 0.01)
@@ -61,26 +69,34 @@ def test_bare_mode_words_as_reproduce_passes_them(paper):
 
 def test_arguments_for_what_the_sweep_cannot_override(paper):
   c = paper.get_config('dataset=lfw,manual_dir=/data/lfw,pretrained=/w/vgg16.pth,steps=7')
-  assert (c.dataset.manual_dir, c.model.pretrained, c.total_steps) == ('/data/lfw', '/w/vgg16.pth',
-                                                                       7)
+  assert (c.dataset.manual_dir, c.model.pretrained, c.total_steps) == (
+      '/data/lfw',
+      '/w/vgg16.pth',
+      7,
+  )
   assert c.input.channel_order == 'RGB'  # the torchvision file's normalisation
   config_lib.validate(c)
 
 
-@pytest.mark.parametrize('arg,match', [
-    ('cut=conv3_1', "cut='conv3_1' is not valid; choose one of: conv4_3"),
-    ('dataset=imagenet', "dataset='imagenet' is not valid"),
-    ('weights=caffe', "weights='caffe' is not valid"),
-    ('simple,mode=siamese', 'conflicting modes'),
-    ('lr=1', r"unknown config argument\(s\) \['lr'\]"),
-    ('tiny', r"unknown config argument\(s\) \['tiny'\]"),
-    ('dataset=lfw,csv=x.csv', 'csv=... is an argument of dataset=image_folder'),
-    ('dataset=image_folder,manual_dir=/d', 'manual_dir=... is an argument of dataset=celeba'),
-    ('pretrained=w.h5,weights=torchvision', 'pretrained=w.h5 is a keras file but '
-     'weights=torchvision'),
-    ('pretrained=w.onnx', "unknown weight file type '.onnx'"),
-    ('steps=0', "steps='0' must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    'arg,match',
+    [
+        ('cut=conv3_1', "cut='conv3_1' is not valid; choose one of: conv4_3"),
+        ('dataset=imagenet', "dataset='imagenet' is not valid"),
+        ('weights=caffe', "weights='caffe' is not valid"),
+        ('simple,mode=siamese', 'conflicting modes'),
+        ('lr=1', r"unknown config argument\(s\) \['lr'\]"),
+        ('tiny', r"unknown config argument\(s\) \['tiny'\]"),
+        ('dataset=lfw,csv=x.csv', 'csv=... is an argument of dataset=image_folder'),
+        ('dataset=image_folder,manual_dir=/d', 'manual_dir=... is an argument of dataset=celeba'),
+        (
+            'pretrained=w.h5,weights=torchvision',
+            'pretrained=w.h5 is a keras file but ' 'weights=torchvision',
+        ),
+        ('pretrained=w.onnx', "unknown weight file type '.onnx'"),
+        ('steps=0', "steps='0' must be a positive integer"),
+    ],
+)
 def test_bad_arguments_say_what_is_valid(paper, arg, match):
   with pytest.raises(ValueError, match=match):
     paper.get_config(arg)
@@ -109,21 +125,38 @@ def test_sweep_runs_the_pipeline_once_per_cut(tmp_path, monkeypatch):
     return f'| table for {os.path.basename(workdir)} |\n'
 
   monkeypatch.setattr(reproduce, 'run_pipeline', fake_pipeline)
-  text = sweep.run_sweep(str(tmp_path), 'configs/paper/vgg16.py:dataset=lfw', ['conv4_3', 'fc6'],
-                         None, ('simple', 'siamese'), data_dir='/tfds', config_args='weights=keras')
+  text = sweep.run_sweep(
+      str(tmp_path),
+      'configs/paper/vgg16.py:dataset=lfw',
+      ['conv4_3', 'fc6'],
+      None,
+      ('simple', 'siamese'),
+      data_dir='/tfds',
+      config_args='weights=keras',
+  )
   assert calls == [
-      (str(tmp_path / cut), 'configs/paper/vgg16.py', f'dataset=lfw,weights=keras,cut={cut}',
-       ('simple', 'siamese'), '/tfds') for cut in ('conv4_3', 'fc6')]
+      (
+          str(tmp_path / cut),
+          'configs/paper/vgg16.py',
+          f'dataset=lfw,weights=keras,cut={cut}',
+          ('simple', 'siamese'),
+          '/tfds',
+      )
+      for cut in ('conv4_3', 'fc6')
+  ]
   assert '## Cut conv4_3' in text and '| table for fc6 |' in text
   assert open(tmp_path / 'sweep.md').read() == text
 
 
-@pytest.mark.parametrize('config,cuts,match', [
-    ('configs/paper/vgg16.py:dataset=lfw,cut=fc6', ['fc6'], 'the config arguments set cut'),
-    ('configs/paper/vgg16.py:siamese', ['fc6'], 'set siamese'),
-    ('configs/paper/vgg16.py', [], '--cuts is empty'),
-    ('configs/paper/vgg16.py', ['fc6', 'fc6'], 'names a layer twice'),
-])
+@pytest.mark.parametrize(
+    'config,cuts,match',
+    [
+        ('configs/paper/vgg16.py:dataset=lfw,cut=fc6', ['fc6'], 'the config arguments set cut'),
+        ('configs/paper/vgg16.py:siamese', ['fc6'], 'set siamese'),
+        ('configs/paper/vgg16.py', [], '--cuts is empty'),
+        ('configs/paper/vgg16.py', ['fc6', 'fc6'], 'names a layer twice'),
+    ],
+)
 def test_sweep_refuses_arguments_it_sets_itself(tmp_path, config, cuts, match):
   with pytest.raises(config_lib.ConfigError, match=match):
     sweep.run_sweep(str(tmp_path), config, cuts, None, ('simple',))
@@ -138,8 +171,11 @@ def test_vgg16_siamese_train_step_and_evaluation_on_224_images(paper):
   tx = step_lib.make_optimizer(config.optimizer)
   state = step_lib.init_state(params, tx, config.contrastive.margin)
   rng = np.random.default_rng(0)
-  batch = {'image': rng.integers(0, 256, (2, 2, 224, 224, 3), dtype=np.uint8),
-           'label': np.array([[0, 0], [0, 1]], np.int32), 'same': np.array([1, 0], np.int32)}
+  batch = {
+      'image': rng.integers(0, 256, (2, 2, 224, 224, 3), dtype=np.uint8),
+      'label': np.array([[0, 0], [0, 1]], np.int32),
+      'same': np.array([1, 0], np.int32),
+  }
   train_step = jax.jit(step_lib.make_train_step(graphdef, tx, config.contrastive, siamese=True))
   before = np.asarray(params['extractor']['conv1_1']['conv']['kernel'])
   state, metrics = train_step(state, batch)
@@ -149,8 +185,14 @@ def test_vgg16_siamese_train_step_and_evaluation_on_224_images(paper):
 
   eval_step = jax.jit(step_lib.make_eval_step(graphdef, 'gender'))
   images = batch['image'].reshape(4, 224, 224, 3)
-  correct, _, count = eval_step(state['params'], {'image': images, 'gender': np.zeros(4, np.int32),
-                                                  'mask': np.array([1, 1, 1, 0], np.float32)})
+  correct, _, count = eval_step(
+      state['params'],
+      {
+          'image': images,
+          'gender': np.zeros(4, np.int32),
+          'mask': np.array([1, 1, 1, 0], np.float32),
+      },
+  )
   assert float(count) == 3 and 0 <= float(correct) <= 3
   features = jax.jit(lambda p, x: nnx.merge(graphdef, p).extractor(x))(state['params'], images)
   assert features.shape == (4,) + models.feature_shape(models.get_architecture('vgg16'), 'conv5_3')

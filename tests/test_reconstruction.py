@@ -1,4 +1,5 @@
 """Reconstruction (inversion) attack: a decoder learns to invert an invertible feature map."""
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -23,8 +24,9 @@ def test_decoder_inverts_an_invertible_linear_feature_map():
   a = np.random.default_rng(1).normal(size=(S * S * 3, S * S * 3)).astype(np.float32)
   features = images.reshape(len(images), -1) @ a
   train, test = slice(0, 480), slice(480, None)
-  decoder = fit_decoder(features[train], images[train], steps=200, lr=2e-3, batch_size=32,
-                        eval_every=50, seed=0)
+  decoder = fit_decoder(
+      features[train], images[train], steps=200, lr=2e-3, batch_size=32, eval_every=50, seed=0
+  )
   recon = decoder.reconstruct(features[test])
   assert recon.shape == images[test].shape
   assert recon.min() >= 0.0 and recon.max() <= 1.0
@@ -37,7 +39,8 @@ def test_decoder_inverts_an_invertible_linear_feature_map():
   except ImportError:
     return
   assert np.mean(psnr(images[test], recon)) > np.mean(
-      psnr(images[test], np.broadcast_to(images[train].mean(axis=0), recon.shape)))
+      psnr(images[test], np.broadcast_to(images[train].mean(axis=0), recon.shape))
+  )
 
 
 def test_decoder_accepts_spatial_features():

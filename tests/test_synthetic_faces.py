@@ -69,7 +69,7 @@ def test_window_and_subset_rendering_is_exact():
   p['hat'][1::4] = 1.0
   batch = sf._render_chunk(p, idx, 48, _NoNoise())
   for i in range(len(idx)):
-    alone = sf._render_chunk(p, idx[i:i + 1], 48, _NoNoise())
+    alone = sf._render_chunk(p, idx[i : i + 1], 48, _NoNoise())
     np.testing.assert_array_equal(alone[0], batch[i])
 
 
@@ -184,8 +184,12 @@ def test_expression_changes_the_mouth_only():
 def test_config_names_and_lookup():
   default = sf.make_config()
   assert default is sf.SyntheticFaces.builder_configs['default']
-  assert (default.num_identities, default.images_per_identity, default.image_size,
-          default.seed) == (200, 40, 64, 0)
+  assert (
+      default.num_identities,
+      default.images_per_identity,
+      default.image_size,
+      default.seed,
+  ) == (200, 40, 64, 0)
   assert sf.make_config(**TINY) is sf.SyntheticFaces.builder_configs['tiny']
   cfg = sf.make_config(10, 4, 32, 3)
   assert cfg.name == 'ids10_img4_s32_seed3'
@@ -209,7 +213,10 @@ def test_builder_end_to_end_without_tensorflow(tmp_path, tiny):
       assert ex['image'].dtype == np.uint8 and ex['image'].shape == (64, 64, 3)
       np.testing.assert_array_equal(ex['image'], tiny['image'][i])
       assert (ex['identity'], ex['gender'], ex['smiling']) == (
-          tiny['identity'][i], tiny['gender'][i], tiny['smiling'][i])
+          tiny['identity'][i],
+          tiny['gender'][i],
+          tiny['smiling'][i],
+      )
   ds = tfds.data_source('synthetic_faces/tiny', split='attacker_test', data_dir=str(tmp_path))
   np.testing.assert_array_equal(ds[3]['image'], tiny['image'][idx['attacker_test'][3]])
   assert builder.info.features['identity'].num_classes == 24
@@ -244,8 +251,9 @@ def test_custom_config_builds_and_loads_by_name(tmp_path):
 def test_data_source_prepares_canonical_name_on_demand(tmp_path):
   # No build() call: TFDS constructs the builder from the name alone, which
   # needs the canonical-name parsing and the array_record default format.
-  ds = tfds.data_source('synthetic_faces/ids6_img4_s16_seed9', split='attacker_test',
-                        data_dir=str(tmp_path))
+  ds = tfds.data_source(
+      'synthetic_faces/ids6_img4_s16_seed9', split='attacker_test', data_dir=str(tmp_path)
+  )
   data = sf.generate_faces(6, 4, 16, 9)
   idx = sf.split_indices(6, 4, 9)['attacker_test']
   assert len(ds) == len(idx)

@@ -1,21 +1,21 @@
 """The training loop end to end on the tiny config: learning, checkpoints, resume, refusals."""
+
 import json
 import os
 import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 from privjax import config as config_lib
+from privjax import models
 from privjax.data import pipeline
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import loop
 from privjax.train import step as step_lib
-from privjax import models
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 
@@ -25,8 +25,11 @@ def _params(workdir):
 
 
 def _snapshot(path):
-  return sorted((os.path.relpath(os.path.join(d, f), path), os.path.getmtime(os.path.join(d, f)))
-                for d, _, files in os.walk(path) for f in files)
+  return sorted(
+      (os.path.relpath(os.path.join(d, f), path), os.path.getmtime(os.path.join(d, f)))
+      for d, _, files in os.walk(path)
+      for f in files
+  )
 
 
 def test_a_few_steps_on_a_fixed_batch_lower_the_loss(tiny_config):
@@ -39,8 +42,10 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_loss(tiny_config):
   state = step_lib.init_state(params, tx, config.contrastive.margin)
   step = jax.jit(step_lib.make_train_step(graphdef, tx, config.contrastive, siamese=True))
   rng = np.random.default_rng(0)
-  batch = {'image': rng.integers(0, 256, (8, 2, 64, 64, 3)).astype(np.uint8),
-           'label': rng.integers(0, 2, (8, 2)).astype(np.int32)}
+  batch = {
+      'image': rng.integers(0, 256, (8, 2, 64, 64, 3)).astype(np.uint8),
+      'label': rng.integers(0, 2, (8, 2)).astype(np.int32),
+  }
   batch['same'] = (batch['label'][:, 0] == batch['label'][:, 1]).astype(np.float32)
   losses = []
   for _ in range(30):
@@ -63,8 +68,10 @@ def test_privjax_xla_options_change_speed_not_results(tiny_config):
   state = step_lib.init_state(params, tx, config.contrastive.margin)
   fn = step_lib.make_train_step(graphdef, tx, config.contrastive, siamese=True)
   rng = np.random.default_rng(1)
-  batch = {'image': rng.integers(0, 256, (8, 2, 64, 64, 3)).astype(np.uint8),
-           'label': rng.integers(0, 2, (8, 2)).astype(np.int32)}
+  batch = {
+      'image': rng.integers(0, 256, (8, 2, 64, 64, 3)).astype(np.uint8),
+      'label': rng.integers(0, 2, (8, 2)).astype(np.int32),
+  }
   batch['same'] = (batch['label'][:, 0] == batch['label'][:, 1]).astype(np.float32)
   (a, ma), (b, mb) = [jax.jit(fn, compiler_options=o)(state, batch) for o in (options, None)]
   for key in ('loss', 'ce', 'contrastive'):
@@ -121,7 +128,9 @@ def test_incompatible_workdir_is_refused_untouched(tiny_config, tmp_path):
   before = _snapshot(workdir)
   other = tiny_config('simple,tiny')
   other.model.cut = 'pool4'
-  with pytest.raises(ckpt_lib.RunError, match=r"different config \(model.cut: 'conv4_2' -> 'pool4'\)"):
+  with pytest.raises(
+      ckpt_lib.RunError, match=r"different config \(model.cut: 'conv4_2' -> 'pool4'\)"
+  ):
     loop.train_and_evaluate(other, workdir)
   assert _snapshot(workdir) == before
 
@@ -133,13 +142,16 @@ def test_non_privjax_directory_is_refused(tiny_config, tmp_path):
   assert os.listdir(tmp_path) == ['notes.txt']
 
 
-@pytest.mark.parametrize('key,value,match', [
-    ('model.cut', 'conv9_9', "unknown cut layer 'conv9_9'"),
-    ('model.arch', 'resnet', "unknown architecture 'resnet'"),
-    ('model.image_size', 32, 'model.image_size=32 but vgg_mini takes 64x64'),
-    ('mode', 'triplet', "mode='triplet' is not valid"),
-    ('dataset.primary', 'age', "label 'age' is not in data set"),
-])
+@pytest.mark.parametrize(
+    'key,value,match',
+    [
+        ('model.cut', 'conv9_9', "unknown cut layer 'conv9_9'"),
+        ('model.arch', 'resnet', "unknown architecture 'resnet'"),
+        ('model.image_size', 32, 'model.image_size=32 but vgg_mini takes 64x64'),
+        ('mode', 'triplet', "mode='triplet' is not valid"),
+        ('dataset.primary', 'age', "label 'age' is not in data set"),
+    ],
+)
 def test_bad_config_values_fail_before_writing(tiny_config, tmp_path, key, value, match):
   config = tiny_config()
   section, _, leaf = key.rpartition('.')
@@ -165,8 +177,13 @@ def test_nan_loss_stops_with_a_clear_error(tiny_config, tmp_path):
 
 
 def _cli(*args):
-  return subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), *args],
-                        capture_output=True, text=True, cwd=ROOT, timeout=600)
+  return subprocess.run(
+      [sys.executable, os.path.join(ROOT, 'train.py'), *args],
+      capture_output=True,
+      text=True,
+      cwd=ROOT,
+      timeout=600,
+  )
 
 
 def test_train_py_end_to_end_and_one_line_errors(tfds_dir, tmp_path):
@@ -184,7 +201,8 @@ def test_train_py_end_to_end_and_one_line_errors(tfds_dir, tmp_path):
   assert bad_cut.returncode == 2
   assert bad_cut.stderr.strip().splitlines() == [
       "error: model: unknown cut layer 'conv9_9' for vgg_mini; valid: conv2_1, pool2, conv3_1, "
-      'conv3_2, pool3, conv4_1, conv4_2, pool4, fc6, fc7']
+      'conv3_2, pool3, conv4_1, conv4_2, pool4, fc6, fc7'
+  ]
   bad_arg = _cli('--config', 'configs/default.py:tiny,bogus', '--workdir', str(tmp_path / 'z'))
   assert bad_arg.returncode == 2
   (line,) = bad_arg.stderr.strip().splitlines()  # no traceback of the config file

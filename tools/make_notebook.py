@@ -1,19 +1,25 @@
 """Writes notebooks/privjax_tour.ipynb (outputs stripped). Edit the cells here, then rerun:
 
-  python tools/make_notebook.py
+python tools/make_notebook.py
 """
+
 import os
 
 import nbformat as nbf
 
 CELLS = [
-    ('md', """# privjax: a tour
+    (
+        'md',
+        """# privjax: a tour
 
 Split inference with Siamese fine-tuning (Osia et al., 2017): train the non-private `simple` model
 and a `siamese` model fine-tuned from it on the embedded `synthetic_faces` data, evaluate both, and
 look at what the cloud could learn. Runs top to bottom in Colab (CPU, GPU or TPU runtime) and
-locally. Set `PRIVJAX_NOTEBOOK_TINY=1` for the tiny smoke configuration (what CI runs)."""),
-    ('code', """# Install privjax when it is not importable (Colab). REPO_URL is where you cloned it from.
+locally. Set `PRIVJAX_NOTEBOOK_TINY=1` for the tiny smoke configuration (what CI runs).""",
+    ),
+    (
+        'code',
+        """# Install privjax when it is not importable (Colab). REPO_URL is where you cloned it from.
 import importlib.util, os, subprocess, sys
 REPO_URL = os.environ.get('PRIVJAX_REPO_URL', '')
 if importlib.util.find_spec('privjax') is None:
@@ -25,19 +31,28 @@ if importlib.util.find_spec('privjax') is None:
                    check=True, cwd='privjax')
     sys.path.insert(0, os.path.abspath('privjax'))
 import jax
-print('JAX devices:', jax.devices())"""),
-    ('code', """# Parameters: an existing run directory (from `python -m privjax.reproduce --workdir DIR`) is
+print('JAX devices:', jax.devices())""",
+    ),
+    (
+        'code',
+        """# Parameters: an existing run directory (from `python -m privjax.reproduce --workdir DIR`) is
 # loaded as it is; otherwise the runs are trained here.
 import os
 TINY = os.environ.get('PRIVJAX_NOTEBOOK_TINY') == '1'
 WORKDIR = os.environ.get('PRIVJAX_NOTEBOOK_WORKDIR', 'runs/notebook_tiny' if TINY else 'runs/notebook')
 DATA_DIR = os.environ.get('PRIVJAX_NOTEBOOK_DATA_DIR') or None
 VARIANTS = ['simple', 'siamese']
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__import__('privjax').__file__)))"""),
-    ('md', """## Train and evaluate
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__import__('privjax').__file__)))""",
+    ),
+    (
+        'md',
+        """## Train and evaluate
 `privjax.reproduce.run_pipeline` is the README's main job: train `simple`, fine-tune `siamese` from
-it, evaluate both (attackers, PCA + noise sweep, rank privacy, reconstruction)."""),
-    ('code', """from privjax import reproduce
+it, evaluate both (attackers, PCA + noise sweep, rank privacy, reconstruction).""",
+    ),
+    (
+        'code',
+        """from privjax import reproduce
 from privjax.report import tables
 
 eval_args = 'tiny' if TINY else 'fast'
@@ -47,25 +62,43 @@ reports_exist = all(os.path.exists(os.path.join(WORKDIR, v, 'eval', 'default', '
 if not reports_exist:
     reproduce.run_pipeline(WORKDIR, os.path.join(REPO, 'configs/default.py'), 'tiny' if TINY else '',
                            eval_config, VARIANTS, data_dir=DATA_DIR)
-reports = [tables.load_report(os.path.join(WORKDIR, v)) for v in VARIANTS]"""),
-    ('md', """## Side by side
+reports = [tables.load_report(os.path.join(WORKDIR, v)) for v in VARIANTS]""",
+    ),
+    (
+        'md',
+        """## Side by side
 Primary accuracy, each attacker family's identity accuracy and the strongest, rank privacy and
-reconstruction quality, for the non-private and the Siamese model."""),
-    ('code', """from IPython.display import Markdown, Image, display
-display(Markdown(tables.compare_markdown(reports, VARIANTS)))"""),
-    ('md', """## Privacy–accuracy curves over the noise sweep
+reconstruction quality, for the non-private and the Siamese model.""",
+    ),
+    (
+        'code',
+        """from IPython.display import Markdown, Image, display
+display(Markdown(tables.compare_markdown(reports, VARIANTS)))""",
+    ),
+    (
+        'md',
+        """## Privacy–accuracy curves over the noise sweep
 Each point is one noise variance σ² (label); x is what the strongest identity attacker achieves
-(left) or the paper's rank privacy (right), y the cloud head's gender accuracy."""),
-    ('code', """from privjax.report import plots
+(left) or the paper's rank privacy (right), y the cloud head's gender accuracy.""",
+    ),
+    (
+        'code',
+        """from privjax.report import plots
 paths = plots.privacy_accuracy_plots(reports, WORKDIR, names=VARIANTS)
-display(Image(paths['privacy_accuracy_plot']))"""),
+display(Image(paths['privacy_accuracy_plot']))""",
+    ),
     ('md', """## The paper-style table of the Siamese run"""),
     ('code', """display(Markdown(tables.markdown(reports[-1])))"""),
-    ('md', """## What the cloud sees: 2-D projection of the cut features
+    (
+        'md',
+        """## What the cloud sees: 2-D projection of the cut features
 Attacker-test features projected on their first two principal components, coloured by gender and
 by identity (first 8 identities), for `simple` and `siamese`: the paper's visual argument is that
-Siamese fine-tuning keeps gender apart and mixes identities."""),
-    ('code', """import matplotlib.pyplot as plt
+Siamese fine-tuning keeps gender apart and mixes identities.""",
+    ),
+    (
+        'code',
+        """import matplotlib.pyplot as plt
 import numpy as np
 from privjax.evaluate import features as features_lib
 from privjax.privacy import transforms
@@ -83,14 +116,21 @@ for col, variant in enumerate(VARIANTS):
                          cmap='tab10', s=12)
     axes[1, col].set_title(f'{variant}: 8 identities')
 plt.tight_layout()
-plt.show()"""),
-    ('md', """## Reconstruction attack
+plt.show()""",
+    ),
+    (
+        'md',
+        """## Reconstruction attack
 A decoder trained on attacker-train features → images; originals (top) and reconstructions
-(bottom) of attacker-test images."""),
-    ('code', """for variant, report in zip(VARIANTS, reports):
+(bottom) of attacker-test images.""",
+    ),
+    (
+        'code',
+        """for variant, report in zip(VARIANTS, reports):
     rec = report['reconstruction']
     print(f"{variant}: PSNR {rec['psnr']:.2f} dB, SSIM {rec['ssim']:.3f}")
-    display(Image(os.path.join(WORKDIR, variant, 'eval', 'default', rec['grid'])))"""),
+    display(Image(os.path.join(WORKDIR, variant, 'eval', 'default', rec['grid'])))""",
+    ),
 ]
 
 
@@ -98,8 +138,10 @@ def main():
   nb = nbf.v4.new_notebook()
   nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
   nb.metadata['colab'] = {'provenance': []}
-  nb.cells = [nbf.v4.new_markdown_cell(src) if kind == 'md' else nbf.v4.new_code_cell(src)
-              for kind, src in CELLS]
+  nb.cells = [
+      nbf.v4.new_markdown_cell(src) if kind == 'md' else nbf.v4.new_code_cell(src)
+      for kind, src in CELLS
+  ]
   path = os.path.join(os.path.dirname(__file__), '..', 'notebooks', 'privjax_tour.ipynb')
   nbf.write(nb, path)
   print(f'wrote {os.path.normpath(path)}')

@@ -20,6 +20,7 @@ conv5_3 and fc6 activations (after ReLU, NHWC) computed by that framework's own 
 its own preprocessing: torchvision's ImageNet normalisation for torch, and Keras'
 `keras.applications.vgg16.preprocess_input` with the file loaded by `Model.load_weights` for Keras.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,9 +43,11 @@ def import_torchvision_vgg():
   native ops need."""
   try:
     from torchvision.models import vgg
+
     return vgg
   except (ImportError, RuntimeError, OSError):
     import importlib.util
+
     spec = importlib.util.find_spec('torchvision')
     if spec is None:
       raise
@@ -54,12 +57,14 @@ def import_torchvision_vgg():
     package.__path__ = list(spec.submodule_search_locations)
     sys.modules['torchvision'] = package
     from torchvision.models import vgg
+
     return vgg
 
 
 def torch_network(seed: int):
   import torch
   from torch import nn
+
   vgg = import_torchvision_vgg()
   cfg = [v if v == 'M' else v // WIDTH_DIVISOR for v in vgg.cfgs['D']]
   model = vgg.VGG(vgg.make_layers(cfg), num_classes=NUM_CLASSES, init_weights=False)
@@ -68,8 +73,14 @@ def torch_network(seed: int):
   # torchvision's head assumes 224x224 inputs (7x7 pool5, 4096 wide); the same structure, narrower.
   model.avgpool = nn.AdaptiveAvgPool2d((side, side))
   model.classifier = nn.Sequential(
-      nn.Linear(channels * side * side, FC), nn.ReLU(True), nn.Dropout(),
-      nn.Linear(FC, FC), nn.ReLU(True), nn.Dropout(), nn.Linear(FC, NUM_CLASSES))
+      nn.Linear(channels * side * side, FC),
+      nn.ReLU(True),
+      nn.Dropout(),
+      nn.Linear(FC, FC),
+      nn.ReLU(True),
+      nn.Dropout(),
+      nn.Linear(FC, NUM_CLASSES),
+  )
   generator = torch.Generator().manual_seed(seed)
   with torch.no_grad():
     for name, p in model.named_parameters():
@@ -83,6 +94,7 @@ def torch_network(seed: int):
 
 def torch_outputs(model, images: np.ndarray) -> dict[str, np.ndarray]:
   import torch
+
   acts = {}
   relu_conv5_3 = model.features[29]  # features[28] is conv5_3; its ReLU works in place
   relu_fc6 = model.classifier[1]
@@ -93,8 +105,11 @@ def torch_outputs(model, images: np.ndarray) -> dict[str, np.ndarray]:
   std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
   with torch.no_grad():
     logits = model((x - mean) / std)
-  return {'logits': logits.numpy(), 'conv5_3': acts['conv5_3'].permute(0, 2, 3, 1).numpy(),
-          'fc6': acts['fc6'].numpy()}
+  return {
+      'logits': logits.numpy(),
+      'conv5_3': acts['conv5_3'].permute(0, 2, 3, 1).numpy(),
+      'fc6': acts['fc6'].numpy(),
+  }
 
 
 def keras_layers(state: dict[str, np.ndarray]) -> list[tuple[str, list[np.ndarray]]]:
@@ -104,7 +119,7 @@ def keras_layers(state: dict[str, np.ndarray]) -> list[tuple[str, list[np.ndarra
   names = [f'block{b}_conv{i}' for b, n in enumerate(BLOCK_SIZES, 1) for i in range(1, n + 1)]
   out = []
   for name, key in zip(names, conv_keys):
-    out.append((name, [state[key].transpose(2, 3, 1, 0), state[key[:-len('weight')] + 'bias']]))
+    out.append((name, [state[key].transpose(2, 3, 1, 0), state[key[: -len('weight')] + 'bias']]))
   w6 = state['classifier.0.weight']
   channels = state[conv_keys[-1]].shape[0]
   side = IMAGE_SIZE // 32
@@ -118,6 +133,7 @@ def keras_layers(state: dict[str, np.ndarray]) -> list[tuple[str, list[np.ndarra
 def write_keras_h5(path: str, layers, *, keras2: bool) -> None:
   """The keras-applications file layout (`keras2=False`) or Keras 2's save_weights layout."""
   import h5py
+
   names = ['input_1']
   for b, n in enumerate(BLOCK_SIZES, 1):
     names += [f'block{b}_conv{i}' for i in range(1, n + 1)] + [f'block{b}_pool']
@@ -143,11 +159,13 @@ def write_keras_h5(path: str, layers, *, keras2: bool) -> None:
 
 def keras_outputs(path: str, widths, images: np.ndarray) -> dict[str, np.ndarray]:
   import keras
+
   x = inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
   for b, block in enumerate(widths, 1):
     for i, w in enumerate(block, 1):
-      x = keras.layers.Conv2D(w, (3, 3), activation='relu', padding='same',
-                              name=f'block{b}_conv{i}')(x)
+      x = keras.layers.Conv2D(
+          w, (3, 3), activation='relu', padding='same', name=f'block{b}_conv{i}'
+      )(x)
     x = keras.layers.MaxPooling2D((2, 2), strides=(2, 2), name=f'block{b}_pool')(x)
   x = keras.layers.Flatten(name='flatten')(x)
   x = keras.layers.Dense(FC, activation='relu', name='fc1')(x)
@@ -155,8 +173,9 @@ def keras_outputs(path: str, widths, images: np.ndarray) -> dict[str, np.ndarray
   x = keras.layers.Dense(NUM_CLASSES, name='predictions')(x)  # logits: no softmax
   model = keras.Model(inputs, x)
   model.load_weights(path)  # Keras' own reader of legacy .h5 weight files
-  probe = keras.Model(inputs, [model.get_layer('block5_conv3').output,
-                               model.get_layer('fc1').output, model.output])
+  probe = keras.Model(
+      inputs, [model.get_layer('block5_conv3').output, model.get_layer('fc1').output, model.output]
+  )
   pre = keras.applications.vgg16.preprocess_input(images.astype(np.float32))
   conv5_3, fc6, logits = (keras.ops.convert_to_numpy(t) for t in probe(pre))
   return {'logits': logits, 'conv5_3': conv5_3, 'fc6': fc6}
@@ -164,20 +183,26 @@ def keras_outputs(path: str, widths, images: np.ndarray) -> dict[str, np.ndarray
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--out', default=os.path.join(os.path.dirname(__file__), '..', 'tests',
-                                                    'fixtures'))
+  parser.add_argument(
+      '--out', default=os.path.join(os.path.dirname(__file__), '..', 'tests', 'fixtures')
+  )
   parser.add_argument('--seed', type=int, default=0)
   args = parser.parse_args()
   import torch
+
   os.makedirs(args.out, exist_ok=True)
   out = lambda name: os.path.join(args.out, name)
 
   model = torch_network(args.seed)
   torch.save(model.state_dict(), out('vgg16_narrow_torchvision.pth'))
-  torch.save(model.state_dict(), out('vgg16_narrow_torchvision_legacy.pth'),
-             _use_new_zipfile_serialization=False)
-  images = np.random.default_rng(args.seed).integers(0, 256, (2, IMAGE_SIZE, IMAGE_SIZE, 3),
-                                                     dtype=np.uint8)
+  torch.save(
+      model.state_dict(),
+      out('vgg16_narrow_torchvision_legacy.pth'),
+      _use_new_zipfile_serialization=False,
+  )
+  images = np.random.default_rng(args.seed).integers(
+      0, 256, (2, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8
+  )
   reference = {'images': images}
   reference.update({f'torchvision_{k}': v for k, v in torch_outputs(model, images).items()})
 

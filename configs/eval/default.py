@@ -6,6 +6,7 @@ Arguments after the colon, comma-separated:
           2 CPU cores)
   tiny    smallest settings, for tests
 """
+
 import ml_collections
 
 
@@ -49,8 +50,9 @@ def get_config(arg: str = ''):
     c.transforms = ('none', 'pca:4')
     c.noise_variances = (0.0, 1.0)
     c.attackers = ('linear', 'transfer')
-    c.attacker_overrides = ml_collections.ConfigDict({'transfer': {'max_epochs': 3},
-                                                      'linear': {'max_iter': 30}})
+    c.attacker_overrides = ml_collections.ConfigDict(
+        {'transfer': {'max_epochs': 3}, 'linear': {'max_iter': 30}}
+    )
     c.reconstruction.steps = 20
     c.batch_size = 32
   return c

@@ -11,6 +11,7 @@ on the reconstruction; their rank privacy is privjax's `rank_privacy`. Untransfo
 Arguments after the colon: those of configs/eval/default.py (fast, tiny); they keep its shorter
 noise lists.
 """
+
 import os
 
 from privjax import config as config_lib

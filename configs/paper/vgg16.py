@@ -39,6 +39,7 @@ layers/<cut>/{simple,siamese}/{train,solver}.prototxt):
 Differences: the authors fine-tuned a gender VGG-16 (gender.caffemodel) on IMDB-WIKI faces
 normalised by a per-pixel mean image; here ImageNet weights, per-channel means, and no dropout.
 """
+
 import os
 
 from privjax import config as config_lib
@@ -46,8 +47,10 @@ from privjax.models import pretrained
 
 CUTS = ('conv4_3', 'conv5_1', 'conv5_2', 'conv5_3', 'pool5', 'fc6')
 DATASETS = {'celeba': 'celeba_mini.py', 'lfw': 'lfw_mini.py', 'image_folder': 'image_folder.py'}
-WEIGHTS = {'keras': 'weights/vgg16_weights_tf_dim_ordering_tf_kernels.h5',
-           'torchvision': 'weights/vgg16-397923af.pth'}
+WEIGHTS = {
+    'keras': 'weights/vgg16_weights_tf_dim_ordering_tf_kernels.h5',
+    'torchvision': 'weights/vgg16-397923af.pth',
+}
 # loss_weight of the ContrastiveLoss layer in the authors' prototxt for that cut; 0.01 elsewhere.
 CONTRASTIVE_WEIGHT = {'conv5_1': 0.001}
 FLAGS = ('simple', 'siamese', 'calibrated', 'normalized')
@@ -72,21 +75,26 @@ def get_config(arg: str = ''):
   words = [a for a in args if '=' not in a]
   unknown = sorted(set(options) - set(OPTIONS)) + [w for w in words if w not in FLAGS]
   if unknown:
-    raise ValueError(f'unknown config argument(s) {unknown}; valid: {", ".join(OPTIONS)} as '
-                     f'KEY=VALUE and {", ".join(FLAGS)}')
+    raise ValueError(
+        f'unknown config argument(s) {unknown}; valid: {", ".join(OPTIONS)} as '
+        f'KEY=VALUE and {", ".join(FLAGS)}'
+    )
   modes = {w for w in words if w in ('simple', 'siamese')} | (
-      {options['mode']} if 'mode' in options else set())
+      {options['mode']} if 'mode' in options else set()
+  )
   if len(modes) > 1:
     raise ValueError(f'conflicting modes {sorted(modes)} in {arg!r}')
   mode = _choice({'mode': modes.pop()} if modes else {}, 'mode', ('simple', 'siamese'), 'simple')
   dataset = _choice(options, 'dataset', tuple(DATASETS), 'celeba')
   cut = _choice(options, 'cut', CUTS, 'conv5_3')
   path = options.get('pretrained')
-  weights = _choice(options, 'weights', tuple(WEIGHTS),
-                    pretrained.source_for(path) if path else 'keras')
+  weights = _choice(
+      options, 'weights', tuple(WEIGHTS), pretrained.source_for(path) if path else 'keras'
+  )
   if path and pretrained.source_for(path) != weights:
-    raise ValueError(f'pretrained={path} is a {pretrained.source_for(path)} file but '
-                     f'weights={weights}')
+    raise ValueError(
+        f'pretrained={path} is a {pretrained.source_for(path)} file but ' f'weights={weights}'
+    )
   if 'csv' in options and dataset != 'image_folder':
     raise ValueError('csv=... is an argument of dataset=image_folder')
   if 'manual_dir' in options and dataset == 'image_folder':

@@ -7,8 +7,8 @@ import ``privjax.train`` or ``privjax.data``.
 """
 
 from privjax.attacks.common import (
-    AttackResult,
     Attacker,
+    AttackResult,
     ClassMap,
     Standardizer,
     evaluate_attacker,

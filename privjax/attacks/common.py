@@ -28,155 +28,155 @@ EVAL_BATCH = 1024
 
 @dataclasses.dataclass(frozen=True)
 class Standardizer:
-    """Per-feature affine map fitted on the attacker's training data.
+  """Per-feature affine map fitted on the attacker's training data.
 
-    Siamese fine-tuning can shrink all features by a common factor; without
-    this map a fixed L2 / learning rate would see a very different problem
-    and the measured privacy would be an artefact of scale.
-    """
+  Siamese fine-tuning can shrink all features by a common factor; without
+  this map a fixed L2 / learning rate would see a very different problem
+  and the measured privacy would be an artefact of scale.
+  """
 
-    mean: np.ndarray
-    std: np.ndarray
+  mean: np.ndarray
+  std: np.ndarray
 
-    def apply(self, x):
-        if isinstance(x, jax.Array):
-            return (x.astype(jnp.float32) - self.mean) / self.std
-        return ((np.asarray(x, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
+  def apply(self, x):
+    if isinstance(x, jax.Array):
+      return (x.astype(jnp.float32) - self.mean) / self.std
+    return ((np.asarray(x, dtype=np.float32) - self.mean) / self.std).astype(np.float32)
 
 
 @jax.jit
 def _moments(x):
-    # Two passes (mean, then mean squared deviation): a large offset relative
-    # to the spread does not cancel the variance away as E[x^2] - E[x]^2
-    # would in float32; XLA's tree reductions keep the sums accurate.
-    x = x.astype(jnp.float32)
-    mean = jnp.mean(x, axis=0)
-    return mean, jnp.sqrt(jnp.mean(jnp.square(x - mean), axis=0))
+  # Two passes (mean, then mean squared deviation): a large offset relative
+  # to the spread does not cancel the variance away as E[x^2] - E[x]^2
+  # would in float32; XLA's tree reductions keep the sums accurate.
+  x = x.astype(jnp.float32)
+  mean = jnp.mean(x, axis=0)
+  return mean, jnp.sqrt(jnp.mean(jnp.square(x - mean), axis=0))
 
 
 def fit_standardizer(x, std_floor: float = STD_FLOOR) -> Standardizer:
-    x = np.asarray(x)
-    if x.shape[0] == 0:
-        raise ValueError("cannot fit a standardizer on zero examples")
-    mean, std = (np.asarray(v) for v in _moments(x))
-    return Standardizer(mean=mean, std=np.maximum(std, std_floor).astype(np.float32))
+  x = np.asarray(x)
+  if x.shape[0] == 0:
+    raise ValueError("cannot fit a standardizer on zero examples")
+  mean, std = (np.asarray(v) for v in _moments(x))
+  return Standardizer(mean=mean, std=np.maximum(std, std_floor).astype(np.float32))
 
 
 @dataclasses.dataclass(frozen=True)
 class ClassMap:
-    """Sorted original label ids; position = contiguous class index."""
+  """Sorted original label ids; position = contiguous class index."""
 
-    classes: np.ndarray
+  classes: np.ndarray
 
-    @property
-    def num_classes(self) -> int:
-        return int(self.classes.shape[0])
+  @property
+  def num_classes(self) -> int:
+    return int(self.classes.shape[0])
 
-    def encode(self, labels) -> np.ndarray:
-        """Original ids -> 0..K-1; ids never seen in training map to -1."""
-        labels = np.asarray(labels).reshape(-1)
-        pos = np.searchsorted(self.classes, labels)
-        pos = np.clip(pos, 0, self.num_classes - 1)
-        known = self.classes[pos] == labels
-        return np.where(known, pos, -1).astype(np.int32)
+  def encode(self, labels) -> np.ndarray:
+    """Original ids -> 0..K-1; ids never seen in training map to -1."""
+    labels = np.asarray(labels).reshape(-1)
+    pos = np.searchsorted(self.classes, labels)
+    pos = np.clip(pos, 0, self.num_classes - 1)
+    known = self.classes[pos] == labels
+    return np.where(known, pos, -1).astype(np.int32)
 
-    def decode(self, idx) -> np.ndarray:
-        return self.classes[np.asarray(idx)]
+  def decode(self, idx) -> np.ndarray:
+    return self.classes[np.asarray(idx)]
 
 
 def make_class_map(labels) -> ClassMap:
-    labels = np.asarray(labels).reshape(-1)
-    if labels.size == 0:
-        raise ValueError("cannot fit an attacker on zero examples")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
-    return ClassMap(np.unique(labels))
+  labels = np.asarray(labels).reshape(-1)
+  if labels.size == 0:
+    raise ValueError("cannot fit an attacker on zero examples")
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
+  return ClassMap(np.unique(labels))
 
 
 def train_val_split(n: int, val_fraction: float, seed: int, labels=None):
-    """Return (train_idx, val_idx), both sorted int arrays.
+  """Return (train_idx, val_idx), both sorted int arrays.
 
-    With ``labels`` the split is stratified per class and every class keeps
-    at least one training example (a class with a single example goes to
-    train only), so the attacker can in principle predict every class.
-    """
-    rng = np.random.default_rng(seed)
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    if labels is None:
-        perm = rng.permutation(n)
-        n_val = int(round(n * val_fraction))
-        n_val = min(n_val, n - 1) if n > 1 else 0
-        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-    labels = np.asarray(labels).reshape(-1)
-    if labels.shape[0] != n:
-        raise ValueError(f"{labels.shape[0]} labels for {n} examples")
-    train, val = [], []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        n_val = int(round(idx.size * val_fraction))
-        n_val = min(n_val, idx.size - 1)
-        val.append(idx[:n_val])
-        train.append(idx[n_val:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+  With ``labels`` the split is stratified per class and every class keeps
+  at least one training example (a class with a single example goes to
+  train only), so the attacker can in principle predict every class.
+  """
+  rng = np.random.default_rng(seed)
+  if not 0.0 <= val_fraction < 1.0:
+    raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+  if labels is None:
+    perm = rng.permutation(n)
+    n_val = int(round(n * val_fraction))
+    n_val = min(n_val, n - 1) if n > 1 else 0
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+  labels = np.asarray(labels).reshape(-1)
+  if labels.shape[0] != n:
+    raise ValueError(f"{labels.shape[0]} labels for {n} examples")
+  train, val = [], []
+  for c in np.unique(labels):
+    idx = rng.permutation(np.flatnonzero(labels == c))
+    n_val = int(round(idx.size * val_fraction))
+    n_val = min(n_val, idx.size - 1)
+    val.append(idx[:n_val])
+    train.append(idx[n_val:])
+  return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
 @dataclasses.dataclass
 class AttackResult:
-    family: str
-    top1: float
-    top5: float
-    num_classes: int
-    train_seconds: float
-    extra: dict = dataclasses.field(default_factory=dict)
+  family: str
+  top1: float
+  top5: float
+  num_classes: int
+  train_seconds: float
+  extra: dict = dataclasses.field(default_factory=dict)
 
 
 @runtime_checkable
 class Attacker(Protocol):
-    family: str
-    class_map: ClassMap
+  family: str
+  class_map: ClassMap
 
-    def logits(self, x) -> jnp.ndarray:
-        """Logits [N, num_classes] over the attacker's contiguous classes."""
-        ...
+  def logits(self, x) -> jnp.ndarray:
+    """Logits [N, num_classes] over the attacker's contiguous classes."""
+    ...
 
 
 def batched_apply(fn, x, batch_size: int = EVAL_BATCH) -> jnp.ndarray:
-    """Apply a jitted per-batch function over the leading axis.
+  """Apply a jitted per-batch function over the leading axis.
 
-    Batches are padded to a fixed size so ``fn`` compiles once per input
-    shape instead of once more for the ragged tail.
-    """
-    n = x.shape[0]
-    if n == 0:
-        raise ValueError("empty input")
-    bs = min(batch_size, n)
-    outs = []
-    for start in range(0, n, bs):
-        chunk = x[start:start + bs]
-        m = chunk.shape[0]
-        if m < bs:
-            pad = [(0, bs - m)] + [(0, 0)] * (chunk.ndim - 1)
-            chunk = (jnp.pad if isinstance(chunk, jax.Array) else np.pad)(chunk, pad)
-        outs.append(fn(chunk)[:m])
-    return jnp.concatenate(outs, axis=0)
+  Batches are padded to a fixed size so ``fn`` compiles once per input
+  shape instead of once more for the ragged tail.
+  """
+  n = x.shape[0]
+  if n == 0:
+    raise ValueError("empty input")
+  bs = min(batch_size, n)
+  outs = []
+  for start in range(0, n, bs):
+    chunk = x[start : start + bs]
+    m = chunk.shape[0]
+    if m < bs:
+      pad = [(0, bs - m)] + [(0, 0)] * (chunk.ndim - 1)
+      chunk = (jnp.pad if isinstance(chunk, jax.Array) else np.pad)(chunk, pad)
+    outs.append(fn(chunk)[:m])
+  return jnp.concatenate(outs, axis=0)
 
 
 def topk_correct(logits, labels, k: int):
-    """Boolean [N]: label among the k (at most C) highest logits; label -1 never counts."""
-    return classification.topk_correct(logits, labels, min(k, logits.shape[-1]))
+  """Boolean [N]: label among the k (at most C) highest logits; label -1 never counts."""
+  return classification.topk_correct(logits, labels, min(k, logits.shape[-1]))
 
 
 def evaluate_attacker(attacker: Any, x_test, y_test) -> dict:
-    """Top-1 / top-5 accuracy on a held-out set.
+  """Top-1 / top-5 accuracy on a held-out set.
 
-    Labels go through the attacker's own class map; a test identity the
-    attacker never saw is counted as a miss (it could not have named it).
-    With fewer than 5 classes top-5 is top-K.
-    """
-    labels = jnp.asarray(attacker.class_map.encode(y_test))
-    logits = attacker.logits(x_test)
-    return {
-        "top1": float(jnp.mean(topk_correct(logits, labels, 1))),
-        "top5": float(jnp.mean(topk_correct(logits, labels, 5))),
-    }
+  Labels go through the attacker's own class map; a test identity the
+  attacker never saw is counted as a miss (it could not have named it).
+  With fewer than 5 classes top-5 is top-K.
+  """
+  labels = jnp.asarray(attacker.class_map.encode(y_test))
+  logits = attacker.logits(x_test)
+  return {
+      "top1": float(jnp.mean(topk_correct(logits, labels, 1))),
+      "top5": float(jnp.mean(topk_correct(logits, labels, 5))),
+  }

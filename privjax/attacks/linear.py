@@ -68,180 +68,176 @@ PRECONDITION_RANK = 64
 
 
 def _flatten(x) -> np.ndarray:
-    x = np.asarray(x)
-    if x.ndim < 2:
-        raise ValueError(f"features must be [N, ...], got shape {x.shape}")
-    return x.reshape(x.shape[0], -1)
+  x = np.asarray(x)
+  if x.ndim < 2:
+    raise ValueError(f"features must be [N, ...], got shape {x.shape}")
+  return x.reshape(x.shape[0], -1)
 
 
 def _project(a, pre, power):
-    """a @ P**power for P = I + V^T (diag(alpha) - 1) V (V = pre[0] rows orthonormal)."""
-    vt, alpha = pre
-    return a + ((a @ vt.T) * (alpha ** power - 1.0)) @ vt
+  """a @ P**power for P = I + V^T (diag(alpha) - 1) V (V = pre[0] rows orthonormal)."""
+  vt, alpha = pre
+  return a + ((a @ vt.T) * (alpha**power - 1.0)) @ vt
 
 
 def _objective(params, x, y, l2, pre):
-    # Parameters are A with W = A P; x is already X P, so X W^T = x A^T and
-    # ||W||^2 = ||A||^2 + sum_i (alpha_i^2 - 1) ||A v_i||^2. With an empty
-    # V this is the plain problem.
-    # A is stored [K, D] (class-major): on XLA:CPU both the forward and the
-    # backward matmul then avoid a transposed copy of the [N, D] features,
-    # which measured ~1.7x faster per evaluation than a [D, K] layout.
-    a, b = params
-    vt, alpha = pre
-    # Full f32 matmuls: on GPUs the default precision may be TF32, whose
-    # ~1e-3 relative error is as large as the stopping threshold and slows
-    # the linesearch (benchmark on an H200, l2=0.1 from zero: 82 iterations
-    # at default precision, 50 at HIGHEST; ~30 on CPU). XLA:CPU computes f32
-    # either way.
-    logits = jax.lax.dot_general(x, a, (((1,), (1,)), ((), ())),
-                                 precision=jax.lax.Precision.HIGHEST) + b
-    nll = jax.nn.logsumexp(logits, axis=1) - jnp.take_along_axis(
-        logits, y[:, None], axis=1)[:, 0]
-    av = a @ vt.T
-    penalty = jnp.vdot(a, a) + jnp.sum((alpha ** 2 - 1.0) * av ** 2)
-    return jnp.mean(nll) + 0.5 * l2 * penalty
+  # Parameters are A with W = A P; x is already X P, so X W^T = x A^T and
+  # ||W||^2 = ||A||^2 + sum_i (alpha_i^2 - 1) ||A v_i||^2. With an empty
+  # V this is the plain problem.
+  # A is stored [K, D] (class-major): on XLA:CPU both the forward and the
+  # backward matmul then avoid a transposed copy of the [N, D] features,
+  # which measured ~1.7x faster per evaluation than a [D, K] layout.
+  a, b = params
+  vt, alpha = pre
+  # Full f32 matmuls: on GPUs the default precision may be TF32, whose
+  # ~1e-3 relative error is as large as the stopping threshold and slows
+  # the linesearch (benchmark on an H200, l2=0.1 from zero: 82 iterations
+  # at default precision, 50 at HIGHEST; ~30 on CPU). XLA:CPU computes f32
+  # either way.
+  logits = (
+      jax.lax.dot_general(x, a, (((1,), (1,)), ((), ())), precision=jax.lax.Precision.HIGHEST) + b
+  )
+  nll = jax.nn.logsumexp(logits, axis=1) - jnp.take_along_axis(logits, y[:, None], axis=1)[:, 0]
+  av = a @ vt.T
+  penalty = jnp.vdot(a, a) + jnp.sum((alpha**2 - 1.0) * av**2)
+  return jnp.mean(nll) + 0.5 * l2 * penalty
 
 
 @functools.partial(jax.jit, static_argnames=("rank", "power_iters"))
 def _build_preconditioner(x, key, *, rank, power_iters=1):
-    """Top-``rank`` right singular directions of x (randomised SVD) and scales.
+  """Top-``rank`` right singular directions of x (randomised SVD) and scales.
 
-    alpha_i = sqrt(lambda_rank / lambda_i) shrinks the dominant directions
-    of the feature covariance to the level of the rank-th one. Any
-    orthonormal V and alpha in (0, 1] give an exact change of variables, so
-    the quality of the randomised SVD only affects speed, never the optimum.
-    """
-    omega = jax.random.normal(key, (x.shape[1], rank + 8), x.dtype)
-    sketch = x @ omega
-    for _ in range(power_iters):
-        sketch = x @ (x.T @ jnp.linalg.qr(sketch)[0])
-    q = jnp.linalg.qr(sketch)[0]
-    _, s, vt = jnp.linalg.svd(q.T @ x, full_matrices=False)
-    lam = jnp.maximum(s[:rank] ** 2 / x.shape[0], 1e-12)
-    alpha = jnp.minimum(jnp.sqrt(lam[-1] / lam), 1.0)
-    return vt[:rank], alpha
+  alpha_i = sqrt(lambda_rank / lambda_i) shrinks the dominant directions
+  of the feature covariance to the level of the rank-th one. Any
+  orthonormal V and alpha in (0, 1] give an exact change of variables, so
+  the quality of the randomised SVD only affects speed, never the optimum.
+  """
+  omega = jax.random.normal(key, (x.shape[1], rank + 8), x.dtype)
+  sketch = x @ omega
+  for _ in range(power_iters):
+    sketch = x @ (x.T @ jnp.linalg.qr(sketch)[0])
+  q = jnp.linalg.qr(sketch)[0]
+  _, s, vt = jnp.linalg.svd(q.T @ x, full_matrices=False)
+  lam = jnp.maximum(s[:rank] ** 2 / x.shape[0], 1e-12)
+  alpha = jnp.minimum(jnp.sqrt(lam[-1] / lam), 1.0)
+  return vt[:rank], alpha
 
 
 @jax.jit
 def _precondition_rows(x, vt, alpha):
-    return _project(x, (vt, alpha), 1)
+  return _project(x, (vt, alpha), 1)
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes",))
 def _gmax_at_zero(x, y, pre, *, num_classes):
-    """Largest |dL/dW|, |dL/db| at W = 0, b = 0 (the l2 term vanishes there)."""
-    g = (1.0 / num_classes - jax.nn.one_hot(y, num_classes)) / x.shape[0]
-    gw = _project(g.T @ x, pre, -1)
-    return jnp.maximum(jnp.max(jnp.abs(gw)), jnp.max(jnp.abs(jnp.sum(g, axis=0))))
+  """Largest |dL/dW|, |dL/db| at W = 0, b = 0 (the l2 term vanishes there)."""
+  g = (1.0 / num_classes - jax.nn.one_hot(y, num_classes)) / x.shape[0]
+  gw = _project(g.T @ x, pre, -1)
+  return jnp.maximum(jnp.max(jnp.abs(gw)), jnp.max(jnp.abs(jnp.sum(g, axis=0))))
 
 
 def _lbfgs_loop(x, y, l2, params, pre, tol, max_iter, memory_size):
-    """Run L-BFGS from ``params``; returns (params, iters, evals, value, gmax).
+  """Run L-BFGS from ``params``; returns (params, iters, evals, value, gmax).
 
-    ``gmax`` is the largest absolute entry of the gradient w.r.t. the
-    original (W, b), dL/dW = dL/dA P^-1, so the stopping rule means the same
-    with or without the preconditioner.
-    """
+  ``gmax`` is the largest absolute entry of the gradient w.r.t. the
+  original (W, b), dL/dW = dL/dA P^-1, so the stopping rule means the same
+  with or without the preconditioner.
+  """
 
-    def fun(p):
-        return _objective(p, x, y, l2, pre)
+  def fun(p):
+    return _objective(p, x, y, l2, pre)
 
-    opt = optax.lbfgs(memory_size=memory_size)
-    value_and_grad = optax.value_and_grad_from_state(fun)
+  opt = optax.lbfgs(memory_size=memory_size)
+  value_and_grad = optax.value_and_grad_from_state(fun)
 
-    def gmax_of(state):
-        ga, gb = optax.tree.get(state, "grad")
-        gw = _project(ga, pre, -1)
-        return jnp.maximum(jnp.max(jnp.abs(gw)), jnp.max(jnp.abs(gb)))
+  def gmax_of(state):
+    ga, gb = optax.tree.get(state, "grad")
+    gw = _project(ga, pre, -1)
+    return jnp.maximum(jnp.max(jnp.abs(gw)), jnp.max(jnp.abs(gb)))
 
-    def cond(carry):
-        _, state, it, _ = carry
-        return (it == 0) | ((it < max_iter) & (gmax_of(state) > tol))
+  def cond(carry):
+    _, state, it, _ = carry
+    return (it == 0) | ((it < max_iter) & (gmax_of(state) > tol))
 
-    def body(carry):
-        p, state, it, evals = carry
-        value, grad = value_and_grad(p, state=state)
-        updates, state = opt.update(grad, state, p, value=value, grad=grad,
-                                    value_fn=fun)
-        ls_steps = optax.tree.get(state, "num_linesearch_steps")
-        return optax.apply_updates(p, updates), state, it + 1, evals + ls_steps
+  def body(carry):
+    p, state, it, evals = carry
+    value, grad = value_and_grad(p, state=state)
+    updates, state = opt.update(grad, state, p, value=value, grad=grad, value_fn=fun)
+    ls_steps = optax.tree.get(state, "num_linesearch_steps")
+    return optax.apply_updates(p, updates), state, it + 1, evals + ls_steps
 
-    state0 = opt.init(params)
-    # The first iteration evaluates the objective once outside the linesearch
-    # (the state holds no value yet); later ones reuse the linesearch's.
-    p, state, it, evals = jax.lax.while_loop(
-        cond, body, (params, state0, jnp.int32(0), jnp.int32(1)))
-    return p, it, evals, optax.tree.get(state, "value"), gmax_of(state)
+  state0 = opt.init(params)
+  # The first iteration evaluates the objective once outside the linesearch
+  # (the state holds no value yet); later ones reuse the linesearch's.
+  p, state, it, evals = jax.lax.while_loop(cond, body, (params, state0, jnp.int32(0), jnp.int32(1)))
+  return p, it, evals, optax.tree.get(state, "value"), gmax_of(state)
 
 
 @functools.partial(jax.jit, static_argnames=("memory_size",))
 def _solve(x, y, l2, params, pre, tol, max_iter, *, memory_size=10):
-    return _lbfgs_loop(x, y, l2, params, pre, tol, max_iter, memory_size)
+  return _lbfgs_loop(x, y, l2, params, pre, tol, max_iter, memory_size)
 
 
 @functools.partial(jax.jit, static_argnames=("memory_size",))
 def _path(x, y, x_val, y_val, l2s, params, pre, tol, max_iter, *, memory_size=10):
-    """Warm-started regularisation path over ``l2s`` (in the given order).
+  """Warm-started regularisation path over ``l2s`` (in the given order).
 
-    Only the best-val parameters are carried, so memory does not grow with the
-    number of candidate penalties.
-    """
+  Only the best-val parameters are carried, so memory does not grow with the
+  number of candidate penalties.
+  """
 
-    def step(carry, l2):
-        warm, best, best_acc = carry
-        p, it, evals, value, gmax = _lbfgs_loop(x, y, l2, warm, pre, tol, max_iter,
-                                                memory_size)
-        w, b = p
-        pred = jnp.argmax(jax.lax.dot_general(
-            x_val, w, (((1,), (1,)), ((), ()))) + b, axis=1)
-        acc = jnp.mean(pred == y_val)
-        better = acc > best_acc
-        best = jax.tree.map(lambda new, old: jnp.where(better, new, old), p, best)
-        return (p, best, jnp.maximum(acc, best_acc)), (acc, it, evals, value, gmax)
+  def step(carry, l2):
+    warm, best, best_acc = carry
+    p, it, evals, value, gmax = _lbfgs_loop(x, y, l2, warm, pre, tol, max_iter, memory_size)
+    w, b = p
+    pred = jnp.argmax(jax.lax.dot_general(x_val, w, (((1,), (1,)), ((), ()))) + b, axis=1)
+    acc = jnp.mean(pred == y_val)
+    better = acc > best_acc
+    best = jax.tree.map(lambda new, old: jnp.where(better, new, old), p, best)
+    return (p, best, jnp.maximum(acc, best_acc)), (acc, it, evals, value, gmax)
 
-    init = (params, params, jnp.float32(-1.0))
-    (_, best, _), stats = jax.lax.scan(step, init, l2s)
-    return best, stats
+  init = (params, params, jnp.float32(-1.0))
+  (_, best, _), stats = jax.lax.scan(step, init, l2s)
+  return best, stats
 
 
 @dataclasses.dataclass
 class LinearAttacker:
-    """Fitted softmax regression; ``weight`` is [K, D], ``bias`` [K]."""
+  """Fitted softmax regression; ``weight`` is [K, D], ``bias`` [K]."""
 
-    weight: jax.Array
-    bias: jax.Array
-    standardizer: Standardizer
-    class_map: ClassMap
-    l2: float
-    family: str = "linear"
-    info: dict = dataclasses.field(default_factory=dict)
+  weight: jax.Array
+  bias: jax.Array
+  standardizer: Standardizer
+  class_map: ClassMap
+  l2: float
+  family: str = "linear"
+  info: dict = dataclasses.field(default_factory=dict)
 
-    def logits(self, x) -> jnp.ndarray:
-        x = np.asarray(x)
-        x = x.reshape(x.shape[0], -1)
-        return batched_apply(self._logits_batch, x)
+  def logits(self, x) -> jnp.ndarray:
+    x = np.asarray(x)
+    x = x.reshape(x.shape[0], -1)
+    return batched_apply(self._logits_batch, x)
 
-    @functools.cached_property
-    def _logits_batch(self):
-        mean = jnp.asarray(self.standardizer.mean.reshape(-1))
-        std = jnp.asarray(self.standardizer.std.reshape(-1))
-        w, b = self.weight, self.bias
+  @functools.cached_property
+  def _logits_batch(self):
+    mean = jnp.asarray(self.standardizer.mean.reshape(-1))
+    std = jnp.asarray(self.standardizer.std.reshape(-1))
+    w, b = self.weight, self.bias
 
-        @jax.jit
-        def f(xb):
-            xb = (xb.astype(jnp.float32) - mean) / std
-            return jax.lax.dot_general(xb, w, (((1,), (1,)), ((), ()))) + b
+    @jax.jit
+    def f(xb):
+      xb = (xb.astype(jnp.float32) - mean) / std
+      return jax.lax.dot_general(xb, w, (((1,), (1,)), ((), ()))) + b
 
-        return f
+    return f
 
-    def predict(self, x) -> np.ndarray:
-        """Predicted labels in the caller's original ids."""
-        return self.class_map.decode(np.asarray(jnp.argmax(self.logits(x), axis=1)))
+  def predict(self, x) -> np.ndarray:
+    """Predicted labels in the caller's original ids."""
+    return self.class_map.decode(np.asarray(jnp.argmax(self.logits(x), axis=1)))
 
 
 def _no_preconditioner(d: int):
-    return jnp.zeros((0, d), jnp.float32), jnp.zeros((0,), jnp.float32)
+  return jnp.zeros((0, d), jnp.float32), jnp.zeros((0,), jnp.float32)
 
 
 def fit_linear(
@@ -256,74 +252,100 @@ def fit_linear(
     precondition: bool | None = None,
     seed: int = 0,
 ) -> LinearAttacker:
-    """Fit the linear attacker on features ``x`` [N, ...] and labels ``y`` [N].
+  """Fit the linear attacker on features ``x`` [N, ...] and labels ``y`` [N].
 
-    ``l2`` is the penalty on the mean-loss scale (see module docstring); with
-    several values the best on a stratified val split is chosen and, if
-    ``refit``, the model is refitted on all of ``x`` with it. ``tol`` is
-    relative to the gradient at zero (``info['gtol']`` is the absolute value
-    used, comparable with scikit-learn's ``tol``).
-    ``precondition`` (default: when N * D >= 2**22) rescales the top
-    PRECONDITION_RANK covariance directions (exact change of variables, see
-    ``_build_preconditioner``); small problems skip it because the extra
-    compile costs more than it saves. ``info`` on the result records the
-    per-candidate val accuracy, iteration and evaluation counts and the final
-    gradient max-norm.
-    """
-    start = time.perf_counter()
-    x = _flatten(x)
-    class_map = make_class_map(y)
-    labels = class_map.encode(y)
-    standardizer = fit_standardizer(x)
-    n, d = x.shape
-    k = class_map.num_classes
-    l2s = np.atleast_1d(np.asarray(l2, dtype=np.float64))
-    if l2s.size == 0 or np.any(l2s < 0):
-        raise ValueError(f"l2 must be non-negative values, got {l2}")
-    xs = jnp.asarray(standardizer.apply(x))
-    ys = jnp.asarray(labels)
+  ``l2`` is the penalty on the mean-loss scale (see module docstring); with
+  several values the best on a stratified val split is chosen and, if
+  ``refit``, the model is refitted on all of ``x`` with it. ``tol`` is
+  relative to the gradient at zero (``info['gtol']`` is the absolute value
+  used, comparable with scikit-learn's ``tol``).
+  ``precondition`` (default: when N * D >= 2**22) rescales the top
+  PRECONDITION_RANK covariance directions (exact change of variables, see
+  ``_build_preconditioner``); small problems skip it because the extra
+  compile costs more than it saves. ``info`` on the result records the
+  per-candidate val accuracy, iteration and evaluation counts and the final
+  gradient max-norm.
+  """
+  start = time.perf_counter()
+  x = _flatten(x)
+  class_map = make_class_map(y)
+  labels = class_map.encode(y)
+  standardizer = fit_standardizer(x)
+  n, d = x.shape
+  k = class_map.num_classes
+  l2s = np.atleast_1d(np.asarray(l2, dtype=np.float64))
+  if l2s.size == 0 or np.any(l2s < 0):
+    raise ValueError(f"l2 must be non-negative values, got {l2}")
+  xs = jnp.asarray(standardizer.apply(x))
+  ys = jnp.asarray(labels)
 
-    rank = min(PRECONDITION_RANK, min(n, d) // 4)
-    if precondition is None:
-        precondition = n * d >= 2 ** 22
-    if precondition and rank >= 8:
-        pre = _build_preconditioner(xs, jax.random.key(seed), rank=rank)
-        xs = _precondition_rows(xs, *pre)
-    else:
-        pre = _no_preconditioner(d)
-    info: dict = {"tol": tol, "max_iter": max_iter, "precondition_rank": int(pre[0].shape[0])}
+  rank = min(PRECONDITION_RANK, min(n, d) // 4)
+  if precondition is None:
+    precondition = n * d >= 2**22
+  if precondition and rank >= 8:
+    pre = _build_preconditioner(xs, jax.random.key(seed), rank=rank)
+    xs = _precondition_rows(xs, *pre)
+  else:
+    pre = _no_preconditioner(d)
+  info: dict = {"tol": tol, "max_iter": max_iter, "precondition_rank": int(pre[0].shape[0])}
 
-    # Relative stopping rule (module docstring): gradient entries scale like
-    # 1/K, so an absolute threshold means a different accuracy per problem.
-    gtol = float(tol) * float(_gmax_at_zero(xs, ys, pre, num_classes=k))
-    info["gtol"] = gtol
-    params = (jnp.zeros((k, d), jnp.float32), jnp.zeros((k,), jnp.float32))
-    chosen = float(l2s[0])
-    if l2s.size > 1:
-        train_idx, val_idx = train_val_split(n, val_fraction, seed, labels)
-        if val_idx.size == 0:
-            raise ValueError("model selection over l2 needs a non-empty val split; "
-                             "pass a single l2 or a larger val_fraction")
-        # Strong-to-weak: each solution is a good start for the next, weaker
-        # penalty (the usual regularisation-path order).
-        order = np.sort(l2s)[::-1]
-        tr, va = jnp.asarray(train_idx), jnp.asarray(val_idx)
-        params, stats = _path(xs[tr], ys[tr], xs[va], ys[va], jnp.asarray(order, jnp.float32),
-                              params, pre, jnp.float32(gtol), jnp.int32(max_iter))
-        accs, iters, evals, values, gmaxes = (np.asarray(v) for v in stats)
-        chosen_i = int(np.argmax(accs))  # first max = strongest penalty on ties
-        chosen = float(order[chosen_i])
-        info["path"] = [
-            {"l2": float(order[i]), "val_top1": float(accs[i]), "iters": int(iters[i]),
-             "evals": int(evals[i]), "value": float(values[i]), "gmax": float(gmaxes[i])}
-            for i in range(order.size)]
-        info["val_top1"] = float(accs[chosen_i])
-    if l2s.size == 1 or refit:
-        params, it, ev, value, gmax = _solve(xs, ys, jnp.float32(chosen), params, pre,
-                                             jnp.float32(gtol), jnp.int32(max_iter))
-        info.update(iters=int(it), evals=int(ev), value=float(value),
-                    gmax=float(gmax), refit=l2s.size > 1)
-    weight = _project(params[0], pre, 1)
-    info["train_seconds"] = time.perf_counter() - start
-    return LinearAttacker(weight=weight, bias=params[1], standardizer=standardizer,
-                          class_map=class_map, l2=chosen, info=info)
+  # Relative stopping rule (module docstring): gradient entries scale like
+  # 1/K, so an absolute threshold means a different accuracy per problem.
+  gtol = float(tol) * float(_gmax_at_zero(xs, ys, pre, num_classes=k))
+  info["gtol"] = gtol
+  params = (jnp.zeros((k, d), jnp.float32), jnp.zeros((k,), jnp.float32))
+  chosen = float(l2s[0])
+  if l2s.size > 1:
+    train_idx, val_idx = train_val_split(n, val_fraction, seed, labels)
+    if val_idx.size == 0:
+      raise ValueError(
+          "model selection over l2 needs a non-empty val split; "
+          "pass a single l2 or a larger val_fraction"
+      )
+    # Strong-to-weak: each solution is a good start for the next, weaker
+    # penalty (the usual regularisation-path order).
+    order = np.sort(l2s)[::-1]
+    tr, va = jnp.asarray(train_idx), jnp.asarray(val_idx)
+    params, stats = _path(
+        xs[tr],
+        ys[tr],
+        xs[va],
+        ys[va],
+        jnp.asarray(order, jnp.float32),
+        params,
+        pre,
+        jnp.float32(gtol),
+        jnp.int32(max_iter),
+    )
+    accs, iters, evals, values, gmaxes = (np.asarray(v) for v in stats)
+    chosen_i = int(np.argmax(accs))  # first max = strongest penalty on ties
+    chosen = float(order[chosen_i])
+    info["path"] = [
+        {
+            "l2": float(order[i]),
+            "val_top1": float(accs[i]),
+            "iters": int(iters[i]),
+            "evals": int(evals[i]),
+            "value": float(values[i]),
+            "gmax": float(gmaxes[i]),
+        }
+        for i in range(order.size)
+    ]
+    info["val_top1"] = float(accs[chosen_i])
+  if l2s.size == 1 or refit:
+    params, it, ev, value, gmax = _solve(
+        xs, ys, jnp.float32(chosen), params, pre, jnp.float32(gtol), jnp.int32(max_iter)
+    )
+    info.update(
+        iters=int(it), evals=int(ev), value=float(value), gmax=float(gmax), refit=l2s.size > 1
+    )
+  weight = _project(params[0], pre, 1)
+  info["train_seconds"] = time.perf_counter() - start
+  return LinearAttacker(
+      weight=weight,
+      bias=params[1],
+      standardizer=standardizer,
+      class_map=class_map,
+      l2=chosen,
+      info=info,
+  )

@@ -19,30 +19,36 @@ from privjax.attacks.transfer import ModuleAttacker, fit_module
 
 
 class MLP(nnx.Module):
-    """Flatten -> [Dense -> ReLU -> Dropout] * len(hidden) -> Dense."""
+  """Flatten -> [Dense -> ReLU -> Dropout] * len(hidden) -> Dense."""
 
-    def __init__(self, in_features: int, hidden: Sequence[int], num_classes: int,
-                 *, dropout: float, rngs: nnx.Rngs):
-        sizes = [in_features, *hidden]
-        self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes, sizes[1:])])
-        self.drop = nnx.Dropout(dropout, rngs=rngs)
-        self.out = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
+  def __init__(
+      self,
+      in_features: int,
+      hidden: Sequence[int],
+      num_classes: int,
+      *,
+      dropout: float,
+      rngs: nnx.Rngs,
+  ):
+    sizes = [in_features, *hidden]
+    self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes, sizes[1:])])
+    self.drop = nnx.Dropout(dropout, rngs=rngs)
+    self.out = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
 
-    def __call__(self, x):
-        x = jnp.reshape(x, (x.shape[0], -1))
-        for layer in self.hidden:
-            x = self.drop(nnx.relu(layer(x)))
-        return self.out(x)
+  def __call__(self, x):
+    x = jnp.reshape(x, (x.shape[0], -1))
+    for layer in self.hidden:
+      x = self.drop(nnx.relu(layer(x)))
+    return self.out(x)
 
 
-def mlp_factory(feature_shape: Sequence[int], hidden: Sequence[int] = (512,),
-                dropout: float = 0.2):
-    in_features = int(np.prod(feature_shape))
+def mlp_factory(feature_shape: Sequence[int], hidden: Sequence[int] = (512,), dropout: float = 0.2):
+  in_features = int(np.prod(feature_shape))
 
-    def factory(num_classes: int, rngs: nnx.Rngs) -> MLP:
-        return MLP(in_features, tuple(hidden), num_classes, dropout=dropout, rngs=rngs)
+  def factory(num_classes: int, rngs: nnx.Rngs) -> MLP:
+    return MLP(in_features, tuple(hidden), num_classes, dropout=dropout, rngs=rngs)
 
-    return factory
+  return factory
 
 
 def fit_mlp(
@@ -59,8 +65,17 @@ def fit_mlp(
     val_fraction: float = 0.2,
     seed: int = 0,
 ) -> ModuleAttacker:
-    x = np.asarray(x)
-    return fit_module(
-        mlp_factory(x.shape[1:], hidden, dropout), x, y, lr=lr,
-        weight_decay=weight_decay, batch_size=batch_size, max_epochs=max_epochs,
-        patience=patience, val_fraction=val_fraction, seed=seed, family="mlp")
+  x = np.asarray(x)
+  return fit_module(
+      mlp_factory(x.shape[1:], hidden, dropout),
+      x,
+      y,
+      lr=lr,
+      weight_decay=weight_decay,
+      batch_size=batch_size,
+      max_epochs=max_epochs,
+      patience=patience,
+      val_fraction=val_fraction,
+      seed=seed,
+      family="mlp",
+  )

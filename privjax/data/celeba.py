@@ -58,8 +58,10 @@ def read_attributes(path: epath.Path) -> tuple[list[str], list[tuple[str, list[i
   """(attribute names, [(file name, values)]) of list_attr_celeba.txt."""
   lines = _lines(path)
   if len(lines) < 2 or len(lines[0]) != 1 or not lines[0][0].isdigit():
-    raise DataError(f'{path} is not list_attr_celeba.txt: it must start with the image count '
-                    'and a line of attribute names')
+    raise DataError(
+        f'{path} is not list_attr_celeba.txt: it must start with the image count '
+        'and a line of attribute names'
+    )
   names, rows = lines[1], []
   for n, parts in enumerate(lines[2:], start=3):
     if len(parts) != len(names) + 1 or any(v not in ('1', '-1') for v in parts[1:]):
@@ -89,12 +91,16 @@ class CelebaFaces(image_folder.FaceBuilder):
   DESCRIPTION = 'CelebA (aligned) with identities, gender (Male) and smiling (Smiling).'
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       f'Download from {HOMEPAGE} (Google Drive): {IMAGE_DIR}/ (or {IMAGE_ZIP}), {ATTR_FILE}, '
-      f'{IDENTITY_FILE} and {PARTITION_FILE}, and place them in the manual_dir.')
+      f'{IDENTITY_FILE} and {PARTITION_FILE}, and place them in the manual_dir.'
+  )
 
   def _label_features(self):
-    return {**{feature: tfds.features.ClassLabel(names=names)
-               for feature, names in ATTRIBUTES.values()},
-            'eval_partition': tfds.features.ClassLabel(names=PARTITIONS)}
+    return {
+        **{
+            feature: tfds.features.ClassLabel(names=names) for feature, names in ATTRIBUTES.values()
+        },
+        'eval_partition': tfds.features.ClassLabel(names=PARTITIONS),
+    }
 
   def _records(self, dl_manager):
     manual = image_folder.manual_dir(dl_manager)
@@ -102,16 +108,19 @@ class CelebaFaces(image_folder.FaceBuilder):
       raise DataError(
           f'CelebA is built from its official files: set --config.dataset.manual_dir to a folder '
           f'holding {IMAGE_DIR}/, {ATTR_FILE}, {IDENTITY_FILE} and {PARTITION_FILE}, downloaded '
-          f'{_WHERE}')
-    attr_path, id_path, part_path = (_need(manual, f)
-                                     for f in (ATTR_FILE, IDENTITY_FILE, PARTITION_FILE))
+          f'{_WHERE}'
+      )
+    attr_path, id_path, part_path = (
+        _need(manual, f) for f in (ATTR_FILE, IDENTITY_FILE, PARTITION_FILE)
+    )
     if (manual / IMAGE_DIR).is_dir():
       images = manual / IMAGE_DIR
     elif (manual / IMAGE_ZIP).exists():
       images = image_folder.extract_archive(manual / IMAGE_ZIP, dl_manager.download_dir) / IMAGE_DIR
     else:
-      raise DataError(f'CelebA needs {IMAGE_DIR}/ (or {IMAGE_ZIP}) in {manual}; download it '
-                      f'{_WHERE}')
+      raise DataError(
+          f'CelebA needs {IMAGE_DIR}/ (or {IMAGE_ZIP}) in {manual}; download it ' f'{_WHERE}'
+      )
     names, rows = read_attributes(attr_path)
     missing = [a for a in ATTRIBUTES if a not in names]
     if missing:
@@ -128,7 +137,11 @@ class CelebaFaces(image_folder.FaceBuilder):
       labels = {feature: int(values[i] > 0) for feature, i in columns.items()}
       labels['eval_partition'] = int(partitions[file])
       records.append(image_folder.Record(key, str(images / file), identities[file], labels))
-    source = {'homepage': HOMEPAGE, 'manual_dir': str(manual),
-              **{f'{p.name}_sha256': image_folder.file_sha256(p)
-                 for p in (attr_path, id_path, part_path)}}
+    source = {
+        'homepage': HOMEPAGE,
+        'manual_dir': str(manual),
+        **{
+            f'{p.name}_sha256': image_folder.file_sha256(p) for p in (attr_path, id_path, part_path)
+        },
+    }
     return records, [], source

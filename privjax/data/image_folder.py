@@ -43,8 +43,8 @@ import logging
 import os
 import re
 import tarfile
-from typing import Any, Iterable, Sequence
 import zipfile
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -71,6 +71,7 @@ _REPORT_FIRST = 5  # skipped files named in the warning (all are counted)
 @dataclasses.dataclass(frozen=True)
 class Record:
   """One image of a source listing: its file, its person and its class labels."""
+
   key: int  # unique and stable (the row of the listing): the example key
   path: str
   identity: str
@@ -211,8 +212,14 @@ class FaceConfig(tfds.core.BuilderConfig):
 
   # Parameter -> name token prefix, for names that can be parsed back (see `from_name`).
   # image_size always appears; other parameters only when they differ from their default.
-  NAME_KEYS = {'image_size': 's', 'crop_fraction': 'crop', 'seed': 'seed', 'owner_fraction': 'own',
-               'owner_test_fraction': 'test', 'min_images_per_identity': 'min'}
+  NAME_KEYS = {
+      'image_size': 's',
+      'crop_fraction': 'crop',
+      'seed': 'seed',
+      'owner_fraction': 'own',
+      'owner_test_fraction': 'test',
+      'min_images_per_identity': 'min',
+  }
 
   def __post_init__(self):
     # Restored run configs may hold these as other number types; names and hashes need one.
@@ -225,9 +232,11 @@ class FaceConfig(tfds.core.BuilderConfig):
     if not 0.0 < self.crop_fraction <= 1.0:
       raise DataError(f'crop_fraction must be in (0, 1], got {self.crop_fraction}')
     if self.min_images_per_identity < 2:
-      raise DataError('min_images_per_identity must be >= 2 (attacker identities are split '
-                      'between attacker_train and attacker_test), got '
-                      f'{self.min_images_per_identity}')
+      raise DataError(
+          'min_images_per_identity must be >= 2 (attacker identities are split '
+          'between attacker_train and attacker_test), got '
+          f'{self.min_images_per_identity}'
+      )
     try:
       splits.check_fractions(self.owner_fraction, self.owner_test_fraction)
     except ValueError as e:
@@ -236,13 +245,17 @@ class FaceConfig(tfds.core.BuilderConfig):
       self.name = self.canonical_name()
 
   def params(self) -> dict[str, Any]:
-    return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-            if f.name in self.NAME_KEYS}
+    return {
+        f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name in self.NAME_KEYS
+    }
 
   def canonical_name(self) -> str:
     defaults = {f.name: f.default for f in dataclasses.fields(self)}
-    return '_'.join(f'{key}{_fmt(getattr(self, field))}' for field, key in self.NAME_KEYS.items()
-                    if field == 'image_size' or getattr(self, field) != defaults[field])
+    return '_'.join(
+        f'{key}{_fmt(getattr(self, field))}'
+        for field, key in self.NAME_KEYS.items()
+        if field == 'image_size' or getattr(self, field) != defaults[field]
+    )
 
   @classmethod
   def from_name(cls, name: str) -> 'FaceConfig | None':
@@ -253,10 +266,11 @@ class FaceConfig(tfds.core.BuilderConfig):
     for token in name.split('_'):
       for field, key in keys:
         if token.startswith(key) and len(token) > len(key) and field not in params:
-          raw = token[len(key):].replace('p', '.').replace('m', '-')
+          raw = token[len(key) :].replace('p', '.').replace('m', '-')
           try:
             params[field] = {'int': int, 'float': float}.get(types[field], str)(
-                token[len(key):] if types[field] == 'str' else raw)
+                token[len(key) :] if types[field] == 'str' else raw
+            )
           except ValueError:
             return None
           break
@@ -269,8 +283,11 @@ class FaceConfig(tfds.core.BuilderConfig):
     return cfg if cfg.name == name else None
 
 
-_TFDS_KWARGS = {p for cls in (tfds.core.GeneratorBasedBuilder, tfds.core.DatasetBuilder)
-                for p in inspect.signature(cls.__init__).parameters} - {'self', 'kwargs'}
+_TFDS_KWARGS = {
+    p
+    for cls in (tfds.core.GeneratorBasedBuilder, tfds.core.DatasetBuilder)
+    for p in inspect.signature(cls.__init__).parameters
+} - {'self', 'kwargs'}
 
 
 class FaceBuilder(tfds.core.GeneratorBasedBuilder):
@@ -284,11 +301,13 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder):
 
   def __init__(self, *, config: str | FaceConfig | None = None, **kwargs):
     own = {f.name for f in dataclasses.fields(self.CONFIG_CLASS)} - {
-        f.name for f in dataclasses.fields(tfds.core.BuilderConfig)}
+        f.name for f in dataclasses.fields(tfds.core.BuilderConfig)
+    }
     unknown = sorted(set(kwargs) - own - _TFDS_KWARGS)
     if unknown:
-      raise DataError(f'{self.name} has no parameter {", ".join(unknown)}; valid: '
-                      f'{", ".join(sorted(own))}')
+      raise DataError(
+          f'{self.name} has no parameter {", ".join(unknown)}; valid: ' f'{", ".join(sorted(own))}'
+      )
     params = {k: kwargs.pop(k) for k in list(kwargs) if k in own}
     if params:
       if config is not None:
@@ -357,16 +376,20 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder):
     s = self.builder_config.image_size
     return tfds.core.DatasetInfo(
         builder=self,
-        description=self.DESCRIPTION + (
+        description=self.DESCRIPTION
+        + (
             ' Splits: train/test = disjoint model-owner identities; attacker_train/'
             'attacker_test = the same attacker identities, disjoint images. Identity groups, '
-            'skipped files and the source are in metadata.json.'),
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(s, s, 3), encoding_format='png'),
-            # Names are set from the data when it is prepared (see _split_generators).
-            'identity': tfds.features.ClassLabel(),
-            **self._label_features(),
-        }),
+            'skipped files and the source are in metadata.json.'
+        ),
+        features=tfds.features.FeaturesDict(
+            {
+                'image': tfds.features.Image(shape=(s, s, 3), encoding_format='png'),
+                # Names are set from the data when it is prepared (see _split_generators).
+                'identity': tfds.features.ClassLabel(),
+                **self._label_features(),
+            }
+        ),
         supervised_keys=('image', self.PRIMARY),
         disable_shuffling=True,  # a split's rows keep the source order
         metadata=tfds.core.MetadataDict(),
@@ -374,7 +397,8 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder):
 
   def _rng(self, stream: int) -> np.random.Generator:
     return np.random.default_rng(
-        np.random.SeedSequence([int(self.builder_config.seed), _SPLIT_VERSION, stream]))
+        np.random.SeedSequence([int(self.builder_config.seed), _SPLIT_VERSION, stream])
+    )
 
   def _split_generators(self, dl_manager):
     cfg = self.builder_config
@@ -383,12 +407,19 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder):
     problems = problems + [f'{r.path}: {why}' for r, why in zip(records, reasons) if why]
     records = [r for r, why in zip(records, reasons) if not why]
     if problems:
-      logging.warning('%s: skipped %d of %d images: %s%s', self.name, len(problems),
-                      len(problems) + len(records), '; '.join(problems[:_REPORT_FIRST]),
-                      ' ...' if len(problems) > _REPORT_FIRST else '')
+      logging.warning(
+          '%s: skipped %d of %d images: %s%s',
+          self.name,
+          len(problems),
+          len(problems) + len(records),
+          '; '.join(problems[:_REPORT_FIRST]),
+          ' ...' if len(problems) > _REPORT_FIRST else '',
+      )
     if not records:
-      raise DataError(f'{self.name}: no usable image' + (
-          f' ({len(problems)} skipped, first: {problems[0]})' if problems else ''))
+      raise DataError(
+          f'{self.name}: no usable image'
+          + (f' ({len(problems)} skipped, first: {problems[0]})' if problems else '')
+      )
 
     names = sorted_values(r.identity for r in records)
     self.info.features['identity'].names = names
@@ -399,24 +430,32 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder):
     counts = np.bincount(identity, minlength=len(names))
     try:
       groups = splits.identity_groups(
-          strata, self._rng(_STREAM_GROUPS), owner_fraction=cfg.owner_fraction,
-          owner_test_fraction=cfg.owner_test_fraction, counts=counts,
-          min_images_per_identity=cfg.min_images_per_identity)
+          strata,
+          self._rng(_STREAM_GROUPS),
+          owner_fraction=cfg.owner_fraction,
+          owner_test_fraction=cfg.owner_test_fraction,
+          counts=counts,
+          min_images_per_identity=cfg.min_images_per_identity,
+      )
       rows = splits.split_rows(identity, groups, self._rng(_STREAM_ROWS))
     except ValueError as e:
       raise DataError(
-          f'{self.name}: {e} ({len(records)} images of {len(names)} identities)') from None
+          f'{self.name}: {e} ({len(records)} images of {len(names)} identities)'
+      ) from None
 
-    self.info.metadata.update({
-        # Same layout as synthetic_faces: class indices of the identity feature.
-        'splits': groups,
-        'split_names': {k: [names[i] for i in ids] for k, ids in groups.items()},
-        'skipped': {'count': len(problems), 'first': problems[:100]},
-        'source': source,
-        'params': {**cfg.params(), 'split_version': _SPLIT_VERSION},
-    })
-    return {split: self._generate_examples(records, identity, rows[split])
-            for split in splits.SPLITS}
+    self.info.metadata.update(
+        {
+            # Same layout as synthetic_faces: class indices of the identity feature.
+            'splits': groups,
+            'split_names': {k: [names[i] for i in ids] for k, ids in groups.items()},
+            'skipped': {'count': len(problems), 'first': problems[:100]},
+            'source': source,
+            'params': {**cfg.params(), 'split_version': _SPLIT_VERSION},
+        }
+    )
+    return {
+        split: self._generate_examples(records, identity, rows[split]) for split in splits.SPLITS
+    }
 
   def _generate_examples(self, records, identity, rows):
     cfg = self.builder_config
@@ -430,7 +469,7 @@ class FaceBuilder(tfds.core.GeneratorBasedBuilder):
       return r.key, {'image': image, 'identity': int(identity[i]), **r.labels}
 
     for start in range(0, len(rows), _CHUNK * _MAX_WORKERS):
-      yield from _thread_map(example, [int(i) for i in rows[start:start + _CHUNK * _MAX_WORKERS]])
+      yield from _thread_map(example, [int(i) for i in rows[start : start + _CHUNK * _MAX_WORKERS]])
 
 
 # ---------------------------------------------------------------------------
@@ -457,8 +496,10 @@ class ImageFolderConfig(FaceConfig):
 
   def __post_init__(self):
     if not self.csv:
-      raise DataError('image_folder needs a CSV of your photos: pass csv=/path/to/faces.csv '
-                      '(--config.dataset.builder_kwargs.csv=... in a training config)')
+      raise DataError(
+          'image_folder needs a CSV of your photos: pass csv=/path/to/faces.csv '
+          '(--config.dataset.builder_kwargs.csv=... in a training config)'
+      )
     self.csv = os.path.abspath(os.path.expanduser(str(self.csv)))
     attributes = self.attributes or ()
     if isinstance(attributes, str):  # 'smiling' or 'smiling,glasses' from a command line
@@ -467,17 +508,28 @@ class ImageFolderConfig(FaceConfig):
     self.name = 'pending'  # FaceConfig validates the common parameters first
     super().__post_init__()
     self.table = _read_table(self.csv, (self.primary,) + self.attributes)
-    slug = re.sub(r'[^a-z0-9]+', '_', (self.prefix or os.path.splitext(
-        os.path.basename(self.csv))[0]).lower()).strip('_') or 'faces'
-    digest = hashlib.sha256(json.dumps(
-        [self.table.sha256, self.primary, self.attributes, super().params()]).encode()).hexdigest()
+    slug = (
+        re.sub(
+            r'[^a-z0-9]+',
+            '_',
+            (self.prefix or os.path.splitext(os.path.basename(self.csv))[0]).lower(),
+        ).strip('_')
+        or 'faces'
+    )
+    digest = hashlib.sha256(
+        json.dumps([self.table.sha256, self.primary, self.attributes, super().params()]).encode()
+    ).hexdigest()
     self.name = f'{slug}_s{self.image_size}_{digest[:10]}'
     if not self.description:
       self.description = f'{os.path.basename(self.csv)}: {len(self.table.rows)} listed images'
 
   def params(self) -> dict[str, Any]:
-    return {**super().params(), 'csv': self.csv, 'primary': self.primary,
-            'attributes': list(self.attributes)}
+    return {
+        **super().params(),
+        'csv': self.csv,
+        'primary': self.primary,
+        'attributes': list(self.attributes),
+    }
 
   @classmethod
   def from_name(cls, name):
@@ -505,25 +557,33 @@ def _read_table(path: str, attributes: Sequence[str]) -> _Table:
   found = ', '.join(columns) if columns else 'none'
   missing = [c for c in ('path', 'identity') if c not in columns]
   if missing:
-    raise DataError(f'{path} has no {" or ".join(repr(c) for c in missing)} column; it needs '
-                    f'path, identity and attribute columns; columns found: {found}')
+    raise DataError(
+        f'{path} has no {" or ".join(repr(c) for c in missing)} column; it needs '
+        f'path, identity and attribute columns; columns found: {found}'
+    )
   for a in attributes:
     if a in _RESERVED:
       raise DataError(f'{a!r} cannot be an attribute of image_folder (it is a reserved feature)')
     if a not in columns:
-      raise DataError(f'{path} has no column {a!r} (requested as primary or attribute); '
-                      f'columns found: {found}')
-  rows = [(n + 2, {k: (v or '').strip() for k, v in row.items() if k is not None})
-          for n, row in enumerate(reader)]
+      raise DataError(
+          f'{path} has no column {a!r} (requested as primary or attribute); '
+          f'columns found: {found}'
+      )
+  rows = [
+      (n + 2, {k: (v or '').strip() for k, v in row.items() if k is not None})
+      for n, row in enumerate(reader)
+  ]
   if not rows:
     raise DataError(f'{path} lists no image')
   classes = {}
   for a in attributes:
     names = sorted_values(canonical(row[a]) for _, row in rows if row[a])
     if len(names) < 2:
-      raise DataError(f'attribute {a!r} in {path} has a single class '
-                      f'({names[0] if names else "no value"!r}); it cannot be a primary task or '
-                      'a secret')
+      raise DataError(
+          f'attribute {a!r} in {path} has a single class '
+          f'({names[0] if names else "no value"!r}); it cannot be a primary task or '
+          'a secret'
+      )
     classes[a] = names
   return _Table(hashlib.sha256(data).hexdigest(), rows, classes)
 
@@ -540,8 +600,10 @@ class ImageFolder(FaceBuilder):
 
   def _label_features(self):
     cfg = self.builder_config
-    return {a: tfds.features.ClassLabel(names=cfg.table.classes[a])
-            for a in (cfg.primary,) + cfg.attributes}
+    return {
+        a: tfds.features.ClassLabel(names=cfg.table.classes[a])
+        for a in (cfg.primary,) + cfg.attributes
+    }
 
   def _records(self, dl_manager):
     del dl_manager  # the photos are local
@@ -560,8 +622,14 @@ class ImageFolder(FaceBuilder):
         problems.append(f'{path}: listed again on line {line} (first on line {seen[path]})')
         continue
       seen[path] = line
-      records.append(Record(line, path, canonical(row['identity']),
-                            {a: index[a][canonical(row[a])] for a in attributes}))
+      records.append(
+          Record(
+              line,
+              path,
+              canonical(row['identity']),
+              {a: index[a][canonical(row[a])] for a in attributes},
+          )
+      )
     return records, problems, {'csv': cfg.csv, 'csv_sha256': cfg.table.sha256}
 
 
@@ -570,5 +638,6 @@ def build(data_dir: str | None = None, **params) -> tfds.core.DatasetBuilder:
   builder = ImageFolder(data_dir=data_dir, **params)
   builder.download_and_prepare(
       file_format='array_record',
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+      download_config=tfds.download.DownloadConfig(try_download_gcs=False),
+  )
   return builder

@@ -49,8 +49,10 @@ URLS = {
     'deepfunneled': 'http://vis-www.cs.umass.edu/lfw/lfw-deepfunneled.tgz',
     'attributes': 'http://www.cs.columbia.edu/CAVE/databases/pubfig/download/lfw_attributes.txt',
 }
-ARCHIVES = {'original': ('lfw.tgz', 'lfw'),  # variant -> (archive, folder inside it)
-            'deepfunneled': ('lfw-deepfunneled.tgz', 'lfw-deepfunneled')}
+ARCHIVES = {
+    'original': ('lfw.tgz', 'lfw'),  # variant -> (archive, folder inside it)
+    'deepfunneled': ('lfw-deepfunneled.tgz', 'lfw-deepfunneled'),
+}
 ATTRIBUTES_FILE = 'lfw_attributes.txt'
 NAMES_FILES = {'male_names.txt': 1.0, 'female_names.txt': -1.0}  # file -> label score
 GENDER_SOURCES = ('attributes', 'names')
@@ -70,11 +72,15 @@ class LfwConfig(image_folder.FaceConfig):
 
   def __post_init__(self):
     if self.variant not in ARCHIVES:
-      raise DataError(f'variant={self.variant!r} is not an LFW variant; choose one of: '
-                      f'{", ".join(ARCHIVES)}')
+      raise DataError(
+          f'variant={self.variant!r} is not an LFW variant; choose one of: '
+          f'{", ".join(ARCHIVES)}'
+      )
     if self.gender_source not in GENDER_SOURCES:
-      raise DataError(f'gender_source={self.gender_source!r} is not valid; choose one of: '
-                      f'{", ".join(GENDER_SOURCES)}')
+      raise DataError(
+          f'gender_source={self.gender_source!r} is not valid; choose one of: '
+          f'{", ".join(GENDER_SOURCES)}'
+      )
     super().__post_init__()
 
 
@@ -126,7 +132,8 @@ class LfwFaces(image_folder.FaceBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       f'Optional (else downloaded): lfw.tgz or its extracted lfw/ folder (or the deep-funneled '
       f'equivalents) from {HOMEPAGE}, and {ATTRIBUTES_FILE} from {URLS["attributes"]}; for '
-      f'gender_source=names: {" and ".join(NAMES_FILES)}.')
+      f'gender_source=names: {" and ".join(NAMES_FILES)}.'
+  )
 
   def _label_features(self):
     return {'gender': tfds.features.ClassLabel(names=['female', 'male'])}
@@ -141,8 +148,10 @@ class LfwFaces(image_folder.FaceBuilder):
         path = epath.Path(dl_manager.download(origin))
       except Exception as e:  # network errors come in many types
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f'could not download {origin} ({reason}); put {what} in a manual_dir '
-                        f'({manual or "set --config.dataset.manual_dir"})') from None
+        raise DataError(
+            f'could not download {origin} ({reason}); put {what} in a manual_dir '
+            f'({manual or "set --config.dataset.manual_dir"})'
+        ) from None
     if extract:
       path = image_folder.extract_archive(path, dl_manager.download_dir)
     return path, str(origin)
@@ -154,31 +163,47 @@ class LfwFaces(image_folder.FaceBuilder):
     if manual is not None and (manual / folder).is_dir():
       root, origin = manual / folder, str(manual / folder)
     else:
-      root, origin = self._fetch(dl_manager, manual, cfg.variant, archive,
-                                 f'{archive} or its extracted {folder}/ folder', True)
+      root, origin = self._fetch(
+          dl_manager,
+          manual,
+          cfg.variant,
+          archive,
+          f'{archive} or its extracted {folder}/ folder',
+          True,
+      )
       root = root / folder
     source = {'images': origin}
     if cfg.gender_source == 'names':
       missing = [f for f in NAMES_FILES if manual is None or not (manual / f).exists()]
       if missing:
-        raise DataError(f'LFW gender from name lists needs {" and ".join(NAMES_FILES)} (one image '
-                        f'file name per line, e.g. Aaron_Eckhart_0001.jpg) in the manual_dir '
-                        f'({manual or "set --config.dataset.manual_dir"}); missing: '
-                        f'{", ".join(missing)}')
+        raise DataError(
+            f'LFW gender from name lists needs {" and ".join(NAMES_FILES)} (one image '
+            f'file name per line, e.g. Aaron_Eckhart_0001.jpg) in the manual_dir '
+            f'({manual or "set --config.dataset.manual_dir"}); missing: '
+            f'{", ".join(missing)}'
+        )
       label_paths = {f: manual / f for f in NAMES_FILES}
       scores = read_name_lists(label_paths)
     else:
-      path, origin = self._fetch(dl_manager, manual, 'attributes', ATTRIBUTES_FILE,
-                                 ATTRIBUTES_FILE, False)
+      path, origin = self._fetch(
+          dl_manager, manual, 'attributes', ATTRIBUTES_FILE, ATTRIBUTES_FILE, False
+      )
       label_paths, source['labels'] = {ATTRIBUTES_FILE: path}, origin
       scores = read_attribute_scores(path)
     source.update({f'{f}_sha256': image_folder.file_sha256(p) for f, p in label_paths.items()})
 
     if not root.is_dir():
-      raise DataError(f'{root} is not a folder; expected the LFW layout {folder}/<Person_Name>/'
-                      '<Person_Name>_0001.jpg')
-    files = sorted((person.name, image.name) for person in root.iterdir() if person.is_dir()
-                   for image in person.iterdir() if image.name.lower().endswith('.jpg'))
+      raise DataError(
+          f'{root} is not a folder; expected the LFW layout {folder}/<Person_Name>/'
+          '<Person_Name>_0001.jpg'
+      )
+    files = sorted(
+        (person.name, image.name)
+        for person in root.iterdir()
+        if person.is_dir()
+        for image in person.iterdir()
+        if image.name.lower().endswith('.jpg')
+    )
     if not files:
       raise DataError(f'{root} holds no <Person_Name>/<Person_Name>_0001.jpg images')
     per_person: dict[str, list[float]] = {}

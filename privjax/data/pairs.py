@@ -4,6 +4,7 @@ What lives here: `PairSampler`, a random-access map from a global example counte
 indices, so any step's batch can be regenerated exactly (resume needs no iterator state).
 Must not import jax or tensorflow_datasets: it sees label arrays only.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,9 +23,13 @@ class PairSampler:
     self.seed = int(seed)
     classes, counts = np.unique(self.labels, return_counts=True)
     if len(classes) < 2:
-      raise ValueError(f'pairs need at least 2 classes of the primary label, found {classes.tolist()}')
+      raise ValueError(
+          f'pairs need at least 2 classes of the primary label, found {classes.tolist()}'
+      )
     if counts.min() < 2:
-      raise ValueError(f'every class needs >= 2 examples for same-label pairs; counts {counts.tolist()}')
+      raise ValueError(
+          f'every class needs >= 2 examples for same-label pairs; counts {counts.tolist()}'
+      )
     self._by_class = {c: np.flatnonzero(self.labels == c) for c in classes}
     self._not_class = {c: np.flatnonzero(self.labels != c) for c in classes}
 

@@ -5,6 +5,7 @@ What lives here: opening a prepared data set split (`load_split`), per-image pre
 Siamese pair batches for training, padded evaluation batches, and device prefetch.
 Must not import privjax.models or privjax.train: data flows out of here, nothing flows in.
 """
+
 from __future__ import annotations
 
 import collections
@@ -24,10 +25,12 @@ from privjax.data.pairs import PairSampler
 # Data sets defined in privjax; importing the module registers the builder with TFDS.
 # `generated` ones are prepared on first use (made locally, or from `dataset.manual_dir` files or a
 # download, with a one-line error when those are missing); others must be prepared by the user.
-BUILDERS = {'synthetic_faces': ('privjax.data.synthetic_faces', True),
-            'image_folder': ('privjax.data.image_folder', True),
-            'celeba_faces': ('privjax.data.celeba', True),
-            'lfw_faces': ('privjax.data.lfw', True)}
+BUILDERS = {
+    'synthetic_faces': ('privjax.data.synthetic_faces', True),
+    'image_folder': ('privjax.data.image_folder', True),
+    'celeba_faces': ('privjax.data.celeba', True),
+    'lfw_faces': ('privjax.data.lfw', True),
+}
 
 
 class DataError(ValueError):
@@ -43,19 +46,24 @@ def get_builder(dataset_cfg) -> tfds.core.DatasetBuilder:
   # Optional: builder parameters (e.g. image_folder's csv) and TFDS's manual-download folder.
   kwargs = dict(dataset_cfg.get('builder_kwargs') or {})
   try:
-    builder = tfds.builder(f'{name}/{dataset_cfg.config}' if dataset_cfg.config else name,
-                           data_dir=data_dir, **kwargs)
+    builder = tfds.builder(
+        f'{name}/{dataset_cfg.config}' if dataset_cfg.config else name, data_dir=data_dir, **kwargs
+    )
   except DataError as e:  # a builder's own message about its kwargs, after TFDS's call context
     raise DataError(str(e).split('}": ', 1)[-1]) from None
   except Exception as e:  # TFDS raises several types for unknown names and configs.
-    raise DataError(f'cannot open data set {name!r} config {dataset_cfg.config!r}: '
-                    f'{str(e).splitlines()[0]}') from None
+    raise DataError(
+        f'cannot open data set {name!r} config {dataset_cfg.config!r}: ' f'{str(e).splitlines()[0]}'
+    ) from None
   if not builder.is_prepared():
     if not generated:
-      raise DataError(f'data set {name} is not prepared in {builder.data_dir}; prepare it first '
-                      '(see the README section on real data)')
-    download = tfds.download.DownloadConfig(manual_dir=dataset_cfg.get('manual_dir') or None,
-                                            try_download_gcs=False)  # none of ours is on GCS
+      raise DataError(
+          f'data set {name} is not prepared in {builder.data_dir}; prepare it first '
+          '(see the README section on real data)'
+      )
+    download = tfds.download.DownloadConfig(
+        manual_dir=dataset_cfg.get('manual_dir') or None, try_download_gcs=False
+    )  # none of ours is on GCS
     builder.download_and_prepare(file_format='array_record', download_config=download)
   return builder
 
@@ -74,6 +82,7 @@ def label_num_classes(builder, key: str) -> int:
 @dataclasses.dataclass
 class Split:
   """A split's random-access source plus all its labels, read once without decoding images."""
+
   name: str
   source: object
   labels: dict[str, np.ndarray]
@@ -85,8 +94,10 @@ class Split:
 
 def load_split(builder, split: str) -> Split:
   if split not in builder.info.splits:
-    raise DataError(f'split {split!r} is not in {builder.name}; it has: '
-                    f'{", ".join(sorted(builder.info.splits.keys()))}')
+    raise DataError(
+        f'split {split!r} is not in {builder.name}; it has: '
+        f'{", ".join(sorted(builder.info.splits.keys()))}'
+    )
   source = builder.as_data_source(split)
   label_source = builder.as_data_source(split, decoders={'image': tfds.decode.SkipDecoding()})
   keys = [k for k in builder.info.features.keys() if k != 'image']
@@ -102,6 +113,7 @@ def load_split(builder, split: str) -> Split:
 @dataclasses.dataclass(frozen=True)
 class Preprocess:
   """Raw decoded image → uint8 [size, size, 3]: optional centre crop, resize, flip."""
+
   size: int
   resize: bool
   center_crop: float
@@ -115,12 +127,14 @@ class Preprocess:
     if self.center_crop < 1.0:
       side = max(1, int(round(min(h, w) * self.center_crop)))
       top, left = (h - side) // 2, (w - side) // 2
-      image = image[top:top + side, left:left + side]
+      image = image[top : top + side, left : left + side]
       h, w = side, side
     if (h, w) != (self.size, self.size):
       if not self.resize:
-        raise DataError(f'images are {h}x{w} but the model takes {self.size}x{self.size}; '
-                        'set --config.input.resize=True or use a data set of that size')
+        raise DataError(
+            f'images are {h}x{w} but the model takes {self.size}x{self.size}; '
+            'set --config.input.resize=True or use a data set of that size'
+        )
       image = np.asarray(Image.fromarray(image).resize((self.size, self.size), Image.BILINEAR))
     if self.flip and rng is not None and rng.random() < 0.5:
       image = image[:, ::-1]
@@ -128,26 +142,41 @@ class Preprocess:
 
 
 def preprocess_from_config(config, train: bool) -> Preprocess:
-  return Preprocess(size=config.model.image_size, resize=config.input.resize,
-                    center_crop=config.input.center_crop, flip=train and config.input.flip)
+  return Preprocess(
+      size=config.model.image_size,
+      resize=config.input.resize,
+      center_crop=config.input.center_crop,
+      flip=train and config.input.flip,
+  )
 
 
 def check_image_size(split: Split, preprocess: Preprocess) -> None:
   """Fails before training starts, not in a worker thread, when sizes cannot match."""
   h, w = split.image_shape[:2]
   if not preprocess.resize and preprocess.center_crop == 1.0 and (h, w) != (preprocess.size,) * 2:
-    raise DataError(f'{split.name} images are {h}x{w} but the model takes '
-                    f'{preprocess.size}x{preprocess.size}; set --config.input.resize=True or use a '
-                    'data set of that size')
+    raise DataError(
+        f'{split.name} images are {h}x{w} but the model takes '
+        f'{preprocess.size}x{preprocess.size}; set --config.input.resize=True or use a '
+        'data set of that size'
+    )
 
 
 def _read_options(threads: int) -> grain.ReadOptions:
   return grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(4, 2 * threads) * 8)
 
 
-def pair_batches(split: Split, label_key: str, batch_size: int, preprocess: Preprocess, *,
-                 seed: int, start_step: int = 0, num_steps: int | None = None,
-                 threads: int = 2, rows: tuple[int, int] | None = None) -> Iterator[dict]:
+def pair_batches(
+    split: Split,
+    label_key: str,
+    batch_size: int,
+    preprocess: Preprocess,
+    *,
+    seed: int,
+    start_step: int = 0,
+    num_steps: int | None = None,
+    threads: int = 2,
+    rows: tuple[int, int] | None = None,
+) -> Iterator[dict]:
   """Batches {'image': uint8 [B,2,S,S,3], 'label': [B,2], 'same': [B]}.
 
   Both images of a pair sit in one row so that a data-parallel shard holds whole pairs; the step
@@ -166,14 +195,21 @@ def pair_batches(split: Split, label_key: str, batch_size: int, preprocess: Prep
     i = (k // count) * batch_size + first + k % count  # this process's k-th → global example
     a, b, same = sampler[i]
     rng = np.random.default_rng((seed, int(i), 1))
-    return (preprocess(split.source[a]['image'], rng), preprocess(split.source[b]['image'], rng),
-            labels[a], labels[b], same)
+    return (
+        preprocess(split.source[a]['image'], rng),
+        preprocess(split.source[b]['image'], rng),
+        labels[a],
+        labels[b],
+        same,
+    )
 
   def collate(items):
     ia, ib, la, lb, same = zip(*items)
-    return {'image': np.stack([np.stack(ia), np.stack(ib)], axis=1),
-            'label': np.stack([la, lb], axis=1).astype(np.int32),
-            'same': np.asarray(same, np.float32)}
+    return {
+        'image': np.stack([np.stack(ia), np.stack(ib)], axis=1),
+        'label': np.stack([la, lb], axis=1).astype(np.int32),
+        'same': np.asarray(same, np.float32),
+    }
 
   # A lazily-indexed range keeps the map random-access; grain runs `load` on worker threads ahead
   # of the training step.
@@ -182,8 +218,9 @@ def pair_batches(split: Split, label_key: str, batch_size: int, preprocess: Prep
   return iter(ds.to_iter_dataset(_read_options(threads)))
 
 
-def eval_batches(split: Split, batch_size: int, preprocess: Preprocess, *,
-                 threads: int = 2) -> Iterator[dict]:
+def eval_batches(
+    split: Split, batch_size: int, preprocess: Preprocess, *, threads: int = 2
+) -> Iterator[dict]:
   """Fixed-size batches over a whole split; the last is padded and `mask` marks real examples.
 
   Fixed shapes mean one compiled evaluation function for every batch.
@@ -200,8 +237,11 @@ def eval_batches(split: Split, batch_size: int, preprocess: Preprocess, *,
     image = np.stack(images)
     if pad:
       image = np.concatenate([image, np.zeros((pad,) + image.shape[1:], image.dtype)])
-    out = {'image': image, 'mask': np.arange(batch_size) < len(idx),
-           'index': np.concatenate([idx, np.full(pad, -1)])}
+    out = {
+        'image': image,
+        'mask': np.arange(batch_size) < len(idx),
+        'index': np.concatenate([idx, np.full(pad, -1)]),
+    }
     for k, v in split.labels.items():
       out[k] = np.concatenate([v[idx], np.zeros(pad, v.dtype)]).astype(np.int32)
     return out

@@ -35,8 +35,10 @@ def round_half_up(x: float) -> int:
 
 def check_fractions(owner_fraction: float, owner_test_fraction: float) -> None:
   if not 0.0 < owner_fraction < 1.0 or not 0.0 < owner_test_fraction < 1.0:
-    raise ValueError('owner_fraction and owner_test_fraction must lie strictly between 0 and 1, '
-                     f'got {owner_fraction} and {owner_test_fraction}')
+    raise ValueError(
+        'owner_fraction and owner_test_fraction must lie strictly between 0 and 1, '
+        f'got {owner_fraction} and {owner_test_fraction}'
+    )
 
 
 def per_identity_mode(identity: np.ndarray, labels: np.ndarray, num_identities: int) -> np.ndarray:
@@ -65,11 +67,15 @@ def _stratified_order(strata: np.ndarray, rng: np.random.Generator) -> np.ndarra
   return np.lexsort((strata, keys))
 
 
-def identity_groups(strata: np.ndarray, rng: np.random.Generator, *,
-                    owner_fraction: float = DEFAULT_OWNER_FRACTION,
-                    owner_test_fraction: float = DEFAULT_OWNER_TEST_FRACTION,
-                    counts: np.ndarray | None = None,
-                    min_images_per_identity: int = 1) -> dict[str, list[int]]:
+def identity_groups(
+    strata: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    owner_fraction: float = DEFAULT_OWNER_FRACTION,
+    owner_test_fraction: float = DEFAULT_OWNER_TEST_FRACTION,
+    counts: np.ndarray | None = None,
+    min_images_per_identity: int = 1,
+) -> dict[str, list[int]]:
   """Disjoint identity groups {'owner_train', 'owner_test', 'attacker'} of sorted identity ids.
 
   `strata[i]` is identity i's stratification label (e.g. its gender); the groups cover every
@@ -93,22 +99,27 @@ def identity_groups(strata: np.ndarray, rng: np.random.Generator, *,
     eligible = np.asarray(counts).reshape(-1) >= min_images_per_identity
   # From the end of the order: all identities eligible reduces to order[n_owner:].
   candidates = order[eligible[order]]
-  attacker = candidates[candidates.size - min(n_attacker, candidates.size):]
+  attacker = candidates[candidates.size - min(n_attacker, candidates.size) :]
   owner = order[~np.isin(order, attacker)]
   n_test = round_half_up(owner_test_fraction * owner.size)
   groups = {'owner_train': owner[n_test:], 'owner_test': owner[:n_test], 'attacker': attacker}
   for k, ids in groups.items():
     if ids.size == 0:
       if k == 'attacker' and n_attacker > 0:
-        raise ValueError(f'identity group {k!r} is empty: no identity has >= '
-                         f'{min_images_per_identity} images (min_images_per_identity)')
-      raise ValueError(f'identity group {k!r} is empty; {n} identities are too few for owner '
-                       'train, owner test and attacker groups')
+        raise ValueError(
+            f'identity group {k!r} is empty: no identity has >= '
+            f'{min_images_per_identity} images (min_images_per_identity)'
+        )
+      raise ValueError(
+          f'identity group {k!r} is empty; {n} identities are too few for owner '
+          'train, owner test and attacker groups'
+      )
   return {k: sorted(int(i) for i in groups[k]) for k in GROUPS}
 
 
-def split_rows(identity: np.ndarray, groups: dict[str, list[int]],
-               rng: np.random.Generator) -> dict[str, np.ndarray]:
+def split_rows(
+    identity: np.ndarray, groups: dict[str, list[int]], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
   """Sorted row indices (into `identity`, one entry per image) of each split in SPLITS.
 
   train/test: every image of the owner_train/owner_test identities.  attacker_train /
@@ -117,8 +128,10 @@ def split_rows(identity: np.ndarray, groups: dict[str, list[int]],
   identity in increasing id order.
   """
   identity = np.asarray(identity, np.int64).reshape(-1)
-  out = {'train': np.flatnonzero(np.isin(identity, groups['owner_train'])),
-         'test': np.flatnonzero(np.isin(identity, groups['owner_test']))}
+  out = {
+      'train': np.flatnonzero(np.isin(identity, groups['owner_train'])),
+      'test': np.flatnonzero(np.isin(identity, groups['owner_test'])),
+  }
   attacker = np.asarray(groups['attacker'], np.int64)
   rows = np.flatnonzero(np.isin(identity, attacker))
   rows = rows[np.argsort(identity[rows], kind='stable')]  # grouped by id, row order within
@@ -128,8 +141,10 @@ def split_rows(identity: np.ndarray, groups: dict[str, list[int]],
   train, test = [], []
   for i, s, e in zip(attacker, starts, ends):
     if e - s < 2:
-      raise ValueError(f'attacker identity {int(i)} has {e - s} image(s); the attacker splits '
-                       'need >= 2 per identity')
+      raise ValueError(
+          f'attacker identity {int(i)} has {e - s} image(s); the attacker splits '
+          'need >= 2 per identity'
+      )
     perm = rows[s:e][np.argsort(draws[s:e], kind='stable')]
     n_train = (e - s) - (e - s) // 2
     train.append(perm[:n_train])

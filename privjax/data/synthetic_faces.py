@@ -34,8 +34,8 @@ import math
 import os
 import re
 import struct
-from typing import Any
 import zlib
+from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -50,7 +50,9 @@ _GENERATOR_VERSION = 1
 
 _CHUNK = 25  # images per vectorised batch (cache-sized); fixed => noise is reproducible
 _MAX_WORKERS = 4
-_PNG_LEVEL = 0  # stored: array_record compresses records itself; zlib on noisy pixels is slow for ~10%
+_PNG_LEVEL = (
+    0  # stored: array_record compresses records itself; zlib on noisy pixels is slow for ~10%
+)
 
 DEFAULT_NUM_IDENTITIES = 200
 DEFAULT_IMAGES_PER_IDENTITY = 40
@@ -67,9 +69,7 @@ _STREAM_GENDER, _STREAM_TRAITS, _STREAM_IMAGES, _STREAM_NOISE, _STREAM_SPLIT = r
 
 
 def _rng(seed: int, *stream: int) -> np.random.Generator:
-  return np.random.default_rng(
-      np.random.SeedSequence([int(seed), _GENERATOR_VERSION, *stream])
-  )
+  return np.random.default_rng(np.random.SeedSequence([int(seed), _GENERATOR_VERSION, *stream]))
 
 
 # ---------------------------------------------------------------------------
@@ -82,23 +82,27 @@ _SKIN_DARK = np.array([0.42, 0.27, 0.18])
 
 # Few discrete hair colours on purpose: many identities share a colour, so
 # identity cannot be read off as a colour lookup.
-_HAIR_PALETTE = np.array([
-    [0.07, 0.06, 0.06],  # black
-    [0.24, 0.15, 0.09],  # dark brown
-    [0.45, 0.30, 0.17],  # brown
-    [0.86, 0.72, 0.45],  # blonde
-    [0.62, 0.26, 0.12],  # auburn
-    [0.66, 0.65, 0.63],  # grey
-])
+_HAIR_PALETTE = np.array(
+    [
+        [0.07, 0.06, 0.06],  # black
+        [0.24, 0.15, 0.09],  # dark brown
+        [0.45, 0.30, 0.17],  # brown
+        [0.86, 0.72, 0.45],  # blonde
+        [0.62, 0.26, 0.12],  # auburn
+        [0.66, 0.65, 0.63],  # grey
+    ]
+)
 _HAIR_PROBS = np.array([0.30, 0.25, 0.18, 0.12, 0.08, 0.07])
 
-_IRIS_PALETTE = np.array([
-    [0.30, 0.18, 0.08],
-    [0.15, 0.09, 0.05],
-    [0.25, 0.45, 0.70],
-    [0.30, 0.50, 0.30],
-    [0.45, 0.38, 0.20],
-])
+_IRIS_PALETTE = np.array(
+    [
+        [0.30, 0.18, 0.08],
+        [0.15, 0.09, 0.05],
+        [0.25, 0.45, 0.70],
+        [0.30, 0.50, 0.30],
+        [0.45, 0.38, 0.20],
+    ]
+)
 
 
 def identity_genders(num_identities: int, seed: int) -> np.ndarray:
@@ -132,7 +136,8 @@ def _identity_traits(num_identities: int, seed: int) -> dict[str, np.ndarray]:
   hair_idx = r.choice(len(_HAIR_PALETTE), size=n, p=_HAIR_PROBS)
   t['hair'] = np.clip(_HAIR_PALETTE[hair_idx] + r.normal(0, 0.03, (n, 3)), 0, 1)
   t['hair_len'] = np.clip(
-      np.where(gender > 0, r.normal(0.22, 0.12, n), r.normal(0.80, 0.12, n)), 0, 1)
+      np.where(gender > 0, r.normal(0.22, 0.12, n), r.normal(0.80, 0.12, n)), 0, 1
+  )
   t['hair_volume'] = r.uniform(0.05, 0.20, n)
   t['hair_top'] = r.uniform(0.03, 0.12, n)
   t['hair_freq'] = r.uniform(6.0, 10.0, n)  # strands, period ~3-5 px at 64x64
@@ -155,7 +160,8 @@ def _identity_traits(num_identities: int, seed: int) -> dict[str, np.ndarray]:
   t['mouth_w'] = r.uniform(0.12, 0.21, n)
   t['mouth_y'] = r.uniform(0.30, 0.38, n)
   t['lip_red'] = np.clip(
-      np.where(gender > 0, r.normal(0.25, 0.10, n), r.normal(0.65, 0.10, n)), 0, 1)
+      np.where(gender > 0, r.normal(0.25, 0.10, n), r.normal(0.65, 0.10, n)), 0, 1
+  )
   t['beard'] = np.where((gender > 0) & (r.uniform(size=n) < 0.4), r.uniform(0.6, 0.95, n), 0.0)
   t['ear'] = r.uniform(0.8, 1.2, n)
   return t
@@ -310,8 +316,9 @@ class _Chunk:
     self.ipx = self.c('scale') * _F32(size / 2.0)  # pixels per canonical unit
 
   def subset(self, local: np.ndarray) -> '_Chunk':
-    return _Chunk(self.p, self.idx[local], self.size,
-                  (self.X, self.Y, self.U[local], self.V[local]))
+    return _Chunk(
+        self.p, self.idx[local], self.size, (self.X, self.Y, self.U[local], self.V[local])
+    )
 
   def v(self, name):
     return self.p[name][self.idx].astype(_F32)
@@ -329,8 +336,7 @@ class _Chunk:
   def window(self, u0, u1, v0, v1):
     """Pixel rows/cols containing the canonical box in every image (+margin)."""
     shape = self.cos.shape
-    u0, u1, v0, v1 = (np.broadcast_to(np.asarray(t, np.float64), shape)
-                      for t in (u0, u1, v0, v1))
+    u0, u1, v0, v1 = (np.broadcast_to(np.asarray(t, np.float64), shape) for t in (u0, u1, v0, v1))
     u = np.stack([u0, u1, u0, u1])
     v = np.stack([v0, v0, v1, v1])
     x = self.sc * (self.cos * u - self.sin * v) + self.tx
@@ -469,8 +475,9 @@ def _render_chunk(p, idx: np.ndarray, size: int, noise_rng: np.random.Generator)
 
   # Ears (mirror-symmetric: evaluated once on |u|).
   er = v('ear')
-  win = ch.window(-(0.97 * a + 0.08 * er), 0.97 * a + 0.08 * er,
-                  cy0 - 0.04 - 0.14 * er, cy0 - 0.04 + 0.14 * er)
+  win = ch.window(
+      -(0.97 * a + 0.08 * er), 0.97 * a + 0.08 * er, cy0 - 0.04 - 0.14 * er, cy0 - 0.04 + 0.14 * er
+  )
   u_, v_ = ch.uv(win)
   sd = _ellipse_sd(np.abs(u_) - 0.97 * ca, v_ - (cy0 - 0.04), 0.065 * c('ear'), 0.12 * c('ear'))
   _paint(img, win, _alpha(sd, ipx), rgb(skin * 0.9))
@@ -572,8 +579,9 @@ def _render_chunk(p, idx: np.ndarray, size: int, noise_rng: np.random.Generator)
   return img.astype(np.uint8).transpose(1, 2, 3, 0)
 
 
-def generate_faces(num_identities: int, images_per_identity: int,
-                   image_size: int, seed: int) -> dict[str, np.ndarray]:
+def generate_faces(
+    num_identities: int, images_per_identity: int, image_size: int, seed: int
+) -> dict[str, np.ndarray]:
   """Renders the whole data set.
 
   Returns {'image': uint8 [N,S,S,3], 'identity': int64 [N], 'gender': int64
@@ -591,8 +599,7 @@ def generate_faces(num_identities: int, images_per_identity: int,
 
   def render(k: int) -> None:
     idx = np.arange(k * _CHUNK, min((k + 1) * _CHUNK, n))
-    images[idx[0]:idx[-1] + 1] = _render_chunk(
-        p, idx, image_size, _rng(seed, _STREAM_NOISE, k))
+    images[idx[0] : idx[-1] + 1] = _render_chunk(p, idx, image_size, _rng(seed, _STREAM_NOISE, k))
 
   # numpy releases the GIL inside ufunc loops, so threads give a real speed-up;
   # chunks are independent (own noise stream), so the result is thread-safe
@@ -618,10 +625,13 @@ def generate_faces(num_identities: int, images_per_identity: int,
 # ---------------------------------------------------------------------------
 
 
-def identity_groups(num_identities: int, seed: int, gender: np.ndarray | None = None,
-                    owner_fraction: float = DEFAULT_OWNER_FRACTION,
-                    owner_test_fraction: float = DEFAULT_OWNER_TEST_FRACTION,
-                    ) -> dict[str, list[int]]:
+def identity_groups(
+    num_identities: int,
+    seed: int,
+    gender: np.ndarray | None = None,
+    owner_fraction: float = DEFAULT_OWNER_FRACTION,
+    owner_test_fraction: float = DEFAULT_OWNER_TEST_FRACTION,
+) -> dict[str, list[int]]:
   """Disjoint, gender-stratified identity groups of the paper's protocol (`splits`).
 
   Returns {'owner_train', 'owner_test', 'attacker'}: sorted lists of identity
@@ -640,14 +650,21 @@ def identity_groups(num_identities: int, seed: int, gender: np.ndarray | None = 
     if np.any(per_id != per_id[:, :1]):
       raise ValueError('per-image gender must be constant per identity (identity-ordered)')
     gender = per_id[:, 0]
-  return splits.identity_groups(gender, _rng(seed, _STREAM_SPLIT), owner_fraction=owner_fraction,
-                                owner_test_fraction=owner_test_fraction)
+  return splits.identity_groups(
+      gender,
+      _rng(seed, _STREAM_SPLIT),
+      owner_fraction=owner_fraction,
+      owner_test_fraction=owner_test_fraction,
+  )
 
 
-def split_indices(num_identities: int, images_per_identity: int, seed: int,
-                  owner_fraction: float = DEFAULT_OWNER_FRACTION,
-                  owner_test_fraction: float = DEFAULT_OWNER_TEST_FRACTION,
-                  ) -> dict[str, np.ndarray]:
+def split_indices(
+    num_identities: int,
+    images_per_identity: int,
+    seed: int,
+    owner_fraction: float = DEFAULT_OWNER_FRACTION,
+    owner_test_fraction: float = DEFAULT_OWNER_TEST_FRACTION,
+) -> dict[str, np.ndarray]:
   """Sorted global image indices (rows of `generate_faces`) of each split.
 
   train/test: all images of owner-train/owner-test identities.
@@ -666,16 +683,23 @@ def split_indices(num_identities: int, images_per_identity: int, seed: int,
 # TFDS builder.
 # ---------------------------------------------------------------------------
 
-_NAME_RE = re.compile(r'^ids(\d+)_img(\d+)_s(\d+)_seed(\d+)(?:_own(\d+(?:p\d+)?)_test(\d+(?:p\d+)?))?$')
+_NAME_RE = re.compile(
+    r'^ids(\d+)_img(\d+)_s(\d+)_seed(\d+)(?:_own(\d+(?:p\d+)?)_test(\d+(?:p\d+)?))?$'
+)
 
 
 def _fmt_fraction(f: float) -> str:
   return f'{f:g}'.replace('.', 'p')  # config names must be identifiers
 
 
-def config_name(num_identities: int, images_per_identity: int, image_size: int, seed: int,
-                owner_fraction: float = DEFAULT_OWNER_FRACTION,
-                owner_test_fraction: float = DEFAULT_OWNER_TEST_FRACTION) -> str:
+def config_name(
+    num_identities: int,
+    images_per_identity: int,
+    image_size: int,
+    seed: int,
+    owner_fraction: float = DEFAULT_OWNER_FRACTION,
+    owner_test_fraction: float = DEFAULT_OWNER_TEST_FRACTION,
+) -> str:
   """Canonical config name, e.g. 'ids200_img40_s64_seed0'."""
   name = f'ids{num_identities}_img{images_per_identity}_s{image_size}_seed{seed}'
   if (owner_fraction, owner_test_fraction) != (DEFAULT_OWNER_FRACTION, DEFAULT_OWNER_TEST_FRACTION):
@@ -701,37 +725,62 @@ class SyntheticFacesConfig(tfds.core.BuilderConfig):
     if not self.description:
       self.description = (
           f'{self.num_identities} identities x {self.images_per_identity} images, '
-          f'{self.image_size}x{self.image_size}, seed {self.seed}')
+          f'{self.image_size}x{self.image_size}, seed {self.seed}'
+      )
     # Fail at construction, not half-way through preparing.
-    split_indices(self.num_identities, self.images_per_identity, self.seed,
-                  self.owner_fraction, self.owner_test_fraction)
+    split_indices(
+        self.num_identities,
+        self.images_per_identity,
+        self.seed,
+        self.owner_fraction,
+        self.owner_test_fraction,
+    )
 
   def params(self) -> dict[str, Any]:
-    return {f: getattr(self, f) for f in (
-        'num_identities', 'images_per_identity', 'image_size', 'seed',
-        'owner_fraction', 'owner_test_fraction')}
+    return {
+        f: getattr(self, f)
+        for f in (
+            'num_identities',
+            'images_per_identity',
+            'image_size',
+            'seed',
+            'owner_fraction',
+            'owner_test_fraction',
+        )
+    }
 
 
 _DEFAULT_CONFIG = SyntheticFacesConfig(name='default')
 _TINY_CONFIG = SyntheticFacesConfig(
-    name='tiny', num_identities=24, images_per_identity=12, image_size=64,
-    description='24 identities x 12 images, 64x64: for tests')
+    name='tiny',
+    num_identities=24,
+    images_per_identity=12,
+    image_size=64,
+    description='24 identities x 12 images, 64x64: for tests',
+)
 
 
 _CUSTOM_CONFIGS: dict[str, SyntheticFacesConfig] = {}
 
 
-def make_config(num_identities: int = DEFAULT_NUM_IDENTITIES,
-                images_per_identity: int = DEFAULT_IMAGES_PER_IDENTITY,
-                image_size: int = DEFAULT_IMAGE_SIZE, seed: int = DEFAULT_SEED,
-                owner_fraction: float = DEFAULT_OWNER_FRACTION,
-                owner_test_fraction: float = DEFAULT_OWNER_TEST_FRACTION,
-                ) -> SyntheticFacesConfig:
+def make_config(
+    num_identities: int = DEFAULT_NUM_IDENTITIES,
+    images_per_identity: int = DEFAULT_IMAGES_PER_IDENTITY,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    seed: int = DEFAULT_SEED,
+    owner_fraction: float = DEFAULT_OWNER_FRACTION,
+    owner_test_fraction: float = DEFAULT_OWNER_TEST_FRACTION,
+) -> SyntheticFacesConfig:
   """Config for these parameters; the registered one ('default', 'tiny') when
   they match it, so the same data is never prepared twice under two names."""
-  params = dict(num_identities=num_identities, images_per_identity=images_per_identity,
-                image_size=image_size, seed=seed, owner_fraction=owner_fraction,
-                owner_test_fraction=owner_test_fraction)
+  params = dict(
+      num_identities=num_identities,
+      images_per_identity=images_per_identity,
+      image_size=image_size,
+      seed=seed,
+      owner_fraction=owner_fraction,
+      owner_test_fraction=owner_test_fraction,
+  )
   for cfg in SyntheticFaces.BUILDER_CONFIGS:
     if cfg.params() == params:
       return cfg
@@ -741,8 +790,12 @@ def make_config(num_identities: int = DEFAULT_NUM_IDENTITIES,
 
 
 def _png_chunk(tag: bytes, data: bytes) -> bytes:
-  return (struct.pack('>I', len(data)) + tag + data
-          + struct.pack('>I', zlib.crc32(tag + data) & 0xFFFFFFFF))
+  return (
+      struct.pack('>I', len(data))
+      + tag
+      + data
+      + struct.pack('>I', zlib.crc32(tag + data) & 0xFFFFFFFF)
+  )
 
 
 def _encode_png(image: np.ndarray) -> bytes:
@@ -756,9 +809,12 @@ def _encode_png(image: np.ndarray) -> bytes:
   rows = np.zeros((h, 1 + 3 * w), np.uint8)  # leading 0 = filter type None
   rows[:, 1:] = image.reshape(h, 3 * w)
   header = struct.pack('>IIBBBBB', w, h, 8, 2, 0, 0, 0)  # 8-bit RGB
-  return (b'\x89PNG\r\n\x1a\n' + _png_chunk(b'IHDR', header)
-          + _png_chunk(b'IDAT', zlib.compress(rows.tobytes(), _PNG_LEVEL))
-          + _png_chunk(b'IEND', b''))
+  return (
+      b'\x89PNG\r\n\x1a\n'
+      + _png_chunk(b'IHDR', header)
+      + _png_chunk(b'IDAT', zlib.compress(rows.tobytes(), _PNG_LEVEL))
+      + _png_chunk(b'IEND', b'')
+  )
 
 
 class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
@@ -789,15 +845,22 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
     if cfg is None and (m := _NAME_RE.match(name)):
       ni, ipi, s, seed, own, test = m.groups()
       frac = lambda t, d: d if t is None else float(t.replace('p', '.'))
-      cfg = make_config(int(ni), int(ipi), int(s), int(seed),
-                        frac(own, DEFAULT_OWNER_FRACTION), frac(test, DEFAULT_OWNER_TEST_FRACTION))
+      cfg = make_config(
+          int(ni),
+          int(ipi),
+          int(s),
+          int(seed),
+          frac(own, DEFAULT_OWNER_FRACTION),
+          frac(test, DEFAULT_OWNER_TEST_FRACTION),
+      )
     return cfg
 
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config
     s = cfg.image_size
-    groups = identity_groups(cfg.num_identities, cfg.seed, None,
-                             cfg.owner_fraction, cfg.owner_test_fraction)
+    groups = identity_groups(
+        cfg.num_identities, cfg.seed, None, cfg.owner_fraction, cfg.owner_test_fraction
+    )
     return tfds.core.DatasetInfo(
         builder=self,
         description=(
@@ -805,13 +868,16 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
             'protocol of Osia et al. 2017: gender fixed per identity, smiling '
             'per image, per-identity facial traits and per-image nuisance. '
             'Splits: train/test = disjoint owner identities; attacker_train/'
-            'attacker_test = the same attacker identities, disjoint images.'),
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(s, s, 3), encoding_format='png'),
-            'identity': tfds.features.ClassLabel(num_classes=cfg.num_identities),
-            'gender': tfds.features.ClassLabel(names=['female', 'male']),
-            'smiling': tfds.features.ClassLabel(names=['no', 'yes']),
-        }),
+            'attacker_test = the same attacker identities, disjoint images.'
+        ),
+        features=tfds.features.FeaturesDict(
+            {
+                'image': tfds.features.Image(shape=(s, s, 3), encoding_format='png'),
+                'identity': tfds.features.ClassLabel(num_classes=cfg.num_identities),
+                'gender': tfds.features.ClassLabel(names=['female', 'male']),
+                'smiling': tfds.features.ClassLabel(names=['no', 'yes']),
+            }
+        ),
         supervised_keys=('image', 'gender'),
         # Keep generation order (identity-major, = split_indices order) so a
         # split's row k is generate_faces row split_indices(...)[split][k].
@@ -828,8 +894,13 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
     del dl_manager  # nothing to download
     cfg = self.builder_config
     data = generate_faces(cfg.num_identities, cfg.images_per_identity, cfg.image_size, cfg.seed)
-    idx = split_indices(cfg.num_identities, cfg.images_per_identity, cfg.seed,
-                        cfg.owner_fraction, cfg.owner_test_fraction)
+    idx = split_indices(
+        cfg.num_identities,
+        cfg.images_per_identity,
+        cfg.seed,
+        cfg.owner_fraction,
+        cfg.owner_test_fraction,
+    )
     return {split: self._generate_examples(data, idx[split]) for split in SPLITS}
 
   def _generate_examples(self, data, indices):
@@ -854,15 +925,18 @@ def _resolve_config(config):
   return config
 
 
-def build(config: str | SyntheticFacesConfig = 'default',
-          data_dir: str | None = None) -> tfds.core.DatasetBuilder:
+def build(
+    config: str | SyntheticFacesConfig = 'default', data_dir: str | None = None
+) -> tfds.core.DatasetBuilder:
   """Prepares the data set as array_record (no-op if already prepared) and
   returns its builder.  `data_dir` defaults to TFDS's (~/tensorflow_datasets)."""
-  builder = SyntheticFaces(config=_resolve_config(config), data_dir=data_dir,
-                           file_format='array_record')
+  builder = SyntheticFaces(
+      config=_resolve_config(config), data_dir=data_dir, file_format='array_record'
+  )
   builder.download_and_prepare(
       file_format='array_record',
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+      download_config=tfds.download.DownloadConfig(try_download_gcs=False),
+  )
   return builder
 
 

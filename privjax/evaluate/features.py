@@ -6,6 +6,7 @@ else), `extract` (features, logits and labels of one split, cached on disk under
 `split_images` (the raw pixels, the attacker's reference input).
 Must not import privjax.attacks or privjax.report: features flow from here to them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,7 +55,9 @@ def load_run(workdir: str, step: int | None = None, *, data_dir: str | None = No
 
 
 def _progress(iterable, total, desc):
-  return tqdm.tqdm(iterable, total=total, desc=desc, unit='batch', leave=False) if tqdm else iterable
+  return (
+      tqdm.tqdm(iterable, total=total, desc=desc, unit='batch', leave=False) if tqdm else iterable
+  )
 
 
 def extract(run: Run, split: str, *, batch_size: int | None = None, cache: bool = True) -> dict:
@@ -63,8 +66,12 @@ def extract(run: Run, split: str, *, batch_size: int | None = None, cache: bool 
   if cache and os.path.exists(path):
     with np.load(path) as data:
       return dict(data)
-  data = load_split_features(run.model, run.config, pipeline.load_split(run.builder, split),
-                             batch_size=batch_size or run.config.eval_batch_size)
+  data = load_split_features(
+      run.model,
+      run.config,
+      pipeline.load_split(run.builder, split),
+      batch_size=batch_size or run.config.eval_batch_size,
+  )
   if cache and jax.process_index() == 0:
     os.makedirs(run.cache_dir, exist_ok=True)
     tmp = path + '.tmp.npz'

@@ -11,6 +11,7 @@ source file of `privjax.attacks` gives a new key; a memo hit is marked in the re
 Location: `$PRIVJAX_CACHE_DIR/attacks`, default `$XDG_CACHE_HOME/privjax` (`~/.cache/privjax`);
 `PRIVJAX_CACHE_DIR=off` (or the eval config's `attack_memo = False`) turns it off.
 """
+
 from __future__ import annotations
 
 import functools
@@ -34,6 +35,7 @@ def cache_root() -> str | None:
 @functools.lru_cache(maxsize=1)
 def _attack_code_digest() -> str:
   from privjax import attacks
+
   h = hashlib.sha256()
   folder = os.path.dirname(attacks.__file__)
   for name in sorted(os.listdir(folder)):

@@ -11,9 +11,9 @@ and once per run: chance and raw-pixel reference attackers, a reference run's fe
 norms and same/different-pair distances, and the reconstruction attack (PSNR/SSIM and a PNG grid).
 Must not import privjax.train.loop: evaluation never updates the extractor.
 """
+
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -23,13 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from privjax import models
+from privjax import metrics, models
 from privjax.attacks import reconstruction, registry
 from privjax.data import pipeline
 from privjax.evaluate import features as features_lib
 from privjax.evaluate import memo
 from privjax.evaluate.errors import EvalError
-from privjax import metrics
 from privjax.privacy import transforms
 
 ATTACKER_SPLITS = ('attacker_train', 'attacker_test')
@@ -50,18 +49,25 @@ def check_request(run, eval_config) -> list[str]:
   splits = run.builder.info.splits
   for split in ATTACKER_SPLITS + (run.config.dataset.train_split, run.config.dataset.test_split):
     if split not in splits:
-      raise EvalError(f'data set {run.builder.name} has no split {split!r}; it has: '
-                      f'{", ".join(sorted(splits.keys()))}')
-  dim = int(np.prod(models.feature_shape(models.get_architecture(run.config.model.arch),
-                                         run.config.model.cut)))
+      raise EvalError(
+          f'data set {run.builder.name} has no split {split!r}; it has: '
+          f'{", ".join(sorted(splits.keys()))}'
+      )
+  dim = int(
+      np.prod(
+          models.feature_shape(models.get_architecture(run.config.model.arch), run.config.model.cut)
+      )
+  )
   for spec in eval_config.transforms:
     try:
       t = transforms.parse_transform(spec)
     except ValueError as e:
       raise EvalError(str(e)) from None
     if t.kind == 'pca' and t.k > dim:
-      raise EvalError(f'transform {spec}: PCA size {t.k} is larger than the feature dimension '
-                      f'{dim} of cut {run.config.model.cut}')
+      raise EvalError(
+          f'transform {spec}: PCA size {t.k} is larger than the feature dimension '
+          f'{dim} of cut {run.config.model.cut}'
+      )
   for v in eval_config.noise_variances:
     if v < 0:
       raise EvalError(f'noise variance {v} is negative')
@@ -73,8 +79,10 @@ def check_request(run, eval_config) -> list[str]:
 
 def head_factory(run):
   """Fresh copies of the layers after the cut: the paper's transfer-learning attacker."""
+
   def factory(num_classes, rngs):
     return models.build_head(run.config.model.arch, run.config.model.cut, num_classes, rngs=rngs)
+
   return factory
 
 
@@ -107,13 +115,26 @@ def _head_accuracy(run, pca, z, labels, batch_size=512) -> float:
     f = z if pca is None else pca.inverse(z)
     return nnx.merge(graphdef, params)(f)
 
-  logits = np.concatenate([np.asarray(logits_fn(params, z[i:i + batch_size]))
-                           for i in range(0, len(z), batch_size)])
+  logits = np.concatenate(
+      [np.asarray(logits_fn(params, z[i : i + batch_size])) for i in range(0, len(z), batch_size)]
+  )
   return metrics.topk_accuracy(logits, labels, 1)
 
 
-def attack_secret(families, train, test, y_train, y_test, *, seed, factory, overrides,
-                  transfer_inputs=None, head: str | None = None, use_memo: bool = True) -> dict:
+def attack_secret(
+    families,
+    train,
+    test,
+    y_train,
+    y_test,
+    *,
+    seed,
+    factory,
+    overrides,
+    transfer_inputs=None,
+    head: str | None = None,
+    use_memo: bool = True,
+) -> dict:
   """Every family on one secret label, and the strongest (judged by top-1, then top-5).
 
   `transfer_inputs` = (train, test) in the cut's shape, for the attacker that re-trains the head;
@@ -128,22 +149,44 @@ def attack_secret(families, train, test, y_train, y_test, *, seed, factory, over
     arrays = {'train': train, 'test': test, 'y_train': y_train, 'y_test': y_test}
     if 'transfer' in families:
       arrays.update(transfer_train=transfer_inputs[0], transfer_test=transfer_inputs[1])
-    digest = memo.key(arrays, {'families': list(families), 'seed': seed, 'overrides': overrides,
-                               'head': head if 'transfer' in families else None})
+    digest = memo.key(
+        arrays,
+        {
+            'families': list(families),
+            'seed': seed,
+            'overrides': overrides,
+            'head': head if 'transfer' in families else None,
+        },
+    )
     hit = memo.load(digest)
     if hit is not None:
       return dict(hit, memo=True)
   results = {}
   for family in families:
     x_train, x_test = transfer_inputs if family == 'transfer' else (train, test)
-    results[family] = registry.run_attack(family, x_train, y_train, x_test, y_test, seed=seed,
-                                          module_factory=factory, **overrides.get(family, {}))
+    results[family] = registry.run_attack(
+        family,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        seed=seed,
+        module_factory=factory,
+        **overrides.get(family, {}),
+    )
   best, strongest = registry.strongest(results)
   num_classes = len(np.unique(y_train))
-  out = {'families': {f: {'top1': r.top1, 'top5': r.top5, 'train_seconds': r.train_seconds}
-                      for f, r in results.items()},
-         'strongest': best, 'top1': strongest.top1, 'top5': strongest.top5,
-         'chance_top1': 1.0 / num_classes, 'chance_top5': min(5, num_classes) / num_classes}
+  out = {
+      'families': {
+          f: {'top1': r.top1, 'top5': r.top5, 'train_seconds': r.train_seconds}
+          for f, r in results.items()
+      },
+      'strongest': best,
+      'top1': strongest.top1,
+      'top5': strongest.top5,
+      'chance_top1': 1.0 / num_classes,
+      'chance_top5': min(5, num_classes) / num_classes,
+  }
   if digest is not None:
     memo.save(digest, out)
   return out
@@ -165,16 +208,27 @@ def feature_statistics(features, labels) -> dict:
     if len(x) == 0:
       return {}
     q = np.percentile(x, [5, 25, 50, 75, 95])
-    return {'mean': float(x.mean()), 'p5': q[0], 'p25': q[1], 'median': q[2], 'p75': q[3],
-            'p95': q[4]}
+    return {
+        'mean': float(x.mean()),
+        'p5': q[0],
+        'p25': q[1],
+        'median': q[2],
+        'p75': q[3],
+        'p95': q[4],
+    }
 
-  return {'norm': describe(norms), 'dist_same': describe(d[same]),
-          'dist_diff': describe(d[~same]), 'dims': int(f.shape[1]),
-          '_hist': {'same': d[same].tolist(), 'diff': d[~same].tolist()}}
+  return {
+      'norm': describe(norms),
+      'dist_same': describe(d[same]),
+      'dist_diff': describe(d[~same]),
+      'dims': int(f.shape[1]),
+      '_hist': {'same': d[same].tolist(), 'diff': d[~same].tolist()},
+  }
 
 
-def evaluate_run(workdir: str, eval_config, *, step: int | None = None,
-                 data_dir: str | None = None) -> dict:
+def evaluate_run(
+    workdir: str, eval_config, *, step: int | None = None, data_dir: str | None = None
+) -> dict:
   run = features_lib.load_run(workdir, step, data_dir=data_dir)
   secrets = check_request(run, eval_config)
   out_dir = os.path.join(workdir, 'eval', eval_config.name)
@@ -185,16 +239,25 @@ def evaluate_run(workdir: str, eval_config, *, step: int | None = None,
   t_start = time.perf_counter()
 
   _log('[%s] extracting features at step %d', workdir, run.step)
-  data = {s: features_lib.extract(run, s, batch_size=eval_config.batch_size)
-          for s in (cfg.dataset.train_split, cfg.dataset.test_split) + ATTACKER_SPLITS}
+  data = {
+      s: features_lib.extract(run, s, batch_size=eval_config.batch_size)
+      for s in (cfg.dataset.train_split, cfg.dataset.test_split) + ATTACKER_SPLITS
+  }
   train, test = data[cfg.dataset.train_split], data[cfg.dataset.test_split]
   atk_train, atk_test = data['attacker_train'], data['attacker_test']
 
   report = {
-      'workdir': os.path.abspath(workdir), 'step': run.step, 'mode': cfg.mode,
-      'cut': cfg.model.cut, 'arch': cfg.model.arch, 'primary': primary, 'secrets': secrets,
-      'train_config': cfg.to_dict(), 'eval_config': eval_config.to_dict(),
-      'margin': run.margin, 'seeds': {'train': cfg.seed, 'eval': eval_config.seed},
+      'workdir': os.path.abspath(workdir),
+      'step': run.step,
+      'mode': cfg.mode,
+      'cut': cfg.model.cut,
+      'arch': cfg.model.arch,
+      'primary': primary,
+      'secrets': secrets,
+      'train_config': cfg.to_dict(),
+      'eval_config': eval_config.to_dict(),
+      'margin': run.margin,
+      'seeds': {'train': cfg.seed, 'eval': eval_config.seed},
       'num_examples': {k: int(len(v['features'])) for k, v in data.items()},
       'feature_shape': list(train['features'].shape[1:]),
       'primary_accuracy_full_model': metrics.topk_accuracy(test['logits'], test[primary]),
@@ -207,39 +270,60 @@ def evaluate_run(workdir: str, eval_config, *, step: int | None = None,
   baseline_setting = ('none', 0.0) if ('none', 0.0) in settings else settings[0]
   key = jax.random.key(eval_config.seed)
   for spec in eval_config.transforms:
-    pca = _fit_transform(spec, train['features'],
-                         os.path.join(run.cache_dir, f'{spec.replace(":", "_")}.npz'))
+    pca = _fit_transform(
+        spec, train['features'], os.path.join(run.cache_dir, f'{spec.replace(":", "_")}.npz')
+    )
     z = {name: _apply(pca, d['features']) for name, d in data.items()}
     for variance in eval_config.noise_variances:
       _log('[%s] transform %s, noise variance %g', workdir, spec, variance)
       key, *keys = jax.random.split(key, 1 + len(z))
       noisy = {name: _noisy(k, z[name], variance) for k, name in zip(keys, z)}
-      entry = {'transform': spec, 'noise_variance': float(variance),
-               'uploaded_dims': int(np.prod(noisy[cfg.dataset.test_split].shape[1:])),
-               'primary_head_accuracy': _head_accuracy(
-                   run, pca, noisy[cfg.dataset.test_split], test[primary])}
+      entry = {
+          'transform': spec,
+          'noise_variance': float(variance),
+          'uploaded_dims': int(np.prod(noisy[cfg.dataset.test_split].shape[1:])),
+          'primary_head_accuracy': _head_accuracy(
+              run, pca, noisy[cfg.dataset.test_split], test[primary]
+          ),
+      }
       if eval_config.probe:
-        probe = attack_secret(['linear'], noisy[cfg.dataset.train_split],
-                              noisy[cfg.dataset.test_split], train[primary], test[primary],
-                              seed=eval_config.seed, factory=None, overrides=overrides,
-                              use_memo=eval_config.attack_memo)
+        probe = attack_secret(
+            ['linear'],
+            noisy[cfg.dataset.train_split],
+            noisy[cfg.dataset.test_split],
+            train[primary],
+            test[primary],
+            seed=eval_config.seed,
+            factory=None,
+            overrides=overrides,
+            use_memo=eval_config.attack_memo,
+        )
         entry['primary_probe'] = probe['families']['linear']
       # The transfer attacker re-trains the layers after the cut, so it sees cut-shaped input.
-      transfer_in = {name: (noisy[name] if pca is None else
-                            np.asarray(pca.inverse(noisy[name]), np.float32)) for name in noisy}
+      transfer_in = {
+          name: noisy[name] if pca is None else np.asarray(pca.inverse(noisy[name]), np.float32)
+          for name in noisy
+      }
       baseline = (spec, variance) == baseline_setting
       entry['attacks'] = {
           secret: attack_secret(
-              eval_config.attackers, noisy['attacker_train'], noisy['attacker_test'],
-              atk_train[secret], atk_test[secret], seed=eval_config.seed, factory=factory,
+              eval_config.attackers,
+              noisy['attacker_train'],
+              noisy['attacker_test'],
+              atk_train[secret],
+              atk_test[secret],
+              seed=eval_config.seed,
+              factory=factory,
               overrides=overrides,
               transfer_inputs=(transfer_in['attacker_train'], transfer_in['attacker_test']),
-              head=f'{cfg.model.arch}:{cfg.model.cut}', use_memo=eval_config.attack_memo)
+              head=f'{cfg.model.arch}:{cfg.model.cut}',
+              use_memo=eval_config.attack_memo,
+          )
           for secret in secrets
-          if secret != primary or baseline or eval_config.primary_secret_sweep}
+          if secret != primary or baseline or eval_config.primary_secret_sweep
+      }
       if eval_config.rank_privacy:
-        entry['rank_privacy'] = metrics.rank_privacy(z['attacker_test'],
-                                                          noisy['attacker_test'])
+        entry['rank_privacy'] = metrics.rank_privacy(z['attacker_test'], noisy['attacker_test'])
       report['sweep'].append(entry)
 
   if eval_config.pixel_reference:
@@ -247,8 +331,9 @@ def evaluate_run(workdir: str, eval_config, *, step: int | None = None,
   if eval_config.reference_run:
     report['reference_run'] = reference_run_attacks(eval_config, secrets, overrides, data_dir)
   if eval_config.reconstruction.enabled:
-    report['reconstruction'] = reconstruction_attack(run, eval_config, atk_train['features'],
-                                                     atk_test['features'], out_dir)
+    report['reconstruction'] = reconstruction_attack(
+        run, eval_config, atk_train['features'], atk_test['features'], out_dir
+    )
   report['seconds'] = time.perf_counter() - t_start
   report['versions'] = package_versions()
   return report
@@ -261,51 +346,89 @@ def pixel_reference(run, eval_config, secrets, overrides) -> dict:
   x = {s: images[s].reshape(len(images[s]), -1).astype(np.float32) / 255.0 for s in images}
   # The transfer attacker needs cut-shaped input; on pixels it would be a whole new network.
   families = [f for f in eval_config.attackers if f != 'transfer']
-  return {secret: attack_secret(families, x['attacker_train'], x['attacker_test'],
-                                labels['attacker_train'][secret], labels['attacker_test'][secret],
-                                seed=eval_config.seed, factory=None, overrides=overrides,
-                                use_memo=eval_config.attack_memo)
-          for secret in secrets}
+  return {
+      secret: attack_secret(
+          families,
+          x['attacker_train'],
+          x['attacker_test'],
+          labels['attacker_train'][secret],
+          labels['attacker_test'][secret],
+          seed=eval_config.seed,
+          factory=None,
+          overrides=overrides,
+          use_memo=eval_config.attack_memo,
+      )
+      for secret in secrets
+  }
 
 
 def reference_run_attacks(eval_config, secrets, overrides, data_dir) -> dict:
   """The same attackers on another run's untransformed, noiseless cut features."""
   ref = features_lib.load_run(eval_config.reference_run, data_dir=data_dir)
   d = {s: features_lib.extract(ref, s, batch_size=eval_config.batch_size) for s in ATTACKER_SPLITS}
-  out = {'workdir': os.path.abspath(eval_config.reference_run), 'step': ref.step,
-         'mode': ref.config.mode}
+  out = {
+      'workdir': os.path.abspath(eval_config.reference_run),
+      'step': ref.step,
+      'mode': ref.config.mode,
+  }
   for secret in secrets:
-    out[secret] = attack_secret(eval_config.attackers, d['attacker_train']['features'],
-                                d['attacker_test']['features'], d['attacker_train'][secret],
-                                d['attacker_test'][secret], seed=eval_config.seed,
-                                factory=head_factory(ref), overrides=overrides,
-                                head=f'{ref.config.model.arch}:{ref.config.model.cut}',
-                                use_memo=eval_config.attack_memo)
+    out[secret] = attack_secret(
+        eval_config.attackers,
+        d['attacker_train']['features'],
+        d['attacker_test']['features'],
+        d['attacker_train'][secret],
+        d['attacker_test'][secret],
+        seed=eval_config.seed,
+        factory=head_factory(ref),
+        overrides=overrides,
+        head=f'{ref.config.model.arch}:{ref.config.model.cut}',
+        use_memo=eval_config.attack_memo,
+    )
   return out
 
 
 def reconstruction_attack(run, eval_config, train_features, test_features, out_dir) -> dict:
   """Decoder from noiseless cut features to images, trained on attacker-train images."""
-  images = {s: features_lib.split_images(run.builder, run.config, s).astype(np.float32) / 255.0
-            for s in ATTACKER_SPLITS}
+  images = {
+      s: features_lib.split_images(run.builder, run.config, s).astype(np.float32) / 255.0
+      for s in ATTACKER_SPLITS
+  }
   rc = eval_config.reconstruction
   t0 = time.perf_counter()
-  decoder = reconstruction.fit_decoder(train_features, images['attacker_train'], steps=rc.steps,
-                                       batch_size=rc.batch_size, seed=eval_config.seed)
+  decoder = reconstruction.fit_decoder(
+      train_features,
+      images['attacker_train'],
+      steps=rc.steps,
+      batch_size=rc.batch_size,
+      seed=eval_config.seed,
+  )
   recon = np.asarray(decoder.reconstruct(test_features))
   os.makedirs(out_dir, exist_ok=True)
-  grid = reconstruction.save_image_grid(images['attacker_test'], recon,
-                                        os.path.join(out_dir, 'reconstruction.png'))
-  return {'psnr': float(np.mean(metrics.psnr(images['attacker_test'], recon))),
-          'ssim': float(np.mean(metrics.ssim(images['attacker_test'], recon))),
-          'grid': os.path.relpath(grid, out_dir), 'train_seconds': time.perf_counter() - t0}
+  grid = reconstruction.save_image_grid(
+      images['attacker_test'], recon, os.path.join(out_dir, 'reconstruction.png')
+  )
+  return {
+      'psnr': float(np.mean(metrics.psnr(images['attacker_test'], recon))),
+      'ssim': float(np.mean(metrics.ssim(images['attacker_test'], recon))),
+      'grid': os.path.relpath(grid, out_dir),
+      'train_seconds': time.perf_counter() - t0,
+  }
 
 
 def package_versions() -> dict:
   import importlib.metadata as md
+
   out = {}
-  for name in ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'tensorflow-datasets', 'grain',
-               'numpy'):
+  for name in (
+      'jax',
+      'jaxlib',
+      'flax',
+      'optax',
+      'orbax-checkpoint',
+      'tensorflow-datasets',
+      'grain',
+      'numpy',
+  ):
     try:
       out[name] = md.version(name)
     except md.PackageNotFoundError:

@@ -19,46 +19,46 @@ __all__ = ["topk_correct", "topk_accuracy", "chance_accuracy", "majority_accurac
 
 
 def topk_correct(logits, labels, k: int = 1):
-    """Boolean ``[N]``: is the label among the ``k`` highest logits.
+  """Boolean ``[N]``: is the label among the ``k`` highest logits.
 
-    Ties are broken by ``lax.top_k`` (lower class index first), *not* in the
-    true class's favour: a collapsed model emitting constant logits must not
-    score 100%.
-    """
-    logits = jnp.asarray(logits)
-    labels = jnp.asarray(labels)
-    if logits.ndim != 2 or labels.shape != logits.shape[:1]:
-        raise ValueError(
-            f"expected logits [N, C] and labels [N], got {logits.shape} and {labels.shape}"
-        )
-    if not 1 <= k <= logits.shape[1]:
-        raise ValueError(f"k={k} must lie in [1, C={logits.shape[1]}]")
-    _, top = jax.lax.top_k(logits, k)
-    return jnp.any(top == labels[:, None].astype(top.dtype), axis=1)
+  Ties are broken by ``lax.top_k`` (lower class index first), *not* in the
+  true class's favour: a collapsed model emitting constant logits must not
+  score 100%.
+  """
+  logits = jnp.asarray(logits)
+  labels = jnp.asarray(labels)
+  if logits.ndim != 2 or labels.shape != logits.shape[:1]:
+    raise ValueError(
+        f"expected logits [N, C] and labels [N], got {logits.shape} and {labels.shape}"
+    )
+  if not 1 <= k <= logits.shape[1]:
+    raise ValueError(f"k={k} must lie in [1, C={logits.shape[1]}]")
+  _, top = jax.lax.top_k(logits, k)
+  return jnp.any(top == labels[:, None].astype(top.dtype), axis=1)
 
 
 def topk_accuracy(logits, labels, k: int = 1) -> float:
-    """Fraction of samples whose label is among the top-``k`` logits."""
-    return float(jnp.mean(topk_correct(logits, labels, k)))
+  """Fraction of samples whose label is among the top-``k`` logits."""
+  return float(jnp.mean(topk_correct(logits, labels, k)))
 
 
 def chance_accuracy(labels, k: int = 1, num_classes: int | None = None) -> float:
-    """Top-``k`` accuracy of uniform guessing: ``min(1, k / C)``.
+  """Top-``k`` accuracy of uniform guessing: ``min(1, k / C)``.
 
-    ``C`` is ``num_classes`` if given, else the number of distinct labels
-    present in ``labels`` (classes missing from a small evaluation set are
-    then not counted, so pass ``num_classes`` when it is known).
-    """
-    c = int(num_classes) if num_classes is not None else int(np.unique(np.asarray(labels)).size)
-    if c < 1:
-        raise ValueError("chance_accuracy needs at least one class")
-    return min(1.0, k / c)
+  ``C`` is ``num_classes`` if given, else the number of distinct labels
+  present in ``labels`` (classes missing from a small evaluation set are
+  then not counted, so pass ``num_classes`` when it is known).
+  """
+  c = int(num_classes) if num_classes is not None else int(np.unique(np.asarray(labels)).size)
+  if c < 1:
+    raise ValueError("chance_accuracy needs at least one class")
+  return min(1.0, k / c)
 
 
 def majority_accuracy(labels) -> float:
-    """Accuracy of always predicting the most frequent label."""
-    labels = np.asarray(labels).reshape(-1)
-    if labels.size == 0:
-        raise ValueError("majority_accuracy needs at least one label")
-    _, counts = np.unique(labels, return_counts=True)
-    return float(counts.max() / labels.size)
+  """Accuracy of always predicting the most frequent label."""
+  labels = np.asarray(labels).reshape(-1)
+  if labels.size == 0:
+    raise ValueError("majority_accuracy needs at least one label")
+  _, counts = np.unique(labels, return_counts=True)
+  return float(counts.max() / labels.size)

@@ -13,6 +13,7 @@ Layouts: torch convs are OIHW and Linear weights [out, in]; Keras convs are HWIO
 
 Must not import privjax.train or privjax.data; never imports torch, and h5py only to read .h5 files.
 """
+
 from __future__ import annotations
 
 import collections
@@ -31,19 +32,26 @@ from privjax.config import ConfigError
 from privjax.models import vgg
 
 BLOCK_SIZES = (2, 2, 3, 3, 3)  # convolutions per block in VGG-16 (configuration D)
-CONV_NAMES = tuple(f'conv{b}_{i}' for b, n in enumerate(BLOCK_SIZES, start=1)
-                   for i in range(1, n + 1))
+CONV_NAMES = tuple(
+    f'conv{b}_{i}' for b, n in enumerate(BLOCK_SIZES, start=1) for i in range(1, n + 1)
+)
 SUFFIXES = {'.pth': 'torchvision', '.pt': 'torchvision', '.h5': 'keras', '.hdf5': 'keras'}
 
 # Pixels 0..255 → (x / 255 - mean) / std after channel reordering, as `vgg.Normalize` computes.
 _NORMALIZATION = {
     # torchvision.models.VGG16_Weights.IMAGENET1K_V1.transforms(): RGB, ImageNet statistics.
-    'torchvision': {'mean': (0.485, 0.456, 0.406), 'std': (0.229, 0.224, 0.225),
-                    'channel_order': 'RGB'},
+    'torchvision': {
+        'mean': (0.485, 0.456, 0.406),
+        'std': (0.229, 0.224, 0.225),
+        'channel_order': 'RGB',
+    },
     # keras.applications.vgg16.preprocess_input ('caffe' mode): BGR minus the Caffe channel means,
     # unscaled, since the Keras weights were converted from the original Caffe model.
-    'keras': {'mean': (103.939 / 255, 116.779 / 255, 123.68 / 255), 'std': (1 / 255,) * 3,
-              'channel_order': 'BGR'},
+    'keras': {
+        'mean': (103.939 / 255, 116.779 / 255, 123.68 / 255),
+        'std': (1 / 255,) * 3,
+        'channel_order': 'BGR',
+    },
 }
 
 
@@ -61,8 +69,10 @@ def normalization_for(source: str) -> dict:
 def source_for(path: str) -> str:
   suffix = os.path.splitext(path)[1].lower()
   if suffix not in SUFFIXES:
-    raise PretrainedError(f'{path}: unknown weight file type {suffix!r}; expected a torchvision '
-                          f'state_dict (.pth, .pt) or Keras weights (.h5, .hdf5)')
+    raise PretrainedError(
+        f'{path}: unknown weight file type {suffix!r}; expected a torchvision '
+        f'state_dict (.pth, .pt) or Keras weights (.h5, .hdf5)'
+    )
   return SUFFIXES[suffix]
 
 
@@ -70,13 +80,13 @@ def vgg16_like(widths, fc, image_size: int, name: str = 'vgg16_like') -> vgg.Arc
   """VGG-16's layers and valid cuts with other widths (`widths[b]`: block b's conv widths)."""
   if tuple(len(w) for w in widths) != BLOCK_SIZES:
     raise PretrainedError(f'a VGG-16 has {BLOCK_SIZES} convolutions per block, got widths {widths}')
-  return vgg._architecture(name, image_size, widths, fc, first_cut='conv4_1',
-                           default_cut='conv5_3')
+  return vgg._architecture(name, image_size, widths, fc, first_cut='conv4_1', default_cut='conv5_3')
 
 
 @dataclasses.dataclass(frozen=True)
 class Pretrained:
   """What a weight file holds, in privjax terms."""
+
   path: str
   source: str
   params: dict[str, dict]  # layer name → pure dict, as `vgg.layer_params` returns
@@ -89,8 +99,9 @@ class Pretrained:
     if not self.fc:
       raise PretrainedError(f'{self.path} has no fully connected layers; its input size is unknown')
     is_vgg16 = (self.widths, self.fc, self.image_size) == _VGG16_SHAPE
-    return vgg16_like(self.widths, self.fc, self.image_size,
-                      name='vgg16' if is_vgg16 else 'vgg16_like')
+    return vgg16_like(
+        self.widths, self.fc, self.image_size, name='vgg16' if is_vgg16 else 'vgg16_like'
+    )
 
 
 def _vgg16_shape():
@@ -107,12 +118,18 @@ _VGG16_SHAPE = _vgg16_shape()
 # ---- torch files, without torch ----
 
 _TORCH_DTYPES = {
-    'FloatStorage': np.float32, 'DoubleStorage': np.float64, 'HalfStorage': np.float16,
-    'BFloat16Storage': ml_dtypes.bfloat16, 'LongStorage': np.int64, 'IntStorage': np.int32,
-    'ShortStorage': np.int16, 'CharStorage': np.int8, 'ByteStorage': np.uint8,
+    'FloatStorage': np.float32,
+    'DoubleStorage': np.float64,
+    'HalfStorage': np.float16,
+    'BFloat16Storage': ml_dtypes.bfloat16,
+    'LongStorage': np.int64,
+    'IntStorage': np.int32,
+    'ShortStorage': np.int16,
+    'CharStorage': np.int8,
+    'ByteStorage': np.uint8,
     'BoolStorage': np.bool_,
 }
-_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c  # torch.serialization.MAGIC_NUMBER
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER
 
 
 @dataclasses.dataclass
@@ -129,7 +146,7 @@ class _Storage:
 
   def array(self) -> np.ndarray:
     if self.root is not None:
-      return self.root.array()[self.offset:self.offset + self.numel]
+      return self.root.array()[self.offset : self.offset + self.numel]
     return self.data
 
 
@@ -143,13 +160,15 @@ class _TensorRef:
   def array(self, path: str) -> np.ndarray:
     flat = self.storage.array()
     last = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.stride) if n > 0)
-    if min(self.shape, default=1) > 0 and (self.offset < 0 or last >= flat.size
-                                           or min(self.stride, default=0) < 0):
+    if min(self.shape, default=1) > 0 and (
+        self.offset < 0 or last >= flat.size or min(self.stride, default=0) < 0
+    ):
       raise PretrainedError(f'{path}: a tensor reaches outside its storage; the file is damaged')
     if min(self.shape, default=1) == 0:
       return np.zeros(self.shape, flat.dtype)
     return np.lib.stride_tricks.as_strided(
-        flat[self.offset:], self.shape, tuple(s * flat.itemsize for s in self.stride)).copy()
+        flat[self.offset :], self.shape, tuple(s * flat.itemsize for s in self.stride)
+    ).copy()
 
 
 def _rebuild_tensor(storage, offset, shape, stride, *unused):
@@ -176,8 +195,10 @@ class _TorchUnpickler(pickle.Unpickler):
       return _rebuild_parameter
     if module in ('torch', 'torch.cuda') and name in _TORCH_DTYPES:
       return _StorageType(np.dtype(_TORCH_DTYPES[name]))
-    raise PretrainedError(f'{self.path} holds a {module}.{name}, not just tensors; save the '
-                          'weights with torch.save(model.state_dict(), path)')
+    raise PretrainedError(
+        f'{self.path} holds a {module}.{name}, not just tensors; save the '
+        'weights with torch.save(model.state_dict(), path)'
+    )
 
   def persistent_load(self, pid):
     kind = pid[0].decode() if isinstance(pid[0], bytes) else pid[0]
@@ -191,8 +212,9 @@ class _TorchUnpickler(pickle.Unpickler):
     storage = self.storages[key]
     if view is not None:  # legacy format: a view (key, offset, size) into a root storage
       view_key, offset, size = view
-      storage = self.storages.setdefault(str(view_key),
-                                         _Storage(storage.dtype, int(size), storage, int(offset)))
+      storage = self.storages.setdefault(
+          str(view_key), _Storage(storage.dtype, int(size), storage, int(offset))
+      )
     return storage
 
 
@@ -216,7 +238,7 @@ def _read_torch_zip(path: str) -> dict:
     pickles = [n for n in names if n.endswith('/data.pkl') or n == 'data.pkl']
     if len(pickles) != 1:
       raise PretrainedError(f'{path} is a zip file but not a torch.save archive (no data.pkl)')
-    prefix = pickles[0][:-len('data.pkl')]
+    prefix = pickles[0][: -len('data.pkl')]
     if f'{prefix}byteorder' in names and z.read(f'{prefix}byteorder').strip() != b'little':
       raise PretrainedError(f'{path} was saved on a big-endian machine; re-save it on this one')
     storages = {}
@@ -250,8 +272,9 @@ def _read_torch_legacy(path: str) -> dict:
       storage = storages[str(key)]
       count = f.read(8)
       if len(count) < 8 or int.from_bytes(count, 'little') != storage.numel:
-        raise PretrainedError(f'{path} ends early or its storage sizes disagree; the file is '
-                              'damaged')
+        raise PretrainedError(
+            f'{path} ends early or its storage sizes disagree; the file is ' 'damaged'
+        )
       storage.data = _storage_data(storage, f.read(storage.numel * storage.dtype.itemsize), path)
   return obj
 
@@ -261,8 +284,9 @@ def read_torch_state_dict(path: str) -> dict[str, np.ndarray]:
   try:
     obj = _read_torch_zip(path) if zipfile.is_zipfile(path) else _read_torch_legacy(path)
   except (pickle.UnpicklingError, EOFError, KeyError, zipfile.BadZipFile) as e:
-    raise PretrainedError(f'cannot read {path} ({type(e).__name__}: {e}); the file is damaged') \
-        from None
+    raise PretrainedError(
+        f'cannot read {path} ({type(e).__name__}: {e}); the file is damaged'
+    ) from None
   if not isinstance(obj, dict):
     raise PretrainedError(f'{path} holds a {type(obj).__name__}, not a state_dict')
   return _tensors_to_arrays(obj, path)
@@ -272,7 +296,7 @@ def _torchvision_params(state: dict[str, np.ndarray], path: str):
   if 'features.1.running_mean' in state:
     raise PretrainedError(f'{path} is a batch-norm VGG (vgg16_bn); only plain VGG-16 is supported')
   params, widths, block, k = {}, [], [], 0
-  for b, n in enumerate(BLOCK_SIZES):
+  for n in BLOCK_SIZES:
     for _ in range(n):
       name = CONV_NAMES[len(params)]
       w, bias = _pair(state, f'features.{k}', path)
@@ -301,34 +325,43 @@ def _torchvision_params(state: dict[str, np.ndarray], path: str):
 def _pool5_side(inputs: int, channels: int, path: str, layer: str) -> int:
   side = math.isqrt(inputs // channels)
   if side * side * channels != inputs:
-    raise PretrainedError(f'{path}: {layer} takes {inputs} inputs, not the {channels} channels of '
-                          'a square pool5')
+    raise PretrainedError(
+        f'{path}: {layer} takes {inputs} inputs, not the {channels} channels of ' 'a square pool5'
+    )
   return side
 
 
 def _pair(state, prefix, path):
   missing = [k for k in (f'{prefix}.weight', f'{prefix}.bias') if k not in state]
   if missing:
-    raise PretrainedError(f'{path} is not a torchvision VGG-16 state_dict: it has no {missing[0]} '
-                          f'(keys: {", ".join(list(state)[:4])}, ...)')
-  return (np.asarray(state[f'{prefix}.weight'], np.float32),
-          np.asarray(state[f'{prefix}.bias'], np.float32))
+    raise PretrainedError(
+        f'{path} is not a torchvision VGG-16 state_dict: it has no {missing[0]} '
+        f'(keys: {", ".join(list(state)[:4])}, ...)'
+    )
+  return (
+      np.asarray(state[f'{prefix}.weight'], np.float32),
+      np.asarray(state[f'{prefix}.bias'], np.float32),
+  )
 
 
 # ---- Keras files ----
+
 
 def _keras_layer_arrays(group, name: str, path: str) -> tuple[np.ndarray, np.ndarray]:
   """(kernel, bias) of one layer group, whatever the Keras version named the datasets:
   `block1_conv1_W_1:0` (the keras-applications VGG-16 file), `block1_conv1/kernel:0` (Keras 2)."""
   import h5py
+
   arrays = []
-  group[name].visititems(lambda _, obj: arrays.append(obj[()]) if isinstance(obj, h5py.Dataset)
-                         else None)
+  group[name].visititems(
+      lambda _, obj: arrays.append(obj[()]) if isinstance(obj, h5py.Dataset) else None
+  )
   kernels = [a for a in arrays if a.ndim in (2, 4)]
   biases = [a for a in arrays if a.ndim == 1]
   if len(kernels) != 1 or len(biases) != 1 or len(arrays) != 2:
-    raise PretrainedError(f'{path}: layer {name} holds {[a.shape for a in arrays]}, not one kernel '
-                          'and one bias')
+    raise PretrainedError(
+        f'{path}: layer {name} holds {[a.shape for a in arrays]}, not one kernel ' 'and one bias'
+    )
   return np.asarray(kernels[0], np.float32), np.asarray(biases[0], np.float32)
 
 
@@ -340,9 +373,11 @@ def _keras_params(path: str):
   with h5py.File(path, 'r') as f:
     root = f['model_weights'] if 'model_weights' in f else f  # a whole saved model
     if 'block1_conv1' not in root:
-      raise PretrainedError(f'{path} is not a Keras VGG16 weights file: it has no block1_conv1 '
-                            f'group (it has: {", ".join(list(root)[:5])}); Keras 3 .weights.h5 '
-                            'files are not supported')
+      raise PretrainedError(
+          f'{path} is not a Keras VGG16 weights file: it has no block1_conv1 '
+          f'group (it has: {", ".join(list(root)[:5])}); Keras 3 .weights.h5 '
+          'files are not supported'
+      )
     params, widths, block = {}, [], []
     for b, n in enumerate(BLOCK_SIZES, start=1):
       for i in range(1, n + 1):
@@ -397,12 +432,14 @@ def _plan(weights: Pretrained, targets: dict[str, dict], arch: str, num_classes:
     else:
       raise PretrainedError(
           f'{weights.path}: layer {name} has shapes {_shapes(source)} in the file but '
-          f'{_shapes(target)} in {arch}; the file holds another network')
+          f'{_shapes(target)} in {arch}; the file holds another network'
+      )
   return usable, notes
 
 
-def load_pretrained(model: vgg.SplitModel, weights: str | Pretrained, *,
-                    verbose: bool = True) -> tuple[list[str], list[str]]:
+def load_pretrained(
+    model: vgg.SplitModel, weights: str | Pretrained, *, verbose: bool = True
+) -> tuple[list[str], list[str]]:
   """Copies the file's layers into `model`; returns (loaded, not loaded) layer names.
 
   A classifier with another number of classes, and layers the file lacks, keep their fresh
@@ -412,8 +449,11 @@ def load_pretrained(model: vgg.SplitModel, weights: str | Pretrained, *,
   usable, notes = _plan(weights, vgg.layer_params(model), model.arch, model.num_classes)
   loaded, skipped = vgg.load_layer_params(model, usable)
   if verbose:
-    print(f'pretrained {weights.path} ({weights.source}): loaded {", ".join(loaded)}'
-          + (f'; re-initialised {", ".join(notes)}' if notes else ''), flush=True)
+    print(
+        f'pretrained {weights.path} ({weights.source}): loaded {", ".join(loaded)}'
+        + (f'; re-initialised {", ".join(notes)}' if notes else ''),
+        flush=True,
+    )
   return loaded, skipped
 
 
@@ -423,27 +463,40 @@ def check_config(config, num_classes: int) -> Pretrained:
   path = config.model.pretrained
   source = source_for(path)
   expected = normalization_for(source)
-  given = {'mean': tuple(config.input.mean), 'std': tuple(config.input.std),
-           'channel_order': config.input.channel_order}
-  same = (given['channel_order'] == expected['channel_order'] and all(
-      np.allclose(given[k], expected[k], rtol=1e-6, atol=0) for k in ('mean', 'std')))
+  given = {
+      'mean': tuple(config.input.mean),
+      'std': tuple(config.input.std),
+      'channel_order': config.input.channel_order,
+  }
+  same = given['channel_order'] == expected['channel_order'] and all(
+      np.allclose(given[k], expected[k], rtol=1e-6, atol=0) for k in ('mean', 'std')
+  )
   if not same:
     raise PretrainedError(
         f'input normalisation {given} differs from the one {source} weights were trained with '
         f'({expected}); set config.input from privjax.models.pretrained.normalization_for('
-        f'{source!r}) (configs/paper/vgg16.py does)')
+        f'{source!r}) (configs/paper/vgg16.py does)'
+    )
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'model.pretrained={path} does not exist; download the weights first '
-                            '(see configs/paper/vgg16.py)')
+    raise FileNotFoundError(
+        f'model.pretrained={path} does not exist; download the weights first '
+        '(see configs/paper/vgg16.py)'
+    )
   weights = read(path)
   shapes = nnx.eval_shape(lambda: vgg.model_from_config(config, num_classes, rngs=nnx.Rngs(0)))
   _plan(weights, vgg.layer_params(shapes), config.model.arch, num_classes)
   return weights
 
 
-def model_from_file(path: str, cut: str, *, rngs: nnx.Rngs | None = None,
-                    num_classes: int | None = None, dtype=None,
-                    verbose: bool = False) -> vgg.SplitModel:
+def model_from_file(
+    path: str,
+    cut: str,
+    *,
+    rngs: nnx.Rngs | None = None,
+    num_classes: int | None = None,
+    dtype=None,
+    verbose: bool = False,
+) -> vgg.SplitModel:
   """A `SplitModel` with the architecture and normalisation of the file, its weights loaded.
 
   `rngs` initialises the layers the file cannot fill (a classifier for `num_classes` other than
@@ -453,8 +506,14 @@ def model_from_file(path: str, cut: str, *, rngs: nnx.Rngs | None = None,
   num_classes = num_classes or weights.num_classes
 
   def build(rngs):
-    return vgg.SplitModel(weights.architecture(), cut, num_classes, rngs=rngs, dtype=dtype,
-                          **normalization_for(weights.source))
+    return vgg.SplitModel(
+        weights.architecture(),
+        cut,
+        num_classes,
+        rngs=rngs,
+        dtype=dtype,
+        **normalization_for(weights.source),
+    )
 
   model = nnx.eval_shape(lambda: build(nnx.Rngs(0)))  # shapes only
   if num_classes != weights.num_classes or not set(weights.params) >= set(vgg.layer_params(model)):

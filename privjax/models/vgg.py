@@ -7,6 +7,7 @@ VGG-style network for CPU work), the layer modules, and `SplitModel`, whose two 
 Must not import privjax.train, privjax.data or anything that touches files: models are pure functions
 of their parameters, so the extractor can be exported and the head rebuilt anywhere.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,21 +52,29 @@ def _architecture(name, image_size, blocks, fc, first_cut, default_cut):
   layers += [LayerSpec(f'fc{6 + i}', 'dense', w) for i, w in enumerate(fc)]
   layers.append(LayerSpec('classifier', 'classifier'))
   names = [l.name for l in layers]
-  valid = tuple(names[names.index(first_cut):-1])
+  valid = tuple(names[names.index(first_cut) : -1])
   return Architecture(name, image_size, tuple(layers), valid, default_cut)
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     # Simonyan & Zisserman configuration D, as used (pretrained) by the paper; cut from conv4_x to fc7.
     'vgg16': _architecture(
-        'vgg16', 224,
+        'vgg16',
+        224,
         [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
-        [4096, 4096], first_cut='conv4_1', default_cut='conv5_3'),
+        [4096, 4096],
+        first_cut='conv4_1',
+        default_cut='conv5_3',
+    ),
     # Same naming idea at 64x64, narrow enough to train on two CPU cores in minutes.
     'vgg_mini': _architecture(
-        'vgg_mini', 64,
+        'vgg_mini',
+        64,
         [[16], [32], [64, 64], [128, 128]],
-        [256, 256], first_cut='conv2_1', default_cut='conv4_2'),
+        [256, 256],
+        first_cut='conv2_1',
+        default_cut='conv4_2',
+    ),
 }
 
 
@@ -82,10 +91,12 @@ def get_architecture(name: str | Architecture) -> Architecture:
 def check_cut(arch: Architecture, cut: str) -> None:
   if cut not in arch.valid_cuts:
     raise ValueError(
-        f'unknown cut layer {cut!r} for {arch.name}; valid: {", ".join(arch.valid_cuts)}')
+        f'unknown cut layer {cut!r} for {arch.name}; valid: {", ".join(arch.valid_cuts)}'
+    )
 
 
 class Conv(nnx.Module):
+
   def __init__(self, in_features: int, out_features: int, *, dtype, rngs: nnx.Rngs):
     self.conv = nnx.Conv(in_features, out_features, (3, 3), padding='SAME', dtype=dtype, rngs=rngs)
 
@@ -121,7 +132,7 @@ class Pool(nnx.Module):
     # A reshape and max rather than reduce_window: the gradient becomes an elementwise select
     # instead of select-and-scatter, which cut the vgg_mini training step's CPU time by ~25%.
     n, h, w, c = x.shape
-    x = x[:, :h // 2 * 2, :w // 2 * 2]
+    x = x[:, : h // 2 * 2, : w // 2 * 2]
     return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
 
 
@@ -159,8 +170,15 @@ def _shape_after(spec: LayerSpec, shape: tuple[int, ...]) -> tuple[int, ...]:
   return (spec.features,)
 
 
-def build_layers(arch: Architecture, specs: Sequence[LayerSpec], in_shape: tuple[int, ...],
-                 num_classes: int, *, dtype, rngs: nnx.Rngs) -> list[tuple[str, nnx.Module]]:
+def build_layers(
+    arch: Architecture,
+    specs: Sequence[LayerSpec],
+    in_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    dtype,
+    rngs: nnx.Rngs,
+) -> list[tuple[str, nnx.Module]]:
   """Instantiates `specs` in order, starting from per-example input shape `in_shape`."""
   layers, shape = [], tuple(in_shape)
   for spec in specs:
@@ -193,18 +211,32 @@ def feature_shape(arch: Architecture, cut: str) -> tuple[int, ...]:
 class SplitModel(nnx.Module):
   """`model(x) == head(extractor(x))`; the cut is the last layer of the extractor."""
 
-  def __init__(self, arch: str | Architecture, cut: str, num_classes: int, *, rngs: nnx.Rngs,
-               dtype=None, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
-               channel_order: str = 'RGB'):
+  def __init__(
+      self,
+      arch: str | Architecture,
+      cut: str,
+      num_classes: int,
+      *,
+      rngs: nnx.Rngs,
+      dtype=None,
+      mean=(0.5, 0.5, 0.5),
+      std=(0.25, 0.25, 0.25),
+      channel_order: str = 'RGB',
+  ):
     spec = get_architecture(arch)
     check_cut(spec, cut)
     self.arch, self.cut, self.num_classes = spec.name, cut, num_classes
     k = spec.layer_names.index(cut) + 1
     in_shape = (spec.image_size, spec.image_size, 3)
-    self.extractor = Stack([('input', Normalize(mean, std, channel_order, dtype))] + build_layers(
-        spec, spec.layers[:k], in_shape, num_classes, dtype=dtype, rngs=rngs))
-    self.head = Stack(build_layers(spec, spec.layers[k:], feature_shape(spec, cut), num_classes,
-                                   dtype=dtype, rngs=rngs))
+    self.extractor = Stack(
+        [('input', Normalize(mean, std, channel_order, dtype))]
+        + build_layers(spec, spec.layers[:k], in_shape, num_classes, dtype=dtype, rngs=rngs)
+    )
+    self.head = Stack(
+        build_layers(
+            spec, spec.layers[k:], feature_shape(spec, cut), num_classes, dtype=dtype, rngs=rngs
+        )
+    )
 
   def features_and_logits(self, x):
     features = self.extractor(x)
@@ -217,9 +249,16 @@ class SplitModel(nnx.Module):
 def model_from_config(config, num_classes: int, *, rngs: nnx.Rngs) -> SplitModel:
   """The `SplitModel` described by an experiment config's `model` and `input` sections."""
   dtype = {'float32': None, 'bfloat16': jnp.bfloat16}[config.model.dtype]
-  return SplitModel(config.model.arch, config.model.cut, num_classes, rngs=rngs, dtype=dtype,
-                    mean=config.input.mean, std=config.input.std,
-                    channel_order=config.input.channel_order)
+  return SplitModel(
+      config.model.arch,
+      config.model.cut,
+      num_classes,
+      rngs=rngs,
+      dtype=dtype,
+      mean=config.input.mean,
+      std=config.input.std,
+      channel_order=config.input.channel_order,
+  )
 
 
 def build_head(arch: str, cut: str, num_classes: int, *, rngs: nnx.Rngs, dtype=None) -> Stack:
@@ -227,8 +266,11 @@ def build_head(arch: str, cut: str, num_classes: int, *, rngs: nnx.Rngs, dtype=N
   spec = get_architecture(arch)
   check_cut(spec, cut)
   k = spec.layer_names.index(cut) + 1
-  return Stack(build_layers(spec, spec.layers[k:], feature_shape(spec, cut), num_classes,
-                            dtype=dtype, rngs=rngs))
+  return Stack(
+      build_layers(
+          spec, spec.layers[k:], feature_shape(spec, cut), num_classes, dtype=dtype, rngs=rngs
+      )
+  )
 
 
 def layer_params(model: SplitModel) -> dict[str, dict]:
@@ -257,9 +299,12 @@ def load_layer_params(model: SplitModel, params: dict[str, dict]) -> tuple[list[
         continue
       source = params.get(name)
       same = source is not None and (
-          jax.tree_util.tree_structure(source) == jax.tree_util.tree_structure(pure) and all(
-              jnp.shape(a) == jnp.shape(b) for a, b in zip(jax.tree_util.tree_leaves(source),
-                                                          jax.tree_util.tree_leaves(pure))))
+          jax.tree_util.tree_structure(source) == jax.tree_util.tree_structure(pure)
+          and all(
+              jnp.shape(a) == jnp.shape(b)
+              for a, b in zip(jax.tree_util.tree_leaves(source), jax.tree_util.tree_leaves(pure))
+          )
+      )
       if same:
         nnx.replace_by_pure_dict(target, jax.tree_util.tree_map(jnp.asarray, source))
         nnx.update(layer, target)

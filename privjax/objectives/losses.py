@@ -7,9 +7,9 @@ flattened cut features of the two branches and `y = 1` when the pair shares the 
 
 Must not import flax, optax or anything from privjax.train: these are plain functions.
 """
+
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import optax
 
@@ -39,4 +39,5 @@ def contrastive_from_distances(d2, same, margin):
 
 def contrastive_loss(features_a, features_b, same, margin, *, normalize: bool = False):
   return contrastive_from_distances(
-      pair_distances_squared(features_a, features_b, normalize=normalize), same, margin)
+      pair_distances_squared(features_a, features_b, normalize=normalize), same, margin
+  )

@@ -2,6 +2,7 @@
 
 Must not import jax: it reads report dicts only.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,10 @@ def privacy_accuracy_plots(reports: list[dict], out_dir: str, names: list[str] |
   os.makedirs(out_dir, exist_ok=True)
   secret = reports[0]['secrets'][0]
   panels = [
-      (f'{secret} top-1 of the strongest attacker (%)',
-       lambda e: 100 * e['attacks'][secret]['top1']),
+      (
+          f'{secret} top-1 of the strongest attacker (%)',
+          lambda e: 100 * e['attacks'][secret]['top1'],
+      ),
       ('rank privacy: mean normalised rank', lambda e: e['rank_privacy']['mean_normalized_rank']),
   ]
   fig = Figure(figsize=(6 * len(panels), 4.5))

@@ -4,6 +4,7 @@ What lives here: writing one run's report files, and the side-by-side table of s
 (`compare`). Every number comes from a report dict produced by privjax.evaluate; nothing here
 computes a metric. Must not import jax or privjax.attacks.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,21 +51,34 @@ def _baseline(report) -> dict:
 
 def sweep_table(report) -> list[str]:
   secrets = report['secrets']
-  head = ['transform', 'noise σ²', 'upload dims', f'{report["primary"]} acc (head)',
-          f'{report["primary"]} acc (probe)']
+  head = [
+      'transform',
+      'noise σ²',
+      'upload dims',
+      f'{report["primary"]} acc (head)',
+      f'{report["primary"]} acc (probe)',
+  ]
   for s in secrets:
     head += [f'{s} top-1 (strongest)', f'{s} top-5']
   head += ['mean norm. rank', 'ranked first', 'norm. log-rank']
   lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
   for e in report['sweep']:
-    row = [e['transform'], num(e['noise_variance']), str(e['uploaded_dims']),
-           pct(e['primary_head_accuracy']), pct(e.get('primary_probe', {}).get('top1'))]
+    row = [
+        e['transform'],
+        num(e['noise_variance']),
+        str(e['uploaded_dims']),
+        pct(e['primary_head_accuracy']),
+        pct(e.get('primary_probe', {}).get('top1')),
+    ]
     for s in secrets:
       a = e['attacks'].get(s)  # absent: not attacked at this setting (primary_secret_sweep)
       row += [f'{pct(a["top1"])} ({a["strongest"]})', pct(a['top5'])] if a else ['—', '—']
     rp = e.get('rank_privacy')
-    row += ([num(rp['mean_normalized_rank']), pct(rp['fraction_first']),
-             num(rp['normalized_log_rank'])] if rp else ['—'] * 3)
+    row += (
+        [num(rp['mean_normalized_rank']), pct(rp['fraction_first']), num(rp['normalized_log_rank'])]
+        if rp
+        else ['—'] * 3
+    )
     lines.append('| ' + ' | '.join(row) + ' |')
   return lines
 
@@ -76,36 +90,52 @@ def families_table(report) -> list[str]:
     a = base['attacks'][s]
     for fam, r in a['families'].items():
       mark = ' **(strongest)**' if fam == a['strongest'] else ''
-      lines.append(f'| {s} | {fam}{mark} | {pct(r["top1"])} | {pct(r["top5"])} | '
-                   f'{num(r["train_seconds"], 2)} |')
+      lines.append(
+          f'| {s} | {fam}{mark} | {pct(r["top1"])} | {pct(r["top5"])} | '
+          f'{num(r["train_seconds"], 2)} |'
+      )
     lines.append(f'| {s} | chance | {pct(a["chance_top1"])} | {pct(a["chance_top5"])} | |')
     for name in ('pixel_reference', 'reference_run'):
       ref = report.get(name, {}).get(s)
       if ref:
-        label = 'raw pixels' if name == 'pixel_reference' else f'{report[name]["mode"]} run features'
-        lines.append(f'| {s} | {label} (strongest: {ref["strongest"]}) | {pct(ref["top1"])} | '
-                     f'{pct(ref["top5"])} | |')
+        label = (
+            'raw pixels' if name == 'pixel_reference' else f'{report[name]["mode"]} run features'
+        )
+        lines.append(
+            f'| {s} | {label} (strongest: {ref["strongest"]}) | {pct(ref["top1"])} | '
+            f'{pct(ref["top5"])} | |'
+        )
   return lines
 
 
 def stats_lines(report) -> list[str]:
   fs = report['feature_stats']
   lines = ['| quantity | mean | median | p5 | p95 |', '|---|---|---|---|---|']
-  for key, label in (('norm', 'feature norm'), ('dist_same', f'distance, same {report["primary"]}'),
-                     ('dist_diff', f'distance, different {report["primary"]}')):
+  for key, label in (
+      ('norm', 'feature norm'),
+      ('dist_same', f'distance, same {report["primary"]}'),
+      ('dist_diff', f'distance, different {report["primary"]}'),
+  ):
     d = fs.get(key) or {}
-    lines.append(f'| {label} | {num(d.get("mean"))} | {num(d.get("median"))} | {num(d.get("p5"))} '
-                 f'| {num(d.get("p95"))} |')
+    lines.append(
+        f'| {label} | {num(d.get("mean"))} | {num(d.get("median"))} | {num(d.get("p5"))} '
+        f'| {num(d.get("p95"))} |'
+    )
   return lines
 
 
 def markdown(report) -> str:
-  lines = [f'# Privacy evaluation: `{report["workdir"]}`', '',
-           f'{report["arch"]} cut at **{report["cut"]}**, mode **{report["mode"]}**, checkpoint '
-           f'step {report["step"]}, contrastive margin {num(report["margin"], 4)}; primary task '
-           f'**{report["primary"]}**, full-model test accuracy '
-           f'{pct(report["primary_accuracy_full_model"])}%. Accuracies in %.', '',
-           '## Utility and privacy over the transform and noise sweep', '']
+  lines = [
+      f'# Privacy evaluation: `{report["workdir"]}`',
+      '',
+      f'{report["arch"]} cut at **{report["cut"]}**, mode **{report["mode"]}**, checkpoint '
+      f'step {report["step"]}, contrastive margin {num(report["margin"], 4)}; primary task '
+      f'**{report["primary"]}**, full-model test accuracy '
+      f'{pct(report["primary_accuracy_full_model"])}%. Accuracies in %.',
+      '',
+      '## Utility and privacy over the transform and noise sweep',
+      '',
+  ]
   lines += sweep_table(report)
   lines += ['', '## Attackers on the uploaded features (no PCA, no noise)', '']
   lines += families_table(report)
@@ -113,10 +143,14 @@ def markdown(report) -> str:
   lines += stats_lines(report)
   rec = report.get('reconstruction')
   if rec:
-    lines += ['', '## Reconstruction attack', '',
-              f'Decoder trained on attacker-train features → images; on attacker-test: '
-              f'PSNR {num(rec["psnr"], 4)} dB, SSIM {num(rec["ssim"], 3)}. '
-              f'Originals (top) and reconstructions (bottom): ![grid]({rec["grid"]})']
+    lines += [
+        '',
+        '## Reconstruction attack',
+        '',
+        f'Decoder trained on attacker-train features → images; on attacker-test: '
+        f'PSNR {num(rec["psnr"], 4)} dB, SSIM {num(rec["ssim"], 3)}. '
+        f'Originals (top) and reconstructions (bottom): ![grid]({rec["grid"]})',
+    ]
   lines += ['', f'Evaluation took {num(report["seconds"], 3)} s.', '']
   return '\n'.join(lines)
 
@@ -135,8 +169,10 @@ def write_report(report: dict, out_dir: str, plot_fn=None) -> dict[str, str]:
 
 def load_report(path: str) -> dict:
   if os.path.isdir(path):
-    candidates = [os.path.join(path, 'report.json'),
-                  os.path.join(path, 'eval', 'default', 'report.json')]
+    candidates = [
+        os.path.join(path, 'report.json'),
+        os.path.join(path, 'eval', 'default', 'report.json'),
+    ]
     path = next((p for p in candidates if os.path.exists(p)), candidates[-1])
   if not os.path.exists(path):
     raise FileNotFoundError(f'no report at {path}; run eval.py on that run first')
@@ -159,35 +195,57 @@ def compare_markdown(reports: list[dict], names: list[str]) -> str:
 
   add('mode / cut', lambda r: f'{r["mode"]} / {r["cut"]}')
   add('margin', lambda r: num(r['margin'], 4))
-  add(f'{reports[0]["primary"]} accuracy (full model)',
-      lambda r: pct(r['primary_accuracy_full_model']))
+  add(
+      f'{reports[0]["primary"]} accuracy (full model)',
+      lambda r: pct(r['primary_accuracy_full_model']),
+  )
   for s in reports[0]['secrets']:
     fams = list(_baseline(reports[0])['attacks'][s]['families'])
     for fam in fams:
-      add(f'{s} top-1 / top-5, {fam}', lambda r, s=s, fam=fam: (
-          f'{pct(_baseline(r)["attacks"][s]["families"][fam]["top1"])} / '
-          f'{pct(_baseline(r)["attacks"][s]["families"][fam]["top5"])}'))
-    add(f'**{s} top-1, strongest**', lambda r, s=s: (
-        f'**{pct(_baseline(r)["attacks"][s]["top1"])}** ({_baseline(r)["attacks"][s]["strongest"]})'))
+      add(
+          f'{s} top-1 / top-5, {fam}',
+          lambda r, s=s, fam=fam: (
+              f'{pct(_baseline(r)["attacks"][s]["families"][fam]["top1"])} / '
+              f'{pct(_baseline(r)["attacks"][s]["families"][fam]["top5"])}'
+          ),
+      )
+    add(
+        f'**{s} top-1, strongest**',
+        lambda r, s=s: (
+            f'**{pct(_baseline(r)["attacks"][s]["top1"])}** ({_baseline(r)["attacks"][s]["strongest"]})'
+        ),
+    )
     add(f'{s} top-1, raw pixels', lambda r, s=s: pct(r['pixel_reference'][s]['top1']))
     add(f'{s} chance', lambda r, s=s: pct(_baseline(r)['attacks'][s]['chance_top1']))
   add('feature norm (median)', lambda r: num(r['feature_stats']['norm']['median']))
-  add('distance same / different (median)', lambda r: (
-      f'{num(r["feature_stats"]["dist_same"]["median"])} / '
-      f'{num(r["feature_stats"]["dist_diff"]["median"])}'))
+  add(
+      'distance same / different (median)',
+      lambda r: (
+          f'{num(r["feature_stats"]["dist_same"]["median"])} / '
+          f'{num(r["feature_stats"]["dist_diff"]["median"])}'
+      ),
+  )
 
   def noisiest(r):
-    return max((e for e in r['sweep'] if e['transform'] == 'none'),
-               key=lambda e: e['noise_variance'])
+    return max(
+        (e for e in r['sweep'] if e['transform'] == 'none'), key=lambda e: e['noise_variance']
+    )
 
   add('largest noise σ² (no PCA)', lambda r: num(noisiest(r)['noise_variance']))
-  add(f'  {reports[0]["primary"]} accuracy (head)', lambda r: pct(noisiest(r)['primary_head_accuracy']))
+  add(
+      f'  {reports[0]["primary"]} accuracy (head)',
+      lambda r: pct(noisiest(r)['primary_head_accuracy']),
+  )
   for s in reports[0]['secrets']:
     add(f'  {s} top-1, strongest', lambda r, s=s: pct(noisiest(r)['attacks'][s]['top1']))
-  add('  rank privacy: mean normalised rank',
-      lambda r: num(noisiest(r)['rank_privacy']['mean_normalized_rank']))
+  add(
+      '  rank privacy: mean normalised rank',
+      lambda r: num(noisiest(r)['rank_privacy']['mean_normalized_rank']),
+  )
   add('  rank privacy: ranked first', lambda r: pct(noisiest(r)['rank_privacy']['fraction_first']))
-  add('reconstruction PSNR (dB) / SSIM', lambda r: (
-      f'{num(r["reconstruction"]["psnr"], 4)} / {num(r["reconstruction"]["ssim"], 3)}'))
+  add(
+      'reconstruction PSNR (dB) / SSIM',
+      lambda r: (f'{num(r["reconstruction"]["psnr"], 4)} / {num(r["reconstruction"]["ssim"], 3)}'),
+  )
   header = ['| | ' + ' | '.join(names) + ' |', '|---|' + '---|' * len(names)]
   return '\n'.join(header + rows) + '\n'

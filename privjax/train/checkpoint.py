@@ -8,6 +8,7 @@ Layout of a workdir:
 
 Evaluation restores `params` and `config` alone. Must not import privjax.models or privjax.data.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,13 +56,17 @@ def prepare_workdir(workdir: str, config_dict: dict) -> bool:
     if diffs:
       shown = '; '.join(f'{k}: {a!r} -> {b!r}' for k, a, b in diffs[:3])
       more = f' (+{len(diffs) - 3} more)' if len(diffs) > 3 else ''
-      raise RunError(f'{workdir} holds a run with a different config ({shown}{more}); '
-                     'use a new --workdir or the same config to resume')
+      raise RunError(
+          f'{workdir} holds a run with a different config ({shown}{more}); '
+          'use a new --workdir or the same config to resume'
+      )
     return True
   foreign = sorted(existing - _OURS)
   if foreign or existing:
-    raise RunError(f'{workdir} is not empty and holds no privjax run ({", ".join(sorted(existing))[:80]}); '
-                   'use a new or empty --workdir')
+    raise RunError(
+        f'{workdir} is not empty and holds no privjax run ({", ".join(sorted(existing))[:80]}); '
+        'use a new or empty --workdir'
+    )
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
     tmp = os.path.join(workdir, CONFIG_FILE + '.tmp')
@@ -76,8 +81,9 @@ class Checkpoints:
 
   def __init__(self, workdir: str, *, every: int = 1, keep: int | None = None, read_only=False):
     self.directory = checkpoint_dir(workdir)
-    options = ocp.CheckpointManagerOptions(save_interval_steps=every, max_to_keep=keep,
-                                           create=not read_only, read_only=read_only)
+    options = ocp.CheckpointManagerOptions(
+        save_interval_steps=every, max_to_keep=keep, create=not read_only, read_only=read_only
+    )
     self.manager = ocp.CheckpointManager(self.directory, options=options)
 
   def latest_step(self) -> int | None:
@@ -88,20 +94,33 @@ class Checkpoints:
 
   def save(self, step: int, state: dict, config_dict: dict, *, force: bool = False) -> bool:
     meta = {'step': int(step), 'margin': float(state['margin'])}
-    return self.manager.save(step, args=ocp.args.Composite(
-        params=ocp.args.StandardSave(state['params']),
-        opt_state=ocp.args.StandardSave(state['opt_state']),
-        meta=ocp.args.JsonSave(meta),
-        config=ocp.args.JsonSave(config_dict)), force=force)
+    return self.manager.save(
+        step,
+        args=ocp.args.Composite(
+            params=ocp.args.StandardSave(state['params']),
+            opt_state=ocp.args.StandardSave(state['opt_state']),
+            meta=ocp.args.JsonSave(meta),
+            config=ocp.args.JsonSave(config_dict),
+        ),
+        force=force,
+    )
 
   def restore_state(self, step: int, abstract_state: dict) -> dict:
     """Restores into the shapes, dtypes and shardings of `abstract_state`."""
-    restored = self.manager.restore(step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(abstract_state['params']),
-        opt_state=ocp.args.StandardRestore(abstract_state['opt_state']),
-        meta=ocp.args.JsonRestore()))
-    return {'params': restored.params, 'opt_state': restored.opt_state,
-            'step': np.int32(restored.meta['step']), 'margin': np.float32(restored.meta['margin'])}
+    restored = self.manager.restore(
+        step,
+        args=ocp.args.Composite(
+            params=ocp.args.StandardRestore(abstract_state['params']),
+            opt_state=ocp.args.StandardRestore(abstract_state['opt_state']),
+            meta=ocp.args.JsonRestore(),
+        ),
+    )
+    return {
+        'params': restored.params,
+        'opt_state': restored.opt_state,
+        'step': np.int32(restored.meta['step']),
+        'margin': np.float32(restored.meta['margin']),
+    }
 
   def restore_params(self, step: int | None = None) -> tuple[int, Any, dict, dict]:
     """(step, params as numpy pure dict, meta, config) without the optimizer state."""
@@ -111,17 +130,26 @@ class Checkpoints:
     if step is None:
       step = max(steps)
     elif step not in steps:
-      raise RunError(f'step {step} has no checkpoint in {os.path.dirname(self.directory)}; '
-                     f'available: {", ".join(map(str, sorted(steps)))}')
+      raise RunError(
+          f'step {step} has no checkpoint in {os.path.dirname(self.directory)}; '
+          f'available: {", ".join(map(str, sorted(steps)))}'
+      )
     # Onto one local device: a run saved on another number of devices (or hosts) restores anywhere.
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     saved = ocp.StandardCheckpointHandler().metadata(
-        epath.Path(self.directory) / str(step) / 'params')
+        epath.Path(self.directory) / str(step) / 'params'
+    )
     abstract = jax.tree_util.tree_map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved)
-    restored = self.manager.restore(step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore(),
-        config=ocp.args.JsonRestore()))
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved
+    )
+    restored = self.manager.restore(
+        step,
+        args=ocp.args.Composite(
+            params=ocp.args.StandardRestore(abstract),
+            meta=ocp.args.JsonRestore(),
+            config=ocp.args.JsonRestore(),
+        ),
+    )
     params = jax.tree_util.tree_map(np.asarray, restored.params)
     return step, params, dict(restored.meta), dict(restored.config)
 

@@ -8,6 +8,7 @@ file-system work that one process must do while the others wait for its answer.
 A single process (one host, any number of local devices) needs none of this: the loop's data mesh
 spans all local devices. Must not import privjax.models or privjax.data.
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,8 +53,13 @@ def maybe_initialize(config=None) -> bool:
   if os.environ.get('JAX_PROCESS_ID'):
     kwargs['process_id'] = int(os.environ['JAX_PROCESS_ID'])
   jax.distributed.initialize(**kwargs)
-  logging.info('process %d of %d, %d local of %d devices', jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count())
+  logging.info(
+      'process %d of %d, %d local of %d devices',
+      jax.process_index(),
+      jax.process_count(),
+      jax.local_device_count(),
+      jax.device_count(),
+  )
   return jax.process_count() > 1
 
 
@@ -62,8 +68,12 @@ def process_rows(sharding, global_batch: int) -> tuple[int, int]:
 
   With the loop's 1-D 'data' mesh these rows are contiguous; each process loads only them.
   """
-  spans = sorted({idx[0].indices(global_batch)[:2]
-                  for idx in sharding.addressable_devices_indices_map((global_batch,)).values()})
+  spans = sorted(
+      {
+          idx[0].indices(global_batch)[:2]
+          for idx in sharding.addressable_devices_indices_map((global_batch,)).values()
+      }
+  )
   first, stop = spans[0][0], spans[0][1]
   for start, end in spans[1:]:
     if start != stop:
@@ -77,13 +87,15 @@ def host_to_global(batch: dict, sharding, global_batch: int) -> dict:
 
   With one process this is `jax.device_put` of the whole batch.
   """
-  return {k: jax.make_array_from_process_local_data(sharding, v, (global_batch,) + v.shape[1:])
-          for k, v in batch.items()}
+  return {
+      k: jax.make_array_from_process_local_data(sharding, v, (global_batch,) + v.shape[1:])
+      for k, v in batch.items()
+  }
 
 
 def local_rows(batch: dict, rows: tuple[int, int]) -> dict:
   first, count = rows
-  return {k: v[first:first + count] for k, v in batch.items()}
+  return {k: v[first : first + count] for k, v in batch.items()}
 
 
 def decide_on_first_process(fn: Callable[[], bool], what: str) -> bool:

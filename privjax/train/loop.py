@@ -8,6 +8,7 @@ run would have. Data parallel over every device of every process: each process l
 of each global batch that its devices hold (see privjax.train.distributed).
 Must not import privjax.attacks or privjax.report.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,12 +22,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from privjax import config as config_lib
 from privjax import models
-from privjax.models import pretrained
 from privjax.data import pipeline
+from privjax.models import pretrained
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import distributed
 from privjax.train import step as step_lib
@@ -44,15 +46,15 @@ class TrainingError(RuntimeError):
 
 def data_mesh() -> jax.sharding.Mesh:
   # Auto axes: XLA propagates the batch sharding through the model (no per-op annotations needed).
-  return jax.make_mesh((jax.device_count(),), ('data',),
-                       axis_types=(jax.sharding.AxisType.Auto,))
+  return jax.make_mesh((jax.device_count(),), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def check_batch(batch_size: int, name: str = 'batch_size') -> None:
   n = jax.device_count()
   if batch_size % n:
     raise config_lib.ConfigError(
-        f'{name}={batch_size} is not divisible by the {n} devices; use a multiple of {n}')
+        f'{name}={batch_size} is not divisible by the {n} devices; use a multiple of {n}'
+    )
 
 
 def build_model(config, num_classes: int, seed: int):
@@ -67,15 +69,18 @@ def init_params_from_run(model, run_dir: str) -> tuple[list[str], list[str]]:
     by_layer.update(group)
   loaded, skipped = models.load_layer_params(model, by_layer)
   if not loaded:
-    raise ckpt_lib.RunError(f'init_from={run_dir}: no layer matches this model '
-                            f'(its layers: {", ".join(sorted(by_layer))})')
+    raise ckpt_lib.RunError(
+        f'init_from={run_dir}: no layer matches this model '
+        f'(its layers: {", ".join(sorted(by_layer))})'
+    )
   return loaded, skipped
 
 
 def device_batches(host_batches, sharding, global_batch: int, size: int):
   """Host batches of this process's rows → global arrays, `size` of them in flight ahead."""
   return pipeline.prefetch_to_device(
-      (distributed.host_to_global(b, sharding, global_batch) for b in host_batches), size, sharding)
+      (distributed.host_to_global(b, sharding, global_batch) for b in host_batches), size, sharding
+  )
 
 
 def evaluate_primary(eval_step, params, split, config, sharding, label_key) -> dict[str, float]:
@@ -83,8 +88,9 @@ def evaluate_primary(eval_step, params, split, config, sharding, label_key) -> d
   n = config.eval_batch_size
   rows = distributed.process_rows(sharding, n)
   # Every process reads whole evaluation batches and keeps its rows: evaluation is small.
-  batches = pipeline.eval_batches(split, n, pipeline.preprocess_from_config(config, train=False),
-                                  threads=config.data_threads)
+  batches = pipeline.eval_batches(
+      split, n, pipeline.preprocess_from_config(config, train=False), threads=config.data_threads
+  )
   for batch in device_batches((distributed.local_rows(b, rows) for b in batches), sharding, n, 2):
     c, e, n = eval_step(params, batch)
     correct, ce, count = correct + c, ce + e, count + n
@@ -112,8 +118,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   # Everything that can be refused is checked before the workdir is touched.
   if multi_process:
     # Process 0 prepares a generated data set while the others wait: no race on its files.
-    distributed.decide_on_first_process(lambda: bool(pipeline.get_builder(config.dataset)),
-                                        'open the data set')
+    distributed.decide_on_first_process(
+        lambda: bool(pipeline.get_builder(config.dataset)), 'open the data set'
+    )
   builder = pipeline.get_builder(config.dataset)
   num_classes = pipeline.label_num_classes(builder, primary)
   pipeline.label_num_classes(builder, config.dataset.secret)
@@ -128,9 +135,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     weights = pretrained.check_config(config, num_classes)
 
   distributed.decide_on_first_process(
-      lambda: ckpt_lib.prepare_workdir(workdir, config_dict), f'claim --workdir {workdir}')
-  checkpoints = ckpt_lib.Checkpoints(workdir, every=config.checkpoint_every,
-                                     keep=config.keep_checkpoints)
+      lambda: ckpt_lib.prepare_workdir(workdir, config_dict), f'claim --workdir {workdir}'
+  )
+  checkpoints = ckpt_lib.Checkpoints(
+      workdir, every=config.checkpoint_every, keep=config.keep_checkpoints
+  )
   # A checkpoint, not config.json, decides: a run that died before its first checkpoint must
   # start again from init_from / pretrained weights, not from scratch.
   latest = checkpoints.latest_step()
@@ -143,22 +152,31 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   if config.init_from and latest is None:
     loaded, skipped = init_params_from_run(model, config.init_from)
     if jax.process_index() == 0:
-      print(f'init_from {config.init_from}: loaded {", ".join(loaded)}'
-            + (f'; re-initialised {", ".join(skipped)}' if skipped else ''), flush=True)
+      print(
+          f'init_from {config.init_from}: loaded {", ".join(loaded)}'
+          + (f'; re-initialised {", ".join(skipped)}' if skipped else ''),
+          flush=True,
+      )
   elif weights is not None and latest is None:
     # init_from's run already started from these weights; a resumed run restores its checkpoint.
     pretrained.load_pretrained(model, weights, verbose=jax.process_index() == 0)
   graphdef, params = nnx.split(model, nnx.Param)
   params = nnx.to_pure_dict(params)
   tx, train_step, eval_step = step_lib.compiled_steps(
-      graphdef, ml_collections.FrozenConfigDict(config.optimizer),
-      ml_collections.FrozenConfigDict(config.contrastive), config.mode == 'siamese', primary, mesh)
+      graphdef,
+      ml_collections.FrozenConfigDict(config.optimizer),
+      ml_collections.FrozenConfigDict(config.contrastive),
+      config.mode == 'siamese',
+      primary,
+      mesh,
+  )
   state = step_lib.init_state(params, tx, config.contrastive.margin)
 
   if latest is not None:
     abstract = jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.asarray(x).dtype, sharding=replicated),
-        state)
+        state,
+    )
     state = checkpoints.restore_state(latest, abstract)
     logging.info('resumed %s at step %d', workdir, latest)
   state = jax.device_put(state, replicated)
@@ -170,33 +188,71 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
   def batches_from(step):
     return device_batches(
-        pipeline.pair_batches(train_split, primary, config.batch_size, train_pre,
-                              seed=config.seed, start_step=step, num_steps=max(total - step, 0),
-                              threads=config.data_threads, rows=rows),
-        data_sharding, config.batch_size, 2)
+        pipeline.pair_batches(
+            train_split,
+            primary,
+            config.batch_size,
+            train_pre,
+            seed=config.seed,
+            start_step=step,
+            num_steps=max(total - step, 0),
+            threads=config.data_threads,
+            rows=rows,
+        ),
+        data_sharding,
+        config.batch_size,
+        2,
+    )
 
-  if (config.contrastive.margin_mode == 'calibrated' and latest is None):
+  if config.contrastive.margin_mode == 'calibrated' and latest is None:
     distances = step_lib.make_pair_distance_fn(graphdef, normalize=config.contrastive.normalize)
     # Replicated outputs: every process can read them (a sharded array spans other hosts).
-    distance_fn = jax.jit(lambda p, b: (distances(p, b), b['same']),
-                          in_shardings=(replicated, data_sharding), out_shardings=replicated)
+    distance_fn = jax.jit(
+        lambda p, b: (distances(p, b), b['same']),
+        in_shardings=(replicated, data_sharding),
+        out_shardings=replicated,
+    )
     # Calibration batches come from a separate stream so training batches are unchanged.
-    calib = device_batches(pipeline.pair_batches(
-        train_split, primary, config.batch_size, train_pre, seed=config.seed + 7919,
-        num_steps=config.contrastive.calibration_batches, threads=config.data_threads, rows=rows),
-        data_sharding, config.batch_size, 1)
-    margin = calibrated_margin(distance_fn, state['params'], calib,
-                               config.contrastive.calibration_batches,
-                               config.contrastive.margin_scale)
+    calib = device_batches(
+        pipeline.pair_batches(
+            train_split,
+            primary,
+            config.batch_size,
+            train_pre,
+            seed=config.seed + 7919,
+            num_steps=config.contrastive.calibration_batches,
+            threads=config.data_threads,
+            rows=rows,
+        ),
+        data_sharding,
+        config.batch_size,
+        1,
+    )
+    margin = calibrated_margin(
+        distance_fn,
+        state['params'],
+        calib,
+        config.contrastive.calibration_batches,
+        config.contrastive.margin_scale,
+    )
     state['margin'] = jax.device_put(np.float32(margin), replicated)
     logging.info('calibrated margin: %.4g', margin)
 
   writer = MetricWriter(workdir)
   result = {}
   # Other processes get no bar: even a disabled one prints the evaluation lines.
-  bar = (tqdm.tqdm(total=total, initial=start, desc=f'{config.mode}', unit='step',
-                   dynamic_ncols=True, disable=not config.progress)
-         if tqdm and jax.process_index() == 0 else None)
+  bar = (
+      tqdm.tqdm(
+          total=total,
+          initial=start,
+          desc=f'{config.mode}',
+          unit='step',
+          dynamic_ncols=True,
+          disable=not config.progress,
+      )
+      if tqdm and jax.process_index() == 0
+      else None
+  )
   pending, t_log, images_seen = [], time.perf_counter(), 0
   try:
     for step, batch in zip(range(start + 1, total + 1), batches_from(start)):
@@ -207,12 +263,18 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         bar.update(1)
       if step % config.log_every == 0 or step == total:
         # One host transfer per logging interval: the step itself never waits on the host.
-        summary = {k: float(v) for k, v in jax.device_get(
-            jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending)).items()}
+        summary = {
+            k: float(v)
+            for k, v in jax.device_get(
+                jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending)
+            ).items()
+        }
         if not all(math.isfinite(summary[k]) for k in ('loss', 'ce', 'contrastive')):
-          raise TrainingError(f'non-finite loss between steps {step - len(pending) + 1} and {step} '
-                              f'(loss={summary["loss"]}, ce={summary["ce"]}, contrastive='
-                              f'{summary["contrastive"]}); lower optimizer.lr or contrastive.weight')
+          raise TrainingError(
+              f'non-finite loss between steps {step - len(pending) + 1} and {step} '
+              f'(loss={summary["loss"]}, ce={summary["ce"]}, contrastive='
+              f'{summary["contrastive"]}); lower optimizer.lr or contrastive.weight'
+          )
         now = time.perf_counter()
         summary['images_per_sec'] = images_seen / (now - t_log)
         summary['margin'] = float(state['margin'])
@@ -222,8 +284,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         if bar:
           bar.set_postfix(loss=f'{summary["loss"]:.3f}', acc=f'{summary["accuracy"]:.2f}')
       if step % config.eval_every == 0 or step == total:
-        evaluation = evaluate_primary(eval_step, state['params'], test_split, config,
-                                      data_sharding, primary)
+        evaluation = evaluate_primary(
+            eval_step, state['params'], test_split, config, data_sharding, primary
+        )
         writer.write(step, evaluation)
         result.update(evaluation)
         if bar:

@@ -7,6 +7,7 @@ What lives here: `make_optimizer` (Adam with the head at a multiple of the extra
 function (jax.jit over nnx.split/merge state).
 Must not import privjax.data or do any I/O.
 """
+
 from __future__ import annotations
 
 import functools
@@ -16,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from privjax import objectives
 
@@ -28,8 +30,11 @@ def _group_labels(params):
 def make_optimizer(opt_cfg) -> optax.GradientTransformation:
   def adam(lr):
     return optax.adam(lr, b1=opt_cfg.b1, b2=opt_cfg.b2)
-  return optax.partition({'extractor': adam(opt_cfg.lr),
-                          'head': adam(opt_cfg.lr * opt_cfg.head_lr_mult)}, _group_labels)
+
+  return optax.partition(
+      {'extractor': adam(opt_cfg.lr), 'head': adam(opt_cfg.lr * opt_cfg.head_lr_mult)},
+      _group_labels,
+  )
 
 
 def _flat_pairs(batch):
@@ -72,7 +77,8 @@ def make_train_step(graphdef, tx, contrastive_cfg, *, siamese: bool):
   def train_step(state, batch):
     images, labels = _flat_pairs(batch)
     grads, metrics = jax.grad(loss_fn, has_aux=True)(
-        state['params'], images, labels, batch['same'], state['margin'])
+        state['params'], images, labels, batch['same'], state['margin']
+    )
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
     params = optax.apply_updates(state['params'], updates)
     metrics['grad_norm'] = optax.tree.norm(grads)
@@ -84,22 +90,29 @@ def make_train_step(graphdef, tx, contrastive_cfg, *, siamese: bool):
 
 def make_pair_distance_fn(graphdef, *, normalize: bool):
   """params, batch → distances of each pair at the cut (for margin calibration)."""
+
   def distances(params, batch):
     images, _ = _flat_pairs(batch)
     features = nnx.merge(graphdef, params).extractor(images)
     d2, _ = pair_statistics(features, batch['same'], normalize=normalize)
     return jnp.sqrt(d2)
+
   return distances
 
 
 def init_state(params, tx, margin) -> dict:
   """The training state the step takes and returns: parameters, optimizer state, step, margin."""
-  return {'params': params, 'opt_state': tx.init(params), 'step': np.int32(0),
-          'margin': np.float32(margin)}
+  return {
+      'params': params,
+      'opt_state': tx.init(params),
+      'step': np.int32(0),
+      'margin': np.float32(margin),
+  }
 
 
 def make_eval_step(graphdef, label_key: str):
   """params, padded batch → (number correct, summed CE, number of real examples)."""
+
   def eval_step(params, batch):
     logits = nnx.merge(graphdef, params)(batch['image']).astype(jnp.float32)
     labels = batch[label_key]
@@ -107,6 +120,7 @@ def make_eval_step(graphdef, label_key: str):
     correct = ((jnp.argmax(logits, -1) == labels) * mask).sum()
     ce = (optax.softmax_cross_entropy_with_integer_labels(logits, labels) * mask).sum()
     return correct, ce, mask.sum()
+
   return eval_step
 
 
@@ -139,9 +153,17 @@ def compiled_steps(graphdef, optimizer_cfg, contrastive_cfg, siamese: bool, labe
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   options = compiler_options(mesh.devices.flat[0].platform)
   tx = make_optimizer(optimizer_cfg)
-  train_step = jax.jit(make_train_step(graphdef, tx, contrastive_cfg, siamese=siamese),
-                       in_shardings=(replicated, data), out_shardings=(replicated, replicated),
-                       donate_argnums=0, compiler_options=options)
-  eval_step = jax.jit(make_eval_step(graphdef, label_key), in_shardings=(replicated, data),
-                      out_shardings=replicated, compiler_options=options)
+  train_step = jax.jit(
+      make_train_step(graphdef, tx, contrastive_cfg, siamese=siamese),
+      in_shardings=(replicated, data),
+      out_shardings=(replicated, replicated),
+      donate_argnums=0,
+      compiler_options=options,
+  )
+  eval_step = jax.jit(
+      make_eval_step(graphdef, label_key),
+      in_shardings=(replicated, data),
+      out_shardings=replicated,
+      compiler_options=options,
+  )
   return tx, train_step, eval_step

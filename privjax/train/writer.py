@@ -3,6 +3,7 @@
 Only process 0 writes, so multi-host runs log once. Must not import jax arrays into files: callers
 pass plain floats.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,16 +19,20 @@ except ImportError:  # TensorBoard is optional; JSON lines are always written.
 
 
 class MetricWriter:
+
   def __init__(self, workdir: str):
     self.enabled = jax.process_index() == 0
     self._file = open(os.path.join(workdir, 'metrics.jsonl'), 'a') if self.enabled else None
-    self._tb = (tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
-                if self.enabled and tensorboardX else None)
+    self._tb = (
+        tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+        if self.enabled and tensorboardX
+        else None
+    )
 
   def write(self, step: int, metrics: dict[str, float]) -> None:
     if not self.enabled:
       return
-    clean = {k: (float(v) if math.isfinite(float(v)) else str(float(v))) for k, v in metrics.items()}
+    clean = {k: float(v) if math.isfinite(float(v)) else str(float(v)) for k, v in metrics.items()}
     self._file.write(json.dumps({'step': int(step), **clean}) + '\n')
     self._file.flush()
     if self._tb:
