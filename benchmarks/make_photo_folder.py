@@ -3,7 +3,7 @@
     python benchmarks/make_photo_folder.py OUT_DIR [--identities 100 --per-identity 30]
         [--build TFDS_DIR]
 
-Synthetic faces (`privjax.data.synthetic_faces.generate_faces`, 64x64) are upscaled to random
+Synthetic faces (`privjax.data.face_renderer.generate_faces`, 64x64) are upscaled to random
 sizes of 80-160 px per side (not square) and saved as JPEGs (quality 90) under OUT_DIR/photos/,
 with OUT_DIR/faces.csv listing `path,identity,gender,smiling` (identity as a name, gender as
 female/male strings, smiling as 0/1) -- the layout a user's own photo folder would have.
@@ -30,12 +30,12 @@ try:
 except ImportError:  # run from a checkout without installing the package
   sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from privjax.data import synthetic_faces
+from privjax.data import face_renderer
 
 
 def write_folder(out_dir: str, identities: int, per_identity: int, seed: int = 0) -> str:
   """Writes the photos and the CSV; returns the CSV's path."""
-  data = synthetic_faces.generate_faces(identities, per_identity, 64, seed)
+  data = face_renderer.generate_faces(identities, per_identity, 64, seed)
   rng = np.random.default_rng(seed)
   os.makedirs(os.path.join(out_dir, 'photos'), exist_ok=True)
   rows = []

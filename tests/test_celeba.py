@@ -11,8 +11,7 @@ import pytest
 from PIL import Image
 
 from privjax import config as config_lib
-from privjax.data import celeba, pipeline, splits
-from privjax.data import synthetic_faces as sf
+from privjax.data import celeba, face_renderer, pipeline, splits
 
 # The 40 attribute names of list_attr_celeba.txt, in the official order.
 ATTRS = (
@@ -29,7 +28,7 @@ FILES = (celeba.ATTR_FILE, celeba.IDENTITY_FILE, celeba.PARTITION_FILE)
 
 def write_celeba(root, absent=()):
   """Aligned 178x218 JPEGs with identities scattered in file order, as in the real release."""
-  data = sf.generate_faces(NUM_IDS, PER_ID, 64, 1)
+  data = face_renderer.generate_faces(NUM_IDS, PER_ID, 64, 1)
   rng = np.random.default_rng(0)
   order = rng.permutation(NUM_IDS * PER_ID)  # file k shows synthetic image order[k]
   os.makedirs(os.path.join(root, celeba.IMAGE_DIR), exist_ok=True)

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from privjax import config as config_lib
+from privjax.data import face_renderer, photo_builder, pipeline, splits
 from privjax.data import image_folder as imf
-from privjax.data import pipeline, splits
 from privjax.data import synthetic_faces as sf
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
@@ -26,7 +26,7 @@ SKIPPED = len(BAD)
 
 def _write_folder(folder, rows_extra=()):
   """Synthetic faces saved as photos of mixed sizes, formats and modes, plus a CSV."""
-  data = sf.generate_faces(NUM_IDS, PER_ID, 48, 3)
+  data = face_renderer.generate_faces(NUM_IDS, PER_ID, 48, 3)
   os.makedirs(os.path.join(folder, 'img'), exist_ok=True)
   rng = np.random.default_rng(0)
   rows = []
@@ -109,7 +109,9 @@ def test_rows_keep_csv_order_and_images_are_the_processed_files(built, folder):
   expected = [r for r in rows if r[1] in owner and r[0] not in BAD]
   assert [names[e['identity']] for e in train] == [r[1] for r in expected]
   for e, r in list(zip(train, expected))[:4]:
-    want = np.asarray(imf.load_face(os.path.join(os.path.dirname(csv_path), r[0]), 64, 1.0))
+    want = np.asarray(
+        photo_builder.load_face(os.path.join(os.path.dirname(csv_path), r[0]), 64, 1.0)
+    )
     np.testing.assert_array_equal(e['image'], want)
     assert e['gender'] == ['female', 'male'].index(r[2]) and e['smiling'] == r[3]
 

@@ -11,8 +11,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from privjax import config as config_lib
-from privjax.data import lfw, pipeline, splits
-from privjax.data import synthetic_faces as sf
+from privjax.data import face_renderer, lfw, pipeline, splits
 
 # Person -> number of images; LFW is dominated by people with a single image.
 PEOPLE = {
@@ -44,7 +43,7 @@ ATTR_COLUMNS = ['person', 'imagenum', 'Male', 'Asian', 'White', 'Black', 'Baby',
 
 
 def write_lfw(root, folder='lfw'):
-  data = sf.generate_faces(len(PEOPLE), max(PEOPLE.values()), 50, 2)
+  data = face_renderer.generate_faces(len(PEOPLE), max(PEOPLE.values()), 50, 2)
   for p, (person, n) in enumerate(PEOPLE.items()):
     os.makedirs(os.path.join(root, folder, person))
     for k in range(n):

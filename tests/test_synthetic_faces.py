@@ -1,4 +1,5 @@
-"""Tests for privjax.data.synthetic_faces: generator, protocol splits, TFDS builder."""
+"""Tests for the synthetic faces: the renderer (face_renderer), protocol splits and TFDS builder
+(synthetic_faces)."""
 
 import os
 import sys
@@ -7,6 +8,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from privjax.data import builder_base
+from privjax.data import face_renderer as fr
 from privjax.data import synthetic_faces as sf
 
 TINY = dict(num_identities=24, images_per_identity=12, image_size=64, seed=0)
@@ -14,7 +17,7 @@ TINY = dict(num_identities=24, images_per_identity=12, image_size=64, seed=0)
 
 @pytest.fixture(scope='module')
 def tiny():
-  return sf.generate_faces(**TINY)
+  return fr.generate_faces(**TINY)
 
 
 def _per_identity(x, ipi=TINY['images_per_identity']):
@@ -22,11 +25,11 @@ def _per_identity(x, ipi=TINY['images_per_identity']):
 
 
 def test_same_seed_same_bytes_other_seed_differs(tiny):
-  again = sf.generate_faces(**TINY)
+  again = fr.generate_faces(**TINY)
   assert set(again) == {'image', 'identity', 'gender', 'smiling'}
   for k in tiny:
     np.testing.assert_array_equal(again[k], tiny[k])
-  other = sf.generate_faces(**{**TINY, 'seed': 1})
+  other = fr.generate_faces(**{**TINY, 'seed': 1})
   assert np.mean(other['image'] != tiny['image']) > 0.5
   assert not np.array_equal(other['gender'], tiny['gender'])
 
@@ -37,17 +40,17 @@ def test_shapes_dtypes_and_identity_order(tiny):
   for k in ('identity', 'gender', 'smiling'):
     assert tiny[k].shape == (n,) and tiny[k].dtype == np.int64
   np.testing.assert_array_equal(tiny['identity'], np.repeat(np.arange(24), 12))
-  small = sf.generate_faces(5, 3, 16, 2)
+  small = fr.generate_faces(5, 3, 16, 2)
   assert small['image'].shape == (15, 16, 16, 3)
 
 
 def test_worker_count_does_not_change_output(monkeypatch):
   # Chunks are rendered by threads into a shared buffer; a race or a
   # chunk-order dependence would show up here.
-  monkeypatch.setattr(sf, '_MAX_WORKERS', 1)
-  one = sf.generate_faces(6, 20, 32, 3)['image']
-  monkeypatch.setattr(sf, '_MAX_WORKERS', 4)
-  many = sf.generate_faces(6, 20, 32, 3)['image']
+  monkeypatch.setattr(fr, '_MAX_WORKERS', 1)
+  one = fr.generate_faces(6, 20, 32, 3)['image']
+  monkeypatch.setattr(fr, '_MAX_WORKERS', 4)
+  many = fr.generate_faces(6, 20, 32, 3)['image']
   np.testing.assert_array_equal(one, many)
 
 
@@ -62,14 +65,14 @@ def test_window_and_subset_rendering_is_exact():
   # Shapes are evaluated only inside per-batch pixel windows and rare layers
   # only on the images having them; an image must render identically alone
   # and inside a batch, i.e. nothing is cut off by a too-small window.
-  traits = sf._identity_traits(12, 4)
-  p = sf._image_params(traits, 5, 4)
+  traits = fr._identity_traits(12, 4)
+  p = fr._image_params(traits, 5, 4)
   idx = np.arange(60)
   p['glasses'][::3] = 1.0  # make sure the subset paths run
   p['hat'][1::4] = 1.0
-  batch = sf._render_chunk(p, idx, 48, _NoNoise())
+  batch = fr._render_chunk(p, idx, 48, _NoNoise())
   for i in range(len(idx)):
-    alone = sf._render_chunk(p, idx[i : i + 1], 48, _NoNoise())
+    alone = fr._render_chunk(p, idx[i : i + 1], 48, _NoNoise())
     np.testing.assert_array_equal(alone[0], batch[i])
 
 
@@ -78,17 +81,17 @@ def test_gender_fixed_per_identity_and_balanced(tiny):
   assert np.all(g == g[:, :1])
   assert g[:, 0].sum() == 12
   for n in (200, 25, 2):
-    genders = sf.identity_genders(n, 7)
+    genders = fr.identity_genders(n, 7)
     assert genders.sum() == n // 2
   # gender is drawn from its own stream: more images per person keep it
-  np.testing.assert_array_equal(sf.generate_faces(24, 2, 16, 0)['gender'][::2], g[:, 0])
+  np.testing.assert_array_equal(fr.generate_faces(24, 2, 16, 0)['gender'][::2], g[:, 0])
 
 
 def test_smiling_varies_within_every_identity(tiny):
   s = _per_identity(tiny['smiling'])
   np.testing.assert_array_equal(s.sum(1), np.full(24, 6))
   assert not np.all(s == s[:1])  # not the same pattern for everyone
-  odd = _per_identity(sf.generate_faces(30, 5, 16, 1)['smiling'], 5).sum(1)
+  odd = _per_identity(fr.generate_faces(30, 5, 16, 1)['smiling'], 5).sum(1)
   assert set(odd.tolist()) <= {2, 3} and 0.3 < odd.mean() / 5 < 0.7
 
 
@@ -104,7 +107,7 @@ def test_identity_groups_disjoint_stratified(n, seed):
   n_test = int(np.floor(0.25 * n_owner + 0.5))
   assert len(groups['owner_test']) == n_test
   assert len(groups['owner_train']) == n_owner - n_test
-  gender = sf.identity_genders(n, seed)
+  gender = fr.identity_genders(n, seed)
   for ids in groups.values():
     male = gender[ids].sum()
     assert abs(2 * male - len(ids)) <= (1 if n % 2 == 0 else 2), (ids, male)
@@ -168,12 +171,12 @@ def test_images_are_not_degenerate(tiny):
 
 def test_expression_changes_the_mouth_only():
   # Same person, pose, light and background; only `smiling` flipped.
-  traits = sf._identity_traits(8, 2)
-  p = sf._image_params(traits, 4, 2)
+  traits = fr._identity_traits(8, 2)
+  p = fr._image_params(traits, 4, 2)
   idx = np.arange(32)
-  a = sf._render_chunk(p, idx, 64, _NoNoise()).astype(int)
+  a = fr._render_chunk(p, idx, 64, _NoNoise()).astype(int)
   p['smiling'] = 1 - p['smiling']
-  b = sf._render_chunk(p, idx, 64, _NoNoise()).astype(int)
+  b = fr._render_chunk(p, idx, 64, _NoNoise()).astype(int)
   diff = np.abs(a - b).max(-1)
   assert np.all(diff.reshape(32, -1).max(1) > 60)  # visible in every image
   rows, cols = np.nonzero(diff.max(0) > 0)
@@ -223,10 +226,10 @@ def test_builder_end_to_end_without_tensorflow(tmp_path, tiny):
 
   # identity groups come back from the files alone, not recomputed by code
   groups = sf.identity_groups(24, 0)
-  assert sf.split_identities(builder) == groups
+  assert builder_base.split_identities(builder) == groups
   assert os.path.exists(os.path.join(builder.data_dir, 'metadata.json'))
   from_files = tfds.builder_from_directory(builder.data_dir)
-  assert sf.split_identities(from_files) == groups
+  assert builder_base.split_identities(from_files) == groups
 
   # idempotent: a second build reuses the prepared files
   record = os.path.join(builder.data_dir, 'synthetic_faces-train.array_record-00000-of-00001')
@@ -240,7 +243,7 @@ def test_builder_end_to_end_without_tensorflow(tmp_path, tiny):
 def test_custom_config_builds_and_loads_by_name(tmp_path):
   cfg = sf.make_config(8, 4, 16, 1)
   sf.build(cfg, data_dir=str(tmp_path))
-  data = sf.generate_faces(8, 4, 16, 1)
+  data = fr.generate_faces(8, 4, 16, 1)
   idx = sf.split_indices(8, 4, 1)
   # Loaded by name: TFDS reads the prepared files for unregistered configs.
   ds = tfds.data_source(f'synthetic_faces/{cfg.name}', split='train', data_dir=str(tmp_path))
@@ -254,7 +257,7 @@ def test_data_source_prepares_canonical_name_on_demand(tmp_path):
   ds = tfds.data_source(
       'synthetic_faces/ids6_img4_s16_seed9', split='attacker_test', data_dir=str(tmp_path)
   )
-  data = sf.generate_faces(6, 4, 16, 9)
+  data = fr.generate_faces(6, 4, 16, 9)
   idx = sf.split_indices(6, 4, 9)['attacker_test']
   assert len(ds) == len(idx)
   np.testing.assert_array_equal(ds[len(ds) - 1]['image'], data['image'][idx[-1]])

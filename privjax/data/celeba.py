@@ -27,7 +27,7 @@ from __future__ import annotations
 import tensorflow_datasets as tfds
 from etils import epath
 
-from privjax.data import image_folder
+from privjax.data import photo_builder
 from privjax.data.pipeline import DataError
 
 IMAGE_DIR = 'img_align_celeba'
@@ -82,11 +82,11 @@ def read_pairs(path: epath.Path) -> dict[str, str]:
   return out
 
 
-class CelebaFaces(image_folder.FaceBuilder):
+class CelebaFaces(photo_builder.FaceBuilder):
   """CelebA faces with identity, gender, smiling and the official partition."""
 
   name = 'celeba_faces'
-  BUILDER_CONFIGS = [image_folder.FaceConfig(image_size=s) for s in (64, 224)]
+  BUILDER_CONFIGS = [photo_builder.FaceConfig(image_size=s) for s in (64, 224)]
   DEFAULT_CONFIG_NAME = 's64'
   DESCRIPTION = 'CelebA (aligned) with identities, gender (Male) and smiling (Smiling).'
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
@@ -103,7 +103,7 @@ class CelebaFaces(image_folder.FaceBuilder):
     }
 
   def _records(self, dl_manager):
-    manual = image_folder.manual_dir(dl_manager)
+    manual = photo_builder.manual_dir(dl_manager)
     if manual is None:
       raise DataError(
           f'CelebA is built from its official files: set --config.dataset.manual_dir to a folder '
@@ -116,7 +116,9 @@ class CelebaFaces(image_folder.FaceBuilder):
     if (manual / IMAGE_DIR).is_dir():
       images = manual / IMAGE_DIR
     elif (manual / IMAGE_ZIP).exists():
-      images = image_folder.extract_archive(manual / IMAGE_ZIP, dl_manager.download_dir) / IMAGE_DIR
+      images = (
+          photo_builder.extract_archive(manual / IMAGE_ZIP, dl_manager.download_dir) / IMAGE_DIR
+      )
     else:
       raise DataError(
           f'CelebA needs {IMAGE_DIR}/ (or {IMAGE_ZIP}) in {manual}; download it ' f'{_WHERE}'
@@ -136,12 +138,13 @@ class CelebaFaces(image_folder.FaceBuilder):
         raise DataError(f'{part_path}: partition of {file} is {partitions[file]!r}, not 0, 1 or 2')
       labels = {feature: int(values[i] > 0) for feature, i in columns.items()}
       labels['eval_partition'] = int(partitions[file])
-      records.append(image_folder.Record(key, str(images / file), identities[file], labels))
+      records.append(photo_builder.Record(key, str(images / file), identities[file], labels))
     source = {
         'homepage': HOMEPAGE,
         'manual_dir': str(manual),
         **{
-            f'{p.name}_sha256': image_folder.file_sha256(p) for p in (attr_path, id_path, part_path)
+            f'{p.name}_sha256': photo_builder.file_sha256(p)
+            for p in (attr_path, id_path, part_path)
         },
     }
     return records, [], source

@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from privjax.data import image_folder
+from privjax.data import photo_builder
 from privjax.data.pipeline import DataError
 
 HOMEPAGE = 'http://vis-www.cs.umass.edu/lfw/'
@@ -61,14 +61,14 @@ DEFAULT_CROP_FRACTION = 0.5
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)
-class LfwConfig(image_folder.FaceConfig):
+class LfwConfig(photo_builder.FaceConfig):
   """Face parameters plus the archive variant and the gender labelling."""
 
   crop_fraction: float = DEFAULT_CROP_FRACTION
   variant: str = 'original'
   gender_source: str = 'attributes'
 
-  NAME_KEYS = {**image_folder.FaceConfig.NAME_KEYS, 'variant': 'v', 'gender_source': 'g'}
+  NAME_KEYS = {**photo_builder.FaceConfig.NAME_KEYS, 'variant': 'v', 'gender_source': 'g'}
 
   def __post_init__(self):
     if self.variant not in ARCHIVES:
@@ -121,7 +121,7 @@ def read_name_lists(paths: dict[str, epath.Path]) -> dict[str, float]:
   return scores
 
 
-class LfwFaces(image_folder.FaceBuilder):
+class LfwFaces(photo_builder.FaceBuilder):
   """LFW faces with identity and gender."""
 
   name = 'lfw_faces'
@@ -153,12 +153,12 @@ class LfwFaces(image_folder.FaceBuilder):
             f'({manual or "set --config.dataset.manual_dir"})'
         ) from None
     if extract:
-      path = image_folder.extract_archive(path, dl_manager.download_dir)
+      path = photo_builder.extract_archive(path, dl_manager.download_dir)
     return path, str(origin)
 
   def _records(self, dl_manager):
     cfg = self.builder_config
-    manual = image_folder.manual_dir(dl_manager)
+    manual = photo_builder.manual_dir(dl_manager)
     archive, folder = ARCHIVES[cfg.variant]
     if manual is not None and (manual / folder).is_dir():
       root, origin = manual / folder, str(manual / folder)
@@ -190,7 +190,7 @@ class LfwFaces(image_folder.FaceBuilder):
       )
       label_paths, source['labels'] = {ATTRIBUTES_FILE: path}, origin
       scores = read_attribute_scores(path)
-    source.update({f'{f}_sha256': image_folder.file_sha256(p) for f, p in label_paths.items()})
+    source.update({f'{f}_sha256': photo_builder.file_sha256(p) for f, p in label_paths.items()})
 
     if not root.is_dir():
       raise DataError(
@@ -217,5 +217,5 @@ class LfwFaces(image_folder.FaceBuilder):
         problems.append(f'{path}: no gender label for {person}')
         continue
       male = int(np.mean(per_person[person]) > 0)
-      records.append(image_folder.Record(key, path, person, {'gender': male}))
+      records.append(photo_builder.Record(key, path, person, {'gender': male}))
     return records, problems, {'gender_source': cfg.gender_source, **source}
