@@ -1,7 +1,4 @@
-r"""What each cut costs the device and the cloud: `python -m privjax.cost --config CONFIG`.
-
-  python -m privjax.cost --config configs/default.py [--config.model.arch=vgg16] [--out DIR] \
-      [--pca_k 32] [--repeats 50] [--cuts conv4_1,conv5_3] [--reports RUN_DIR ...]
+"""What each cut costs the device and the cloud (the command is `python -m privjax.cost`).
 
 For every valid cut of the configured architecture (or the `--cuts` subset), one row of:
   * extractor (device) parameters, their float32 bytes, FLOPs at batch 1 from XLA's cost analysis of
@@ -11,9 +8,8 @@ For every valid cut of the configured architecture (or the `--cuts` subset), one
     float32 values after PCA-k, with the PCA projection's own parameters and FLOPs (the device
     runs it);
   * head (cloud) parameters and FLOPs at batch 1.
-Writes cost.json, cost.md and cost.png to --out (default cost/<arch>/). The plot shows FLOPs and
-upload bytes per cut and, given evaluated runs (`--reports`), the cloud's primary accuracy and the
-identity attacker's top-1 against those costs.
+`evaluation_points` joins evaluated runs to the table; `privjax.cost_report` writes it as JSON,
+markdown and a plot, `privjax.cost_cli` is the command.
 
 Weights are random (He-scaled normal, see `random_model`): FLOPs, memory and sizes depend on shapes
 alone and latency barely on the values, so no checkpoint is needed.
@@ -29,12 +25,12 @@ source 'shapes'). XLA's figure alone is not enough: the CPU backend hands runs o
 library fusion (YNNPACK) whose internal buffers it does not report, down to temp = 0 for vgg16's
 convolutions. `peak_activation_source` says which figure was larger.
 
-Must not import privjax.train, privjax.data or privjax.attacks: costs need neither data nor a run.
+Must not import privjax.train, privjax.data or privjax.attacks: costs need neither data nor a run;
+nor matplotlib or absl flags (rendering and the command live in `cost_report` and `cost_cli`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -45,12 +41,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app, flags
 from flax import nnx
-from ml_collections import config_flags
 
 import privjax
-from privjax import cli, models
+from privjax import models
 from privjax.config import DTYPES, ConfigError
 from privjax.privacy import transforms
 
@@ -257,242 +251,8 @@ def evaluation_points(reports: list[dict], names: list[str], arch: str) -> list[
   return points
 
 
-def _si(x, unit='') -> str:
-  if x is None:
-    return '—'
-  for factor, prefix in ((1e9, 'G'), (1e6, 'M'), (1e3, 'k')):
-    if abs(x) >= factor:
-      return f'{x / factor:.3g} {prefix}{unit}'.rstrip()
-  return f'{x:.3g} {unit}'.rstrip()
-
-
-def _bytes(x) -> str:
-  if x is None:
-    return '—'
-  for factor, unit in ((2**30, 'GiB'), (2**20, 'MiB'), (2**10, 'KiB')):
-    if x >= factor:
-      return f'{x / factor:.3g} {unit}'
-  return f'{x} B'
-
-
-def markdown(rows: list[dict], meta: dict, points: list[dict]) -> str:
-  k = meta['pca_k']
-  head = [
-      'cut',
-      'features',
-      'upload f32 / f16 / int8',
-      f'upload PCA-{k}',
-      'device params',
-      'device FLOPs',
-      'peak activations',
-      'latency ms (p90)',
-      f'PCA-{k} params / FLOPs',
-      'cloud params',
-      'cloud FLOPs',
-  ]
-  lines = [
-      f'# Cost per cut: {meta["arch"]} ({meta["image_size"]}×{meta["image_size"]} input, '
-      f'batch 1, {meta["dtype"]})',
-      '',
-      f'Machine: {meta["machine"]["processor"]}, {meta["machine"]["cpu_count"]} CPU threads '
-      f'visible, jax {meta["machine"]["jax"]} on {meta["machine"]["platform"]}. Random '
-      f'weights; latency = median (90th percentile) of {meta["repeats"]} runs after '
-      "compilation. FLOPs from XLA's cost analysis (the device side includes input "
-      "normalisation). Peak activations: the larger of XLA's temp + output buffers and (*) "
-      'the largest single-layer input + output from shapes (XLA does not see buffers inside '
-      'library fusions). int8 excludes the quantisation scale.',
-      '',
-      '| ' + ' | '.join(head) + ' |',
-      '|' + '---|' * len(head),
-  ]
-  for r in rows:
-    star = '' if r['peak_activation_source'] == 'xla' else ' *'
-    lines.append(
-        '| '
-        + ' | '.join(
-            [
-                r['cut'],
-                '×'.join(map(str, r['feature_shape'])),
-                ' / '.join(_bytes(r[f'upload_{t}_bytes']) for t in ('float32', 'float16', 'int8')),
-                _bytes(r['upload_pca_bytes']),
-                f'{_si(r["extractor_params"])} ({_bytes(r["extractor_param_bytes"])})',
-                _si(r['extractor_flops']),
-                _bytes(r['peak_activation_bytes']) + star,
-                f'{r["latency_ms"]:.3g} ({r["latency_p90_ms"]:.3g})',
-                f'{_si(r["pca_params"])} / {_si(r["pca_flops"])}',
-                f'{_si(r["head_params"])} ({_bytes(r["head_param_bytes"])})',
-                _si(r['head_flops']),
-            ]
-        )
-        + ' |'
-    )
-  if points:
-    lines += ['', '| run | cut | primary accuracy (%) | identity top-1 (%) |', '|---|---|---|---|']
-    lines += [
-        f'| {p["run"]} | {p["cut"]} | {100 * p["primary_accuracy"]:.1f} | '
-        f'{100 * p["identity_top1"]:.1f} |'
-        for p in points
-    ]
-  return '\n'.join(lines) + '\n'
-
-
-def plot(rows: list[dict], points: list[dict], path: str) -> str:
-  import matplotlib
-
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt
-
-  by_cut = {r['cut']: r for r in rows}
-  points = [p for p in points if p['cut'] in by_cut]
-  panels = 3 if points else 1
-  fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.5), squeeze=False)
-  ax = axes[0][0]
-  cuts = [r['cut'] for r in rows]
-  ax.plot(cuts, [r['extractor_flops'] for r in rows], 'o-', color='C0', label='device FLOPs')
-  ax.set_yscale('log')
-  ax.set_ylabel('device FLOPs per image', color='C0')
-  ax.tick_params(axis='x', rotation=45)
-  twin = ax.twinx()
-  twin.plot(
-      cuts, [r['upload_float32_bytes'] for r in rows], 's--', color='C1', label='upload (float32)'
-  )
-  twin.set_yscale('log')
-  twin.set_ylabel('upload bytes per image (float32)', color='C1')
-  ax.set_title('cost per cut')
-  ax.grid(alpha=0.3)
-  against = (
-      (
-          ('extractor_flops', 'device FLOPs per image'),
-          ('upload_float32_bytes', 'upload bytes per image (float32)'),
-      )
-      if points
-      else ()
-  )
-  for ax, (key, label) in zip(axes[0][1:], against):
-    for metric, marker, name in (
-        ('primary_accuracy', 'o', f'{points[0]["primary"]} accuracy'),
-        ('identity_top1', 'x', 'identity top-1 (attacker)'),
-    ):
-      ax.scatter(
-          [by_cut[p['cut']][key] for p in points],
-          [100 * p[metric] for p in points],
-          marker=marker,
-          label=name,
-      )
-      for p in points:
-        ax.annotate(
-            f'{p["cut"]} {p["mode"]}',
-            (by_cut[p['cut']][key], 100 * p[metric]),
-            fontsize=7,
-            alpha=0.7,
-        )
-    ax.set_xscale('log')
-    ax.set_xlabel(label)
-    ax.set_ylabel('%')
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
-
-
-def write(rows: list[dict], meta: dict, points: list[dict], out_dir: str) -> dict[str, str]:
-  os.makedirs(out_dir, exist_ok=True)
-  paths = {
-      'json': os.path.join(out_dir, 'cost.json'),
-      'md': os.path.join(out_dir, 'cost.md'),
-      'png': os.path.join(out_dir, 'cost.png'),
-  }
-  with open(paths['json'], 'w') as f:
-    json.dump({'meta': meta, 'rows': rows, 'evaluations': points}, f, indent=2)
-  with open(paths['md'], 'w') as f:
-    f.write(markdown(rows, meta, points))
-  plot(rows, points, paths['png'])
-  return paths
-
-
-def run(
-    config,
-    *,
-    out_dir: str | None,
-    pca_k: int,
-    repeats: int,
-    cuts,
-    num_classes: int,
-    report_paths: list[str],
-) -> tuple[str, dict[str, str]]:
-  """Everything the command does; returns (markdown, written paths)."""
-  from privjax.report import tables
-
-  arch, cuts = check_request(config, pca_k=pca_k, repeats=repeats, cuts=cuts)
-  # Reports are read first, so a bad path fails before minutes of timing.
-  reports = [tables.load_report(p) for p in report_paths]
-  points = evaluation_points(
-      reports, [os.path.basename(os.path.normpath(p)) for p in report_paths], arch.name
-  )
-  rows = []
-  for cut in cuts:
-    rows.append(cut_cost(config, cut, pca_k=pca_k, repeats=repeats, num_classes=num_classes))
-    print(
-        f'{cut}: {_si(rows[-1]["extractor_flops"], "FLOPs")}, ' f'{rows[-1]["latency_ms"]:.3g} ms',
-        flush=True,
-    )
-  meta = {
-      'arch': arch.name,
-      'image_size': arch.image_size,
-      'dtype': config.model.dtype,
-      'pca_k': pca_k,
-      'repeats': repeats,
-      'num_classes': num_classes,
-      'batch_size': 1,
-      'weights': 'random (He-scaled normal), no checkpoint',
-      'machine': machine(),
-  }
-  paths = write(rows, meta, points, out_dir or os.path.join('cost', arch.name))
-  return markdown(rows, meta, points), paths
-
-
-def define_flags():
-  """The command's flags; defined only when run as a program, so importing this module in a process
-  that has other entry points' flags (tests, notebooks) cannot clash with them."""
-  config_flags.DEFINE_config_file(
-      'config', None, 'Experiment config file[:args].', lock_config=True
-  )
-  flags.DEFINE_string('out', None, 'Output directory (default cost/<arch>/).')
-  flags.DEFINE_integer('pca_k', 32, 'Components of the PCA upload size.')
-  flags.DEFINE_integer('repeats', 50, 'Timed runs per cut (the median is reported).')
-  flags.DEFINE_list('cuts', None, 'Only these cuts (default: every valid cut).')
-  flags.DEFINE_integer(
-      'num_classes', 2, "Classes of the primary task (the head's last layer); " '2 for gender.'
-  )
-  flags.DEFINE_multi_string(
-      'reports',
-      None,
-      'Evaluated run workdirs (or report.json files) for '
-      'the privacy/accuracy panels; repeat the flag or list them after it.',
-  )
-
-
-def main(argv):
-  f = flags.FLAGS
-  if not f.config:
-    raise app.UsageError('give --config configs/default.py[:args]')
-  text, paths = cli.run_or_exit(
-      lambda: run(
-          f.config,
-          out_dir=f.out,
-          pca_k=f.pca_k,
-          repeats=f.repeats,
-          cuts=f.cuts,
-          num_classes=f.num_classes,
-          report_paths=list(f.reports or []) + list(argv[1:]),
-      )
-  )
-  print(text)
-  print('\n'.join(f'{k}: {v}' for k, v in paths.items()))
-
-
 if __name__ == '__main__':
-  define_flags()
-  cli.run_app(main)
+  # `python -m privjax.cost` stays the command; the flags and their handling live in cost_cli.
+  from privjax import cost_cli
+
+  cost_cli.run_command()

@@ -1,4 +1,5 @@
-"""Cost per cut: XLA's FLOP counts against exact counts, sizes against arrays, one row per cut."""
+"""Cost per cut: XLA's FLOP counts against exact counts, sizes against arrays, one row per cut;
+the rendered report and the command."""
 
 import json
 import math
@@ -12,7 +13,7 @@ import pytest
 from flax import nnx
 
 from privjax import config as config_lib
-from privjax import cost, models
+from privjax import cost, cost_report, models
 from privjax.config import ConfigError
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
@@ -110,6 +111,25 @@ def test_unknown_cut_and_bad_sizes_are_one_line_errors(table):
   bad.model.arch = 'vgg99'
   with pytest.raises(ConfigError, match="unknown architecture 'vgg99'"):
     cost.cost_table(bad, pca_k=8, repeats=1)
+
+
+def test_report_leaves_the_callers_matplotlib_backend_alone(table, tmp_path, monkeypatch):
+  import matplotlib
+
+  monkeypatch.setitem(matplotlib.rcParams, 'backend', 'svg')  # e.g. a notebook's choice
+  _, rows = table
+  meta = {
+      'arch': 'vgg_mini',
+      'image_size': 64,
+      'dtype': 'float32',
+      'pca_k': 8,
+      'repeats': 1,
+      'machine': cost.machine(),
+  }
+  paths = cost_report.write(list(rows.values()), meta, [], str(tmp_path))
+  assert matplotlib.rcParams['backend'] == 'svg'
+  assert (tmp_path / 'cost.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+  assert '| conv2_1 |' in open(paths['md']).read()
 
 
 def test_command_writes_table_and_plot_with_evaluated_runs(tmp_path):
