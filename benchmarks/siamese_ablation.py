@@ -38,12 +38,12 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 VARIANTS = {
     'paper': ('siamese', {}),
     'calibrated': ('siamese,calibrated', {}),
-    'lambda0.1': ('siamese,calibrated', {'contrastive.weight': 0.1}),
-    'lambda1': ('siamese,calibrated', {'contrastive.weight': 1.0}),
-    'normalized_lambda1': ('siamese,normalized,calibrated', {'contrastive.weight': 1.0}),
-    'steps1500': ('siamese,calibrated', {'contrastive.weight': 0.1, 'total_steps': 1500}),
+    'lambda0.1': ('siamese,calibrated', {'defence.siamese.weight': 0.1}),
+    'lambda1': ('siamese,calibrated', {'defence.siamese.weight': 1.0}),
+    'normalized_lambda1': ('siamese,normalized,calibrated', {'defence.siamese.weight': 1.0}),
+    'steps1500': ('siamese,calibrated', {'defence.siamese.weight': 0.1, 'total_steps': 1500}),
     # The control for steps1500: the same 1500 fine-tuning steps without the contrastive term.
-    'lambda0_steps1500': ('siamese', {'contrastive.weight': 0.0, 'total_steps': 1500}),
+    'lambda0_steps1500': ('siamese', {'defence.siamese.weight': 0.0, 'total_steps': 1500}),
 }
 
 
@@ -85,7 +85,7 @@ def row(name: str, report: dict, seconds: float | None) -> str:
   fams = identity['families']
   fs = report['feature_stats']
   return (
-      f'| {name} | {report["margin"]:.3g} | {report["train_config"]["contrastive"]["weight"]:g}'
+      f'| {name} | {report["margin"]:.3g} | {report["train_config"]["defence"]["siamese"]["weight"]:g}'
       f' | {report["step"]} | {100 * report["primary_accuracy_full_model"]:.1f} | '
       + ' | '.join(f'{100 * fams[f]["top1"]:.1f}' for f in ('linear', 'mlp', 'transfer'))
       + f' | **{100 * identity["top1"]:.1f}** | '

@@ -30,21 +30,15 @@ try:
 except ImportError:  # run from a checkout without installing the package
   sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from train_step import Contrastive, Optimizer  # noqa: E402
+from train_step import compiled_siamese_step  # noqa: E402
 
 from privjax import models  # noqa: E402
-from privjax.train import step as step_lib  # noqa: E402
 
 
 def step_memory(cut: str, dtype, batch: int, mesh) -> dict:
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   model = models.SplitModel('vgg16', cut, 2, rngs=nnx.Rngs(0), dtype=dtype)
-  graphdef, params = nnx.split(model, nnx.Param)
-  params = nnx.to_pure_dict(params)
-  tx, train_step, _ = step_lib.compiled_steps(
-      graphdef, Optimizer(), Contrastive(), True, 'label', mesh
-  )
-  state = step_lib.init_state(params, tx, Contrastive().margin)
+  *_, state, train_step = compiled_siamese_step(model, mesh)
   state = jax.tree.map(
       lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.asarray(a).dtype, sharding=replicated), state
   )

@@ -47,6 +47,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding
@@ -90,9 +91,44 @@ class Optimizer:
 
 @dataclasses.dataclass(frozen=True)
 class Contrastive:
+  """The demo's contrastive loss (configs/default.py:siamese): weight and margin."""
+
   weight: float = 0.01
   margin: float = 10.0
   normalize: bool = False
+
+  def defence_config(self) -> ml_collections.FrozenConfigDict:
+    """As `config.defence` with the siamese defence, hashable for compiled_steps."""
+    siamese = dict(
+        weight=self.weight,
+        margin=self.margin,
+        margin_mode='fixed',
+        margin_scale=1.0,
+        normalize=self.normalize,
+        strength='weight',
+        strengths=(),
+    )
+    return ml_collections.FrozenConfigDict(
+        {'name': 'siamese', 'calibration_batches': 4, 'siamese': siamese}
+    )
+
+
+def compiled_siamese_step(model, mesh):
+  """(graphdef, optimizer, defence, state, jitted train step) of privjax's training loop for the
+  demo's Siamese objective."""
+  from privjax import defences
+
+  graphdef, params = nnx.split(model, nnx.Param)
+  params = nnx.to_pure_dict(params)
+  context = defences.context_for(
+      ml_collections.ConfigDict({'model': {'arch': model.arch, 'cut': model.cut}}),
+      (('label', model.num_classes),),
+  )
+  tx, defence, train_step, _ = step_lib.compiled_steps(
+      graphdef, Optimizer(), Contrastive().defence_config(), context, 0, 'label', mesh
+  )
+  state = step_lib.init_state(params, tx, defence.init_state(jax.random.key(0)))
+  return graphdef, tx, defence, state, train_step
 
 
 def cpu_count() -> int:
@@ -148,11 +184,8 @@ def privjax_runners(arch, cut, batch, dtype) -> tuple[dict, dict]:
   model = models.SplitModel(
       arch.name, cut, 2, rngs=nnx.Rngs(0), dtype=jnp.bfloat16 if dtype == 'bfloat16' else None
   )
-  graphdef, params = nnx.split(model, nnx.Param)
-  params = nnx.to_pure_dict(params)
-  opt, con = Optimizer(), Contrastive()
-  tx, train_step, _ = step_lib.compiled_steps(graphdef, opt, con, True, 'label', mesh)
-  state = jax.device_put(step_lib.init_state(params, tx, con.margin), replicated)
+  graphdef, tx, defence, state, train_step = compiled_siamese_step(model, mesh)
+  state = jax.device_put(state, replicated)
   pairs = jax.device_put(random_pairs(batch, arch.image_size), data)
 
   start = time.perf_counter()
@@ -184,7 +217,7 @@ def privjax_runners(arch, cut, batch, dtype) -> tuple[dict, dict]:
     # The same step with XLA's default options, to show what privjax's options change.
     plain = (
         jax.jit(
-            step_lib.make_train_step(graphdef, tx, con, siamese=True),
+            step_lib.make_train_step(graphdef, tx, defence),
             in_shardings=(replicated, data),
             out_shardings=(replicated, replicated),
             donate_argnums=0,

@@ -7,10 +7,15 @@ The paper's pipeline in two commands (the README's main job runs both, then eval
       --config.init_from=runs/demo/simple
 
 Arguments after the colon, comma-separated:
-  simple | siamese   training mode (default simple)
-  calibrated         margin = margin_scale x median different-pair distance at the start
+  simple | siamese   the defence: none (`simple`, the default) or siamese; any defence by name
+                     (`nopeek`, `adversarial`, `learned_noise`, `siamese+adversarial`, ...)
+  calibrated         siamese margin = margin_scale x median different-pair distance at the start
   normalized         contrastive loss on L2-normalised cut features (margin in [0, 2] units)
   tiny               a few steps on the tiny data set configuration, for tests and smoke runs
+
+Defences (privjax/defences/<name>.py) each have a section `defence.<name>` below; `strength` names
+the key the frontier varies (privjax.frontier) and `strengths` its default grid. A new defence is
+one module plus its section here.
 """
 
 import ml_collections
@@ -19,12 +24,18 @@ import ml_collections
 def get_config(arg: str = ''):
   args = [a for a in (arg or '').split(',') if a]
   known = {'simple', 'siamese', 'calibrated', 'normalized', 'tiny'}
-  unknown = [a for a in args if a not in known]
+  defence_args = [a for a in args if a not in known and _is_defence(a)]
+  unknown = [a for a in args if a not in known and a not in defence_args]
   if unknown:
-    raise ValueError(f'unknown config argument(s) {unknown}; valid: {sorted(known)}')
+    raise ValueError(
+        f'unknown config argument(s) {unknown}; valid: {sorted(known)} or a defence name'
+    )
+  if len(defence_args) + ('siamese' in args) > 1:
+    raise ValueError(f'config arguments name more than one defence: {args}; combine with +')
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.mode = 'siamese' if 'siamese' in args else 'simple'
+  # Before defences were plug-ins: `simple` or `siamese`, now aliases of defence.name none/siamese.
+  c.mode = ''
 
   c.dataset = ml_collections.ConfigDict()
   c.dataset.name = 'synthetic_faces'
@@ -52,6 +63,7 @@ def get_config(arg: str = ''):
   c.input.flip = True
   c.input.resize = False  # images of another size than the model's are an error unless True
   c.input.center_crop = 1.0  # fraction of the shorter side kept before resizing
+  c.input.random_crop = 1.0  # < 1: training crops of a random side in [random_crop, 1] x side
 
   c.batch_size = 32  # pairs per step: both branches make one batch of 2 x 32 images
   c.eval_batch_size = 256
@@ -62,14 +74,53 @@ def get_config(arg: str = ''):
   c.optimizer.head_lr_mult = 10.0  # the paper's code trains the layers after the cut 10x faster
   c.optimizer.b1 = 0.9
   c.optimizer.b2 = 0.999
+  c.optimizer.schedule = 'constant'  # or 'cosine': linear warm-up, then cosine decay to 0
+  c.optimizer.warmup_steps = 0
+  c.optimizer.decay_steps = 0  # the cosine's length (usually total_steps)
+  c.optimizer.weight_decay = 0.0  # > 0: AdamW
 
-  c.contrastive = ml_collections.ConfigDict()
-  c.contrastive.weight = 0.01  # lambda, from the paper's code
-  c.contrastive.margin = 10.0  # from the paper's code, in feature-distance units
-  c.contrastive.margin_mode = 'calibrated' if 'calibrated' in args else 'fixed'
-  c.contrastive.margin_scale = 1.0
-  c.contrastive.calibration_batches = 4
-  c.contrastive.normalize = 'normalized' in args
+  c.defence = d = ml_collections.ConfigDict()
+  d.name = defence_args[0] if defence_args else ('siamese' if 'siamese' in args else 'none')
+  d.calibration_batches = 4  # batches seen before training by defences that calibrate
+
+  d.none = ml_collections.ConfigDict()
+  d.none.strength = ''
+  d.none.strengths = ()
+
+  # The paper's contrastive loss (privjax/defences/siamese.py).
+  d.siamese = ml_collections.ConfigDict()
+  d.siamese.weight = 0.01  # lambda, from the paper's code
+  d.siamese.margin = 10.0  # from the paper's code, in feature-distance units
+  d.siamese.margin_mode = 'calibrated' if 'calibrated' in args else 'fixed'
+  d.siamese.margin_scale = 1.0
+  d.siamese.normalize = 'normalized' in args
+  d.siamese.strength = 'weight'
+  d.siamese.strengths = (0.1, 1.0, 10.0)
+
+  # Distance correlation between the images and the cut features (privjax/defences/nopeek.py).
+  d.nopeek = ml_collections.ConfigDict()
+  d.nopeek.weight = 1.0
+  d.nopeek.strength = 'weight'
+  d.nopeek.strengths = (0.3, 1.0, 3.0)
+
+  # A proxy identity attacker trained against the extractor (privjax/defences/adversarial.py).
+  d.adversarial = ml_collections.ConfigDict()
+  d.adversarial.weight = 1.0
+  d.adversarial.label = 'identity'  # owner-side label the proxy predicts
+  d.adversarial.proxy_hidden = 256
+  d.adversarial.proxy_layers = 1  # hidden layers of the proxy MLP
+  d.adversarial.proxy_lr = 1e-3
+  d.adversarial.proxy_steps = 1  # proxy Adam steps per training step
+  d.adversarial.strength = 'weight'
+  d.adversarial.strengths = (0.3, 1.0, 3.0)
+
+  # Trainable per-feature noise on the device (privjax/defences/learned_noise.py).
+  d.learned_noise = ml_collections.ConfigDict()
+  d.learned_noise.weight = 0.1
+  d.learned_noise.init_scale = 0.1  # initial noise std, relative to the features' rms
+  d.learned_noise.lr = 1e-2  # Adam rate of the noise scales
+  d.learned_noise.strength = 'weight'
+  d.learned_noise.strengths = (0.03, 0.1, 0.3)
 
   c.init_from = ''  # another run's workdir: its latest parameters initialise this run
   c.total_steps = 500
@@ -82,7 +133,7 @@ def get_config(arg: str = ''):
   # JAX_COORDINATOR_ADDRESS or start several srun/mpirun tasks turn this on by themselves.
   c.distributed = False
 
-  if c.mode == 'simple':
+  if d.name == 'none':
     # From scratch the demo network needs a larger rate than the paper's fine-tuning rate.
     c.optimizer.lr = 1e-3
   else:
@@ -98,3 +149,13 @@ def get_config(arg: str = ''):
     c.checkpoint_every = 3
     c.progress = False
   return c
+
+
+def _is_defence(name: str) -> bool:
+  from privjax import defences
+
+  try:
+    defences.parse(name)
+  except defences.DefenceError:
+    return False
+  return True

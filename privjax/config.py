@@ -11,6 +11,7 @@ import os
 
 import ml_collections
 
+from privjax import defences
 from privjax.models import vgg
 
 
@@ -27,8 +28,6 @@ class ConfigError(ValueError):
   """A config value that cannot work; the message names the key and the valid choices."""
 
 
-MODES = ('simple', 'siamese')
-MARGIN_MODES = ('fixed', 'calibrated')
 DTYPES = ('float32', 'bfloat16')
 CHANNEL_ORDERS = ('RGB', 'BGR')
 
@@ -45,6 +44,8 @@ RESUMABLE_KEYS = (
     'dataset.data_dir',
     'distributed',
 )
+# Keys of a defence section that describe the frontier, not the run.
+_FRONTIER_KEYS = ('strength', 'strengths')
 
 
 def _choice(value, valid, key):
@@ -52,8 +53,58 @@ def _choice(value, valid, key):
     raise ConfigError(f'{key}={value!r} is not valid; choose one of: {", ".join(valid)}')
 
 
+def resolved(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy with the `mode` alias folded into `defence.name` (one spelling is saved)."""
+  config = config.copy_and_resolve_references()
+  mode = config.get('mode') or ''
+  if mode:
+    _choice(mode, defences.LEGACY_MODES, 'mode')
+    name = defences.ALIASES.get(mode, mode)
+    if config.defence.name not in ('none', name):
+      raise ConfigError(
+          f'mode={mode!r} and defence.name={config.defence.name!r} disagree; set defence.name only'
+      )
+    with config.unlocked():
+      config.mode = ''
+      config.defence.name = name
+  return config
+
+
+def upgrade(config_dict: dict) -> dict:
+  """A run's saved config in today's layout: runs from before defences had `mode` and the
+  section of their only defence (privjax.defences.upgrade_legacy_config)."""
+  if 'defence' in config_dict:
+    return config_dict
+  d = dict(config_dict)
+  d['defence'] = defences.upgrade_legacy_config(d)
+  d.pop('contrastive', None)
+  d['mode'] = ''
+  # Keys added with defences, at the values that reproduce what those runs did.
+  d['optimizer'] = {
+      'schedule': 'constant',
+      'warmup_steps': 0,
+      'decay_steps': 0,
+      'weight_decay': 0.0,
+      **d.get('optimizer', {}),
+  }
+  d['input'] = {'random_crop': 1.0, **d.get('input', {})}
+  return d
+
+
+def active_defences(config) -> tuple[str, ...]:
+  try:
+    return defences.parse(config.defence.name)
+  except defences.DefenceError as e:
+    raise ConfigError(str(e)) from None
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-  _choice(config.mode, MODES, 'mode')
+  if config.get('mode'):
+    _choice(config.mode, defences.LEGACY_MODES, 'mode')
+  try:
+    defences.check_config(config.defence)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
   try:
     arch = vgg.get_architecture(config.model.arch)
     vgg.check_cut(arch, config.model.cut)
@@ -75,7 +126,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'input.std must be positive, got {config.input.std}')
   if not 0 < config.input.center_crop <= 1:
     raise ConfigError(f'input.center_crop must be in (0, 1], got {config.input.center_crop}')
-  _choice(config.contrastive.margin_mode, MARGIN_MODES, 'contrastive.margin_mode')
   for key in (
       'batch_size',
       'total_steps',
@@ -89,8 +139,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f'{key} must be positive, got {config[key]}')
   if config.optimizer.lr <= 0:
     raise ConfigError(f'optimizer.lr must be positive, got {config.optimizer.lr}')
-  if config.contrastive.weight < 0 or config.contrastive.margin <= 0:
-    raise ConfigError('contrastive.weight must be >= 0 and contrastive.margin > 0')
   if config.dataset.primary == config.dataset.secret:
     raise ConfigError(f'dataset.primary and dataset.secret are both {config.dataset.primary!r}')
 
@@ -107,9 +155,26 @@ def flatten(config) -> dict:
   return out
 
 
+def _training_keys(config_dict: dict) -> dict:
+  """Flattened keys that shape training: inactive defences' sections and frontier keys left out."""
+  config_dict = upgrade(config_dict)
+  try:
+    active = set(defences.parse(config_dict['defence']['name']))
+  except defences.DefenceError:
+    active = set()
+  out = {}
+  for k, v in flatten(config_dict).items():
+    parts = k.split('.')
+    if parts[0] == 'defence' and len(parts) > 2:
+      if parts[1] not in active or parts[2] in _FRONTIER_KEYS:
+        continue
+    out[k] = v
+  return out
+
+
 def incompatible_keys(saved: dict, new: dict) -> list[tuple[str, object, object]]:
   """(key, saved value, new value) for every difference outside RESUMABLE_KEYS."""
-  a, b = flatten(saved), flatten(new)
+  a, b = _training_keys(saved), _training_keys(new)
   return [
       (k, a.get(k, '<missing>'), b.get(k, '<missing>'))
       for k in sorted(set(a) | set(b))

@@ -13,11 +13,12 @@ optional Gaussian noise, and writes to the output directory
 `load_exported` itself; and `export_run`, the command (restore a run, fit or reuse the evaluation's
 PCA, export).
 
-Noise: with noise_variance > 0 the function takes a second argument, `key`, uint32[2]: the raw data
+Noise: with noise_variance > 0, or a defence's learned noise in the extractor (privjax.defences), the
+function takes a second argument, `key`, uint32[2]: the raw data
 of a threefry2x32 PRNG key. Draw it afresh from a secure source for every call
 (`numpy.frombuffer(os.urandom(8), numpy.uint32)`): two uploads made with the same key carry the same
 noise, so their difference is noise-free. All examples of a batch get independent noise.
-With noise_variance == 0 there is no key argument: the artifact equals one exported without noise.
+Without either there is no key argument: the artifact equals one exported without noise.
 
 Must not import privjax.train.loop (exporting never trains); `load_exported` must not use privjax.
 """
@@ -87,17 +88,22 @@ def _shape(dims) -> list:
 
 def _device_function(model: models.SplitModel, pca, noise_variance: float):
   graphdef, state = nnx.split(model.extractor)
+  samples = model.extractor.samples  # a defence's learned noise draws on the device
 
-  def features(pixels):
-    z = nnx.merge(graphdef, state)(pixels)
+  def features(pixels, key=None):
+    z = nnx.merge(graphdef, state)(pixels, rng=key)
     return z if pca is None else pca.apply(z)
 
-  if noise_variance == 0:
+  if noise_variance == 0 and not samples:
     return features
 
   def noisy_features(pixels, key):
     key = jax.random.wrap_key_data(key, impl='threefry2x32')
-    return transforms.add_gaussian_noise(key, features(pixels), noise_variance)
+    k_extractor = None
+    if samples:
+      key, k_extractor = jax.random.split(key)
+    z = features(pixels, k_extractor)
+    return transforms.add_gaussian_noise(key, z, noise_variance) if noise_variance else z
 
   return noisy_features
 
@@ -172,7 +178,8 @@ def export_extractor(
   size = models.get_architecture(model.arch).image_size
   batch = jax.export.symbolic_shape('batch')[0] if batch_size is None else batch_size
   specs = [jax.ShapeDtypeStruct((batch, size, size, 3), jnp.dtype(input_dtype))]
-  if noise_variance > 0:
+  takes_key = noise_variance > 0 or model.extractor.samples
+  if takes_key:
     specs.append(jax.ShapeDtypeStruct((2,), jnp.uint32))
   fn = _device_function(model, pca, noise_variance)
   exported = jax.export.export(jax.jit(fn), platforms=tuple(platforms))(*specs)
@@ -186,7 +193,7 @@ def export_extractor(
           'range': '0..255, RGB, NHWC',
       }
   ]
-  if noise_variance > 0:
+  if takes_key:
     inputs.append(
         {
             'name': 'key',

@@ -35,3 +35,33 @@ def tiny_config(tfds_dir):
     return config
 
   return make
+
+
+@pytest.fixture
+def make_step():
+  """`make(config)`: the model, optimizer, initial state and (unjitted) train step of a config,
+  as the training loop builds them; labels 'gender' (2 classes) and 'identity' (10) exist."""
+  import types
+
+  import jax
+  from flax import nnx
+
+  from privjax import defences
+  from privjax.train import step as step_lib
+
+  def make(config, *, num_classes=2, label_classes=(('gender', 2), ('identity', 10))):
+    context = defences.context_for(config, label_classes)
+    model, defence = defences.model_from_config(
+        config, num_classes, context, rngs=nnx.Rngs(config.seed)
+    )
+    graphdef, params = nnx.split(model, nnx.Param)
+    params = nnx.to_pure_dict(params)
+    device_layers = tuple(name for name, _ in defence.device_layers(nnx.Rngs(0)))
+    tx = step_lib.make_optimizer(config.optimizer, device_layers, defence.device_lr())
+    state = step_lib.init_state(params, tx, defence.init_state(jax.random.key(0)))
+    fn = step_lib.make_train_step(graphdef, tx, defence, seed=config.seed)
+    return types.SimpleNamespace(
+        model=model, graphdef=graphdef, tx=tx, state=state, step=fn, defence=defence
+    )
+
+  return make

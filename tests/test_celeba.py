@@ -171,7 +171,7 @@ def test_celeba_mini_config_trains_vgg_mini_at_64_on_the_default_config(tmp_path
   )
   c = module.get_config('siamese')
   config_lib.validate(c)
-  assert (c.mode, c.model.arch, c.model.image_size) == ('siamese', 'vgg_mini', 64)
+  assert (c.defence.name, c.model.arch, c.model.image_size) == ('siamese', 'vgg_mini', 64)
   assert not c.input.resize  # stored at the model's size
   assert c.dataset.name == 'celeba_faces' and c.dataset.manual_dir == ''
   builder = celeba.CelebaFaces(data_dir=str(tmp_path), **c.dataset.builder_kwargs.to_dict())

@@ -15,14 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from privjax import config as config_lib
-from privjax import models
 from privjax.data import pipeline
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import distributed, loop
-from privjax.train import step as step_lib
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 TRAIN_KEYS = (
@@ -228,7 +225,7 @@ def test_process_rows_and_environment_detection():
   assert distributed.requested_by_environment({'JAX_COORDINATOR_ADDRESS': 'host:1234'})
 
 
-def test_bfloat16_learns_like_float32_and_keeps_float32_state(tmp_path):
+def test_bfloat16_learns_like_float32_and_keeps_float32_state(tmp_path, make_step):
   rng = np.random.default_rng(0)
   batch = {
       'image': rng.integers(0, 256, (4, 2, 64, 64, 3)).astype(np.uint8),
@@ -238,12 +235,8 @@ def test_bfloat16_learns_like_float32_and_keeps_float32_state(tmp_path):
   ces, states = {}, {}
   for dtype in ('float32', 'bfloat16'):
     config = _config('siamese,tiny', '', optimizer=dict(lr=3e-4), model=dict(dtype=dtype))
-    model = models.model_from_config(config, 2, rngs=nnx.Rngs(0))
-    graphdef, params = nnx.split(model, nnx.Param)
-    params = nnx.to_pure_dict(params)
-    tx = step_lib.make_optimizer(config.optimizer)
-    state = step_lib.init_state(params, tx, config.contrastive.margin)
-    step = jax.jit(step_lib.make_train_step(graphdef, tx, config.contrastive, siamese=True))
+    setup = make_step(config)
+    state, step = setup.state, jax.jit(setup.step)
     ces[dtype] = []
     for _ in range(25):
       state, metrics = step(state, batch)

@@ -280,7 +280,7 @@ def _config_module():
 def test_config_arguments():
   get_config = _config_module().get_config
   c = get_config('siamese,csv=/x/faces.csv,attributes=smiling+glasses')
-  assert c.mode == 'siamese' and c.dataset.name == 'image_folder'
+  assert c.defence.name == 'siamese' and c.dataset.name == 'image_folder'
   assert c.dataset.builder_kwargs.csv == '/x/faces.csv'
   assert c.dataset.builder_kwargs.attributes == ('smiling', 'glasses')
   c.dataset.primary = 'smiling'

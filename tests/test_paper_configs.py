@@ -39,7 +39,13 @@ def test_every_cut_and_mode_resolves_and_validates(paper, dataset, builder, mode
       c = paper.get_config(f'dataset={dataset},cut={cut},mode={mode},weights={weights}')
       config_lib.validate(c)
       resolved = c.to_dict()  # references (builder_kwargs.image_size) resolve
-      assert (c.mode, c.model.arch, c.model.cut, c.model.image_size) == (mode, 'vgg16', cut, 224)
+      defence = {'simple': 'none', 'siamese': 'siamese'}[mode]
+      assert (c.defence.name, c.model.arch, c.model.cut, c.model.image_size) == (
+          defence,
+          'vgg16',
+          cut,
+          224,
+      )
       assert resolved['dataset']['builder_kwargs']['image_size'] == 224
       assert (c.dataset.name, c.dataset.primary, c.dataset.secret) == (
           builder,
@@ -55,14 +61,15 @@ def test_every_cut_and_mode_resolves_and_validates(paper, dataset, builder, mode
           norm['channel_order'],
       )
       assert (c.batch_size, c.optimizer.lr, c.optimizer.head_lr_mult) == (10, 1e-4, 10.0)
-      assert c.contrastive.margin == 10.0
-      assert c.contrastive.weight == (0.001 if cut == 'conv5_1' else 0.01)
+      assert c.defence.siamese.margin == 10.0
+      assert c.defence.siamese.weight == (0.001 if cut == 'conv5_1' else 0.01)
       assert c.total_steps == 45000
 
 
 def test_bare_mode_words_as_reproduce_passes_them(paper):
-  assert paper.get_config('siamese,calibrated,dataset=lfw').contrastive.margin_mode == 'calibrated'
-  assert paper.get_config('siamese,cut=fc6').mode == 'siamese'
+  calibrated = paper.get_config('siamese,calibrated,dataset=lfw')
+  assert calibrated.defence.siamese.margin_mode == 'calibrated'
+  assert paper.get_config('siamese,cut=fc6').defence.name == 'siamese'
   image_folder = paper.get_config('simple,dataset=image_folder,csv=/data/faces.csv')
   assert image_folder.dataset.builder_kwargs.csv == '/data/faces.csv'
 
@@ -162,21 +169,19 @@ def test_sweep_refuses_arguments_it_sets_itself(tmp_path, config, cuts, match):
     sweep.run_sweep(str(tmp_path), config, cuts, None, ('simple',))
 
 
-def test_vgg16_siamese_train_step_and_evaluation_on_224_images(paper):
+def test_vgg16_siamese_train_step_and_evaluation_on_224_images(paper, make_step):
   """One jitted Siamese step (2 pairs) and one evaluation of the paper's network, on CPU."""
   config = paper.get_config('dataset=lfw,cut=conv5_3,mode=siamese')
-  model = models.model_from_config(config, 2, rngs=nnx.Rngs(0))
-  graphdef, params = nnx.split(model, nnx.Param)
-  params = nnx.to_pure_dict(params)
-  tx = step_lib.make_optimizer(config.optimizer)
-  state = step_lib.init_state(params, tx, config.contrastive.margin)
+  setup = make_step(config)
+  graphdef, state = setup.graphdef, setup.state
+  params = state['params']
   rng = np.random.default_rng(0)
   batch = {
       'image': rng.integers(0, 256, (2, 2, 224, 224, 3), dtype=np.uint8),
       'label': np.array([[0, 0], [0, 1]], np.int32),
       'same': np.array([1, 0], np.int32),
   }
-  train_step = jax.jit(step_lib.make_train_step(graphdef, tx, config.contrastive, siamese=True))
+  train_step = jax.jit(setup.step)
   before = np.asarray(params['extractor']['conv1_1']['conv']['kernel'])
   state, metrics = train_step(state, batch)
   assert all(np.isfinite(float(v)) for v in metrics.values())
@@ -192,6 +197,7 @@ def test_vgg16_siamese_train_step_and_evaluation_on_224_images(paper):
           'gender': np.zeros(4, np.int32),
           'mask': np.array([1, 1, 1, 0], np.float32),
       },
+      jax.random.key(0),
   )
   assert float(count) == 3 and 0 <= float(correct) <= 3
   features = jax.jit(lambda p, x: nnx.merge(graphdef, p).extractor(x))(state['params'], images)

@@ -8,10 +8,8 @@ import sys
 import jax
 import numpy as np
 import pytest
-from flax import nnx
 
 from privjax import config as config_lib
-from privjax import models
 from privjax.data import pipeline
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import loop
@@ -32,15 +30,11 @@ def _snapshot(path):
   )
 
 
-def test_a_few_steps_on_a_fixed_batch_lower_the_loss(tiny_config):
+def test_a_few_steps_on_a_fixed_batch_lower_the_loss(tiny_config, make_step):
   config = tiny_config('siamese,tiny')
   config.optimizer.lr = 1e-3
-  model = models.model_from_config(config, 2, rngs=nnx.Rngs(0))
-  graphdef, params = nnx.split(model, nnx.Param)
-  params = nnx.to_pure_dict(params)
-  tx = step_lib.make_optimizer(config.optimizer)
-  state = step_lib.init_state(params, tx, config.contrastive.margin)
-  step = jax.jit(step_lib.make_train_step(graphdef, tx, config.contrastive, siamese=True))
+  setup = make_step(config)
+  state, step = setup.state, jax.jit(setup.step)
   rng = np.random.default_rng(0)
   batch = {
       'image': rng.integers(0, 256, (8, 2, 64, 64, 3)).astype(np.uint8),
@@ -55,18 +49,14 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_loss(tiny_config):
   assert losses[-1] < 0.5 * losses[0], losses
 
 
-def test_privjax_xla_options_change_speed_not_results(tiny_config):
+def test_privjax_xla_options_change_speed_not_results(tiny_config, make_step):
   """The step compiled with compiler_options computes what XLA's default compilation computes."""
   options = step_lib.compiler_options(jax.default_backend())
   if not options:
     pytest.skip('no XLA options for this backend')
   config = tiny_config('siamese,tiny')
-  model = models.model_from_config(config, 2, rngs=nnx.Rngs(0))
-  graphdef, params = nnx.split(model, nnx.Param)
-  params = nnx.to_pure_dict(params)
-  tx = step_lib.make_optimizer(config.optimizer)
-  state = step_lib.init_state(params, tx, config.contrastive.margin)
-  fn = step_lib.make_train_step(graphdef, tx, config.contrastive, siamese=True)
+  setup = make_step(config)
+  state, fn = setup.state, setup.step
   rng = np.random.default_rng(1)
   batch = {
       'image': rng.integers(0, 256, (8, 2, 64, 64, 3)).astype(np.uint8),

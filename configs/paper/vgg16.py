@@ -129,8 +129,8 @@ def get_config(arg: str = ''):
   c.optimizer.head_lr_mult = 10.0
   c.optimizer.b1 = 0.9
   c.optimizer.b2 = 0.999
-  c.contrastive.weight = CONTRASTIVE_WEIGHT.get(cut, 0.01)
-  c.contrastive.margin = 10.0
+  c.defence.siamese.weight = CONTRASTIVE_WEIGHT.get(cut, 0.01)
+  c.defence.siamese.margin = 10.0
 
   c.total_steps = int(steps)
   c.log_every = 100

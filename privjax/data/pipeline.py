@@ -79,6 +79,16 @@ def label_num_classes(builder, key: str) -> int:
   raise DataError(f'label {key!r} of {builder.name} is not a class label')
 
 
+def label_classes(builder) -> tuple[tuple[str, int], ...]:
+  """(label, number of classes) of every class label of the data set."""
+  features = builder.info.features
+  return tuple(
+      (k, int(features[k].num_classes))
+      for k in sorted(features.keys())
+      if hasattr(features[k], 'num_classes')
+  )
+
+
 @dataclasses.dataclass
 class Split:
   """A split's random-access source plus all its labels, read once without decoding images."""
@@ -112,12 +122,17 @@ def load_split(builder, split: str) -> Split:
 
 @dataclasses.dataclass(frozen=True)
 class Preprocess:
-  """Raw decoded image → uint8 [size, size, 3]: optional centre crop, resize, flip."""
+  """Raw decoded image → uint8 [size, size, 3]: optional centre crop, resize, random crop, flip.
+
+  `random_crop` < 1 (training only): a square of a random side in [random_crop, 1] x the image's
+  side, at a random position, resized back to `size` (scale and translation augmentation).
+  """
 
   size: int
   resize: bool
   center_crop: float
   flip: bool
+  random_crop: float = 1.0
 
   def __call__(self, image: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
     image = np.asarray(image)
@@ -136,6 +151,11 @@ class Preprocess:
             'set --config.input.resize=True or use a data set of that size'
         )
       image = np.asarray(Image.fromarray(image).resize((self.size, self.size), Image.BILINEAR))
+    if self.random_crop < 1.0 and rng is not None:
+      side = int(round(self.size * rng.uniform(self.random_crop, 1.0)))
+      top, left = rng.integers(0, self.size - side + 1, size=2)
+      crop = image[top : top + side, left : left + side]
+      image = np.asarray(Image.fromarray(crop).resize((self.size, self.size), Image.BILINEAR))
     if self.flip and rng is not None and rng.random() < 0.5:
       image = image[:, ::-1]
     return np.ascontiguousarray(image, dtype=np.uint8)
@@ -147,6 +167,7 @@ def preprocess_from_config(config, train: bool) -> Preprocess:
       resize=config.input.resize,
       center_crop=config.input.center_crop,
       flip=train and config.input.flip,
+      random_crop=config.input.get('random_crop', 1.0) if train else 1.0,
   )
 
 
@@ -176,8 +197,9 @@ def pair_batches(
     num_steps: int | None = None,
     threads: int = 2,
     rows: tuple[int, int] | None = None,
+    extra_labels: tuple[str, ...] = (),
 ) -> Iterator[dict]:
-  """Batches {'image': uint8 [B,2,S,S,3], 'label': [B,2], 'same': [B]}.
+  """Batches {'image': uint8 [B,2,S,S,3], 'label': [B,2], 'same': [B]} (+ [B,2] `extra_labels`).
 
   Both images of a pair sit in one row so that a data-parallel shard holds whole pairs; the step
   reshapes to one batch of 2B images.
@@ -195,21 +217,26 @@ def pair_batches(
     i = (k // count) * batch_size + first + k % count  # this process's k-th → global example
     a, b, same = sampler[i]
     rng = np.random.default_rng((seed, int(i), 1))
+    extra = tuple((split.labels[k][a], split.labels[k][b]) for k in extra_labels)
     return (
         preprocess(split.source[a]['image'], rng),
         preprocess(split.source[b]['image'], rng),
         labels[a],
         labels[b],
         same,
+        extra,
     )
 
   def collate(items):
-    ia, ib, la, lb, same = zip(*items)
-    return {
+    ia, ib, la, lb, same, extra = zip(*items)
+    out = {
         'image': np.stack([np.stack(ia), np.stack(ib)], axis=1),
         'label': np.stack([la, lb], axis=1).astype(np.int32),
         'same': np.asarray(same, np.float32),
     }
+    for j, k in enumerate(extra_labels):
+      out[k] = np.asarray([e[j] for e in extra], np.int32)
+    return out
 
   # A lazily-indexed range keeps the map random-access; grain runs `load` on worker threads ahead
   # of the training step.

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zlib
 
 import jax
 import ml_collections
 import numpy as np
 from flax import nnx
 
-from privjax import models
+from privjax import defences, models
 from privjax.data import pipeline
 from privjax.train import checkpoint as ckpt_lib
 
@@ -33,7 +34,7 @@ class Run:
   step: int
   config: ml_collections.ConfigDict
   model: models.SplitModel
-  margin: float
+  defence: dict  # the defence's name and summary at this checkpoint (e.g. its margin)
   builder: object
 
   @property
@@ -49,9 +50,14 @@ def load_run(workdir: str, step: int | None = None, *, data_dir: str | None = No
     config.dataset.data_dir = data_dir
   builder = pipeline.get_builder(config.dataset)
   num_classes = pipeline.label_num_classes(builder, config.dataset.primary)
-  model = models.model_from_config(config, num_classes, rngs=nnx.Rngs(0))
+  context = defences.context_for(config, pipeline.label_classes(builder))
+  model, defence = defences.model_from_config(config, num_classes, context, rngs=nnx.Rngs(0))
   nnx.update(model, nnx.State(params))
-  return Run(workdir, step, config, model, float(meta['margin']), builder)
+  summary = meta.get('defence')
+  if summary is None:  # saved before defences: the metadata held what state there was
+    legacy = defence.restore_legacy(meta)
+    summary = {} if legacy is None else defence.summary(legacy)
+  return Run(workdir, step, config, model, {'name': defence.name, **summary}, builder)
 
 
 def _progress(iterable, total, desc):
@@ -84,15 +90,18 @@ def load_split_features(model, config, split: pipeline.Split, *, batch_size: int
   graphdef, params = nnx.split(model)
 
   @jax.jit
-  def features_and_logits(params, images):
-    return nnx.merge(graphdef, params).features_and_logits(images)
+  def features_and_logits(params, images, rng):
+    return nnx.merge(graphdef, params).features_and_logits(images, rng=rng)
 
   preprocess = pipeline.preprocess_from_config(config, train=False)
   batches = pipeline.eval_batches(split, batch_size, preprocess, threads=config.data_threads)
   features, logits = [], []
   num_batches = -(-len(split) // batch_size)
-  for batch in _progress(batches, num_batches, f'features {split.name}'):
-    f, l = features_and_logits(params, batch['image'])
+  # The device's random draws (learned noise) from a key fixed per split and batch: a feature
+  # cache is one upload of each image, the same on every evaluation.
+  key = jax.random.fold_in(jax.random.key(config.seed + 2), zlib.crc32(split.name.encode()))
+  for i, batch in enumerate(_progress(batches, num_batches, f'features {split.name}')):
+    f, l = features_and_logits(params, batch['image'], jax.random.fold_in(key, i))
     keep = np.asarray(batch['mask'])
     features.append(np.asarray(f, np.float32)[keep])
     logits.append(np.asarray(l, np.float32)[keep])

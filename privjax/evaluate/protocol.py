@@ -249,14 +249,15 @@ def evaluate_run(
   report = {
       'workdir': os.path.abspath(workdir),
       'step': run.step,
-      'mode': cfg.mode,
+      'mode': run.defence['name'],  # the defence (named `mode` in reports made before defences)
+      'defence': run.defence,
       'cut': cfg.model.cut,
       'arch': cfg.model.arch,
       'primary': primary,
       'secrets': secrets,
       'train_config': cfg.to_dict(),
       'eval_config': eval_config.to_dict(),
-      'margin': run.margin,
+      'margin': run.defence.get('margin'),
       'seeds': {'train': cfg.seed, 'eval': eval_config.seed},
       'num_examples': {k: int(len(v['features'])) for k, v in data.items()},
       'feature_shape': list(train['features'].shape[1:]),
@@ -369,7 +370,7 @@ def reference_run_attacks(eval_config, secrets, overrides, data_dir) -> dict:
   out = {
       'workdir': os.path.abspath(eval_config.reference_run),
       'step': ref.step,
-      'mode': ref.config.mode,
+      'mode': ref.defence['name'],
   }
   for secret in secrets:
     out[secret] = attack_secret(

@@ -32,6 +32,8 @@ class Architecture:
   layers: tuple[LayerSpec, ...]
   valid_cuts: tuple[str, ...]
   default_cut: str
+  norm: str = ''  # 'group': GroupNorm between each convolution and its ReLU (stateless)
+  dropout: float = 0.0  # dropout rate after each hidden dense layer (training only)
 
   @property
   def layer_names(self) -> tuple[str, ...]:
@@ -47,13 +49,13 @@ def _conv_blocks(blocks: Sequence[Sequence[int]]) -> list[LayerSpec]:
   return layers
 
 
-def _architecture(name, image_size, blocks, fc, first_cut, default_cut):
+def _architecture(name, image_size, blocks, fc, first_cut, default_cut, **options):
   layers = _conv_blocks(blocks)
   layers += [LayerSpec(f'fc{6 + i}', 'dense', w) for i, w in enumerate(fc)]
   layers.append(LayerSpec('classifier', 'classifier'))
   names = [l.name for l in layers]
   valid = tuple(names[names.index(first_cut) : -1])
-  return Architecture(name, image_size, tuple(layers), valid, default_cut)
+  return Architecture(name, image_size, tuple(layers), valid, default_cut, **options)
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -74,6 +76,18 @@ ARCHITECTURES: dict[str, Architecture] = {
         [256, 256],
         first_cut='conv2_1',
         default_cut='conv4_2',
+    ),
+    # vgg_mini with GroupNorm after every convolution and dropout in the head: a from-scratch
+    # recipe for real photos (stateless normalisation keeps the extractor a pure function).
+    'vgg_mini_gn': _architecture(
+        'vgg_mini_gn',
+        64,
+        [[16], [32], [64, 64], [128, 128]],
+        [256, 256],
+        first_cut='conv2_1',
+        default_cut='conv4_2',
+        norm='group',
+        dropout=0.5,
     ),
 }
 
@@ -97,11 +111,32 @@ def check_cut(arch: Architecture, cut: str) -> None:
 
 class Conv(nnx.Module):
 
-  def __init__(self, in_features: int, out_features: int, *, dtype, rngs: nnx.Rngs):
+  def __init__(self, in_features: int, out_features: int, *, dtype, rngs: nnx.Rngs, norm: str = ''):
     self.conv = nnx.Conv(in_features, out_features, (3, 3), padding='SAME', dtype=dtype, rngs=rngs)
+    self.norm = (
+        nnx.GroupNorm(out_features, num_groups=min(32, out_features // 4), dtype=dtype, rngs=rngs)
+        if norm == 'group'
+        else None
+    )
 
   def __call__(self, x):
-    return jax.nn.relu(self.conv(x))
+    x = self.conv(x)
+    return jax.nn.relu(x if self.norm is None else self.norm(x))
+
+
+class Dropout(nnx.Module):
+  """Inverted dropout from an explicit key; active only when training (`train=True`)."""
+
+  samples = True
+
+  def __init__(self, rate: float):
+    self.rate = float(rate)
+
+  def __call__(self, x, *, rng=None, train: bool = False):
+    if not train or self.rate == 0.0:
+      return x
+    keep = jax.random.bernoulli(rng, 1.0 - self.rate, x.shape)
+    return jnp.where(keep, x / (1.0 - self.rate), 0.0).astype(x.dtype)
 
 
 class Normalize(nnx.Module):
@@ -156,9 +191,18 @@ class Stack(nnx.Module):
     for name, layer in layers:
       setattr(self, name, layer)
 
-  def __call__(self, x):
-    for name in self.names:
-      x = getattr(self, name)(x)
+  @property
+  def samples(self) -> bool:
+    """Whether a layer draws random numbers (dropout, learned noise) and so takes `rng`."""
+    return any(getattr(getattr(self, n), 'samples', False) for n in self.names)
+
+  def __call__(self, x, *, rng=None, train: bool = False):
+    for i, name in enumerate(self.names):
+      layer = getattr(self, name)
+      if getattr(layer, 'samples', False):
+        x = layer(x, rng=None if rng is None else jax.random.fold_in(rng, i), train=train)
+      else:
+        x = layer(x)
     return x
 
 
@@ -188,12 +232,14 @@ def build_layers(
     for s in shape:
       size *= s
     if spec.kind == 'conv':
-      layer = Conv(shape[-1], spec.features, dtype=dtype, rngs=rngs)
+      layer = Conv(shape[-1], spec.features, dtype=dtype, rngs=rngs, norm=arch.norm)
     elif spec.kind == 'pool':
       layer = Pool()
     else:
       layer = Dense(size, spec.features, relu=spec.kind == 'dense', dtype=dtype, rngs=rngs)
     layers.append((spec.name, layer))
+    if spec.kind == 'dense' and arch.dropout:
+      layers.append((f'{spec.name}_dropout', Dropout(arch.dropout)))
     shape = _shape_after(spec, shape)
   return layers
 
@@ -209,7 +255,12 @@ def feature_shape(arch: Architecture, cut: str) -> tuple[int, ...]:
 
 
 class SplitModel(nnx.Module):
-  """`model(x) == head(extractor(x))`; the cut is the last layer of the extractor."""
+  """`model(x) == head(extractor(x))`; the cut is the last layer of the extractor.
+
+  `device_layers` (name, module) follow the cut inside the extractor: what a defence ships to the
+  device (privjax.defences). Layers that sample (dropout, learned noise) take `rng`; dropout acts
+  only with `train=True`, learned noise whenever the extractor runs.
+  """
 
   def __init__(
       self,
@@ -222,6 +273,7 @@ class SplitModel(nnx.Module):
       mean=(0.5, 0.5, 0.5),
       std=(0.25, 0.25, 0.25),
       channel_order: str = 'RGB',
+      device_layers: Sequence[tuple[str, nnx.Module]] = (),
   ):
     spec = get_architecture(arch)
     check_cut(spec, cut)
@@ -231,6 +283,7 @@ class SplitModel(nnx.Module):
     self.extractor = Stack(
         [('input', Normalize(mean, std, channel_order, dtype))]
         + build_layers(spec, spec.layers[:k], in_shape, num_classes, dtype=dtype, rngs=rngs)
+        + list(device_layers)
     )
     self.head = Stack(
         build_layers(
@@ -238,15 +291,16 @@ class SplitModel(nnx.Module):
         )
     )
 
-  def features_and_logits(self, x):
-    features = self.extractor(x)
-    return features, self.head(features)
+  def features_and_logits(self, x, *, rng=None, train: bool = False):
+    k_extractor, k_head = (None, None) if rng is None else jax.random.split(rng)
+    features = self.extractor(x, rng=k_extractor, train=train)
+    return features, self.head(features, rng=k_head, train=train)
 
-  def __call__(self, x):
-    return self.head(self.extractor(x))
+  def __call__(self, x, *, rng=None, train: bool = False):
+    return self.features_and_logits(x, rng=rng, train=train)[1]
 
 
-def model_from_config(config, num_classes: int, *, rngs: nnx.Rngs) -> SplitModel:
+def model_from_config(config, num_classes: int, *, rngs: nnx.Rngs, device_layers=()) -> SplitModel:
   """The `SplitModel` described by an experiment config's `model` and `input` sections."""
   dtype = {'float32': None, 'bfloat16': jnp.bfloat16}[config.model.dtype]
   return SplitModel(
@@ -258,6 +312,7 @@ def model_from_config(config, num_classes: int, *, rngs: nnx.Rngs) -> SplitModel
       mean=config.input.mean,
       std=config.input.std,
       channel_order=config.input.channel_order,
+      device_layers=device_layers,
   )
 
 

@@ -3,7 +3,8 @@
 Layout of a workdir:
   config.json                 the resolved experiment config (written once, when the run starts)
   checkpoints/<step>/params   model parameters (a pure dict: {'extractor': ..., 'head': ...})
-  checkpoints/<step>/opt_state, checkpoints/<step>/meta (step, margin), checkpoints/<step>/config
+  checkpoints/<step>/opt_state, checkpoints/<step>/defence (the defence's state, when it has one),
+  checkpoints/<step>/meta (step; the defence's summary, e.g. its margin), checkpoints/<step>/config
   metrics.jsonl, tensorboard/ (written by the loop)
 
 Evaluation restores `params` and `config` alone. Must not import privjax.models or privjax.data.
@@ -92,35 +93,49 @@ class Checkpoints:
   def all_steps(self) -> list[int]:
     return list(self.manager.all_steps())
 
-  def save(self, step: int, state: dict, config_dict: dict, *, force: bool = False) -> bool:
-    meta = {'step': int(step), 'margin': float(state['margin'])}
-    return self.manager.save(
-        step,
-        args=ocp.args.Composite(
-            params=ocp.args.StandardSave(state['params']),
-            opt_state=ocp.args.StandardSave(state['opt_state']),
-            meta=ocp.args.JsonSave(meta),
-            config=ocp.args.JsonSave(config_dict),
-        ),
-        force=force,
-    )
+  def save(
+      self, step: int, state: dict, config_dict: dict, *, force: bool = False, meta_fn=None
+  ) -> bool:
+    """Saves when the interval (or `force`) says so; `meta_fn()` adds to the metadata then only."""
+    if not force and not self.manager.should_save(step):
+      return False
+    meta = {'step': int(step), **(meta_fn() if meta_fn else {})}
+    items = {
+        'params': ocp.args.StandardSave(state['params']),
+        'opt_state': ocp.args.StandardSave(state['opt_state']),
+        'meta': ocp.args.JsonSave(meta),
+        'config': ocp.args.JsonSave(config_dict),
+    }
+    if jax.tree_util.tree_leaves(state.get('defence')):
+      items['defence'] = ocp.args.StandardSave(state['defence'])
+    return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
 
-  def restore_state(self, step: int, abstract_state: dict) -> dict:
-    """Restores into the shapes, dtypes and shardings of `abstract_state`."""
-    restored = self.manager.restore(
-        step,
-        args=ocp.args.Composite(
-            params=ocp.args.StandardRestore(abstract_state['params']),
-            opt_state=ocp.args.StandardRestore(abstract_state['opt_state']),
-            meta=ocp.args.JsonRestore(),
-        ),
-    )
-    return {
+  def restore_state(self, step: int, abstract_state: dict) -> tuple[dict, dict]:
+    """(state, meta) in the shapes, dtypes and shardings of `abstract_state`.
+
+    The state's 'defence' is None when the checkpoint has none although `abstract_state` has one
+    (a run saved before defences had state: its meta holds what there was).
+    """
+    items = {
+        'params': ocp.args.StandardRestore(abstract_state['params']),
+        'opt_state': ocp.args.StandardRestore(abstract_state['opt_state']),
+        'meta': ocp.args.JsonRestore(),
+    }
+    wants_defence = bool(jax.tree_util.tree_leaves(abstract_state.get('defence')))
+    has_defence = (epath.Path(self.directory) / str(step) / 'defence').exists()
+    if wants_defence and has_defence:
+      items['defence'] = ocp.args.StandardRestore(abstract_state['defence'])
+    restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+    defence_state = abstract_state.get('defence')
+    if wants_defence:
+      defence_state = restored.defence if has_defence else None
+    state = {
         'params': restored.params,
         'opt_state': restored.opt_state,
         'step': np.int32(restored.meta['step']),
-        'margin': np.float32(restored.meta['margin']),
+        'defence': defence_state,
     }
+    return state, dict(restored.meta)
 
   def restore_params(self, step: int | None = None) -> tuple[int, Any, dict, dict]:
     """(step, params as numpy pure dict, meta, config) without the optimizer state."""
@@ -151,7 +166,7 @@ class Checkpoints:
         ),
     )
     params = jax.tree_util.tree_map(np.asarray, restored.params)
-    return step, params, dict(restored.meta), dict(restored.config)
+    return step, params, dict(restored.meta), config_lib.upgrade(dict(restored.config))
 
   def wait(self):
     self.manager.wait_until_finished()

@@ -26,7 +26,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from privjax import config as config_lib
-from privjax import models
+from privjax import defences, models
 from privjax.data import pipeline
 from privjax.models import pretrained
 from privjax.train import checkpoint as ckpt_lib
@@ -57,8 +57,9 @@ def check_batch(batch_size: int, name: str = 'batch_size') -> None:
     )
 
 
-def build_model(config, num_classes: int, seed: int):
-  return models.model_from_config(config, num_classes, rngs=nnx.Rngs(seed))
+def build_model(config, num_classes: int, context, seed: int):
+  """(model with the defence's device layers, defence) for a run of `config`."""
+  return defences.model_from_config(config, num_classes, context, rngs=nnx.Rngs(seed))
 
 
 def init_params_from_run(model, run_dir: str) -> tuple[list[str], list[str]]:
@@ -91,23 +92,39 @@ def evaluate_primary(eval_step, params, split, config, sharding, label_key) -> d
   batches = pipeline.eval_batches(
       split, n, pipeline.preprocess_from_config(config, train=False), threads=config.data_threads
   )
-  for batch in device_batches((distributed.local_rows(b, rows) for b in batches), sharding, n, 2):
-    c, e, n = eval_step(params, batch)
+  # A fixed key per batch: learned noise draws the same on every evaluation of a run.
+  key = jax.random.key(config.seed + 1)
+  local = (distributed.local_rows(b, rows) for b in batches)
+  for i, batch in enumerate(device_batches(local, sharding, n, 2)):
+    c, e, n = eval_step(params, batch, jax.random.fold_in(key, i))
     correct, ce, count = correct + c, ce + e, count + n
   count = float(count)
   return {'test_accuracy': float(correct) / count, 'test_ce': float(ce) / count}
 
 
-def calibrated_margin(distance_fn, params, batches, num_batches: int, scale: float) -> float:
-  """scale x median distance of different-label pairs under the initial parameters."""
-  diffs = []
-  for _, batch in zip(range(num_batches), batches):
-    d, same = jax.device_get(distance_fn(params, batch))
-    diffs.append(d[same == 0])
-  return float(scale * np.median(np.concatenate(diffs)))
+def _abstract_batch(config, defence) -> dict:
+  """The shapes of one pair batch, to ask a defence whether it calibrates without running it."""
+  b, s = config.batch_size, config.model.image_size
+  batch = {
+      'image': jax.ShapeDtypeStruct((b, 2, s, s, 3), jnp.uint8),
+      'label': jax.ShapeDtypeStruct((b, 2), jnp.int32),
+      'same': jax.ShapeDtypeStruct((b,), jnp.float32),
+  }
+  batch.update({k: jax.ShapeDtypeStruct((b, 2), jnp.int32) for k in defence.labels})
+  return batch
+
+
+def check_defence_labels(defence, builder) -> None:
+  """A defence that needs a label the data set lacks is refused before anything is written."""
+  for label in defence.labels:
+    try:
+      pipeline.label_num_classes(builder, label)
+    except pipeline.DataError as e:
+      raise config_lib.ConfigError(f'defence {defence.name} needs label {label!r}: {e}') from None
 
 
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
+  config = config_lib.resolved(config)
   config_lib.validate(config)
   multi_process = distributed.maybe_initialize(config)  # before anything touches a device
   check_batch(config.batch_size)
@@ -128,6 +145,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   test_split = pipeline.load_split(builder, config.dataset.test_split)
   train_pre = pipeline.preprocess_from_config(config, train=True)
   pipeline.check_image_size(train_split, train_pre)
+  context = defences.context_for(config, pipeline.label_classes(builder))
+  defence = defences.from_config(config.defence, context)
+  check_defence_labels(defence, builder)
   if config.init_from:
     ckpt_lib.restore_run(config.init_from)  # fails early on a missing or empty run
   weights = None
@@ -148,7 +168,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   replicated = NamedSharding(mesh, P())
   data_sharding = NamedSharding(mesh, P('data'))
 
-  model = build_model(config, num_classes, config.seed)
+  model, _ = build_model(config, num_classes, context, config.seed)
   if config.init_from and latest is None:
     loaded, skipped = init_params_from_run(model, config.init_from)
     if jax.process_index() == 0:
@@ -162,22 +182,30 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     pretrained.load_pretrained(model, weights, verbose=jax.process_index() == 0)
   graphdef, params = nnx.split(model, nnx.Param)
   params = nnx.to_pure_dict(params)
-  tx, train_step, eval_step = step_lib.compiled_steps(
+  tx, defence, train_step, eval_step = step_lib.compiled_steps(
       graphdef,
       ml_collections.FrozenConfigDict(config.optimizer),
-      ml_collections.FrozenConfigDict(config.contrastive),
-      config.mode == 'siamese',
+      ml_collections.FrozenConfigDict(config.defence),
+      context,
+      config.seed,
       primary,
       mesh,
   )
-  state = step_lib.init_state(params, tx, config.contrastive.margin)
+  defence_key = jax.random.fold_in(jax.random.key(config.seed), 2**31 - 1)
+  state = step_lib.init_state(params, tx, defence.init_state(defence_key))
 
   if latest is not None:
     abstract = jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.asarray(x).dtype, sharding=replicated),
         state,
     )
-    state = checkpoints.restore_state(latest, abstract)
+    state, meta = checkpoints.restore_state(latest, abstract)
+    if state['defence'] is None:  # saved before defences had state: only a margin, in meta
+      state['defence'] = defence.restore_legacy(meta)
+      if state['defence'] is None:
+        raise ckpt_lib.RunError(
+            f'{workdir}: checkpoint {latest} holds no state for defence {defence.name}'
+        )
     logging.info('resumed %s at step %d', workdir, latest)
   state = jax.device_put(state, replicated)
 
@@ -198,19 +226,18 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             num_steps=max(total - step, 0),
             threads=config.data_threads,
             rows=rows,
+            extra_labels=defence.labels,
         ),
         data_sharding,
         config.batch_size,
         2,
     )
 
-  if config.contrastive.margin_mode == 'calibrated' and latest is None:
-    distances = step_lib.make_pair_distance_fn(graphdef, normalize=config.contrastive.normalize)
+  calibration = step_lib.make_calibration_fn(graphdef, defence)
+  if latest is None and jax.eval_shape(calibration, params, _abstract_batch(config, defence)):
     # Replicated outputs: every process can read them (a sharded array spans other hosts).
-    distance_fn = jax.jit(
-        lambda p, b: (distances(p, b), b['same']),
-        in_shardings=(replicated, data_sharding),
-        out_shardings=replicated,
+    calibration_fn = jax.jit(
+        calibration, in_shardings=(replicated, data_sharding), out_shardings=replicated
     )
     # Calibration batches come from a separate stream so training batches are unchanged.
     calib = device_batches(
@@ -220,23 +247,18 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
             config.batch_size,
             train_pre,
             seed=config.seed + 7919,
-            num_steps=config.contrastive.calibration_batches,
+            num_steps=config.defence.calibration_batches,
             threads=config.data_threads,
             rows=rows,
+            extra_labels=defence.labels,
         ),
         data_sharding,
         config.batch_size,
         1,
     )
-    margin = calibrated_margin(
-        distance_fn,
-        state['params'],
-        calib,
-        config.contrastive.calibration_batches,
-        config.contrastive.margin_scale,
-    )
-    state['margin'] = jax.device_put(np.float32(margin), replicated)
-    logging.info('calibrated margin: %.4g', margin)
+    outputs = [jax.device_get(calibration_fn(state['params'], b)) for b in calib]
+    state['defence'] = jax.device_put(defence.calibrate(state['defence'], outputs), replicated)
+    logging.info('calibrated %s: %s', defence.name, defence.summary(state['defence']))
 
   writer = MetricWriter(workdir)
   result = {}
@@ -245,7 +267,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
       tqdm.tqdm(
           total=total,
           initial=start,
-          desc=f'{config.mode}',
+          desc=defence.name,
           unit='step',
           dynamic_ncols=True,
           disable=not config.progress,
@@ -269,15 +291,15 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                 jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending)
             ).items()
         }
-        if not all(math.isfinite(summary[k]) for k in ('loss', 'ce', 'contrastive')):
+        if not all(math.isfinite(v) for v in summary.values()):
+          bad = ', '.join(f'{k}={v}' for k, v in summary.items() if not math.isfinite(v))
           raise TrainingError(
-              f'non-finite loss between steps {step - len(pending) + 1} and {step} '
-              f'(loss={summary["loss"]}, ce={summary["ce"]}, contrastive='
-              f'{summary["contrastive"]}); lower optimizer.lr or contrastive.weight'
+              f'non-finite loss between steps {step - len(pending) + 1} and {step} ({bad}); '
+              f'lower optimizer.lr or the weight of defence {defence.name}'
           )
         now = time.perf_counter()
         summary['images_per_sec'] = images_seen / (now - t_log)
-        summary['margin'] = float(state['margin'])
+        summary.update(defence.summary(jax.device_get(state['defence'])))
         pending, t_log, images_seen = [], now, 0
         writer.write(step, summary)
         result.update({f'train_{k}': v for k, v in summary.items()})
@@ -292,7 +314,13 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         if bar:
           bar.write(f'step {step}: test accuracy ({primary}) {evaluation["test_accuracy"]:.4f}')
         t_log = time.perf_counter()  # evaluation time is not training throughput
-      checkpoints.save(step, state, config_dict, force=step == total)
+      checkpoints.save(
+          step,
+          state,
+          config_dict,
+          force=step == total,
+          meta_fn=lambda: {'defence': defence.summary(jax.device_get(state['defence']))},
+      )
   finally:
     if bar:
       bar.close()

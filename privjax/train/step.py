@@ -1,11 +1,13 @@
 """The jit-compiled training and evaluation steps, and the optimizer.
 
 What lives here: `make_optimizer` (Adam with the head at a multiple of the extractor's rate, via
-`optax.partition`), `make_train_step` (the joint objective on one batch of 2B images),
+`optax.partition`; a defence's device layers at their own rate), `make_train_step` (the primary
+loss on one batch of 2B images plus whatever the defence returns, then the defence's own update),
 `make_eval_step`, and `compiled_steps` (both jitted for a data-parallel mesh). State is a plain dict
-{'params', 'opt_state', 'step', 'margin'}; the model is rebuilt from its graphdef inside the traced
-function (jax.jit over nnx.split/merge state).
-Must not import privjax.data or do any I/O.
+{'params', 'opt_state', 'step', 'defence'}; the model is rebuilt from its graphdef inside the traced
+function (jax.jit over nnx.split/merge state). Random numbers (dropout, learned noise) come from
+`fold_in(key(seed), step)`, so a resumed run draws what the uninterrupted run drew.
+Must not import privjax.data or do any I/O; names no particular defence.
 """
 
 from __future__ import annotations
@@ -20,101 +22,136 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from privjax import defences as defences_lib
 from privjax import objectives
 
 
-def _group_labels(params):
-  return {group: jax.tree_util.tree_map(lambda _: group, tree) for group, tree in params.items()}
+def _group_labels(device_layers: tuple[str, ...]):
+  def labels(params):
+    out = {}
+    for group, tree in params.items():
+      out[group] = {
+          layer: jax.tree_util.tree_map(
+              lambda _, g=(
+                  'device' if group == 'extractor' and layer in device_layers else group
+              ): g,
+              sub,
+          )
+          for layer, sub in tree.items()
+      }
+    return out
+
+  return labels
 
 
-def make_optimizer(opt_cfg) -> optax.GradientTransformation:
-  def adam(lr):
-    return optax.adam(lr, b1=opt_cfg.b1, b2=opt_cfg.b2)
-
-  return optax.partition(
-      {'extractor': adam(opt_cfg.lr), 'head': adam(opt_cfg.lr * opt_cfg.head_lr_mult)},
-      _group_labels,
+def learning_rate(opt_cfg, lr: float):
+  """`lr`, or a warm-up then cosine decay to 0 over `decay_steps` (optimizer.schedule='cosine')."""
+  if opt_cfg.get('schedule', 'constant') == 'constant':
+    return lr
+  return optax.warmup_cosine_decay_schedule(
+      0.0, lr, opt_cfg.warmup_steps, max(opt_cfg.decay_steps, opt_cfg.warmup_steps + 1)
   )
 
 
+def make_optimizer(opt_cfg, device_layers: tuple[str, ...] = (), device_lr: float | None = None):
+  def adam(lr):
+    lr = learning_rate(opt_cfg, lr)
+    if opt_cfg.get('weight_decay', 0.0):
+      return optax.adamw(lr, b1=opt_cfg.b1, b2=opt_cfg.b2, weight_decay=opt_cfg.weight_decay)
+    return optax.adam(lr, b1=opt_cfg.b1, b2=opt_cfg.b2)
+
+  groups = {'extractor': adam(opt_cfg.lr), 'head': adam(opt_cfg.lr * opt_cfg.head_lr_mult)}
+  if device_layers:
+    groups['device'] = adam(opt_cfg.lr if device_lr is None else device_lr)
+  return optax.partition(groups, _group_labels(tuple(device_layers)))
+
+
 def _flat_pairs(batch):
-  """[B,2,...] pair rows → one batch of 2B examples (a0, b0, a1, b1, ...)."""
-  images = batch['image']
-  return images.reshape((-1,) + images.shape[2:]), batch['label'].reshape(-1)
+  """[B,2,...] pair rows → one batch of 2B examples (a0, b0, a1, b1, ...), every label too."""
+  flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in batch.items() if k != 'same'}
+  flat['same'] = batch['same']
+  return flat
 
 
-def pair_statistics(features, same, *, normalize: bool):
-  """Squared pair distances and the metrics users need to read the margin against."""
+def pair_statistics(features, same):
+  """The metrics users read a margin against: mean feature norm, mean same/different distance."""
   f = features.reshape((features.shape[0] // 2, 2, -1))
-  d2 = objectives.pair_distances_squared(f[:, 0], f[:, 1], normalize=normalize)
+  d2 = objectives.pair_distances_squared(f[:, 0], f[:, 1])
   d = jnp.sqrt(jnp.maximum(d2, 0.0))
   same = same.astype(jnp.float32)
-  stats = {
+  return {
       'feature_norm': jnp.linalg.norm(f.astype(jnp.float32), axis=-1).mean(),
       'dist_same': (d * same).sum() / jnp.maximum(same.sum(), 1.0),
       'dist_diff': (d * (1 - same)).sum() / jnp.maximum((1 - same).sum(), 1.0),
   }
-  return d2, stats
 
 
-def make_train_step(graphdef, tx, contrastive_cfg, *, siamese: bool):
-  weight = float(contrastive_cfg.weight) if siamese else 0.0
-  normalize = bool(contrastive_cfg.normalize)
+def step_key(seed: int, step):
+  return jax.random.fold_in(jax.random.key(seed), step)
 
-  def loss_fn(params, images, labels, same, margin):
+
+def make_train_step(graphdef, tx, defence, *, seed: int = 0):
+  """(state, pair batch) → (state, metrics): loss = CE(a) + CE(b) + the defence's terms."""
+
+  def loss_fn(params, batch, defence_state, rng):
     model = nnx.merge(graphdef, params)
-    features, logits = model.features_and_logits(images)
-    ce = objectives.cross_entropy(logits, labels)
-    d2, stats = pair_statistics(features, same, normalize=normalize)
-    contrastive = objectives.contrastive_from_distances(d2, same, margin)
-    if not siamese:
-      contrastive = jax.lax.stop_gradient(contrastive)
+    k_model, k_defence = jax.random.split(rng)
+    features, logits = model.features_and_logits(batch['image'], rng=k_model, train=True)
+    ce = objectives.cross_entropy(logits, batch['label'])
+    term, defence_metrics = defence.loss(defence_state, features, batch, k_defence, params)
     # CE(a) + CE(b): each branch's mean cross-entropy, summed (= 2 x the mean over 2B images).
-    loss = 2.0 * ce + weight * contrastive
-    accuracy = (jnp.argmax(logits, -1) == labels).mean()
-    return loss, dict(stats, loss=loss, ce=ce, contrastive=contrastive, accuracy=accuracy)
+    loss = 2.0 * ce + term
+    accuracy = (jnp.argmax(logits, -1) == batch['label']).mean()
+    metrics = dict(pair_statistics(features, batch['same']), **defence_metrics)
+    metrics.update(loss=loss, ce=ce, accuracy=accuracy)
+    return loss, (metrics, jax.lax.stop_gradient(features))
 
   def train_step(state, batch):
-    images, labels = _flat_pairs(batch)
-    grads, metrics = jax.grad(loss_fn, has_aux=True)(
-        state['params'], images, labels, batch['same'], state['margin']
+    batch = _flat_pairs(batch)
+    rng = step_key(seed, state['step'])
+    k_loss, k_update = jax.random.split(rng)
+    grads, (metrics, features) = jax.grad(loss_fn, has_aux=True)(
+        state['params'], batch, state['defence'], k_loss
     )
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
     params = optax.apply_updates(state['params'], updates)
+    defence_state, defence_metrics = defence.update(state['defence'], features, batch, k_update)
+    metrics.update(defence_metrics)
     metrics['grad_norm'] = optax.tree.norm(grads)
-    new_state = dict(state, params=params, opt_state=opt_state, step=state['step'] + 1)
+    new_state = dict(
+        state, params=params, opt_state=opt_state, step=state['step'] + 1, defence=defence_state
+    )
     return new_state, metrics
 
   return train_step
 
 
-def make_pair_distance_fn(graphdef, *, normalize: bool):
-  """params, batch → distances of each pair at the cut (for margin calibration)."""
+def make_calibration_fn(graphdef, defence):
+  """params, pair batch → the defence's calibration output (e.g. pair distances for a margin)."""
 
-  def distances(params, batch):
-    images, _ = _flat_pairs(batch)
-    features = nnx.merge(graphdef, params).extractor(images)
-    d2, _ = pair_statistics(features, batch['same'], normalize=normalize)
-    return jnp.sqrt(d2)
+  def calibration(params, batch):
+    batch = _flat_pairs(batch)
+    features = nnx.merge(graphdef, params).extractor(batch['image'], rng=jax.random.key(0))
+    return defence.calibration_output(features, batch)
 
-  return distances
+  return calibration
 
 
-def init_state(params, tx, margin) -> dict:
-  """The training state the step takes and returns: parameters, optimizer state, step, margin."""
+def init_state(params, tx, defence_state) -> dict:
+  """The training state the step takes and returns: parameters, optimizer state, step, defence."""
   return {
       'params': params,
       'opt_state': tx.init(params),
       'step': np.int32(0),
-      'margin': np.float32(margin),
+      'defence': defence_state,
   }
 
 
 def make_eval_step(graphdef, label_key: str):
-  """params, padded batch → (number correct, summed CE, number of real examples)."""
+  """params, padded batch, key → (number correct, summed CE, number of real examples)."""
 
-  def eval_step(params, batch):
-    logits = nnx.merge(graphdef, params)(batch['image']).astype(jnp.float32)
+  def eval_step(params, batch, rng):
+    logits = nnx.merge(graphdef, params)(batch['image'], rng=rng).astype(jnp.float32)
     labels = batch[label_key]
     mask = batch['mask'].astype(jnp.float32)
     correct = ((jnp.argmax(logits, -1) == labels) * mask).sum()
@@ -143,18 +180,21 @@ def compiler_options(platform: str) -> dict | None:
 
 
 @functools.lru_cache(maxsize=4)
-def compiled_steps(graphdef, optimizer_cfg, contrastive_cfg, siamese: bool, label_key: str, mesh):
-  """(optimizer, jitted train step, jitted eval step) for one model and objective on `mesh`.
+def compiled_steps(graphdef, optimizer_cfg, defence_cfg, context, seed: int, label_key: str, mesh):
+  """(optimizer, defence, jitted train step, jitted eval step) for one model and objective.
 
   Batches are sharded over the mesh's 'data' axis, the state is replicated and donated. Cached (the
-  configs must be hashable, e.g. FrozenConfigDicts) so that runs in one process with the same model
-  and objective (resumes, tests, sweeps) compile once: a fresh jax.jit recompiles the same program.
+  arguments must be hashable: FrozenConfigDicts, a defences.base.Context) so that runs in one
+  process with the same model and objective (resumes, tests, sweeps) compile once: a fresh jax.jit
+  recompiles the same program.
   """
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   options = compiler_options(mesh.devices.flat[0].platform)
-  tx = make_optimizer(optimizer_cfg)
+  defence = defences_lib.from_config(defence_cfg, context)
+  device_layers = tuple(name for name, _ in defence.device_layers(nnx.Rngs(0)))
+  tx = make_optimizer(optimizer_cfg, device_layers, defence.device_lr())
   train_step = jax.jit(
-      make_train_step(graphdef, tx, contrastive_cfg, siamese=siamese),
+      make_train_step(graphdef, tx, defence, seed=seed),
       in_shardings=(replicated, data),
       out_shardings=(replicated, replicated),
       donate_argnums=0,
@@ -162,8 +202,8 @@ def compiled_steps(graphdef, optimizer_cfg, contrastive_cfg, siamese: bool, labe
   )
   eval_step = jax.jit(
       make_eval_step(graphdef, label_key),
-      in_shardings=(replicated, data),
+      in_shardings=(replicated, data, replicated),
       out_shardings=replicated,
       compiler_options=options,
   )
-  return tx, train_step, eval_step
+  return tx, defence, train_step, eval_step

@@ -1,0 +1,12 @@
+"""`none`: the primary task alone (the undefended baseline; `mode: simple` before defences)."""
+
+from __future__ import annotations
+
+from privjax.defences.base import Defence
+
+
+class NoDefence(Defence):
+  name = 'none'
+
+
+DEFENCE = NoDefence

@@ -1,0 +1,345 @@
+"""Defences as plug-ins: each one's loss or gradient on a hand-checkable case, the mechanism they
+share (the train step, checkpoints, evaluation, export) and their one-line errors."""
+
+import json
+import math
+import os
+import pathlib
+import re
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from privjax import config as config_lib
+from privjax import defences, objectives
+from privjax.defences import adversarial, learned_noise, nopeek
+from privjax.evaluate import features as features_lib
+from privjax.train import checkpoint as ckpt_lib
+from privjax.train import loop
+from privjax.train import step as step_lib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CONTEXT = defences.base.Context((2, 2, 1), (4, 4, 3), (('gender', 2), ('identity', 3)))
+
+
+def _pair_batch(seed=0, pairs=8, size=64):
+  rng = np.random.default_rng(seed)
+  batch = {
+      'image': rng.integers(0, 256, (pairs, 2, size, size, 3)).astype(np.uint8),
+      'label': np.tile(np.array([[0, 0], [0, 1], [1, 1], [1, 0]], np.int32), (pairs // 4, 1)),
+      'identity': rng.integers(0, 10, (pairs, 2)).astype(np.int32),
+  }
+  batch['same'] = (batch['label'][:, 0] == batch['label'][:, 1]).astype(np.float32)
+  return batch
+
+
+def test_registry_lists_every_module_and_parses_combinations():
+  assert set(defences.names()) >= {'none', 'siamese', 'nopeek', 'adversarial', 'learned_noise'}
+  assert defences.parse('simple') == ('none',)
+  assert defences.parse('siamese+adversarial') == ('siamese', 'adversarial')
+  for bad, match in [
+      ('bogus', "unknown defence 'bogus'; valid: "),
+      ('siamese+siamese', 'names a defence twice'),
+      ('none+nopeek', 'none cannot be combined'),
+  ]:
+    with pytest.raises(defences.DefenceError, match=match):
+      defences.parse(bad)
+
+
+def test_nothing_outside_the_defences_package_names_a_defence():
+  """A new defence is one module plus its config section: the library never names one."""
+  named = [n for n in defences.names() if n != 'none']
+  pattern = re.compile(r"""['"](%s)['".+]""" % '|'.join(named))
+  jobs = {'reproduce.py', 'sweep.py'}  # the paper's pipeline names the paper's variants
+  offenders = []
+  for path in (ROOT / 'privjax').rglob('*.py'):
+    rel = path.relative_to(ROOT / 'privjax')
+    if rel.parts[0] == 'defences' or str(rel) in jobs:
+      continue
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+      if pattern.search(line):
+        offenders.append(f'{rel}:{i}: {line.strip()}')
+  assert not offenders, offenders
+
+
+def test_siamese_term_is_weight_times_the_hand_computed_contrastive_loss():
+  cfg = ml_collections.ConfigDict(
+      dict(weight=0.5, margin=3.0, margin_mode='fixed', margin_scale=1.0, normalize=False)
+  )
+  siamese = defences.defence_class('siamese')(cfg, CONTEXT)
+  # Two pairs of 4-dim features: a same pair at distance 1, a different pair at distance 2.
+  f = jnp.array([[0, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 2, 0, 0]], jnp.float32)
+  f = f.reshape(4, 2, 2, 1)
+  term, metrics = siamese.loss(
+      siamese.init_state(None), f, {'same': jnp.array([1.0, 0.0])}, None, None
+  )
+  # 0.5 * mean(1 * 1^2, (3 - 2)^2) = 0.5; times the weight.
+  assert float(metrics['contrastive']) == pytest.approx(0.5)
+  assert float(term) == pytest.approx(0.25)
+
+
+def test_siamese_calibration_takes_scale_times_median_different_pair_distance():
+  cfg = ml_collections.ConfigDict(
+      dict(weight=1.0, margin=10.0, margin_mode='calibrated', margin_scale=2.0, normalize=False)
+  )
+  siamese = defences.defence_class('siamese')(cfg, CONTEXT)
+  outputs = [np.array([[1.0, 5.0, 7.0], [1.0, 0.0, 0.0]]), np.array([[3.0, 9.0], [0.0, 1.0]])]
+  # Different-pair distances 5, 7, 3 → median 5, times 2.
+  assert float(siamese.calibrate(siamese.init_state(None), outputs)['margin']) == 10.0
+
+
+def _dcor_reference(x, y):
+  """Distance correlation with explicit loops (Székely et al. 2007), float64."""
+  n = len(x)
+  a = np.array([[np.linalg.norm(x[i] - x[j]) for j in range(n)] for i in range(n)])
+  b = np.array([[np.linalg.norm(y[i] - y[j]) for j in range(n)] for i in range(n)])
+  centre = lambda m: m - m.mean(0) - m.mean(1)[:, None] + m.mean()
+  a, b = centre(a), centre(b)
+  return math.sqrt((a * b).mean() / math.sqrt((a * a).mean() * (b * b).mean()))
+
+
+def test_nopeek_distance_correlation_matches_a_slow_reference():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(12, 5))
+  z = np.tanh(x @ rng.normal(size=(5, 3))) + 0.3 * rng.normal(size=(12, 3))
+  assert float(nopeek.distance_correlation(x, z)) == pytest.approx(_dcor_reference(x, z), abs=2e-4)
+  # An affine map of the input (rotation and scale) is perfectly correlated.
+  q, _ = np.linalg.qr(rng.normal(size=(5, 5)))
+  assert float(nopeek.distance_correlation(x, 3 * x @ q + 1)) == pytest.approx(1.0, abs=1e-3)
+  # Independent samples: small (the sample statistic is biased upwards at n = 200).
+  big = rng.normal(size=(200, 4)), rng.normal(size=(200, 4))
+  assert float(nopeek.distance_correlation(*big)) < 0.35
+
+
+def test_nopeek_gradient_is_finite_with_repeated_rows_and_lowers_dcor():
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(8, 6)), jnp.float32)
+  x = x.at[1].set(x[0])  # two identical images: a zero distance
+  z = x[:, :3] * 2.0
+  grad = jax.grad(lambda z: nopeek.distance_correlation(x, z))(z)
+  assert np.isfinite(np.asarray(grad)).all()
+  step = z - 0.5 * grad / jnp.linalg.norm(grad)
+  assert nopeek.distance_correlation(x, step) < nopeek.distance_correlation(x, z)
+
+
+def test_adversarial_confusion_is_log_k_at_uniform_and_the_proxy_learns():
+  assert float(adversarial.confusion_loss(jnp.zeros((4, 7)))) == pytest.approx(math.log(7))
+  # Logits (0, log 3): p = (1/4, 3/4); CE to uniform = -(log 1/4 + log 3/4) / 2.
+  expected = -(math.log(0.25) + math.log(0.75)) / 2
+  assert float(adversarial.confusion_loss(jnp.array([[0.0, math.log(3.0)]]))) == pytest.approx(
+      expected, rel=1e-6
+  )
+  cfg = ml_collections.ConfigDict(
+      dict(
+          weight=1.0,
+          label='identity',
+          proxy_hidden=16,
+          proxy_layers=1,
+          proxy_lr=1e-2,
+          proxy_steps=5,
+      )
+  )
+  adv = defences.defence_class('adversarial')(cfg, CONTEXT)
+  state = adv.init_state(jax.random.key(0))
+  rng = np.random.default_rng(0)
+  y = np.repeat(np.arange(3), 8)
+  centres = rng.normal(size=(3, 4)) * 3
+  z = jnp.asarray((centres[y] + 0.1 * rng.normal(size=(24, 4))).reshape(24, 2, 2, 1), jnp.float32)
+  batch = {'identity': jnp.asarray(y)}
+  _, before = adv.loss(state, z, batch, None, None)
+  for _ in range(10):
+    state, m = adv.update(state, z, batch, None)
+  _, after = adv.loss(state, z, batch, None, None)
+  assert float(before['proxy_accuracy']) < 0.9 and float(after['proxy_accuracy']) == 1.0
+  # The extractor's term is minimised by features the proxy cannot separate: its gradient
+  # with respect to z, followed, makes the proxy less sure (confusion moves towards log K).
+  term = lambda z: adv.loss(state, z, batch, None, None)[0]
+  z2 = z - 0.1 * jax.grad(term)(z)
+  assert float(term(z2)) < float(term(z))
+
+
+def test_learned_noise_is_relative_to_the_features_and_rewarded_by_its_term():
+  layer = learned_noise.LearnedNoise((2, 2, 1), init_scale=0.5)
+  z = jnp.ones((20000, 2, 2, 1)) * 3.0  # rms 3
+  noisy = layer(z, rng=jax.random.key(0))
+  assert float(jnp.std(noisy - z)) == pytest.approx(0.5 * 3.0, rel=0.02)
+  assert float(jnp.mean(noisy - z)) == pytest.approx(0.0, abs=0.03)
+  # Scaling the features scales the noise: the extractor cannot drown it.
+  assert np.allclose(layer(10 * z, rng=jax.random.key(0)) - 10 * z, 10 * (noisy - z), atol=1e-4)
+  with pytest.raises(ValueError, match='call it with rng'):
+    layer(z)
+  cfg = ml_collections.ConfigDict(dict(weight=0.2, init_scale=0.5, lr=1e-2))
+  defence = defences.defence_class('learned_noise')(cfg, CONTEXT)
+  params = {'extractor': {learned_noise.LAYER: {'log_sigma': jnp.log(jnp.full((2, 2, 1), 0.5))}}}
+  term, metrics = defence.loss({}, None, None, None, params)
+  assert float(term) == pytest.approx(-0.2 * math.log(0.5))
+  assert float(metrics['noise_scale']) == pytest.approx(0.5)
+  grad = jax.grad(lambda p: defence.loss({}, None, None, None, p)[0])(params)
+  np.testing.assert_allclose(
+      grad['extractor'][learned_noise.LAYER]['log_sigma'], np.full((2, 2, 1), -0.2 / 4), rtol=1e-6
+  )
+
+
+def test_without_a_defence_the_gradient_is_the_cross_entropy_gradient(tiny_config, make_step):
+  config = tiny_config('simple,tiny')
+  setup = make_step(config)
+  batch = _pair_batch()
+  # With SGD at rate 1 the update is minus the gradient the step computed.
+  sgd = optax.sgd(1.0)
+  fn = step_lib.make_train_step(setup.graphdef, sgd, setup.defence, seed=config.seed)
+  params = setup.state['params']
+  state = step_lib.init_state(params, sgd, setup.state['defence'])
+  new, _ = jax.jit(fn)(state, batch)
+  step_grad = jax.tree.map(lambda a, b: a - b, params, new['params'])
+
+  def ce_only(p):
+    model = nnx.merge(setup.graphdef, p)
+    images = batch['image'].reshape((-1, 64, 64, 3))
+    return 2.0 * objectives.cross_entropy(model(images), batch['label'].reshape(-1))
+
+  reference = jax.grad(ce_only)(params)
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6),
+      step_grad['extractor'],
+      reference['extractor'],
+  )
+
+
+def _pair_distance_ratio(setup, state, batch):
+  model = nnx.merge(setup.graphdef, state['params'])
+  f = np.asarray(model.extractor(batch['image'].reshape((-1, 64, 64, 3)))).reshape(8, 2, -1)
+  d = np.linalg.norm(f[:, 0] - f[:, 1], axis=1)
+  return d[batch['same'] == 1].mean() / d[batch['same'] == 0].mean()
+
+
+def test_siamese_steps_pull_same_label_pairs_together_more_than_none(tiny_config, make_step):
+  """The paper's mechanism: the same steps with the contrastive term lower the same/different
+  distance ratio far more than without it (fixed seed, a large weight: far from noise)."""
+  batch = _pair_batch(seed=3)
+  ratios = {}
+  for arg in ('simple,tiny', 'siamese,tiny'):
+    config = tiny_config(arg)
+    config.optimizer.lr = 1e-3
+    config.defence.siamese.weight = 1.0
+    config.defence.siamese.margin = 20.0
+    setup = make_step(config)
+    step, state = jax.jit(setup.step), setup.state
+    start = _pair_distance_ratio(setup, state, batch)
+    for _ in range(15):
+      state, _ = step(state, batch)
+    ratios[arg] = _pair_distance_ratio(setup, state, batch) / start
+  assert ratios['siamese,tiny'] < 0.6 * ratios['simple,tiny'], ratios
+
+
+@pytest.mark.parametrize('name', ['nopeek', 'adversarial', 'learned_noise', 'siamese+adversarial'])
+def test_every_defence_trains_resumes_and_evaluates(tiny_config, tmp_path, name):
+  config = tiny_config(f'{name},tiny')
+  workdir = str(tmp_path / 'run')
+  result = loop.train_and_evaluate(config, workdir)
+  assert result['step'] == config.total_steps and math.isfinite(result['train_loss'])
+  lines = [json.loads(l) for l in open(os.path.join(workdir, 'metrics.jsonl'))]
+  expected = {'nopeek': 'dcor', 'adversarial': 'proxy_accuracy', 'learned_noise': 'noise_scale'}
+  for part in name.split('+'):
+    if part in expected:
+      assert any(expected[part] in l for l in lines), (part, lines[-1])
+  # The defence's state and device layers come back with the run.
+  step, params, meta, saved = ckpt_lib.restore_run(workdir)
+  assert saved['defence']['name'] == name and meta['step'] == step
+  if 'adversarial' in name:
+    assert os.path.isdir(os.path.join(workdir, 'checkpoints', str(step), 'defence'))
+  run = features_lib.load_run(workdir)
+  if name == 'learned_noise':
+    assert learned_noise.LAYER in params['extractor'] and run.model.extractor.samples
+    # One draw per image and split, the same on every extraction.
+    a = features_lib.extract(run, 'test', cache=False)['features']
+    b = features_lib.extract(run, 'test', cache=False)['features']
+    np.testing.assert_array_equal(a, b)
+  # Resuming the finished run with the same config does not fail; with another defence, it does.
+  other = tiny_config('siamese,tiny' if name != 'siamese+adversarial' else 'nopeek,tiny')
+  with pytest.raises(ckpt_lib.RunError, match='different config'):
+    loop.train_and_evaluate(other, workdir)
+
+
+@pytest.mark.parametrize(
+    'arg,key,value,match',
+    [
+        ('simple,tiny', 'defence.name', 'bogus', "unknown defence 'bogus'"),
+        (
+            'adversarial,tiny',
+            'defence.adversarial.label',
+            'age',
+            "defence adversarial needs label 'age'",
+        ),
+        ('nopeek,tiny', 'defence.nopeek.weight', -1.0, 'defence.nopeek.weight must be >= 0'),
+        ('siamese,tiny', 'defence.siamese.margin_mode', 'auto', "margin_mode='auto' is not valid"),
+        ('siamese,tiny', 'mode', 'triplet', "mode='triplet' is not valid"),
+        ('nopeek,tiny', 'mode', 'siamese', "mode='siamese' and defence.name='nopeek' disagree"),
+    ],
+)
+def test_bad_defence_requests_fail_in_one_line_before_writing(
+    tiny_config, tmp_path, arg, key, value, match
+):
+  config = tiny_config(arg)
+  *parents, leaf = key.split('.')
+  node = config
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+  with pytest.raises(config_lib.ConfigError, match=match) as e:
+    loop.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert '\n' not in str(e.value)
+  assert not os.path.exists(tmp_path / 'run')
+
+
+def test_a_misspelt_defence_key_is_refused_by_the_command_line(tfds_dir, tmp_path):
+  import subprocess
+  import sys
+
+  proc = subprocess.run(
+      [
+          sys.executable,
+          str(ROOT / 'train.py'),
+          '--config',
+          'configs/default.py:nopeek,tiny',
+          f'--config.dataset.data_dir={tfds_dir}',
+          '--config.defence.nopeek.wieght=1',
+          '--workdir',
+          str(tmp_path / 'run'),
+      ],
+      capture_output=True,
+      text=True,
+      cwd=ROOT,
+      timeout=300,
+  )
+  assert proc.returncode != 0 and 'wieght' in proc.stderr and 'Traceback' not in proc.stderr
+  assert not (tmp_path / 'run').exists()
+
+
+def test_runs_saved_before_defences_read_as_none_and_siamese():
+  legacy = {
+      'mode': 'siamese',
+      'contrastive': {
+          'weight': 0.01,
+          'margin': 10.0,
+          'margin_mode': 'fixed',
+          'margin_scale': 1.0,
+          'calibration_batches': 4,
+          'normalize': False,
+      },
+      'optimizer': {'lr': 1e-4},
+      'input': {},
+  }
+  new = config_lib.upgrade(legacy)
+  assert new['defence']['name'] == 'siamese' and new['defence']['siamese']['margin'] == 10.0
+  assert new['optimizer']['schedule'] == 'constant' and 'contrastive' not in new
+  assert (
+      config_lib.upgrade({'mode': 'simple', 'optimizer': {}, 'input': {}})['defence']['name']
+      == 'none'
+  )
+  siamese = defences.from_config(ml_collections.ConfigDict(new['defence']), CONTEXT)
+  assert float(siamese.restore_legacy({'step': 3, 'margin': 5.5})['siamese']['margin']) == 5.5
