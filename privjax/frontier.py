@@ -1,0 +1,251 @@
+r"""The privacy-utility frontier: `none` once, every defence at a few strengths from it, all evaluated.
+
+  python -m privjax.frontier --config configs/default.py --workdir runs/frontier [--quick] \
+      [--config.key=value ...] [--defences siamese,nopeek,siamese+adversarial] [--eval_config FILE]
+  python -m privjax.frontier --config configs/lfw_photos.py:csv=PATH --workdir runs/frontier_lfw
+
+Trains `none` in `<workdir>/none`, then for each defence (every `config.defence.<name>` with a
+non-empty `strengths` grid, or `--defences`) and each strength a run `<workdir>/<name>_<strength>`
+fine-tuned from `none` (the config file is loaded again with the defence's name added to its
+arguments, so it picks the fine-tuning schedule; the --config.key=value overrides apply to every
+run). Each run is evaluated with the strongest-attacker protocol (privjax.evaluate.protocol: every
+attacker family, the PCA and noise settings of the eval config). Writes `<workdir>/frontier.json`
+(`points`: one per run, transform and noise variance, with `run`, `defence`, `strength`,
+`transform`, `noise_variance`, `primary_accuracy` (%, the cloud head), `identity_top1` (%, the
+strongest attacker), `identity_top1_se`, `ssim` (reconstruction, noiseless untransformed only),
+`pareto`; and per run its training time and the device-side parameters and FLOPs its defence adds),
+`frontier.md` and `frontier.png`. A rerun resumes: finished trainings and evaluations are reused.
+`--quick`: the middle strength of each grid and the fast evaluation (configs/eval/default.py:fast).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from privjax import cli
+from privjax import config as config_lib
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Training config file[:args] (its defence must be none).', lock_config=True
+)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for the runs and the frontier.')
+_QUICK = flags.DEFINE_bool('quick', False, 'Middle strength only, fast evaluation.')
+_DEFENCES = flags.DEFINE_list('defences', None, 'Defences to run (default: every one with a grid).')
+_EVAL_CONFIG = flags.DEFINE_string(
+    'eval_config',
+    '',
+    'Eval config file[:args] (default configs/eval/default.py, :fast if --quick).',
+)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+EVAL_CONFIG = os.path.join(os.path.dirname(__file__), '..', 'configs', 'eval', 'default.py')
+
+
+def load_eval_config(spec: str, quick: bool):
+  path, _, arg = (spec or f'{EVAL_CONFIG}:{"fast" if quick else ""}').partition(':')
+  if not os.path.exists(path):
+    raise config_lib.ConfigError(f'eval config file {path} does not exist')
+  return config_lib.config_module(path).get_config(arg)
+
+
+def plan(base, defences=None, quick: bool = False) -> list[tuple[str, str, float | None]]:
+  """(run name, defence, strength) of every run, `none` first."""
+  from privjax import defences as defences_lib
+
+  names = defences or [
+      n for n in defences_lib.names() if n in base.defence and base.defence[n].get('strengths')
+  ]
+  runs = [('none', 'none', None)]
+  for name in names:
+    parts = defences_lib.parse(name)
+    section = base.defence[parts[0]]
+    grid = list(section.get('strengths') or ())
+    if not grid:
+      raise config_lib.ConfigError(f'defence.{parts[0]}.strengths is empty: nothing to sweep')
+    if quick:
+      grid = [grid[len(grid) // 2]]
+    runs += [(f'{name}_{s:g}', name, float(s)) for s in grid]
+  return runs
+
+
+def _config_for(make_config, defence: str, strength, init_from: str):
+  from privjax import defences as defences_lib
+
+  config = make_config(defence)
+  with config.unlocked():
+    config.defence.name = defence
+    if strength is not None:
+      section = config.defence[defences_lib.parse(defence)[0]]
+      section[section.strength] = strength
+    if defence != 'none':
+      config.init_from = init_from
+  return config
+
+
+def pareto_flags(points: list[dict]) -> list[bool]:
+  """A point is on the front when no other keeps as much primary accuracy with less leakage."""
+  out = []
+  for p in points:
+    dominated = any(
+        q['primary_accuracy'] >= p['primary_accuracy']
+        and q['identity_top1'] <= p['identity_top1']
+        and (
+            q['primary_accuracy'] > p['primary_accuracy'] or q['identity_top1'] < p['identity_top1']
+        )
+        for q in points
+    )
+    out.append(not dominated)
+  return out
+
+
+def frontier_points(name: str, defence: str, strength, report: dict, secret: str) -> list[dict]:
+  points = []
+  recon = report.get('reconstruction') or {}
+  for entry in report['sweep']:
+    attack = entry['attacks'].get(secret)
+    if attack is None:
+      continue
+    noiseless = entry['transform'] == 'none' and entry['noise_variance'] == 0
+    n = report['num_examples']['attacker_test']
+    top1 = attack['top1']
+    points.append(
+        {
+            'run': name,
+            'defence': defence,
+            'strength': strength,
+            'transform': entry['transform'],
+            'noise_variance': entry['noise_variance'],
+            'primary_accuracy': 100 * entry['primary_head_accuracy'],
+            'identity_top1': 100 * top1,
+            'identity_top1_se': 100 * math.sqrt(top1 * (1 - top1) / n),
+            'identity_attacker': attack['strongest'],
+            'ssim': recon.get('ssim') if noiseless else None,
+        }
+    )
+  return points
+
+
+def run_frontier(workdir: str, make_config, eval_config, *, defences=None, quick=False) -> dict:
+  from privjax import defences as defences_lib
+  from privjax.data import pipeline
+  from privjax.evaluate import protocol
+  from privjax.report import frontier_report, plots, tables
+  from privjax.train import loop
+
+  base = config_lib.resolved(make_config('none'))
+  if base.defence.name != 'none':
+    raise config_lib.ConfigError(
+        f'the frontier starts from defence none; the config sets {base.defence.name!r}'
+    )
+  runs = plan(base, defences, quick)
+  configs = {
+      name: _config_for(make_config, d, s, os.path.join(workdir, 'none')) for name, d, s in runs
+  }
+  for config in configs.values():  # every run is checked before the first one trains
+    config_lib.validate(config_lib.resolved(config))
+  builder = pipeline.get_builder(base.dataset)
+  context = defences_lib.context_for(base, pipeline.label_classes(builder))
+  secret = base.dataset.secret
+
+  points, meta = [], {}
+  for name, defence, strength in runs:
+    run_dir = os.path.join(workdir, name)
+    timing_path = os.path.join(run_dir, 'frontier_timing.json')
+    timing = json.load(open(timing_path)) if os.path.exists(timing_path) else {}
+    if 'train_seconds' not in timing:
+      print(f'== training {name}', flush=True)
+      t0 = time.perf_counter()
+      loop.train_and_evaluate(configs[name], run_dir)
+      timing['train_seconds'] = time.perf_counter() - t0
+      _write_json(timing_path, timing)
+    out_dir = os.path.join(run_dir, 'eval', eval_config.name)
+    report_path = os.path.join(out_dir, 'report.json')
+    if not os.path.exists(report_path):
+      print(f'== evaluating {name}', flush=True)
+      ec = eval_config.copy_and_resolve_references()
+      if name != 'none':
+        ec.reference_run = os.path.join(workdir, 'none')
+      report = protocol.evaluate_run(run_dir, ec, data_dir=base.dataset.data_dir or None)
+      tables.write_report(report, out_dir, plots.privacy_accuracy_plots)
+    report = json.load(open(report_path))
+    cost = defences_lib.from_config(configs[name].defence, context).device_cost()
+    meta[name] = {
+        'defence': defence,
+        'strength': strength,
+        'train_seconds': timing['train_seconds'],
+        'device_params': cost['params'],
+        'device_flops_per_image': cost['flops'],
+        'primary_accuracy_full_model': 100 * report['primary_accuracy_full_model'],
+        'pixel_identity_top1': (
+            100 * report['pixel_reference'][secret]['top1']
+            if report.get('pixel_reference')
+            else None
+        ),
+    }
+    points += frontier_points(name, defence, strength, report, secret)
+  for p, on_front in zip(points, pareto_flags(points)):
+    p['pareto'] = on_front
+  labels = pipeline.load_split(builder, base.dataset.test_split).labels[base.dataset.primary]
+  result = {
+      'primary_majority': 100 * float(np.bincount(labels).max() / len(labels)),
+      'config': base.to_dict(),
+      'eval_config': eval_config.to_dict(),
+      'quick': quick,
+      'secret': secret,
+      'primary': base.dataset.primary,
+      'runs': meta,
+      'points': points,
+  }
+  _write_json(os.path.join(workdir, 'frontier.json'), result)
+  text = frontier_report.markdown(result)
+  with open(os.path.join(workdir, 'frontier.md'), 'w') as f:
+    f.write(text)
+  frontier_report.plot(result, os.path.join(workdir, 'frontier.png'))
+  return result
+
+
+def _write_json(path, obj):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(obj, f, indent=2, sort_keys=True, default=float)
+  os.replace(tmp, path)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  flag = flags.FLAGS['config']
+  path, _, args = config_flags.get_config_filename(flag).partition(':')
+  overrides = config_flags.get_override_values(flag)
+
+  def make_config(defence: str):
+    arg = ','.join(a for a in (args, '' if defence == 'none' else defence) if a)
+    config = config_lib.config_module(path).get_config(arg)
+    for key, value in overrides.items():
+      *parents, leaf = key.split('.')
+      node = config
+      for p in parents:
+        node = node[p]
+      node[leaf] = value
+    return config
+
+  def frontier():
+    eval_config = load_eval_config(_EVAL_CONFIG.value, _QUICK.value)
+    return run_frontier(
+        _WORKDIR.value, make_config, eval_config, defences=_DEFENCES.value, quick=_QUICK.value
+    )
+
+  cli.run_or_exit(frontier)
+  print(open(os.path.join(_WORKDIR.value, 'frontier.md')).read())
+
+
+if __name__ == '__main__':
+  cli.run_app(main)
