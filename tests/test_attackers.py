@@ -1,5 +1,8 @@
 """Attacker families on synthetic features: separable -> near-perfect, label-free -> chance.
 
+Also: the attacker's own PCA (pca_* families), L-BFGS non-convergence at the iteration cap, and the
+report record (standard errors, chance and majority-class baselines).
+
 Sizes are shared between tests so jitted solvers/steps compile once per session.
 """
 
@@ -11,16 +14,21 @@ from flax import nnx
 from privjax.attacks import (
     ATTACKERS,
     AttackResult,
+    ClassMap,
     evaluate_attacker,
     fit_linear,
     fit_mlp,
     fit_module,
+    fit_pca_attacker,
     run_attack,
     strongest,
+    summarize,
     train_val_split,
 )
 from privjax.attacks import linear as linear_lib
+from privjax.attacks import pca as pca_lib
 from privjax.attacks.common import fit_standardizer
+from privjax.privacy import transforms
 
 K = 10
 N_TRAIN, N_TEST = 400, 1000
@@ -185,7 +193,7 @@ def test_transfer_requires_a_module_factory():
   x, y = blobs(50)
   with pytest.raises(ValueError, match='module_factory'):
     ATTACKERS['transfer'](x, y, seed=0)
-  assert set(ATTACKERS) == {'linear', 'mlp', 'transfer'}
+  assert set(ATTACKERS) == {'linear', 'mlp', 'transfer', 'pca_linear', 'pca_mlp'}
 
 
 def test_strongest_picks_max_top1_then_top5():
@@ -213,3 +221,177 @@ def test_run_attack_reports_scores_and_classes():
   assert result.top1 >= 0.95 and result.train_seconds > 0
   with pytest.raises(KeyError):
     run_attack('nope', x, y, x, y)
+
+
+# --- L-BFGS iteration cap -------------------------------------------------------------------------
+
+
+def test_linear_reports_non_convergence_at_its_cap(caplog):
+  x, y = blobs(N_TRAIN, sep=0.6, seed=4)  # overlapping classes: two iterations are far too few
+  with caplog.at_level('WARNING'):
+    capped = fit_linear(x, y, l2=0.01, max_iter=2)
+  assert capped.info['converged'] is False
+  assert capped.info['iterations'] == 2 and capped.info['capped_runs'] == 1
+  assert 'cap of 2 iterations' in caplog.text and 'not converged' in caplog.text
+  caplog.clear()
+  with caplog.at_level('WARNING'):
+    done = fit_linear(x, y, l2=0.01)
+  assert done.info['converged'] is True and 2 < done.info['iterations'] < done.info['max_iter']
+  assert done.info['gmax'] <= done.info['gtol'] and not caplog.text
+  # With a path, each capped run counts; the reported one is the final (refitted) model's.
+  path = fit_linear(x, y, max_iter=2)
+  assert path.info['capped_runs'] == len(linear_lib.DEFAULT_L2) + 1
+  assert path.info['converged'] is False
+
+
+def test_max_iter_reaches_the_linear_attacker_through_overrides():
+  x, y = blobs(N_TRAIN + N_TEST, sep=0.6, seed=4)
+  result = run_attack('linear', x[:N_TRAIN], y[:N_TRAIN], x[N_TRAIN:], y[N_TRAIN:], max_iter=2)
+  summary = result.summary()
+  assert summary['converged'] is False and summary['iterations'] == 2
+  assert summary['max_iter'] == 2 and 'path' not in summary
+
+
+# --- standard errors and baselines ----------------------------------------------------------------
+
+
+class _FixedLogits:
+  """An 'attacker' with given logits, to check the scoring arithmetic by hand."""
+
+  family = 'fixed'
+
+  def __init__(self, logits, classes):
+    self._logits = jnp.asarray(logits, jnp.float32)
+    self.class_map = ClassMap(np.asarray(classes))
+
+  def logits(self, x):
+    return self._logits
+
+
+def test_evaluate_attacker_standard_errors_by_hand():
+  # 8 test examples over classes 10/20/30; the attacker always scores 10 > 20 > 30.
+  logits = np.tile([3.0, 2.0, 1.0], (8, 1))
+  y = np.array([10, 10, 10, 20, 20, 30, 30, 99])  # 99: never seen by the attacker
+  scores = evaluate_attacker(_FixedLogits(logits, [10, 20, 30]), np.zeros((8, 1)), y)
+  assert scores['top1'] == pytest.approx(3 / 8) and scores['num_test'] == 8
+  assert scores['top1_se'] == pytest.approx(np.sqrt(3 / 8 * 5 / 8 / 8))
+  assert scores['top5'] == pytest.approx(7 / 8)  # top-5 is top-3 here; the unseen 99 misses
+  assert scores['top5_se'] == pytest.approx(np.sqrt(7 / 8 * 1 / 8 / 8))
+  # Log-rank over the 7 known examples: ranks 1,1,1,2,2,3,3 among 3 classes.
+  expected = (2 * np.log(2) + 2 * np.log(3)) / 7 / np.log(3)
+  assert scores['log_rank'] == pytest.approx(expected)
+
+
+def test_summarize_shows_majority_beside_chance():
+  r = lambda f, t1, n: AttackResult(
+      family=f,
+      top1=t1,
+      top5=1.0,
+      num_classes=2,
+      train_seconds=1.0,
+      extra={'converged': False, 'iterations': 7, 'path': [1, 2]},
+      top1_se=np.sqrt(t1 * (1 - t1) / n),
+      top5_se=0.0,
+      num_test=n,
+  )
+  y_train = np.array([0, 1, 1, 1, 1, 1])
+  y_test = np.array([1, 1, 1, 0, 1, 1, 1, 1, 1, 1])  # 90% one class
+  out = summarize({'linear': r('linear', 0.8, 10), 'mlp': r('mlp', 0.9, 10)}, y_train, y_test)
+  assert out['strongest'] == 'mlp' and out['top1'] == 0.9
+  assert out['top1_se'] == pytest.approx(np.sqrt(0.9 * 0.1 / 10))
+  assert out['chance_top1'] == 0.5 and out['chance_top5'] == 1.0
+  assert out['majority_top1'] == pytest.approx(0.9)  # the bar a 90% attacker only just meets
+  fam = out['families']['linear']
+  assert fam['top1_se'] == pytest.approx(np.sqrt(0.8 * 0.2 / 10))
+  assert fam['converged'] is False and fam['iterations'] == 7 and 'path' not in fam
+
+
+# --- the attacker's own PCA -----------------------------------------------------------------------
+
+
+def test_candidate_sizes_are_capped_by_rows_and_dimension():
+  assert pca_lib.candidate_sizes((32, 128, 512), 1000, 8192) == [32, 128, 512]
+  assert pca_lib.candidate_sizes((32, 128, 512), 100, 8192) == [32, 99]
+  assert pca_lib.candidate_sizes((32, 128, 512), 1000, 40) == [32, 40]
+  with pytest.raises(ValueError):
+    pca_lib.candidate_sizes((0,), 100, 10)
+  with pytest.raises(ValueError):
+    pca_lib.candidate_sizes((4,), 1, 10)
+
+
+def test_code_scale_whitens_or_keeps_relative_variances():
+  pca = transforms.PCA(
+      mean=np.zeros(3, np.float32),
+      components=np.eye(3, dtype=np.float32),
+      explained_variance=np.array([16.0, 4.0, 0.0], np.float32),
+      feature_shape=(3,),
+  )
+  floor = pca_lib.RELATIVE_STD_FLOOR * 4.0
+  np.testing.assert_allclose(pca_lib.code_scale(pca, True), [4.0, 2.0, floor], rtol=1e-6)
+  np.testing.assert_allclose(pca_lib.code_scale(pca, False), [np.sqrt(20 / 3)] * 3, rtol=1e-6)
+
+
+def _few_rows_many_dims(n, *, d=1500, k=5, signal=16, seed=0):
+  """k classes told apart by `signal` features; the other d - signal are near-constant (std 0.01).
+
+  Like dead or nearly dead CNN channels: per-feature standardisation blows the near-constant
+  features up to unit variance, and with ~20 rows per class the plain linear attacker fits that
+  noise. The top principal directions of the raw features are the signal features, so an attacker
+  that does its own PCA first ignores the noise.
+  """
+  rng = np.random.default_rng(seed)
+  centres = np.random.default_rng(98).normal(size=(k, signal)) * 0.6
+  y = rng.integers(0, k, size=n)
+  x = np.empty((n, d))
+  x[:, :signal] = centres[y] + rng.normal(size=(n, signal))
+  x[:, signal:] = 0.01 * rng.normal(size=(n, d - signal))
+  return x.astype(np.float32), y
+
+
+def test_pca_attacker_beats_the_plain_linear_attacker_when_dimension_reduction_helps():
+  x, y = _few_rows_many_dims(100 + 1000)
+  x_tr, y_tr, x_te, y_te = x[:100], y[:100], x[100:], y[100:]
+  plain = evaluate_attacker(fit_linear(x_tr, y_tr), x_te, y_te)['top1']
+  # One l2 for the PCA attacker (fewer compiles); the plain attacker still chooses among four.
+  pca = fit_pca_attacker(x_tr, y_tr, base='linear', sizes=(8, 512), l2=0.01)
+  ours = evaluate_attacker(pca, x_te, y_te)['top1']
+  assert pca.family == 'pca_linear'
+  assert ours >= plain + 0.2, (ours, plain)  # measured: 0.68 vs 0.28
+  # Chosen on the attacker's own val split: the best candidate, ties to the smaller size.
+  cands = pca.info['candidates']
+  rows = train_val_split(100, 0.2, 0, y_tr)[0].size  # the selection's train part (stratified)
+  assert [c['pca_k'] for c in cands] == [8, rows - 1]  # 512 capped at its rows - 1
+  best = max(c['val_top1'] for c in cands)
+  assert pca.info['pca_k'] == next(c['pca_k'] for c in cands if c['val_top1'] == best)
+  assert pca.pca.k == pca.info['pca_k']
+  assert pca.info['converged'] is True
+
+
+def test_pca_attacker_tries_every_candidate_and_refits_on_all_training_rows():
+  x, y = _few_rows_many_dims(100 + 200, seed=1)
+  kw = dict(base='linear', sizes=(8, 32), whiten=(False, True), l2=0.01)
+  a = fit_pca_attacker(x[:100], y[:100], **kw)
+  # Candidates are scored on a val part of the 100 training rows (the function never gets the
+  # test rows); the same call again gives the same scores (the split and the PCA are seeded) ...
+  b = fit_pca_attacker(x[:100], y[:100], **kw)
+  assert a.info['candidates'] == b.info['candidates']
+  assert [(c['pca_k'], c['whiten']) for c in a.info['candidates']] == [
+      (8, False),
+      (8, True),
+      (32, False),
+      (32, True),
+  ]
+  # ... and the final PCA is fitted on all 100 training rows: its mean is theirs.
+  np.testing.assert_allclose(a.pca.mean, x[:100].mean(axis=0), atol=1e-4)
+
+
+def test_pca_families_run_through_the_registry():
+  x, y = _few_rows_many_dims(100 + 200, seed=2)
+  for family, extra in (('pca_linear', {'max_iter': 50}), ('pca_mlp', {'max_epochs': 20})):
+    result = run_attack(
+        family, x[:100], y[:100], x[100:], y[100:], seed=0, sizes=(8,), whiten=True, **extra
+    )
+    summary = result.summary()
+    assert summary['pca_k'] == 8 and summary['whiten'] is True
+    assert result.top1 >= 0.5, (family, result.top1)  # 5 classes: chance 0.2
+    assert 'candidates' not in summary  # one size: nothing selected, nothing held out

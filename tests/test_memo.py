@@ -1,7 +1,9 @@
-"""The attack-result memo: a hit returns the stored result; changed inputs or settings miss."""
+"""The attack-result memo: a hit returns the stored result; changed inputs, settings, code or library
+versions miss, and a change to code that cannot change a result does not."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -67,3 +69,63 @@ def test_a_torn_file_is_a_miss_and_is_rewritten(cache):
   assert 'memo' not in _attack(_data())
   assert _attack(_data())['memo'] is True
   assert os.path.getsize(path) > 20
+
+
+# --- what the key covers --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def package_copy(tmp_path, monkeypatch):
+  """A copy of the privjax sources that the memo key reads instead of the real ones."""
+  copy = tmp_path / 'privjax'
+  shutil.copytree(memo.PACKAGE_ROOT, copy, ignore=shutil.ignore_patterns('__pycache__'))
+  monkeypatch.setattr(memo, 'PACKAGE_ROOT', str(copy))
+  memo.code_digest.cache_clear()
+  yield copy
+  memo.code_digest.cache_clear()
+
+
+def _edit(path):
+  with open(path, 'a') as f:
+    f.write('\n# an edit\n')
+  memo.code_digest.cache_clear()  # a new process would read the files afresh
+
+
+@pytest.mark.parametrize(
+    'source',
+    [
+        'attacks/linear.py',
+        'attacks/common.py',
+        'metrics/classification.py',
+        'privacy/transforms.py',
+        'models/vgg.py',
+        'evaluate/protocol.py',
+    ],
+)
+def test_changing_code_that_computes_a_result_misses(cache, package_copy, source):
+  _attack(_data())
+  assert _attack(_data())['memo'] is True
+  _edit(package_copy / source)
+  assert 'memo' not in _attack(_data())
+
+
+def test_changing_unrelated_code_still_hits(cache, package_copy):
+  _attack(_data())
+  for source in ('data/pipeline.py', 'train/loop.py', 'report/tables.py', 'cli.py'):
+    _edit(package_copy / source)
+  assert _attack(_data())['memo'] is True
+
+
+def test_the_key_covers_the_named_sources_and_library_versions(cache, monkeypatch):
+  files = memo.source_files(memo.PACKAGE_ROOT)
+  for folder in ('attacks/', 'metrics/', 'privacy/', 'models/'):
+    assert any(f.startswith(folder) for f in files), folder
+  assert 'evaluate/protocol.py' in files
+  assert not any(f.startswith(('data/', 'train/', 'report/')) for f in files)
+  assert {'jax', 'jaxlib', 'flax', 'optax', 'numpy'} <= set(memo.PACKAGES)
+  assert memo.package_versions(tuple(memo.PACKAGES))['jax']
+  _attack(_data())
+  real = memo.package_versions
+  bumped = lambda names: dict(real(names), jaxlib='0.0.0-other')
+  monkeypatch.setattr(memo, 'package_versions', bumped)
+  assert 'memo' not in _attack(_data())

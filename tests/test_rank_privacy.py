@@ -160,3 +160,15 @@ def test_topk_accuracy_hand_example():
   assert chance_accuracy(labels, k=2) == pytest.approx(1 / 2)
   assert chance_accuracy(labels, num_classes=10) == pytest.approx(1 / 10)
   assert majority_accuracy(labels) == pytest.approx(2 / 5)
+
+
+def test_binomial_standard_error_by_hand():
+  from privjax.metrics.classification import binomial_se
+
+  assert binomial_se(0.36, 1000) == pytest.approx(math.sqrt(0.36 * 0.64 / 1000))  # 0.0152
+  assert binomial_se(0.5, 4) == pytest.approx(0.25)
+  assert binomial_se(0.0, 10) == 0.0 and binomial_se(1.0, 10) == 0.0
+  with pytest.raises(ValueError):
+    binomial_se(0.5, 0)
+  with pytest.raises(ValueError):
+    binomial_se(1.5, 10)

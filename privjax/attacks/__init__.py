@@ -1,7 +1,8 @@
 """Attackers on frozen intermediate features (privacy evaluation).
 
 Families: ``linear`` (softmax regression, L-BFGS), ``mlp``, ``transfer``
-(re-train the layers after the cut, the paper's attacker) and the
+(re-train the layers after the cut, the paper's attacker), ``pca_linear`` and
+``pca_mlp`` (the attacker's own PCA in front of linear / MLP) and the
 reconstruction decoder. Everything here works on plain arrays and must not
 import ``privjax.train`` or ``privjax.data``.
 """
@@ -17,8 +18,9 @@ from privjax.attacks.common import (
 )
 from privjax.attacks.linear import LinearAttacker, fit_linear
 from privjax.attacks.mlp import MLP, fit_mlp, mlp_factory
+from privjax.attacks.pca import PCAAttacker, fit_pca_attacker
 from privjax.attacks.reconstruction import Decoder, fit_decoder, save_image_grid
-from privjax.attacks.registry import ATTACKERS, run_attack, strongest
+from privjax.attacks.registry import ATTACKERS, run_attack, strongest, summarize
 from privjax.attacks.transfer import ModuleAttacker, fit_module
 
 __all__ = [
@@ -30,16 +32,19 @@ __all__ = [
     "LinearAttacker",
     "MLP",
     "ModuleAttacker",
+    "PCAAttacker",
     "Standardizer",
     "evaluate_attacker",
     "fit_decoder",
     "fit_linear",
     "fit_mlp",
     "fit_module",
+    "fit_pca_attacker",
     "fit_standardizer",
     "mlp_factory",
     "run_attack",
     "save_image_grid",
     "strongest",
+    "summarize",
     "train_val_split",
 ]

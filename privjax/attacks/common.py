@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from privjax.metrics import classification
+from privjax.metrics.rank_privacy import log_rank_privacy
 
 STD_FLOOR = 1e-6
 EVAL_BATCH = 1024
@@ -121,14 +122,45 @@ def train_val_split(n: int, val_fraction: float, seed: int, labels=None):
   return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
+# Entries of an attacker's ``info`` that reports carry (the rest -- validation
+# histories, regularisation paths -- stays in the fitted attacker).
+REPORTED_INFO = ("converged", "iterations", "max_iter", "pca_k", "whiten", "val_top1")
+
+
 @dataclasses.dataclass
 class AttackResult:
+  """One fitted family scored on held-out data.
+
+  ``top1_se`` / ``top5_se`` are binomial standard errors over the
+  ``num_test`` test examples; ``log_rank`` is the normalised log-rank
+  privacy of the attacker's scores (``privjax.metrics.log_rank_privacy``:
+  0 = the true class always ranked first).
+  """
+
   family: str
   top1: float
   top5: float
   num_classes: int
   train_seconds: float
   extra: dict = dataclasses.field(default_factory=dict)
+  top1_se: float = 0.0
+  top5_se: float = 0.0
+  num_test: int = 0
+  log_rank: float | None = None
+
+  def summary(self) -> dict:
+    """The JSON-ready record a report keeps for this family."""
+    out = {
+        "top1": self.top1,
+        "top1_se": self.top1_se,
+        "top5": self.top5,
+        "top5_se": self.top5_se,
+        "num_test": self.num_test,
+        "log_rank": self.log_rank,
+        "train_seconds": self.train_seconds,
+    }
+    out.update({k: self.extra[k] for k in REPORTED_INFO if k in self.extra})
+    return out
 
 
 @runtime_checkable
@@ -168,15 +200,28 @@ def topk_correct(logits, labels, k: int):
 
 
 def evaluate_attacker(attacker: Any, x_test, y_test) -> dict:
-  """Top-1 / top-5 accuracy on a held-out set.
+  """Top-1 / top-5 accuracy on a held-out set, with standard errors and log-rank.
 
   Labels go through the attacker's own class map; a test identity the
-  attacker never saw is counted as a miss (it could not have named it).
+  attacker never saw is counted as a miss (it could not have named it) and
+  left out of ``log_rank`` (it has no rank among the attacker's classes).
   With fewer than 5 classes top-5 is top-K.
   """
-  labels = jnp.asarray(attacker.class_map.encode(y_test))
+  labels = attacker.class_map.encode(y_test)
   logits = attacker.logits(x_test)
+  n = int(labels.shape[0])
+  top1 = float(jnp.mean(topk_correct(logits, jnp.asarray(labels), 1)))
+  top5 = float(jnp.mean(topk_correct(logits, jnp.asarray(labels), 5)))
+  known = labels >= 0
+  log_rank = None
+  if known.any() and logits.shape[1] > 1:
+    ranks = log_rank_privacy(logits[np.flatnonzero(known)], labels[known])
+    log_rank = ranks["normalized_log_rank"]
   return {
-      "top1": float(jnp.mean(topk_correct(logits, labels, 1))),
-      "top5": float(jnp.mean(topk_correct(logits, labels, 5))),
+      "top1": top1,
+      "top5": top5,
+      "top1_se": classification.binomial_se(top1, n),
+      "top5_se": classification.binomial_se(top5, n),
+      "num_test": n,
+      "log_rank": log_rank,
   }

@@ -63,8 +63,10 @@ def fit_mlp(
     max_epochs: int = 100,
     patience: int = 10,
     val_fraction: float = 0.2,
+    standardize: bool = True,
     seed: int = 0,
 ) -> ModuleAttacker:
+  """``standardize=False`` trains on ``x`` as given (inputs the caller already scaled)."""
   x = np.asarray(x)
   return fit_module(
       mlp_factory(x.shape[1:], hidden, dropout),
@@ -77,5 +79,6 @@ def fit_mlp(
       patience=patience,
       val_fraction=val_fraction,
       seed=seed,
+      standardize=standardize,
       family="mlp",
   )

@@ -1,9 +1,17 @@
-"""Attacker families behind one call signature, and picking the strongest.
+"""Attacker families behind one call signature, picking the strongest, and the report record.
 
 ``ATTACKERS[name](x, y, *, seed, module_factory=None, **overrides)`` fits one
 family; ``run_attack`` fits, times and scores it on held-out data. The
 privacy of a feature representation is judged by the *strongest* attacker,
-since a defence only counts if no attacker we tried gets through.
+since a defence only counts if no attacker we tried gets through; the
+``pca_*`` families reduce dimensions themselves first (``privjax.attacks.pca``),
+so the strongest is taken over attackers with and without their own
+preprocessing. ``summarize`` turns the families' results on one secret into
+the report record, with the chance and majority-class baselines beside them.
+
+Overrides are the family's keyword arguments (``fit_linear``, ``fit_mlp``,
+``fit_module``, ``fit_pca_attacker``); e.g. ``{'linear': {'max_iter': 100}}``
+bounds the cost of each L-BFGS run of the linear attacker.
 
 Must not import ``privjax.train`` or ``privjax.data``.
 """
@@ -13,10 +21,14 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+import numpy as np
+
 from privjax.attacks.common import AttackResult, evaluate_attacker
 from privjax.attacks.linear import fit_linear
 from privjax.attacks.mlp import fit_mlp
+from privjax.attacks.pca import fit_pca_attacker
 from privjax.attacks.transfer import ModuleFactory, fit_module
+from privjax.metrics import classification
 
 
 def _linear(x, y, *, seed: int = 0, module_factory: ModuleFactory | None = None, **kw):
@@ -36,10 +48,20 @@ def _transfer(x, y, *, seed: int = 0, module_factory: ModuleFactory | None = Non
   return fit_module(module_factory, x, y, seed=seed, **kw)
 
 
+def _pca_linear(x, y, *, seed: int = 0, module_factory: ModuleFactory | None = None, **kw):
+  return fit_pca_attacker(x, y, base="linear", seed=seed, **kw)
+
+
+def _pca_mlp(x, y, *, seed: int = 0, module_factory: ModuleFactory | None = None, **kw):
+  return fit_pca_attacker(x, y, base="mlp", seed=seed, **kw)
+
+
 ATTACKERS: dict[str, Callable] = {
     "linear": _linear,
     "mlp": _mlp,
     "transfer": _transfer,
+    "pca_linear": _pca_linear,
+    "pca_mlp": _pca_mlp,
 }
 
 
@@ -71,6 +93,10 @@ def run_attack(
       num_classes=attacker.class_map.num_classes,
       train_seconds=seconds,
       extra=extra,
+      top1_se=scores["top1_se"],
+      top5_se=scores["top5_se"],
+      num_test=scores["num_test"],
+      log_rank=scores["log_rank"],
   )
 
 
@@ -80,3 +106,27 @@ def strongest(results: dict[str, AttackResult]) -> tuple[str, AttackResult]:
     raise ValueError("no attack results to compare")
   name = max(results, key=lambda k: (results[k].top1, results[k].top5))
   return name, results[name]
+
+
+def summarize(results: dict[str, AttackResult], y_train, y_test) -> dict:
+  """The report record of several families attacking one secret.
+
+  ``families`` maps each family to ``AttackResult.summary()``; ``strongest``
+  names the strongest and ``top1`` / ``top5`` (with ``_se``) are its scores.
+  Baselines: ``chance_top1`` / ``chance_top5`` are uniform guessing over the
+  attacker's classes (those in ``y_train``), ``majority_top1`` the best
+  constant guess on ``y_test`` -- on imbalanced labels the bar to clear.
+  """
+  best, top = strongest(results)
+  num_classes = int(np.unique(np.asarray(y_train)).size)
+  return {
+      "families": {f: r.summary() for f, r in results.items()},
+      "strongest": best,
+      "top1": top.top1,
+      "top1_se": top.top1_se,
+      "top5": top.top5,
+      "top5_se": top.top5_se,
+      "chance_top1": classification.chance_accuracy(y_train, 1, num_classes),
+      "chance_top5": classification.chance_accuracy(y_train, 5, num_classes),
+      "majority_top1": classification.majority_accuracy(y_test),
+  }

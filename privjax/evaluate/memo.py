@@ -1,12 +1,21 @@
-"""On-disk memo of attack results, keyed by what the attack sees.
+"""On-disk memo of attack results, keyed by what the attack sees and by everything that computes it.
 
 An attack's result is a deterministic function of its inputs (features, labels), its settings
-(families, overrides, seed, the shape of the re-trained head) and the attacker code. Several
-evaluations attack identical inputs: the raw-pixel reference is the same for every run on one data
-set, and a reference run's noiseless features are the same as its own evaluation's. The memo stores
-each result as a small JSON file named by a SHA-256 of all of that, so the second evaluation reads
-the result instead of training the attackers again. Any change to the inputs, the settings or a
-source file of `privjax.attacks` gives a new key; a memo hit is marked in the report (`memo`).
+(families, overrides, seed, the shape of the re-trained head), the code that computes it and the
+numerical libraries under that code. Several evaluations attack identical inputs: the raw-pixel
+reference is the same for every run on one data set, and a reference run's noiseless features are
+the same as its own evaluation's. The memo stores each result as a small JSON file named by a
+SHA-256 of all of that, so the second evaluation reads the result instead of training the attackers
+again; a memo hit is marked in the report (`memo`).
+
+The key covers the source of every part of privjax that can change a result (`SOURCES`: the
+attackers, the metrics, the feature transforms the attackers use, the model code that builds the
+transfer attacker's head, the evaluators if present, and the protocol and memo modules that
+assemble the record) and the installed versions of the libraries that compute it (`PACKAGES`).
+Not the whole repository: a change to, say, the data pipeline or the training loop changes the
+input arrays if it matters, and otherwise should not throw away results that are still valid.
+The cache is shared by every checkout, so a key that missed a source would silently read back a
+result an older version of the code computed.
 
 Location: `$PRIVJAX_CACHE_DIR/attacks`, default `$XDG_CACHE_HOME/privjax` (`~/.cache/privjax`);
 `PRIVJAX_CACHE_DIR=off` (or the eval config's `attack_memo = False`) turns it off.
@@ -16,10 +25,25 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 
 import numpy as np
+
+# Paths relative to the privjax package, folders (every .py below them) or files; absent ones
+# (`evaluators` before it exists) are skipped.
+SOURCES = (
+    'attacks',
+    'metrics',
+    'privacy',
+    'models',
+    'evaluators',
+    'evaluate/protocol.py',
+    'evaluate/memo.py',
+)
+PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'numpy', 'scipy')
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cache_root() -> str | None:
@@ -32,22 +56,47 @@ def cache_root() -> str | None:
   return root
 
 
-@functools.lru_cache(maxsize=1)
-def _attack_code_digest() -> str:
-  from privjax import attacks
+def source_files(root: str, sources=SOURCES) -> list[str]:
+  """The `.py` files under `root` named by `sources`, as sorted paths relative to `root`."""
+  out = set()
+  for src in sources:
+    path = os.path.join(root, src)
+    if os.path.isfile(path):
+      out.add(src)
+    for folder, dirs, files in os.walk(path):
+      dirs[:] = [d for d in dirs if d != '__pycache__']
+      for name in files:
+        if name.endswith('.py'):
+          out.add(os.path.relpath(os.path.join(folder, name), root).replace(os.sep, '/'))
+  return sorted(out)
 
+
+@functools.lru_cache(maxsize=8)
+def code_digest(root: str, sources: tuple[str, ...]) -> str:
+  """SHA-256 over the names and bytes of `source_files(root, sources)`."""
   h = hashlib.sha256()
-  folder = os.path.dirname(attacks.__file__)
-  for name in sorted(os.listdir(folder)):
-    if name.endswith('.py'):
-      with open(os.path.join(folder, name), 'rb') as f:
-        h.update(name.encode() + b'\0' + f.read())
+  for rel in source_files(root, sources):
+    with open(os.path.join(root, rel), 'rb') as f:
+      h.update(rel.encode() + b'\0' + f.read() + b'\0')
   return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=8)
+def package_versions(packages: tuple[str, ...]) -> dict[str, str | None]:
+  """Installed version of each package (None: not installed)."""
+  out = {}
+  for name in packages:
+    try:
+      out[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      out[name] = None
+  return out
+
+
 def key(arrays: dict, settings: dict) -> str:
-  """SHA-256 over the arrays (dtype, shape, bytes), the JSON of `settings` and the attacker code."""
-  h = hashlib.sha256(_attack_code_digest().encode())
+  """SHA-256 over the arrays (dtype, shape, bytes), the JSON of `settings`, the code and versions."""
+  h = hashlib.sha256(code_digest(PACKAGE_ROOT, tuple(SOURCES)).encode())
+  h.update(json.dumps(package_versions(tuple(PACKAGES)), sort_keys=True).encode())
   h.update(json.dumps(settings, sort_keys=True, default=str).encode())
   for name in sorted(arrays):
     a = np.ascontiguousarray(arrays[name])

@@ -135,7 +135,10 @@ def attack_secret(
     head: str | None = None,
     use_memo: bool = True,
 ) -> dict:
-  """Every family on one secret label, and the strongest (judged by top-1, then top-5).
+  """Every family on one secret label, the strongest (by top-1, then top-5) and the baselines.
+
+  The record is `registry.summarize`'s: each family's accuracies with standard errors, and the
+  chance and majority-class rates.
 
   `transfer_inputs` = (train, test) in the cut's shape, for the attacker that re-trains the head;
   `head` names that head's architecture (for example 'vgg_mini:conv4_2'), part of the memo key.
@@ -174,19 +177,7 @@ def attack_secret(
         module_factory=factory,
         **overrides.get(family, {}),
     )
-  best, strongest = registry.strongest(results)
-  num_classes = len(np.unique(y_train))
-  out = {
-      'families': {
-          f: {'top1': r.top1, 'top5': r.top5, 'train_seconds': r.train_seconds}
-          for f, r in results.items()
-      },
-      'strongest': best,
-      'top1': strongest.top1,
-      'top5': strongest.top5,
-      'chance_top1': 1.0 / num_classes,
-      'chance_top5': min(5, num_classes) / num_classes,
-  }
+  out = registry.summarize(results, y_train, y_test)
   if digest is not None:
     memo.save(digest, out)
   return out

@@ -5,6 +5,7 @@ Nothing in this package may import ``privjax.models``, ``privjax.train`` or
 """
 
 from privjax.metrics.classification import (
+    binomial_se,
     chance_accuracy,
     majority_accuracy,
     topk_accuracy,
@@ -21,6 +22,7 @@ from privjax.metrics.rank_privacy import (
 )
 
 __all__ = [
+    "binomial_se",
     "chance_accuracy",
     "majority_accuracy",
     "topk_accuracy",

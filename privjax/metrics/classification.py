@@ -1,21 +1,30 @@
 """Classification accuracy and chance baselines.
 
 ``topk_correct`` is the jit-friendly per-sample indicator; ``topk_accuracy``,
-``chance_accuracy`` and ``majority_accuracy`` return Python floats for
-reports.  Used both for the public task and for attackers guessing the
-private attribute (where the chance baselines tell how much an attack
-actually learned).
+``chance_accuracy``, ``majority_accuracy`` and ``binomial_se`` return Python
+floats for reports.  Used both for the public task and for attackers guessing
+the private attribute (where the baselines tell how much an attack actually
+learned, and the standard error whether a difference is more than test-set
+sampling noise).
 
 Must not import ``privjax.models``, ``privjax.train`` or ``privjax.data``.
 """
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["topk_correct", "topk_accuracy", "chance_accuracy", "majority_accuracy"]
+__all__ = [
+    "topk_correct",
+    "topk_accuracy",
+    "chance_accuracy",
+    "majority_accuracy",
+    "binomial_se",
+]
 
 
 def topk_correct(logits, labels, k: int = 1):
@@ -56,9 +65,28 @@ def chance_accuracy(labels, k: int = 1, num_classes: int | None = None) -> float
 
 
 def majority_accuracy(labels) -> float:
-  """Accuracy of always predicting the most frequent label."""
+  """Accuracy of always predicting the most frequent label of ``labels``.
+
+  Given the evaluation labels, this is the best any constant guess can do
+  on them: on imbalanced labels (gender on real photos) an attacker
+  "at chance" ``1 / C`` may still be below it.
+  """
   labels = np.asarray(labels).reshape(-1)
   if labels.size == 0:
     raise ValueError("majority_accuracy needs at least one label")
   _, counts = np.unique(labels, return_counts=True)
   return float(counts.max() / labels.size)
+
+
+def binomial_se(p: float, n: int) -> float:
+  """Standard error ``sqrt(p (1 - p) / n)`` of an accuracy ``p`` measured on ``n`` examples.
+
+  It describes test-set sampling noise only (not run-to-run training
+  variation); at ``p`` of 0 or 1 it is 0.
+  """
+  if n < 1:
+    raise ValueError(f"binomial_se needs at least one example, got n={n}")
+  p = float(p)
+  if not 0.0 <= p <= 1.0:
+    raise ValueError(f"an accuracy must lie in [0, 1], got {p}")
+  return math.sqrt(p * (1.0 - p) / n)

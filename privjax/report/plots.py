@@ -16,16 +16,22 @@ def privacy_accuracy_plots(reports: list[dict], out_dir: str, names: list[str] |
   names = names or [f'{r["mode"]} ({r["cut"]})' for r in reports]
   os.makedirs(out_dir, exist_ok=True)
   secret = reports[0]['secrets'][0]
+  # (label, x value, x standard error or None) per sweep entry.
   panels = [
       (
-          f'{secret} top-1 of the strongest attacker (%)',
+          f'{secret} top-1 of the strongest attacker (%, ± standard error)',
           lambda e: 100 * e['attacks'][secret]['top1'],
+          lambda e: 100 * e['attacks'][secret].get('top1_se', 0.0),
       ),
-      ('rank privacy: mean normalised rank', lambda e: e['rank_privacy']['mean_normalized_rank']),
+      (
+          'rank privacy: mean normalised rank',
+          lambda e: e['rank_privacy']['mean_normalized_rank'],
+          None,
+      ),
   ]
   fig = Figure(figsize=(6 * len(panels), 4.5))
   axes = fig.subplots(1, len(panels))
-  for ax, (label, fn) in zip(axes, panels):
+  for ax, (label, fn, err) in zip(axes, panels):
     for report, name in zip(reports, names):
       for transform in dict.fromkeys(e['transform'] for e in report['sweep']):
         entries = [e for e in report['sweep'] if e['transform'] == transform]
@@ -34,7 +40,8 @@ def privacy_accuracy_plots(reports: list[dict], out_dir: str, names: list[str] |
         except KeyError:
           continue
         ys = [100 * e['primary_head_accuracy'] for e in entries]
-        ax.plot(xs, ys, marker='o', label=f'{name}, {transform}')
+        xerr = None if err is None else [err(e) for e in entries]
+        ax.errorbar(xs, ys, xerr=xerr, marker='o', capsize=3, label=f'{name}, {transform}')
         for x, y, e in zip(xs, ys, entries):
           ax.annotate(f'{e["noise_variance"]:g}', (x, y), fontsize=7, alpha=0.7)
     ax.set_xlabel(label)

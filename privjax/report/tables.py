@@ -41,6 +41,25 @@ def num(x, digits=3) -> str:
   return '—' if x is None else f'{float(x):.{digits}g}'
 
 
+def pct_se(x, se=None) -> str:
+  """An accuracy in % with its standard error: `36.3 ± 1.2` (reports without one: `36.3`)."""
+  return pct(x) if x is None or se is None else f'{pct(x)} ± {pct(se)}'
+
+
+def _top(a, k='top1') -> str:
+  return pct_se(a.get(k), a.get(f'{k}_se'))
+
+
+def _family_label(fam: str, r: dict) -> str:
+  """The family, with its own PCA choice and an L-BFGS fit that stopped at its cap."""
+  notes = []
+  if 'pca_k' in r:
+    notes.append(f'PCA-{r["pca_k"]}{", whitened" if r.get("whiten") else ""}')
+  if r.get('converged') is False:
+    notes.append(f'**not converged**: L-BFGS stopped at its cap, {r.get("iterations")} iterations')
+  return f'{fam} ({"; ".join(notes)})' if notes else fam
+
+
 def _baseline(report) -> dict:
   """The untransformed, noiseless entry of the sweep (what the cloud gets without PCA or noise)."""
   for entry in report['sweep']:
@@ -72,7 +91,7 @@ def sweep_table(report) -> list[str]:
     ]
     for s in secrets:
       a = e['attacks'].get(s)  # absent: not attacked at this setting (primary_secret_sweep)
-      row += [f'{pct(a["top1"])} ({a["strongest"]})', pct(a['top5'])] if a else ['—', '—']
+      row += [f'{_top(a)} ({a["strongest"]})', _top(a, 'top5')] if a else ['—', '—']
     rp = e.get('rank_privacy')
     row += (
         [num(rp['mean_normalized_rank']), pct(rp['fraction_first']), num(rp['normalized_log_rank'])]
@@ -85,16 +104,20 @@ def sweep_table(report) -> list[str]:
 
 def families_table(report) -> list[str]:
   base = _baseline(report)
-  lines = ['| secret | attacker | top-1 | top-5 | train s |', '|---|---|---|---|---|']
+  lines = [
+      '| secret | attacker | top-1 | top-5 | norm. log-rank | train s |',
+      '|---|---|---|---|---|---|',
+  ]
   for s in report['secrets']:
     a = base['attacks'][s]
     for fam, r in a['families'].items():
       mark = ' **(strongest)**' if fam == a['strongest'] else ''
       lines.append(
-          f'| {s} | {fam}{mark} | {pct(r["top1"])} | {pct(r["top5"])} | '
-          f'{num(r["train_seconds"], 2)} |'
+          f'| {s} | {_family_label(fam, r)}{mark} | {_top(r)} | {_top(r, "top5")} | '
+          f'{num(r.get("log_rank"))} | {num(r["train_seconds"], 2)} |'
       )
-    lines.append(f'| {s} | chance | {pct(a["chance_top1"])} | {pct(a["chance_top5"])} | |')
+    lines.append(f'| {s} | chance | {pct(a["chance_top1"])} | {pct(a["chance_top5"])} | | |')
+    lines.append(f'| {s} | majority class | {pct(a.get("majority_top1"))} | | | |')
     for name in ('pixel_reference', 'reference_run'):
       ref = report.get(name, {}).get(s)
       if ref:
@@ -102,8 +125,35 @@ def families_table(report) -> list[str]:
             'raw pixels' if name == 'pixel_reference' else f'{report[name]["mode"]} run features'
         )
         lines.append(
-            f'| {s} | {label} (strongest: {ref["strongest"]}) | {pct(ref["top1"])} | '
-            f'{pct(ref["top5"])} | |'
+            f'| {s} | {label} (strongest: {ref["strongest"]}) | {_top(ref)} | '
+            f'{_top(ref, "top5")} | | |'
+        )
+  return lines
+
+
+def _attack_records(report):
+  """(where, secret, record) for every attack record in a report."""
+  for e in report['sweep']:
+    where = f'{e["transform"]}, noise σ² {num(e["noise_variance"])}'
+    for s, a in e.get('attacks', {}).items():
+      yield where, s, a
+    if 'primary_probe' in e:
+      yield where, f'{report["primary"]} probe', {'families': {'linear': e['primary_probe']}}
+  for name, label in (('pixel_reference', 'raw pixels'), ('reference_run', 'reference run')):
+    for s, a in (report.get(name) or {}).items():
+      if isinstance(a, dict) and 'families' in a:
+        yield label, s, a
+
+
+def convergence_lines(report) -> list[str]:
+  """One line per attacker fit whose L-BFGS stopped at its iteration cap (none: no lines)."""
+  lines = []
+  for where, s, a in _attack_records(report):
+    for fam, r in a['families'].items():
+      if r.get('converged') is False:
+        lines.append(
+            f'- {s}, {fam} ({where}): stopped at {r.get("iterations")} iterations '
+            f'(max_iter {r.get("max_iter", "?")}) without converging'
         )
   return lines
 
@@ -131,14 +181,34 @@ def markdown(report) -> str:
       f'{report["arch"]} cut at **{report["cut"]}**, mode **{report["mode"]}**, checkpoint '
       f'step {report["step"]}, contrastive margin {num(report["margin"], 4)}; primary task '
       f'**{report["primary"]}**, full-model test accuracy '
-      f'{pct(report["primary_accuracy_full_model"])}%. Accuracies in %.',
+      f'{pct(report["primary_accuracy_full_model"])}%. Accuracies in %, attackers\' with their '
+      f'binomial standard error over the attacker-test examples (± se; test-set sampling only, '
+      f'not run-to-run variation); chance is uniform guessing, majority class the best constant '
+      f'guess.',
       '',
       '## Utility and privacy over the transform and noise sweep',
       '',
   ]
   lines += sweep_table(report)
-  lines += ['', '## Attackers on the uploaded features (no PCA, no noise)', '']
+  lines += [
+      '',
+      '## Attackers on the uploaded features (no PCA, no noise)',
+      '',
+      "Norm. log-rank: the mean log of the true class's rank among the attacker's classes, over "
+      "log(classes) (0: always ranked first; higher = more private). PCA-k: the attacker's own "
+      'PCA, chosen on its validation split.',
+      '',
+  ]
   lines += families_table(report)
+  capped = convergence_lines(report)
+  if capped:
+    lines += [
+        '',
+        '**Not converged.** These linear-attacker fits hit their L-BFGS iteration cap (the '
+        "attacker override `max_iter`); their accuracies may be below the attacker's optimum:",
+        '',
+        *capped,
+    ]
   lines += ['', f'## Cut features on the test split ({report["feature_stats"]["dims"]} dims)', '']
   lines += stats_lines(report)
   rec = report.get('reconstruction')
@@ -180,6 +250,12 @@ def load_report(path: str) -> dict:
     return json.load(f)
 
 
+def _strongest_cell(a) -> str:
+  se = a.get('top1_se')
+  se_text = '' if se is None else f' ± {pct(se)}'
+  return f'**{pct(a["top1"])}**{se_text} ({a["strongest"]})'
+
+
 def compare_markdown(reports: list[dict], names: list[str]) -> str:
   """Runs side by side at the untransformed, noiseless setting, plus each run's noisiest setting."""
   rows = []
@@ -205,18 +281,20 @@ def compare_markdown(reports: list[dict], names: list[str]) -> str:
       add(
           f'{s} top-1 / top-5, {fam}',
           lambda r, s=s, fam=fam: (
-              f'{pct(_baseline(r)["attacks"][s]["families"][fam]["top1"])} / '
-              f'{pct(_baseline(r)["attacks"][s]["families"][fam]["top5"])}'
+              f'{_top(_baseline(r)["attacks"][s]["families"][fam])} / '
+              f'{_top(_baseline(r)["attacks"][s]["families"][fam], "top5")}'
           ),
       )
     add(
         f'**{s} top-1, strongest**',
-        lambda r, s=s: (
-            f'**{pct(_baseline(r)["attacks"][s]["top1"])}** ({_baseline(r)["attacks"][s]["strongest"]})'
-        ),
+        lambda r, s=s: _strongest_cell(_baseline(r)['attacks'][s]),
     )
-    add(f'{s} top-1, raw pixels', lambda r, s=s: pct(r['pixel_reference'][s]['top1']))
+    add(f'{s} top-1, raw pixels', lambda r, s=s: _top(r['pixel_reference'][s]))
     add(f'{s} chance', lambda r, s=s: pct(_baseline(r)['attacks'][s]['chance_top1']))
+    add(
+        f'{s} majority class',
+        lambda r, s=s: pct(_baseline(r)['attacks'][s].get('majority_top1')),
+    )
   add('feature norm (median)', lambda r: num(r['feature_stats']['norm']['median']))
   add(
       'distance same / different (median)',
@@ -237,7 +315,7 @@ def compare_markdown(reports: list[dict], names: list[str]) -> str:
       lambda r: pct(noisiest(r)['primary_head_accuracy']),
   )
   for s in reports[0]['secrets']:
-    add(f'  {s} top-1, strongest', lambda r, s=s: pct(noisiest(r)['attacks'][s]['top1']))
+    add(f'  {s} top-1, strongest', lambda r, s=s: _top(noisiest(r)['attacks'][s]))
   add(
       '  rank privacy: mean normalised rank',
       lambda r: num(noisiest(r)['rank_privacy']['mean_normalized_rank']),
