@@ -183,11 +183,9 @@ def run_frontier(workdir: str, make_config, eval_config, *, defences=None, quick
         'device_params': cost['params'],
         'device_flops_per_image': cost['flops'],
         'primary_accuracy_full_model': 100 * report['primary_accuracy_full_model'],
-        'pixel_identity_top1': (
-            100 * report['pixel_reference'][secret]['top1']
-            if report.get('pixel_reference')
-            else None
-        ),
+        # What the cloud could learn from the images themselves (the eval's raw-pixel attackers).
+        'pixel_identity_top1': _pixel_top1(report, secret),
+        'pixel_primary_top1': _pixel_top1(report, base.dataset.primary),
     }
     points += frontier_points(name, defence, strength, report, secret)
   for p, on_front in zip(points, pareto_flags(points)):
@@ -209,6 +207,11 @@ def run_frontier(workdir: str, make_config, eval_config, *, defences=None, quick
     f.write(text)
   frontier_report.plot(result, os.path.join(workdir, 'frontier.png'))
   return result
+
+
+def _pixel_top1(report: dict, label: str):
+  attack = (report.get('pixel_reference') or {}).get(label)
+  return None if attack is None else 100 * attack['top1']
 
 
 def _write_json(path, obj):

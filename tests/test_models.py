@@ -87,3 +87,21 @@ def test_build_head_is_fresh_and_shaped_like_the_head():
   assert head.names == model.head.names
   feats = model.extractor(_images(2, 64))
   assert head(feats).shape == (2, 7)
+
+
+def test_dropout_acts_only_when_training_and_is_a_function_of_its_key():
+  import jax
+
+  model = models.SplitModel('vgg_mini_photo', 'conv4_2', 2, rngs=nnx.Rngs(0))
+  x = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3)).astype(np.uint8)
+  plain = model(x)
+  np.testing.assert_array_equal(model(x, rng=jax.random.key(1)), plain)  # eval: no dropout
+  a = model(x, rng=jax.random.key(1), train=True)
+  b = model(x, rng=jax.random.key(1), train=True)
+  c = model(x, rng=jax.random.key(2), train=True)
+  np.testing.assert_array_equal(a, b)
+  assert not np.allclose(a, plain) and not np.allclose(a, c)
+  # The extractor (what ships) has no dropout: its features are the same in training.
+  np.testing.assert_array_equal(
+      model.extractor(x, rng=jax.random.key(1), train=True), model.extractor(x)
+  )

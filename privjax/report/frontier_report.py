@@ -24,15 +24,16 @@ def markdown(result: dict) -> str:
       '## Runs',
       '',
       f'| run | defence | strength | train s | device params | device FLOPs/image | {primary} '
-      f'(full model) | {secret} top-1, raw pixels |',
-      '|---|---|---|---|---|---|---|---|',
+      f'(full model) | {primary}, raw-pixel attacker | {secret} top-1, raw pixels |',
+      '|---|---|---|---|---|---|---|---|---|',
   ]
   for name, r in result['runs'].items():
     strength = '—' if r['strength'] is None else f'{r["strength"]:g}'
     lines.append(
         f'| {name} | {r["defence"]} | {strength} | '
         f'{r["train_seconds"]:.0f} | {r["device_params"]} | {r["device_flops_per_image"]} | '
-        f'{_f(r["primary_accuracy_full_model"])} | {_f(r["pixel_identity_top1"])} |'
+        f'{_f(r["primary_accuracy_full_model"])} | {_f(r.get("pixel_primary_top1"))} | '
+        f'{_f(r["pixel_identity_top1"])} |'
     )
   lines += [
       '',
