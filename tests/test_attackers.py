@@ -360,9 +360,16 @@ def test_pca_attacker_beats_the_plain_linear_attacker_when_dimension_reduction_h
   # Chosen on the attacker's own val split: the best candidate, ties to the smaller size.
   cands = pca.info['candidates']
   rows = train_val_split(100, 0.2, 0, y_tr)[0].size  # the selection's train part (stratified)
-  assert [c['pca_k'] for c in cands] == [8, rows - 1]  # 512 capped at its rows - 1
+  # 512 capped at its rows - 1; each size unwhitened and whitened (the default).
+  assert [(c['pca_k'], c['whiten']) for c in cands] == [
+      (8, False),
+      (8, True),
+      (rows - 1, False),
+      (rows - 1, True),
+  ]
   best = max(c['val_top1'] for c in cands)
-  assert pca.info['pca_k'] == next(c['pca_k'] for c in cands if c['val_top1'] == best)
+  chosen = next(c for c in cands if c['val_top1'] == best)
+  assert (pca.info['pca_k'], pca.info['whiten']) == (chosen['pca_k'], chosen['whiten'])
   assert pca.pca.k == pca.info['pca_k']
   assert pca.info['converged'] is True
 

@@ -26,7 +26,8 @@ def get_config(arg: str = ''):
   # Attack a secret equal to the primary label at every transform and noise level (True), or only
   # untransformed without noise (False; the primary probe measures it at the other settings).
   c.primary_secret_sweep = True
-  # pca_linear / pca_mlp: the attacker's own PCA (32/128/512, chosen on its val split) first.
+  # pca_linear / pca_mlp: the attacker's own PCA first (32/128/512 components, whitened or not,
+  # chosen on its val split); on the demo features they are the strongest (privjax/attacks/pca.py).
   c.attackers = ('linear', 'mlp', 'transfer', 'pca_linear', 'pca_mlp')
   # Keyword arguments per family (privjax/attacks/registry.py), e.g. {'mlp': {'max_epochs': 50}};
   # 'max_iter' bounds each L-BFGS run of 'linear' / 'pca_linear' (a capped fit is flagged as not
@@ -50,8 +51,8 @@ def get_config(arg: str = ''):
     c.noise_variances = (0.0, 0.1, 1.0)
     c.primary_secret_sweep = False
     c.reconstruction.steps = 300
-    # The pca_* families cost ~10-20 s per 8192-dim attack on 2 CPU cores (mostly the PCA fits),
-    # which the main job's 15 minutes cannot hold; they run in the full setting.
+    # The pca_* families cost ~30-70 s per 8192-dim identity attack on 2 CPU cores, which the main
+    # job's 15 minutes cannot hold; they run in the full setting.
     c.attackers = ('linear', 'mlp', 'transfer')
   if 'tiny' in args:
     c.transforms = ('none', 'pca:4')
