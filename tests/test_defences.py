@@ -343,3 +343,37 @@ def test_runs_saved_before_defences_read_as_none_and_siamese():
   )
   siamese = defences.from_config(ml_collections.ConfigDict(new['defence']), CONTEXT)
   assert float(siamese.restore_legacy({'step': 3, 'margin': 5.5})['siamese']['margin']) == 5.5
+
+
+def test_learned_noise_ships_in_the_exported_extractor(tmp_path):
+  from privjax import export
+
+  config = ml_collections.ConfigDict(
+      {
+          'model': {'arch': 'vgg_mini', 'cut': 'conv4_2', 'dtype': 'float32'},
+          'input': {'mean': (0.5,) * 3, 'std': (0.25,) * 3, 'channel_order': 'RGB'},
+          'defence': {
+              'name': 'learned_noise',
+              'learned_noise': {'weight': 0.1, 'init_scale': 0.5, 'lr': 1e-2},
+          },
+      }
+  )
+  context = defences.context_for(config, (('gender', 2),))
+  model, _ = defences.model_from_config(config, 2, context, rngs=nnx.Rngs(0))
+  manifest = export.export_extractor(model, str(tmp_path))
+  assert [i['name'] for i in manifest['inputs']] == ['pixels', 'key']
+  extractor = export.load_exported(str(tmp_path))
+  x = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3)).astype(np.uint8)
+  keys = [np.array([0, k], np.uint32) for k in range(3)]
+  a, b, a2 = (np.asarray(extractor(x, k)) for k in (keys[0], keys[1], keys[0]))
+  np.testing.assert_array_equal(a, a2)  # the key decides the draw
+  assert not np.allclose(a, b)
+  # The noise is the layer's: the artifact minus the noiseless extractor has the layer's scale.
+  clean = x
+  for name in model.extractor.names:
+    if name != learned_noise.LAYER:
+      clean = getattr(model.extractor, name)(clean)
+  clean = np.asarray(clean)
+  rms = np.sqrt(np.mean(clean.reshape(2, -1) ** 2, axis=1))
+  ratio = np.std((a - clean).reshape(2, -1), axis=1) / rms
+  np.testing.assert_allclose(ratio, 0.5, rtol=0.05)
