@@ -64,7 +64,10 @@ def plan(base, defences=None, quick: bool = False) -> list[tuple[str, str, float
   ]
   runs = [('none', 'none', None)]
   for name in names:
-    parts = defences_lib.parse(name)
+    try:
+      parts = defences_lib.parse(name)
+    except defences_lib.DefenceError as e:
+      raise config_lib.ConfigError(f'--defences: {e}') from None
     section = base.defence[parts[0]]
     grid = list(section.get('strengths') or ())
     if not grid:
@@ -223,25 +226,21 @@ def _write_json(path, obj):
 
 
 def main(argv):
+  from privjax import config_args
+
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   flag = flags.FLAGS['config']
-  path, _, args = config_flags.get_config_filename(flag).partition(':')
+  spec = config_flags.get_config_filename(flag)
   overrides = config_flags.get_override_values(flag)
 
   def make_config(defence: str):
-    arg = ','.join(a for a in (args, '' if defence == 'none' else defence) if a)
-    config = config_lib.config_module(path).get_config(arg)
-    for key, value in overrides.items():
-      *parents, leaf = key.split('.')
-      node = config
-      for p in parents:
-        node = node[p]
-      node[leaf] = value
-    return config
+    return config_args.load(spec, '' if defence == 'none' else defence, overrides=overrides)
 
   def frontier():
-    eval_config = load_eval_config(_EVAL_CONFIG.value, _QUICK.value)
+    # configs/... is the installed package's outside a clone (privjax.config_args.resolve).
+    eval_spec = _EVAL_CONFIG.value or f'configs/eval/default.py:{"fast" if _QUICK.value else ""}'
+    eval_config = config_args.load(eval_spec)
     return run_frontier(
         _WORKDIR.value, make_config, eval_config, defences=_DEFENCES.value, quick=_QUICK.value
     )

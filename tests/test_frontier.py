@@ -31,7 +31,7 @@ def test_plan_takes_each_grid_or_its_middle(tiny_config):
   assert runs[0] == ('none', 'none', None)
   assert [r[0] for r in runs[1:4]] == ['nopeek_0.1', 'nopeek_1', 'nopeek_10']
   assert frontier.plan(base, ['nopeek'], quick=True)[1:] == [('nopeek_1', 'nopeek', 1.0)]
-  with pytest.raises(Exception, match="unknown defence 'bogus'"):
+  with pytest.raises(config_lib.ConfigError, match="unknown defence 'bogus'"):
     frontier.plan(base, ['bogus'])
 
 
