@@ -16,20 +16,13 @@ Arguments after the colon: those of configs/default.py.  Data set parameters are
 owner_test_fraction, min_images_per_identity.
 """
 
-import os
-
 import ml_collections
 
-from privjax import config as config_lib
-
-
-def _default_module():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'default.py')
-  return config_lib.config_module(path)
+from privjax import config_args
 
 
 def get_config(arg: str = ''):
-  c = _default_module().get_config(arg)
+  c = config_args.parent(__file__, 'default.py').get_config(arg)
   c.dataset.name = 'celeba_faces'
   c.dataset.config = ''  # named by the builder from builder_kwargs ('s64' by default)
   c.dataset.manual_dir = ''  # folder with the official files; needed only to prepare

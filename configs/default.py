@@ -20,18 +20,23 @@ one module plus its section here.
 
 import ml_collections
 
+from privjax import config_args
+
+WORDS = ('simple', 'siamese', 'calibrated', 'normalized', 'tiny')
+
 
 def get_config(arg: str = ''):
-  args = [a for a in (arg or '').split(',') if a]
-  known = {'simple', 'siamese', 'calibrated', 'normalized', 'tiny'}
-  defence_args = [a for a in args if a not in known and _is_defence(a)]
-  unknown = [a for a in args if a not in known and a not in defence_args]
-  if unknown:
-    raise ValueError(
-        f'unknown config argument(s) {unknown}; valid: {sorted(known)} or a defence name'
-    )
+  args = config_args.parse(
+      arg,
+      words=lambda w: w in WORDS or _is_defence(w),
+      options=(),
+      valid=f'{", ".join(WORDS)} or a defence name (privjax/defences/<name>.py, joined by +)',
+  )
+  defence_args = [a for a in args.words if a not in WORDS]
   if len(defence_args) + ('siamese' in args) > 1:
-    raise ValueError(f'config arguments name more than one defence: {args}; combine with +')
+    raise ValueError(
+        f'config arguments name more than one defence: {list(args.words)}; combine with +'
+    )
   c = ml_collections.ConfigDict()
   c.seed = 0
   # Before defences were plug-ins: `simple` or `siamese`, now aliases of defence.name none/siamese.

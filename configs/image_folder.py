@@ -22,28 +22,23 @@ min_images_per_identity (attacker identities need that many photos; others stay 
 and prefix (a readable start of the prepared data set's name).
 """
 
-import os
-
 import ml_collections
 
-from privjax import config as config_lib
+from privjax import config_args
 
-
-def _default_module():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'default.py')
-  return config_lib.config_module(path)
+OPTIONS = ('csv', 'primary', 'attributes')
 
 
 def get_config(arg: str = ''):
-  args = [a for a in (arg or '').split(',') if a]
-  options = dict(a.split('=', 1) for a in args if '=' in a)
-  unknown = sorted(set(options) - {'csv', 'primary', 'attributes'})
-  if unknown:
-    raise ValueError(
-        f'unknown config argument(s) {unknown}; valid KEY=VALUE: csv, primary, '
-        'attributes (and the flags of configs/default.py)'
-    )
-  c = _default_module().get_config(','.join(a for a in args if '=' not in a))
+  # Bare words are configs/default.py's: it checks them.
+  args = config_args.parse(
+      arg,
+      words=None,
+      options=OPTIONS,
+      valid='csv=, primary=, attributes= (and the arguments of configs/default.py)',
+  )
+  options = args.options
+  c = config_args.parent(__file__, 'default.py').get_config(args.text(options=False))
   c.dataset.name = 'image_folder'
   c.dataset.config = ''  # named by the builder from the CSV's content and the parameters
   c.dataset.primary = options.get('primary', 'gender')

@@ -18,20 +18,13 @@ gender_source (attributes | names), crop_fraction (default 0.5 of the 250 px: th
 owner_fraction, owner_test_fraction, min_images_per_identity.
 """
 
-import os
-
 import ml_collections
 
-from privjax import config as config_lib
-
-
-def _default_module():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'default.py')
-  return config_lib.config_module(path)
+from privjax import config_args
 
 
 def get_config(arg: str = ''):
-  c = _default_module().get_config(arg)
+  c = config_args.parent(__file__, 'default.py').get_config(arg)
   c.dataset.name = 'lfw_faces'
   c.dataset.config = ''  # named by the builder from builder_kwargs ('s64' by default)
   c.dataset.manual_dir = ''  # optional: local copies of the archive and label files

@@ -17,14 +17,11 @@ Arguments: those of configs/image_folder.py (csv=PATH is required) plus configs/
 (a defence name, tiny).
 """
 
-import os
-
-from privjax import config as config_lib
+from privjax import config_args
 
 
 def get_config(arg: str = ''):
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'image_folder.py')
-  c = config_lib.config_module(path).get_config(arg)
+  c = config_args.parent(__file__, 'image_folder.py').get_config(arg)  # it checks `arg`
   c.model.arch = 'vgg_mini_photo'
   c.model.cut = 'conv4_2'
   c.input.random_crop = 0.8
@@ -43,7 +40,7 @@ def get_config(arg: str = ''):
   c.log_every = 100
   c.eval_every = 200
   c.checkpoint_every = 200
-  if 'tiny' in (arg or '').split(','):
+  if 'tiny' in config_args.parse(arg, words=None, options=None):
     c.total_steps = 6
     c.optimizer.warmup_steps = 2
     c.log_every = c.eval_every = c.checkpoint_every = 3

@@ -6,9 +6,6 @@ that may change when a run is resumed. Must not import jax, models or data: it o
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import ml_collections
 
 from privjax import defences
@@ -16,12 +13,11 @@ from privjax.models import vgg
 
 
 def config_module(path: str):
-  """The config file at `path` as a module: config files are loaded by path, not imported."""
-  name = 'privjax_config_' + os.path.splitext(os.path.basename(path))[0]
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  """The config file at `path` as a module: a file path, or `configs/...` for the configs installed
+  with the package when no such file is here (privjax.config_args.resolve, which has no jax)."""
+  from privjax import config_args
+
+  return config_args.config_module(path)
 
 
 class ConfigError(ValueError):

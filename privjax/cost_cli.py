@@ -1,4 +1,5 @@
-r"""The cost command: `python -m privjax.cost --config CONFIG` (privjax.cost runs this module).
+r"""The cost command: `python -m privjax.cost --config CONFIG` (privjax.cost runs this module), or
+`privjax-cost` with the same flags.
 
   python -m privjax.cost --config configs/default.py [--config.model.arch=vgg16] [--out DIR] \
       [--pca_k 32] [--repeats 50] [--cuts conv4_1,conv5_3] [--reports RUN_DIR ...]
@@ -13,9 +14,8 @@ from __future__ import annotations
 import os
 
 from absl import app, flags
-from ml_collections import config_flags
 
-from privjax import cli, cost, cost_report
+from privjax import cli, config_args, cost, cost_report
 from privjax.report import tables
 
 
@@ -62,9 +62,7 @@ def run(
 def define_flags():
   """The command's flags; defined only when run as a program, so importing this module in a process
   that has other entry points' flags (tests, notebooks) cannot clash with them."""
-  config_flags.DEFINE_config_file(
-      'config', None, 'Experiment config file[:args].', lock_config=True
-  )
+  config_args.DEFINE_config_file('config', None, 'Experiment config file[:args].')
   flags.DEFINE_string('out', None, 'Output directory (default cost/<arch>/).')
   flags.DEFINE_integer('pca_k', 32, 'Components of the PCA upload size.')
   flags.DEFINE_integer('repeats', 50, 'Timed runs per cut (the median is reported).')

@@ -1,13 +1,19 @@
 r"""The paper's pipeline end to end: simple fine-tuning, Siamese fine-tuning from it, evaluation.
 
-  python -m privjax.reproduce --workdir runs/demo [--config configs/default.py] \
-      [--config_args ''] [--eval_config configs/eval/default.py:fast]
+  python -m privjax.reproduce --workdir runs/demo [--config configs/default.py[:args]] \
+      [--config.key=value ...] [--eval_config configs/eval/default.py:fast] [--eval_config.key=value]
 
-Runs, each in its own sub-directory of --workdir (a rerun resumes whatever is unfinished):
+(`privjax-reproduce` once installed, same flags.) Runs, each in its own sub-directory of --workdir (a
+rerun resumes whatever is unfinished):
   simple               primary-task training (the non-private baseline)
   siamese              Siamese fine-tuning from `simple`, the paper's margin (contrastive.margin)
   siamese_calibrated   the same with the margin calibrated to the features at the start
 then evaluates all three and writes the side-by-side table to --workdir/compare.md.
+
+The config file is loaded once per run with the run's arguments added to those after the colon
+(`simple`, `siamese,calibrated`, ...); the --config.key=value overrides apply to every run, except
+the keys the pipeline sets itself (the defence, `init_from`). `--config_args A,B` is the older
+spelling of `--config FILE:A,B` and is added to the file's arguments.
 """
 
 from __future__ import annotations
@@ -18,25 +24,12 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
-from privjax import cli
-from privjax import config as config_lib
+from privjax import cli, config_args
 from privjax.config import ConfigError
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for the runs and the comparison.')
-_CONFIG = flags.DEFINE_string('config', 'configs/default.py', 'Training config file.')
-_CONFIG_ARGS = flags.DEFINE_string(
-    'config_args', '', 'Extra comma-separated config arguments ' '(for example "tiny").'
-)
-_EVAL_CONFIG = config_flags.DEFINE_config_file(
-    'eval_config', 'configs/eval/default.py:fast', 'Evaluation config file[:args].'
-)
-_VARIANTS = flags.DEFINE_list(
-    'variants',
-    ['simple', 'siamese', 'siamese_calibrated'],
-    'Which runs to train and evaluate, in order.',
-)
-_DATA_DIR = flags.DEFINE_string('data_dir', None, "TFDS data dir (default: the config's).")
-flags.mark_flag_as_required('workdir')
+DEFAULT_CONFIG = 'configs/default.py'
+DEFAULT_EVAL_CONFIG = 'configs/eval/default.py:fast'
+DEFAULT_VARIANTS = ('simple', 'siamese', 'siamese_calibrated')
 
 # variant → (config arguments, run it starts from)
 VARIANTS = {
@@ -45,22 +38,62 @@ VARIANTS = {
     'siamese_calibrated': ('siamese,calibrated', 'simple'),
     'siamese_normalized': ('siamese,normalized', 'simple'),
 }
+# Config keys each variant sets: an override of one would contradict --variants.
+PIPELINE_KEYS = ('mode', 'defence.name', 'init_from')
 
 
-def load_config(path: str, arg: str):
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'config file {path} does not exist')
-  return config_lib.config_module(path).get_config(arg)
+def define_flags(
+    config: str = DEFAULT_CONFIG,
+    eval_config: str = DEFAULT_EVAL_CONFIG,
+    variants=DEFAULT_VARIANTS,
+):
+  """The command's flags (privjax.sweep defines them with the paper's defaults); defined only when run
+  as a program, so importing this module (tests, the notebook) defines none."""
+  flags.DEFINE_string('workdir', None, 'Directory for the runs and the comparison.')
+  config_args.DEFINE_config_file(
+      'config',
+      config,
+      'Training config file[:args]; --config.key=value overrides apply to every run.',
+  )
+  flags.DEFINE_string(
+      'config_args',
+      '',
+      'Older spelling of --config FILE:ARGS: comma-separated config arguments added to those of '
+      '--config (for example "tiny").',
+  )
+  config_args.DEFINE_config_file('eval_config', eval_config, 'Evaluation config file[:args].')
+  flags.DEFINE_list('variants', list(variants), 'Which runs to train and evaluate, in order.')
+  flags.DEFINE_string('data_dir', None, "TFDS data dir (default: the config's).")
+  flags.mark_flag_as_required('workdir')
+
+
+def load_config(path: str, arg: str = '', overrides=None):
+  """The config file at `path` (see privjax.config_args.resolve) for `arg`, with `overrides`."""
+  return config_args.apply_overrides(config_args.config_module(path).get_config(arg), overrides)
+
+
+def config_request(flag_values=None) -> tuple[str, str, dict]:
+  """(file, arguments, overrides) of the --config flag (with --config_args added)."""
+  f = flag_values if flag_values is not None else flags.FLAGS
+  path, _, args = config_flags.get_config_filename(f['config']).partition(':')
+  return (
+      path,
+      config_args.join(args, f.config_args),
+      dict(config_flags.get_override_values(f['config'])),
+  )
 
 
 def run_pipeline(
     workdir: str,
     config_path: str,
-    config_args: str,
+    extra_args: str,
     eval_config,
     variants,
     data_dir: str | None = None,
+    overrides=None,
 ) -> str:
+  """Trains `variants` from the config file at `config_path` (arguments `extra_args` and the
+  variant's, then `overrides`, {'a.b': value}), evaluates each with `eval_config`, compares them."""
   from privjax.evaluate import protocol
   from privjax.report import plots, tables
   from privjax.train import loop
@@ -68,10 +101,15 @@ def run_pipeline(
   unknown = [v for v in variants if v not in VARIANTS]
   if unknown:
     raise ConfigError(f'unknown variant(s) {unknown}; valid: {", ".join(VARIANTS)}')
+  fixed = sorted(k for k in overrides or {} if k in PIPELINE_KEYS)
+  if fixed:
+    raise ConfigError(
+        f'--config.{fixed[0]} is set by each run of the pipeline; choose the runs with --variants'
+    )
   timings, reports = {}, []
   for name in variants:
     args, parent = VARIANTS[name]
-    config = load_config(config_path, ','.join(a for a in (args, config_args) if a))
+    config = load_config(config_path, config_args.join(args, extra_args), overrides)
     if data_dir:
       config.dataset.data_dir = data_dir
     if parent:
@@ -106,22 +144,20 @@ def run_pipeline(
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  f = flags.FLAGS
+  path, args, overrides = config_request(f)
   text = cli.run_or_exit(
       lambda: run_pipeline(
-          _WORKDIR.value,
-          _CONFIG.value,
-          _CONFIG_ARGS.value,
-          _EVAL_CONFIG.value,
-          _VARIANTS.value,
-          _DATA_DIR.value,
+          f.workdir, path, args, f.eval_config, f.variants, f.data_dir, overrides=overrides
       )
   )
   print(text)
   print(
-      f'reports: {_WORKDIR.value}/<run>/eval/{_EVAL_CONFIG.value.name}/report.md; '
-      f'comparison: {_WORKDIR.value}/compare.md; plot: {_WORKDIR.value}/privacy_accuracy.png'
+      f'reports: {f.workdir}/<run>/eval/{f.eval_config.name}/report.md; '
+      f'comparison: {f.workdir}/compare.md; plot: {f.workdir}/privacy_accuracy.png'
   )
 
 
 if __name__ == '__main__':
+  define_flags()
   cli.run_app(main)

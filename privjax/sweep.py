@@ -1,16 +1,17 @@
 r"""The paper's sweep over cut layers: `privjax.reproduce.run_pipeline` once per cut.
 
   python -m privjax.sweep --config configs/paper/vgg16.py:dataset=lfw --workdir runs/paper_lfw \
-      [--cuts conv4_3,conv5_1,conv5_2,conv5_3,pool5,fc6] [--variants simple,siamese] \
-      [--eval_config configs/paper/eval.py] [--data_dir DIR]
+      [--config.key=value ...] [--cuts conv4_3,conv5_1,conv5_2,conv5_3,pool5,fc6] \
+      [--variants simple,siamese] [--eval_config configs/paper/eval.py] [--data_dir DIR]
 
-For each cut, `--workdir/<cut>` holds the runs of `--variants` (trained with `cut=<cut>` added to
-the --config arguments, each Siamese run starting from that cut's simple run), their evaluations
-and compare.md; `--workdir/sweep.md` puts the cuts' comparisons together. A rerun resumes whatever
-is unfinished. The config file must take `cut=NAME` as an argument (configs/paper/vgg16.py does).
+(`privjax-sweep` once installed, same flags.) For each cut, `--workdir/<cut>` holds the runs of
+`--variants` (trained with `cut=<cut>` added to the --config arguments, each Siamese run starting
+from that cut's simple run), their evaluations and compare.md; `--workdir/sweep.md` puts the cuts'
+comparisons together. A rerun resumes whatever is unfinished. The config file must take `cut=NAME`
+as an argument (configs/paper/vgg16.py does); --config.key=value overrides apply to every run,
+except those of the keys the sweep sets itself (the cut, the defence, `init_from`).
 
-The flags are privjax.reproduce's (one definition per process), plus --cuts; left unset, --config,
---variants and --eval_config default to the paper's (`PAPER_*` below) instead of reproduce's.
+The flags are privjax.reproduce's with the paper's defaults (`PAPER_*` below), plus --cuts.
 """
 
 from __future__ import annotations
@@ -20,23 +21,30 @@ import time
 
 from absl import app, flags
 
-from privjax import cli, reproduce
+from privjax import cli, config_args, reproduce
 from privjax.config import ConfigError
 
 PAPER_CONFIG = 'configs/paper/vgg16.py'
 PAPER_EVAL_CONFIG = 'configs/paper/eval.py'
 PAPER_VARIANTS = ('simple', 'siamese')
 PAPER_CUTS = ('conv4_3', 'conv5_1', 'conv5_2', 'conv5_3', 'pool5', 'fc6')
+# What the sweep chooses: config arguments and --config.key=value overrides may not set them.
+SWEEP_ARGS = ('cut', 'mode', 'simple', 'siamese')
+SWEEP_KEYS = ('model.cut',) + reproduce.PIPELINE_KEYS
 
-_CUTS = flags.DEFINE_list('cuts', list(PAPER_CUTS), 'Cut layers to train and evaluate, in order.')
+
+def define_flags():
+  """The command's flags; defined only when run as a program (see privjax.reproduce)."""
+  reproduce.define_flags(PAPER_CONFIG, PAPER_EVAL_CONFIG, PAPER_VARIANTS)
+  flags.DEFINE_list('cuts', list(PAPER_CUTS), 'Cut layers to train and evaluate, in order.')
 
 
 def split_config(spec: str, extra_args: str = '') -> tuple[str, str]:
   """'path.py:a=1,b' (+ extra 'c') → ('path.py', 'a=1,b,c'); the sweep's own choices refused."""
   path, _, args = spec.partition(':')
-  args = ','.join(a for a in (args, extra_args) if a)
-  names = {a.split('=', 1)[0] for a in args.split(',') if a}
-  fixed = sorted(names & {'cut', 'mode', 'simple', 'siamese'})
+  args = config_args.join(args, extra_args)
+  parsed = config_args.parse(args, words=None, options=None)
+  fixed = sorted((set(parsed.words) | set(parsed.options)) & set(SWEEP_ARGS))
   if fixed:
     raise ConfigError(
         f'the config arguments set {", ".join(fixed)}; the sweep chooses the cut '
@@ -52,9 +60,18 @@ def run_sweep(
     eval_config,
     variants,
     data_dir: str | None = None,
-    config_args: str = '',
+    extra_args: str = '',
+    overrides=None,
 ) -> str:
-  path, args = split_config(config, config_args)
+  """`config` is 'FILE[:ARGS]'; `extra_args` are added to ARGS, `overrides` ({'a.b': value}) are
+  applied to every run."""
+  path, args = split_config(config, extra_args)
+  fixed = sorted(k for k in overrides or {} if k in SWEEP_KEYS)
+  if fixed:
+    raise ConfigError(
+        f'--config.{fixed[0]} is set by the sweep; choose the cuts with --cuts and the runs with '
+        '--variants'
+    )
   if not cuts:
     raise ConfigError('--cuts is empty; name at least one cut layer')
   if len(set(cuts)) != len(cuts):
@@ -62,9 +79,14 @@ def run_sweep(
   sections, t0 = [], time.perf_counter()
   for cut in cuts:
     print(f'==== cut {cut}', flush=True)
-    cut_args = ','.join(a for a in (args, f'cut={cut}') if a)
     text = reproduce.run_pipeline(
-        os.path.join(workdir, cut), path, cut_args, eval_config, list(variants), data_dir
+        os.path.join(workdir, cut),
+        path,
+        config_args.join(args, f'cut={cut}'),
+        eval_config,
+        list(variants),
+        data_dir,
+        overrides=overrides,
     )
     sections.append(f'## Cut {cut}\n\n{text}')
   text = (
@@ -81,28 +103,22 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   f = flags.FLAGS
-
-  def given(name, default):
-    return f[name].value if f[name].present else default
-
-  def sweep():
-    eval_config = (
-        f.eval_config if f['eval_config'].present else reproduce.load_config(PAPER_EVAL_CONFIG, '')
-    )
-    return run_sweep(
-        f.workdir,
-        given('config', PAPER_CONFIG),
-        _CUTS.value,
-        eval_config,
-        given('variants', PAPER_VARIANTS),
-        f.data_dir,
-        f.config_args,
-    )
-
-  text = cli.run_or_exit(sweep)
+  path, args, overrides = reproduce.config_request(f)
+  text = cli.run_or_exit(
+      lambda: run_sweep(
+          f.workdir,
+          f'{path}:{args}' if args else path,
+          f.cuts,
+          f.eval_config,
+          f.variants,
+          f.data_dir,
+          overrides=overrides,
+      )
+  )
   print(text)
   print(f'per cut: {f.workdir}/<cut>/compare.md; all cuts: {f.workdir}/sweep.md')
 
 
 if __name__ == '__main__':
+  define_flags()
   cli.run_app(main)

@@ -3,6 +3,7 @@ CPU; the sweep runs the pipeline once per cut."""
 
 import os
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -126,8 +127,10 @@ def test_paper_eval_config_has_the_authors_pca_and_noise_levels():
 def test_sweep_runs_the_pipeline_once_per_cut(tmp_path, monkeypatch):
   calls = []
 
-  def fake_pipeline(workdir, config_path, config_args, eval_config, variants, data_dir=None):
-    calls.append((workdir, config_path, config_args, tuple(variants), data_dir))
+  def fake_pipeline(
+      workdir, config_path, extra_args, eval_config, variants, data_dir=None, overrides=None
+  ):
+    calls.append((workdir, config_path, extra_args, tuple(variants), data_dir, overrides))
     os.makedirs(workdir, exist_ok=True)
     return f'| table for {os.path.basename(workdir)} |\n'
 
@@ -139,7 +142,8 @@ def test_sweep_runs_the_pipeline_once_per_cut(tmp_path, monkeypatch):
       None,
       ('simple', 'siamese'),
       data_dir='/tfds',
-      config_args='weights=keras',
+      extra_args='weights=keras',
+      overrides={'total_steps': 5},
   )
   assert calls == [
       (
@@ -148,6 +152,7 @@ def test_sweep_runs_the_pipeline_once_per_cut(tmp_path, monkeypatch):
           f'dataset=lfw,weights=keras,cut={cut}',
           ('simple', 'siamese'),
           '/tfds',
+          {'total_steps': 5},
       )
       for cut in ('conv4_3', 'fc6')
   ]
@@ -169,6 +174,24 @@ def test_sweep_refuses_arguments_it_sets_itself(tmp_path, config, cuts, match):
     sweep.run_sweep(str(tmp_path), config, cuts, None, ('simple',))
 
 
+@pytest.mark.parametrize('key', ['model.cut', 'defence.name', 'init_from'])
+def test_sweep_and_pipeline_refuse_overrides_of_what_they_set(tmp_path, key):
+  with pytest.raises(config_lib.ConfigError, match=f'--config.{key} is set by the sweep'):
+    sweep.run_sweep(str(tmp_path), PAPER, ['fc6'], None, ('simple',), overrides={key: 'x'})
+  if key != 'model.cut':
+    with pytest.raises(config_lib.ConfigError, match=f'--config.{key} is set by each run'):
+      reproduce.run_pipeline(str(tmp_path), PAPER, '', None, ['simple'], overrides={key: 'x'})
+  assert os.listdir(tmp_path) == []
+
+
+def test_weight_files_as_the_config_names_them_are_as_pretrained_reads_them(paper):
+  """configs/paper/vgg16.py keeps its own copy (naming a config imports no jax)."""
+  assert paper.SUFFIXES == pretrained.SUFFIXES
+  for source in paper.WEIGHTS:
+    assert paper.NORMALIZATION[source] == pretrained.normalization_for(source)
+    assert paper.source_for(paper.WEIGHTS[source]) == source
+
+
 def test_vgg16_siamese_train_step_and_evaluation_on_224_images(paper, make_step):
   """One jitted Siamese step (2 pairs) and one evaluation of the paper's network, on CPU."""
   config = paper.get_config('dataset=lfw,cut=conv5_3,mode=siamese')
@@ -184,6 +207,7 @@ def test_vgg16_siamese_train_step_and_evaluation_on_224_images(paper, make_step)
   train_step = jax.jit(setup.step)
   before = np.asarray(params['extractor']['conv1_1']['conv']['kernel'])
   state, metrics = train_step(state, batch)
+  chex.assert_trees_all_equal_shapes_and_dtypes(state['params'], params)
   assert all(np.isfinite(float(v)) for v in metrics.values())
   assert int(state['step']) == 1
   assert not np.array_equal(state['params']['extractor']['conv1_1']['conv']['kernel'], before)
@@ -200,5 +224,8 @@ def test_vgg16_siamese_train_step_and_evaluation_on_224_images(paper, make_step)
       jax.random.key(0),
   )
   assert float(count) == 3 and 0 <= float(correct) <= 3
-  features = jax.jit(lambda p, x: nnx.merge(graphdef, p).extractor(x))(state['params'], images)
-  assert features.shape == (4,) + models.feature_shape(models.get_architecture('vgg16'), 'conv5_3')
+  extract = jax.jit(lambda p, x: nnx.merge(graphdef, p).extractor(x))
+  features = extract(state['params'], images)
+  chex.assert_shape(
+      features, (4,) + models.feature_shape(models.get_architecture('vgg16'), 'conv5_3')
+  )

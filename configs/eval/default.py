@@ -9,12 +9,11 @@ Arguments after the colon, comma-separated:
 
 import ml_collections
 
+from privjax import config_args
+
 
 def get_config(arg: str = ''):
-  args = [a for a in (arg or '').split(',') if a]
-  unknown = [a for a in args if a not in ('fast', 'tiny')]
-  if unknown:
-    raise ValueError(f'unknown eval config argument(s) {unknown}; valid: fast, tiny')
+  args = config_args.parse(arg, words=('fast', 'tiny'), valid='fast, tiny')
   c = ml_collections.ConfigDict()
   c.name = 'default'
   c.seed = 0

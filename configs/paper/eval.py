@@ -12,20 +12,13 @@ Arguments after the colon: those of configs/eval/default.py (fast, tiny); they k
 noise lists.
 """
 
-import os
-
-from privjax import config as config_lib
+from privjax import config_args
 
 NOISE_VARIANCES = (0.0, 1e-4, 0.01, 0.1, 0.25, 0.5, 0.8, 1.0, 2.0, 4.0, 9.0)
 
 
-def _default_module():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'eval', 'default.py')
-  return config_lib.config_module(path)
-
-
 def get_config(arg: str = ''):
-  c = _default_module().get_config(arg)
+  c = config_args.parent(__file__, '../eval/default.py').get_config(arg)  # it checks `arg`
   c.name = 'paper'
   c.transforms = ('none', 'pca:4')
   if not arg:

@@ -42,8 +42,7 @@ normalised by a per-pixel mean image; here ImageNet weights, per-channel means, 
 
 import os
 
-from privjax import config as config_lib
-from privjax.models import pretrained
+from privjax import config_args
 
 CUTS = ('conv4_3', 'conv5_1', 'conv5_2', 'conv5_3', 'pool5', 'fc6')
 DATASETS = {'celeba': 'celeba_mini.py', 'lfw': 'lfw_mini.py', 'image_folder': 'image_folder.py'}
@@ -55,11 +54,34 @@ WEIGHTS = {
 CONTRASTIVE_WEIGHT = {'conv5_1': 0.001}
 FLAGS = ('simple', 'siamese', 'calibrated', 'normalized')
 OPTIONS = ('dataset', 'cut', 'mode', 'weights', 'csv', 'pretrained', 'manual_dir', 'steps')
+# The weight files privjax.models.pretrained reads, by suffix, and the input normalisation of each
+# source, in config.input units; that module imports jax, which naming a config must not
+# (tests/test_paper_configs.py checks that the two agree).
+SUFFIXES = {'.pth': 'torchvision', '.pt': 'torchvision', '.h5': 'keras', '.hdf5': 'keras'}
+NORMALIZATION = {
+    # torchvision.models.VGG16_Weights.IMAGENET1K_V1.transforms(): RGB, ImageNet statistics.
+    'torchvision': {
+        'mean': (0.485, 0.456, 0.406),
+        'std': (0.229, 0.224, 0.225),
+        'channel_order': 'RGB',
+    },
+    # keras.applications.vgg16.preprocess_input ('caffe' mode): BGR minus the Caffe channel means.
+    'keras': {
+        'mean': (103.939 / 255, 116.779 / 255, 123.68 / 255),
+        'std': (1 / 255,) * 3,
+        'channel_order': 'BGR',
+    },
+}
 
 
-def _config_module(file_name: str):
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', file_name)
-  return config_lib.config_module(path)
+def source_for(path: str) -> str:
+  suffix = os.path.splitext(path)[1].lower()
+  if suffix not in SUFFIXES:
+    raise ValueError(
+        f'{path}: unknown weight file type {suffix!r}; expected a torchvision '
+        f'state_dict (.pth, .pt) or Keras weights (.h5, .hdf5)'
+    )
+  return SUFFIXES[suffix]
 
 
 def _choice(options, key, valid, default):
@@ -70,15 +92,13 @@ def _choice(options, key, valid, default):
 
 
 def get_config(arg: str = ''):
-  args = [a for a in (arg or '').split(',') if a]
-  options = dict(a.split('=', 1) for a in args if '=' in a)
-  words = [a for a in args if '=' not in a]
-  unknown = sorted(set(options) - set(OPTIONS)) + [w for w in words if w not in FLAGS]
-  if unknown:
-    raise ValueError(
-        f'unknown config argument(s) {unknown}; valid: {", ".join(OPTIONS)} as '
-        f'KEY=VALUE and {", ".join(FLAGS)}'
-    )
+  args = config_args.parse(
+      arg,
+      words=FLAGS,
+      options=OPTIONS,
+      valid=f'{", ".join(OPTIONS)} as KEY=VALUE and {", ".join(FLAGS)}',
+  )
+  options, words = args.options, args.words
   modes = {w for w in words if w in ('simple', 'siamese')} | (
       {options['mode']} if 'mode' in options else set()
   )
@@ -88,13 +108,9 @@ def get_config(arg: str = ''):
   dataset = _choice(options, 'dataset', tuple(DATASETS), 'celeba')
   cut = _choice(options, 'cut', CUTS, 'conv5_3')
   path = options.get('pretrained')
-  weights = _choice(
-      options, 'weights', tuple(WEIGHTS), pretrained.source_for(path) if path else 'keras'
-  )
-  if path and pretrained.source_for(path) != weights:
-    raise ValueError(
-        f'pretrained={path} is a {pretrained.source_for(path)} file but ' f'weights={weights}'
-    )
+  weights = _choice(options, 'weights', tuple(WEIGHTS), source_for(path) if path else 'keras')
+  if path and source_for(path) != weights:
+    raise ValueError(f'pretrained={path} is a {source_for(path)} file but weights={weights}')
   if 'csv' in options and dataset != 'image_folder':
     raise ValueError('csv=... is an argument of dataset=image_folder')
   if 'manual_dir' in options and dataset == 'image_folder':
@@ -106,7 +122,7 @@ def get_config(arg: str = ''):
   data_args = [mode] + [w for w in words if w in ('calibrated', 'normalized')]
   if dataset == 'image_folder':
     data_args.append(f'csv={options.get("csv", "")}')
-  c = _config_module(DATASETS[dataset]).get_config(','.join(data_args))
+  c = config_args.parent(__file__, f'../{DATASETS[dataset]}').get_config(','.join(data_args))
   if 'manual_dir' in options:
     c.dataset.manual_dir = options['manual_dir']
   c.dataset.primary = 'gender'
@@ -116,7 +132,7 @@ def get_config(arg: str = ''):
   c.model.cut = cut
   c.model.image_size = 224  # the data set's builder_kwargs.image_size follows (a reference)
   c.model.pretrained = path or WEIGHTS[weights]
-  for key, value in pretrained.normalization_for(weights).items():
+  for key, value in NORMALIZATION[weights].items():
     c.input[key] = value
   c.input.flip = True
   c.input.resize = False

@@ -1,0 +1,1 @@
+"""Evaluation configs (`python eval.py --config configs/eval/default.py[:args]`)."""
