@@ -1,7 +1,9 @@
 """Shared plumbing of the command-line entry points: one-line errors and exit codes.
 
-Known failure types (bad config, data, workdir, checkpoint, NaN) print `error: <message>` on one
-line and exit with status 2; anything else is a bug and keeps its traceback.
+Known failures (every `privjax.errors.PrivjaxError`: bad config, weight file, data, workdir,
+checkpoint, NaN, a failed process, an impossible evaluation or defence request; and a missing file)
+print `error: <message>` on one line and exit with status 2; anything else is a bug and keeps its
+traceback.
 Must not import jax at module level, so `--help` stays fast.
 """
 
@@ -11,21 +13,16 @@ import sys
 
 from absl import app
 
+from privjax import errors
 
-def _known_errors():
-  from privjax.config import ConfigError
-  from privjax.data.pipeline import DataError
-  from privjax.evaluate.errors import EvalError
-  from privjax.train.checkpoint import RunError
-  from privjax.train.loop import TrainingError
-
-  return (ConfigError, DataError, RunError, TrainingError, EvalError, FileNotFoundError)
+# The errors privjax raises on purpose (all of them, by their common base), and a missing file.
+KNOWN_ERRORS = (errors.PrivjaxError, FileNotFoundError)
 
 
 def run_or_exit(fn):
   try:
     return fn()
-  except _known_errors() as e:
+  except KNOWN_ERRORS as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
 

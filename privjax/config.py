@@ -1,7 +1,12 @@
 """Validation of an experiment config (an ml_collections.ConfigDict) before anything is built or written.
 
 What lives here: `validate(config)`, which raises `ConfigError` with one actionable line, and the keys
-that may change when a run is resumed. Must not import jax, models or data: it only reads the config.
+that may change when a run is resumed.
+
+Must not import jax, privjax.data or privjax.train, and privjax.models only inside `validate`:
+importing this module loads no jax (the commands import it before `--help` is answered), while
+validation asks the models which architectures and cuts exist (and each defence's own check loads
+that defence's module).
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 import ml_collections
 
 from privjax import defences
-from privjax.models import vgg
+from privjax.errors import ConfigError
 
 
 def config_module(path: str):
@@ -18,10 +23,6 @@ def config_module(path: str):
   from privjax import config_args
 
   return config_args.config_module(path)
-
-
-class ConfigError(ValueError):
-  """A config value that cannot work; the message names the key and the valid choices."""
 
 
 DTYPES = ('float32', 'bfloat16')
@@ -101,6 +102,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     defences.check_config(config.defence)
   except ValueError as e:
     raise ConfigError(str(e)) from None
+  # Here, not at the top: the architectures are defined with their jax layers.
+  from privjax.models import vgg
+
   try:
     arch = vgg.get_architecture(config.model.arch)
     vgg.check_cut(arch, config.model.cut)

@@ -1,6 +1,7 @@
 """The training loop end to end on the tiny config: learning, checkpoints, resume, refusals."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -80,7 +81,6 @@ def test_train_end_to_end_and_resume_matches_uninterrupted_run(tiny_config, tmp_
   config = tiny_config('siamese,tiny')
   full = loop.train_and_evaluate(config, str(tmp_path / 'full'))
   assert full['step'] == config.total_steps
-  assert 0.0 <= full['test_accuracy'] <= 1.0
   lines = [json.loads(l) for l in open(tmp_path / 'full' / 'metrics.jsonl')]
   train_lines = [l for l in lines if 'ce' in l]
   for key in ('ce', 'contrastive', 'feature_norm', 'dist_same', 'dist_diff', 'images_per_sec'):
@@ -110,6 +110,26 @@ def test_train_end_to_end_and_resume_matches_uninterrupted_run(tiny_config, tmp_
   jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), a, b)
   # keep_checkpoints=2: the step-3 and step-6 checkpoints remain.
   assert ckpt_lib.Checkpoints(str(tmp_path / 'full')).all_steps() == [3, 6]
+
+
+def test_training_learns_the_primary_task_on_its_training_data(tiny_config, tmp_path):
+  """30 steps fit the tiny training split (108 images, 60 of one gender): the loop's own
+  evaluation, run on that split, finds what an untrained model cannot reach.
+
+  The untrained model scores a cross-entropy of 0.70 (ln 2 = 0.69) and 47%; so would a bug that
+  stops learning (updates not applied or of the wrong sign, labels that do not belong to their
+  images). Seed 0 reaches 0.25 and 90%, the same on every run; seeds 1-3 reached 0.003-0.41 and
+  79-100%, so the bounds leave room for other rounding.
+  """
+  config = tiny_config('simple,tiny')
+  config.optimizer.lr = 5e-4
+  config.total_steps = config.log_every = config.eval_every = config.checkpoint_every = 30
+  config.dataset.test_split = 'train'
+  result = loop.train_and_evaluate(config, str(tmp_path / 'run'))
+  labels = pipeline.load_split(pipeline.get_builder(config.dataset), 'train').labels['gender']
+  majority = np.bincount(labels).max() / len(labels)
+  assert result['test_ce'] < 0.5 < math.log(2), result
+  assert result['test_accuracy'] >= majority + 0.15, (result, majority)
 
 
 def test_incompatible_workdir_is_refused_untouched(tiny_config, tmp_path):

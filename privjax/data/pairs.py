@@ -2,7 +2,7 @@
 
 What lives here: `PairSampler`, a random-access map from a global example counter to a pair of
 indices, so any step's batch can be regenerated exactly (resume needs no iterator state).
-Must not import jax or tensorflow_datasets: it sees label arrays only.
+Must not import jax, TensorFlow or tensorflow_datasets: it sees label arrays only.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 What lives here: opening a prepared data set split (`load_split`), per-image preprocessing
 (centre crop, resize, random flip; all uint8 on the host, normalisation happens in the model), the
 Siamese pair batches for training, padded evaluation batches, and device prefetch.
-Must not import privjax.models or privjax.train: data flows out of here, nothing flows in.
+Must not import TensorFlow, privjax.models or privjax.train: data flows out of here, nothing in.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from privjax.data.pairs import PairSampler
+from privjax.errors import DataError
 
 # Data sets defined in privjax; importing the module registers the builder with TFDS.
 # `generated` ones are prepared on first use (made locally, or from `dataset.manual_dir` files or a
@@ -31,10 +32,6 @@ BUILDERS = {
     'celeba_faces': ('privjax.data.celeba', True),
     'lfw_faces': ('privjax.data.lfw', True),
 }
-
-
-class DataError(ValueError):
-  """A data set, split or label that cannot be used; the message says what exists instead."""
 
 
 def get_builder(dataset_cfg) -> tfds.core.DatasetBuilder:

@@ -7,7 +7,8 @@ the loss terms of `from_config(...)`, the loop calibrates and checkpoints its st
 builder appends its device-side layers to the extractor.
 
 This module imports no jax at import time (the registry is read by config validation); the defence
-modules are imported when built.
+modules are imported when built. No module of this package may import privjax.train, privjax.data,
+privjax.attacks or privjax.evaluate (see `base`).
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from privjax.errors import DefenceError
+
 # The names that runs made before defences existed used (`mode`, the `:simple` config argument).
 ALIASES = {'simple': 'none'}
 LEGACY_MODES = ('simple', 'siamese')
 _NOT_DEFENCES = {'base', 'combined'}
-
-
-class DefenceError(ValueError):
-  """An unknown or impossible defence request; the message lists what exists."""
 
 
 def names() -> tuple[str, ...]:

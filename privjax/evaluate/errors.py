@@ -1,5 +1,6 @@
-"""The evaluation's error type, importable without jax (for the command-line error handler)."""
+"""The evaluation's error type, `EvalError`, under its old name; it lives in `privjax.errors`.
 
+Must not import jax (the command-line error handler imports it).
+"""
 
-class EvalError(ValueError):
-  """An evaluation request that cannot be met; the message says what is available."""
+from privjax.errors import EvalError as EvalError

@@ -1,4 +1,8 @@
-"""Split models: `SplitModel(arch, cut, num_classes, rngs=...)` with `.extractor` and `.head`."""
+"""Split models: `SplitModel(arch, cut, num_classes, rngs=...)` with `.extractor` and `.head`.
+
+Nothing in this package may import privjax.train, privjax.data or privjax.config: models sit below
+them (their errors come from privjax.errors).
+"""
 
 from privjax.models.vgg import (
     ARCHITECTURES,

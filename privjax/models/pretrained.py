@@ -11,7 +11,8 @@ Layouts: torch convs are OIHW and Linear weights [out, in]; Keras convs are HWIO
 [in, out], as privjax's. torchvision flattens pool5 in (C, H, W) order, privjax and Keras
 (channels_last) in (H, W, C) order, so fc6's input rows are permuted for torchvision files.
 
-Must not import privjax.train or privjax.data; never imports torch, and h5py only to read .h5 files.
+Must not import privjax.train, privjax.data or privjax.config (its errors come from privjax.errors);
+never imports torch, and h5py only to read .h5 files.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import ml_dtypes
 import numpy as np
 from flax import nnx
 
-from privjax.config import ConfigError
+from privjax.errors import PretrainedError
 from privjax.models import vgg
 
 BLOCK_SIZES = (2, 2, 3, 3, 3)  # convolutions per block in VGG-16 (configuration D)
@@ -53,10 +54,6 @@ _NORMALIZATION = {
         'channel_order': 'BGR',
     },
 }
-
-
-class PretrainedError(ConfigError):
-  """A weight file that cannot be read or does not fit the model; the message says why."""
 
 
 def normalization_for(source: str) -> dict:

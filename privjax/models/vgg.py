@@ -4,8 +4,9 @@ What lives here: the layer specifications of `vgg16` (the paper's network) and `
 VGG-style network for CPU work), the layer modules, and `SplitModel`, whose two submodules
 `extractor` (runs on the user's device) and `head` (runs in the cloud) compose to the full network.
 
-Must not import privjax.train, privjax.data or anything that touches files: models are pure functions
-of their parameters, so the extractor can be exported and the head rebuilt anywhere.
+Must not import privjax.train, privjax.data, privjax.config or anything that touches files: models
+are pure functions of their parameters, so the extractor can be exported and the head rebuilt
+anywhere.
 """
 
 from __future__ import annotations

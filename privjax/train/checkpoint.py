@@ -22,14 +22,11 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from privjax import config as config_lib
+from privjax.errors import RunError
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
 _OURS = {CONFIG_FILE, CHECKPOINT_DIR, 'metrics.jsonl', 'tensorboard', 'eval', 'final_metrics.json'}
-
-
-class RunError(ValueError):
-  """A workdir or checkpoint that cannot be used as asked; nothing has been written."""
 
 
 def checkpoint_dir(workdir: str) -> str:

@@ -19,9 +19,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-
-class DistributedError(RuntimeError):
-  """Another process failed; the message says which step it failed at."""
+from privjax.errors import DistributedError
 
 
 def requested_by_environment(environ=os.environ) -> bool:

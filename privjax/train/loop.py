@@ -28,6 +28,7 @@ from jax.sharding import PartitionSpec as P
 from privjax import config as config_lib
 from privjax import defences, models
 from privjax.data import pipeline
+from privjax.errors import TrainingError
 from privjax.models import pretrained
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import distributed
@@ -38,10 +39,6 @@ try:
   import tqdm
 except ImportError:
   tqdm = None
-
-
-class TrainingError(RuntimeError):
-  """Training cannot go on (for example a NaN loss); the message says at which step."""
 
 
 def data_mesh() -> jax.sharding.Mesh:

@@ -1,7 +1,7 @@
 """Metric writing: JSON lines in the workdir and, when tensorboardX is installed, TensorBoard.
 
-Only process 0 writes, so multi-host runs log once. Must not import jax arrays into files: callers
-pass plain floats.
+Only process 0 writes, so multi-host runs log once. No jax array reaches a file: callers pass plain
+floats.
 """
 
 from __future__ import annotations
