@@ -64,8 +64,9 @@ def sweep():
 
 
 def frontier():
-  from privjax import frontier as command  # defines its flags on import
+  from privjax import frontier as command
 
+  command.define_flags()
   _run(command.main, 'privjax.frontier')
 
 

@@ -29,30 +29,31 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from privjax import cli
+from privjax import cli, config_args
 from privjax import config as config_lib
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Training config file[:args] (its defence must be none).', lock_config=True
-)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for the runs and the frontier.')
-_QUICK = flags.DEFINE_bool('quick', False, 'Middle strength only, fast evaluation.')
-_DEFENCES = flags.DEFINE_list('defences', None, 'Defences to run (default: every one with a grid).')
-_EVAL_CONFIG = flags.DEFINE_string(
-    'eval_config',
-    '',
-    'Eval config file[:args] (default configs/eval/default.py, :fast if --quick).',
-)
-flags.mark_flags_as_required(['config', 'workdir'])
 
-EVAL_CONFIG = os.path.join(os.path.dirname(__file__), '..', 'configs', 'eval', 'default.py')
+def define_flags():
+  """The command's flags; defined only when run as a program, so importing this module (tests,
+  notebooks) defines none."""
+  config_args.DEFINE_config_file(
+      'config', None, 'Training config file[:args] (its defence must be none).'
+  )
+  flags.DEFINE_string('workdir', None, 'Directory for the runs and the frontier.')
+  flags.DEFINE_bool('quick', False, 'Middle strength only, fast evaluation.')
+  flags.DEFINE_list('defences', None, 'Defences to run (default: every one with a grid).')
+  flags.DEFINE_string(
+      'eval_config',
+      '',
+      'Eval config file[:args] (default configs/eval/default.py, :fast if --quick).',
+  )
+  flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def load_eval_config(spec: str, quick: bool):
-  path, _, arg = (spec or f'{EVAL_CONFIG}:{"fast" if quick else ""}').partition(':')
-  if not os.path.exists(path):
-    raise config_lib.ConfigError(f'eval config file {path} does not exist')
-  return config_lib.config_module(path).get_config(arg)
+  """The eval config `spec` (FILE[:args]), by default configs/eval/default.py (:fast if quick)."""
+  # configs/... is the installed package's outside a clone (privjax.config_args.resolve).
+  return config_args.load(spec or f'configs/eval/default.py:{"fast" if quick else ""}')
 
 
 def plan(base, defences=None, quick: bool = False) -> list[tuple[str, str, float | None]]:
@@ -226,11 +227,10 @@ def _write_json(path, obj):
 
 
 def main(argv):
-  from privjax import config_args
-
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  flag = flags.FLAGS['config']
+  f = flags.FLAGS
+  flag = f['config']
   spec = config_flags.get_config_filename(flag)
   overrides = config_flags.get_override_values(flag)
 
@@ -238,16 +238,13 @@ def main(argv):
     return config_args.load(spec, '' if defence == 'none' else defence, overrides=overrides)
 
   def frontier():
-    # configs/... is the installed package's outside a clone (privjax.config_args.resolve).
-    eval_spec = _EVAL_CONFIG.value or f'configs/eval/default.py:{"fast" if _QUICK.value else ""}'
-    eval_config = config_args.load(eval_spec)
-    return run_frontier(
-        _WORKDIR.value, make_config, eval_config, defences=_DEFENCES.value, quick=_QUICK.value
-    )
+    eval_config = load_eval_config(f.eval_config, f.quick)
+    return run_frontier(f.workdir, make_config, eval_config, defences=f.defences, quick=f.quick)
 
   cli.run_or_exit(frontier)
-  print(open(os.path.join(_WORKDIR.value, 'frontier.md')).read())
+  print(open(os.path.join(f.workdir, 'frontier.md')).read())
 
 
 if __name__ == '__main__':
+  define_flags()
   cli.run_app(main)

@@ -91,11 +91,6 @@ def test_every_third_party_import_is_declared():
     assert dist not in declared, f'{dist} is optional: declare it in the [{extra}] extra only'
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='chex is declared but not imported yet: it is to check the train step batch shapes '
-    '(privjax/train/step.py), which this change does not own; remove this mark with that change',
-)
 def test_every_declared_dependency_is_imported_or_needed_at_run_time():
   imported = set(_imported_distributions())
   unused = sorted(

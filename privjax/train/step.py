@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,6 +69,10 @@ def make_optimizer(opt_cfg, device_layers: tuple[str, ...] = (), device_lr: floa
 
 def _flat_pairs(batch):
   """[B,2,...] pair rows → one batch of 2B examples (a0, b0, a1, b1, ...), every label too."""
+  # The loader's contract, checked where the step takes it (at trace time, so free when jitted).
+  chex.assert_rank(batch['image'], 5)  # [B, 2, S, S, 3]
+  chex.assert_equal_shape_prefix([v for k, v in batch.items() if k != 'same'], 2)
+  chex.assert_shape(batch['same'], batch['image'].shape[:1])
   flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in batch.items() if k != 'same'}
   flat['same'] = batch['same']
   return flat
