@@ -91,6 +91,21 @@ RULES = (
         ('privjax.train', 'privjax.data'),
         why='attackers must work on any feature dump',
     ),
+    Rule(
+        'privjax.attacks.inversion',
+        ('privjax.models', 'privjax.defences', 'privjax.export', 'privjax.evaluate'),
+        why='the extractor arrives as a callable, whatever built it',
+    ),
+    Rule(
+        'privjax.attacks.reidentify',
+        ('privjax.evaluate',),
+        why='evaluators call it on arrays, not the other way round',
+    ),
+    Rule(
+        'privjax.attacks.open_set',
+        ('privjax.evaluate',),
+        why='evaluators call it on arrays, not the other way round',
+    ),
     # Models below config, training and data: pure functions of their parameters.
     Rule(
         'privjax.models.*',

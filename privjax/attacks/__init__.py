@@ -2,8 +2,10 @@
 
 Families: ``linear`` (softmax regression, L-BFGS), ``mlp``, ``transfer``
 (re-train the layers after the cut, the paper's attacker), ``pca_linear`` and
-``pca_mlp`` (the attacker's own PCA in front of linear / MLP) and the
-reconstruction decoder. Everything here works on plain arrays and must not
+``pca_mlp`` (the attacker's own PCA in front of linear / MLP), the
+reconstruction decoder and white-box inversion (``inversion``); on top of them,
+re-identification of reconstructions (``reidentify``) and open-set identity
+with a learned embedding (``open_set``). Everything here works on plain arrays and must not
 import ``privjax.train`` or ``privjax.data``.
 """
 
@@ -16,11 +18,20 @@ from privjax.attacks.common import (
     fit_standardizer,
     train_val_split,
 )
+from privjax.attacks.inversion import invert, total_variation, tune_tv_weight
 from privjax.attacks.linear import LinearAttacker, fit_linear
 from privjax.attacks.mlp import MLP, fit_mlp, mlp_factory
+from privjax.attacks.open_set import (
+    fit_embedder,
+    gallery_probe_split,
+    mlp_embedder,
+    open_set_identity,
+    tar_at_far,
+)
 from privjax.attacks.pca import PCAAttacker, fit_pca_attacker
 from privjax.attacks.reconstruction import Decoder, fit_decoder, save_image_grid
 from privjax.attacks.registry import ATTACKERS, run_attack, strongest, summarize
+from privjax.attacks.reidentify import fit_identity_classifier, reidentify
 from privjax.attacks.transfer import ModuleAttacker, fit_module
 
 __all__ = [
@@ -36,15 +47,25 @@ __all__ = [
     "Standardizer",
     "evaluate_attacker",
     "fit_decoder",
+    "fit_embedder",
+    "fit_identity_classifier",
     "fit_linear",
     "fit_mlp",
     "fit_module",
     "fit_pca_attacker",
     "fit_standardizer",
+    "gallery_probe_split",
+    "invert",
+    "mlp_embedder",
     "mlp_factory",
+    "open_set_identity",
+    "reidentify",
     "run_attack",
     "save_image_grid",
     "strongest",
     "summarize",
+    "tar_at_far",
+    "total_variation",
     "train_val_split",
+    "tune_tv_weight",
 ]
