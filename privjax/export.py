@@ -1,7 +1,10 @@
 r"""The device side of a split model as a portable, versioned artifact (StableHLO via `jax.export`).
 
   python -m privjax.export --workdir RUN --out DIR [--step N] [--pca_k K] [--noise_variance V] \
-      [--batch_size B] [--input_dtype uint8|float32] [--platforms cpu,cuda] [--tflite]
+      [--batch_size B] [--input_dtype uint8|float32] [--platforms cpu,cuda] [--tflite] [--overwrite]
+
+The output directory must be new or empty: one that holds anything (another export, other files) is
+refused untouched unless `--overwrite` (`overwrite=True`) is given.
 
 What lives here: `export_extractor`, which serialises pixels -> extractor (its `Normalize` input
 layer included, so it takes raw 0..255 RGB pixels [B, S, S, 3]) -> optional frozen PCA projection ->
@@ -108,6 +111,23 @@ def _device_function(model: models.SplitModel, pca, noise_variance: float):
   return noisy_features
 
 
+OUR_FILES = (ARTIFACT, MANIFEST, LOADER, 'extractor.tflite')
+
+
+def check_out_dir(out_path: str, overwrite: bool = False) -> None:
+  """An output directory is new or empty, or `overwrite` says its files may be replaced."""
+  if os.path.exists(out_path) and not os.path.isdir(out_path):
+    raise ConfigError(f'--out {out_path} exists and is not a directory')
+  held = sorted(os.listdir(out_path)) if os.path.isdir(out_path) else []
+  if held and not overwrite:
+    what = 'another export' if MANIFEST in held else 'files'
+    shown = ', '.join(held[:4]) + (f' and {len(held) - 4} more' if len(held) > 4 else '')
+    raise ConfigError(
+        f'--out {out_path} is not empty: it holds {what} ({shown}); use a new or '
+        f'empty directory, or --overwrite to replace {", ".join(OUR_FILES[:3])} there'
+    )
+
+
 def _check_request(noise_variance, batch_size, input_dtype, platforms, tflite):
   if not math.isfinite(noise_variance) or noise_variance < 0:
     raise ConfigError(f'noise variance must be finite and >= 0, got {noise_variance}')
@@ -161,6 +181,7 @@ def export_extractor(
     step: int | None = None,
     data_dir: str | None = None,
     tflite: bool = False,
+    overwrite: bool = False,
 ) -> dict:
   """Writes the device-side artifact to directory `out_path`; returns its manifest.
 
@@ -169,10 +190,12 @@ def export_extractor(
   None.
   `batch_size=None` exports a symbolic batch dimension: one artifact serves any batch size.
   `tflite=True` also writes extractor.tflite through jax2tf and TensorFlow; without TensorFlow that
-  is an error, raised before anything is written.
+  is an error, raised before anything is written. `out_path` must be new or empty unless
+  `overwrite` (then a previous export's extractor.tflite goes too when this one writes none).
   """
   noise_variance = float(noise_variance)
   _check_request(noise_variance, batch_size, input_dtype, platforms, tflite)
+  check_out_dir(out_path, overwrite)
   model, ckpt_step, run_name = _resolve(run_workdir_or_model, step, data_dir)
   _check_pca(model, pca)
   size = models.get_architecture(model.arch).image_size
@@ -239,6 +262,8 @@ def export_extractor(
     )
   if tflite:
     manifest['tflite'] = _write_tflite(fn, specs, os.path.join(out_path, 'extractor.tflite'))
+  elif os.path.exists(os.path.join(out_path, 'extractor.tflite')):
+    os.remove(os.path.join(out_path, 'extractor.tflite'))  # the replaced export's, not this one's
   with open(os.path.join(out_path, MANIFEST), 'w') as f:
     json.dump(manifest, f, indent=2)
   return manifest
@@ -292,6 +317,16 @@ def run_pca(run: features_lib.Run, k: int) -> transforms.PCA:
   from privjax.evaluate.protocol import _fit_transform
 
   check_pca_k(run.model.arch, run.model.cut, k)
+  split = run.config.dataset.train_split
+  try:
+    n = run.builder.info.splits[split].num_examples
+  except (KeyError, AttributeError, TypeError):
+    n = None  # unknown before the features are read: fit_pca checks
+  if n and k > n:
+    raise ConfigError(
+        f'--pca_k {k} is more than the {n} images of the training split {split!r} the PCA is '
+        f'fitted on; use --pca_k <= {n}'
+    )
   spec = f'pca:{k}'
   train = features_lib.extract(run, run.config.dataset.train_split)
   return _fit_transform(
@@ -311,13 +346,15 @@ def export_run(
     input_dtype: str = 'uint8',
     data_dir: str | None = None,
     tflite: bool = False,
+    overwrite: bool = False,
 ) -> dict:
   """The command: restore `workdir`, take the evaluation's PCA-`pca_k` if asked, export.
 
-  Requests that cannot work (bad noise, batch, dtype, PCA size; TFLite without TensorFlow) fail
-  before the slow restore.
+  Requests that cannot work (bad noise, batch, dtype, PCA size; TFLite without TensorFlow; an
+  output directory that is not empty, without `overwrite`) fail before the slow restore.
   """
   _check_request(float(noise_variance), batch_size, input_dtype, platforms, tflite)
+  check_out_dir(out_dir, overwrite)
   if pca_k is not None:
     saved = ckpt_lib.read_config(workdir)
     check_pca_k(saved['model']['arch'], saved['model']['cut'], pca_k)
@@ -332,6 +369,7 @@ def export_run(
       platforms=platforms,
       input_dtype=input_dtype,
       tflite=tflite,
+      overwrite=overwrite,
   )
 
 
@@ -352,6 +390,7 @@ def define_flags():
   flags.DEFINE_list('platforms', ['cpu'], 'Platforms to lower for (cpu, cuda, rocm, tpu).')
   flags.DEFINE_string('data_dir', None, "Override the run's TFDS data dir (for fitting PCA).")
   flags.DEFINE_bool('tflite', False, 'Also write extractor.tflite (needs TensorFlow).')
+  flags.DEFINE_bool('overwrite', False, 'Write into a non-empty --out, replacing an export there.')
   flags.mark_flags_as_required(['workdir', 'out'])
 
 
@@ -371,6 +410,7 @@ def main(argv):
           input_dtype=f.input_dtype,
           platforms=tuple(f.platforms),
           tflite=f.tflite,
+          overwrite=f.overwrite,
       )
   )
   size = os.path.getsize(os.path.join(f.out, ARTIFACT))

@@ -190,4 +190,7 @@ def test_export_command_uses_the_evaluations_pca(tiny_config, tmp_path):
 
   # Checked against the run's config before anything is restored.
   with pytest.raises(ConfigError, match=r'--pca_k must be in \[1, 8192\] \(the features of cut'):
-    export.export_run(workdir, out, pca_k=10**6)
+    export.export_run(workdir, str(tmp_path / 'other'), pca_k=10**6)
+  # The artifact's directory is not written into again without overwrite=True.
+  with pytest.raises(ConfigError, match='is not empty: it holds another export'):
+    export.export_run(workdir, out)

@@ -106,6 +106,13 @@ def test_train_end_to_end_and_resume_matches_uninterrupted_run(tiny_config, tmp_
   assert ckpt_lib.Checkpoints(str(tmp_path / 'resumed')).latest_step() == 3
   resumed = loop.train_and_evaluate(tiny_config('siamese,tiny'), str(tmp_path / 'resumed'))
   assert resumed['step'] == config.total_steps
+  assert sorted(resumed) == sorted(full)
+  # One history: each logged step once, the row after the checkpoint averaged as without the kill.
+  again = [json.loads(l) for l in open(tmp_path / 'resumed' / 'metrics.jsonl')]
+  assert [l['step'] for l in again] == [l['step'] for l in lines] == [2, 3, 4, 6, 6]
+  for a, b in zip(lines, again):
+    for key in set(a) - {'images_per_sec'}:
+      np.testing.assert_allclose(b[key], a[key], rtol=1e-5, err_msg=(a['step'], key))
   a, b = _params(str(tmp_path / 'full')), _params(str(tmp_path / 'resumed'))
   jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), a, b)
   # keep_checkpoints=2: the step-3 and step-6 checkpoints remain.

@@ -6,27 +6,40 @@ Layout of a workdir:
   checkpoints/<step>/opt_state, checkpoints/<step>/defence (the defence's state, when it has one),
   checkpoints/<step>/meta (step; the defence's summary, e.g. its margin), checkpoints/<step>/config
   metrics.jsonl, tensorboard/ (written by the loop)
+  train.lock                  while a training runs: its host, pid and start time (WorkdirLock)
+  broken_checkpoints/<step>   a checkpoint that failed to restore, set aside by a resumed training
+
+A checkpoint that fails to restore (a truncated or corrupt file) is skipped for the newest one that
+restores, with a one-line warning that names it; it is never deleted. Evaluation leaves it where it
+is; a resumed training moves it to broken_checkpoints/ (it would save that step again). When no
+checkpoint restores, RunError says so in one line.
 
 Evaluation restores `params` and `config` alone. Must not import privjax.models or privjax.data.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
+import logging
 import os
-from typing import Any
+import socket
+import time
+from typing import Any, Callable
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
+from jax.experimental import multihost_utils
 
 from privjax import config as config_lib
 from privjax.errors import RunError
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
-_OURS = {CONFIG_FILE, CHECKPOINT_DIR, 'metrics.jsonl', 'tensorboard', 'eval', 'final_metrics.json'}
+BROKEN_DIR = 'broken_checkpoints'
+LOCK_FILE = 'train.lock'
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -41,14 +54,14 @@ def read_config(workdir: str) -> dict:
     return json.load(f)
 
 
-def prepare_workdir(workdir: str, config_dict: dict) -> bool:
-  """Claims `workdir` for this config; returns True when it already holds this run (resume).
-
-  A workdir holding another experiment, or files privjax did not write, is refused untouched.
-  """
+def _check_workdir(workdir: str, config_dict: dict) -> bool:
+  """prepare_workdir's refusals, reading only; True when `workdir` holds this run."""
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise RunError(f'--workdir {workdir} exists and is not a directory')
-  existing = set(os.listdir(workdir)) if os.path.isdir(workdir) else set()
+  try:
+    existing = set(os.listdir(workdir)) if os.path.isdir(workdir) else set()
+  except OSError as e:
+    raise RunError(f'cannot read --workdir {workdir}: {e.strerror}') from None
   if CONFIG_FILE in existing:
     diffs = config_lib.incompatible_keys(read_config(workdir), config_dict)
     if diffs:
@@ -59,19 +72,187 @@ def prepare_workdir(workdir: str, config_dict: dict) -> bool:
           'use a new --workdir or the same config to resume'
       )
     return True
-  foreign = sorted(existing - _OURS)
-  if foreign or existing:
+  existing.discard(LOCK_FILE)  # a run that was stopped before it wrote its config
+  if existing:
     raise RunError(
         f'{workdir} is not empty and holds no privjax run ({", ".join(sorted(existing))[:80]}); '
         'use a new or empty --workdir'
     )
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    tmp = os.path.join(workdir, CONFIG_FILE + '.tmp')
-    with open(tmp, 'w') as f:
-      json.dump(config_dict, f, indent=2, sort_keys=True)
-    os.replace(tmp, os.path.join(workdir, CONFIG_FILE))
   return False
+
+
+def prepare_workdir(workdir: str, config_dict: dict) -> bool:
+  """Claims `workdir` for this config; returns True when it already holds this run (resume).
+
+  A workdir holding another experiment, or files privjax did not write, is refused untouched; one
+  that cannot be created or written is a RunError too.
+  """
+  if _check_workdir(workdir, config_dict):
+    return True
+  if jax.process_index() == 0:
+    try:
+      os.makedirs(workdir, exist_ok=True)
+      tmp = os.path.join(workdir, f'{CONFIG_FILE}.tmp.{os.getpid()}')
+      with open(tmp, 'w') as f:
+        json.dump(config_dict, f, indent=2, sort_keys=True)
+      os.replace(tmp, os.path.join(workdir, CONFIG_FILE))
+    except OSError as e:
+      raise RunError(f'cannot write --workdir {workdir}: {e.strerror or e}') from None
+  return False
+
+
+def claim_workdir(workdir: str, config_dict: dict) -> tuple[bool, WorkdirLock]:
+  """(resume?, lock) for a training in `workdir`: prepare_workdir's checks and config.json, under
+  the workdir's lock (taken by process 0 only). Refused untouched when another training holds it."""
+  resume = _check_workdir(workdir, config_dict)  # refusals first: nothing is written
+  if jax.process_index() == 0 and not resume:
+    try:
+      os.makedirs(workdir, exist_ok=True)
+    except OSError as e:
+      raise RunError(f'cannot create --workdir {workdir}: {e.strerror or e}') from None
+  lock = WorkdirLock.acquire(workdir)
+  try:
+    return prepare_workdir(workdir, config_dict), lock  # again: another run may have written it
+  except BaseException:
+    lock.release()
+    raise
+
+
+def _pid_alive(pid: int, since: float | None) -> bool:
+  """Whether process `pid` of this host runs and is the one that started before `since`."""
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True  # another user's process
+  try:  # Linux: a zombie is dead; a process started after the lock was taken reused the pid
+    with open(f'/proc/{pid}/stat') as f:
+      fields = f.read().rsplit(')', 1)[1].split()
+    if fields[0] == 'Z':
+      return False
+    if since is not None:
+      with open('/proc/stat') as f:
+        boot = next(float(l.split()[1]) for l in f if l.startswith('btime'))
+      started = boot + int(fields[19]) / os.sysconf('SC_CLK_TCK')
+      return started <= since + 2.0
+  except (OSError, ValueError, IndexError, StopIteration):
+    pass
+  return True
+
+
+class WorkdirLock:
+  """`train.lock` in a workdir: one training at a time.
+
+  Created atomically (O_CREAT | O_EXCL) and holding {'host', 'pid', 'started'}. A second training
+  is refused with a RunError that names the owner. A lock whose process no longer runs on this host
+  (a run killed with kill -9) is stale and taken over, so the rerun resumes; a lock of another host
+  cannot be checked and is refused (the message says to delete it if that process is gone). In a
+  multi-host job only process 0 takes it. `release` removes it if it is still this process's.
+  """
+
+  def __init__(self, path: str | None, owner: dict | None = None):
+    self.path, self.owner = path, owner
+
+  @staticmethod
+  def describe(owner: dict) -> str:
+    return f'pid {owner.get("pid")} on {owner.get("host")}, started {owner.get("started")}'
+
+  @staticmethod
+  def read(path: str) -> dict | None:
+    """The lock's owner; None when the file is gone; {} when it cannot be parsed."""
+    try:
+      with open(path) as f:
+        owner = json.load(f)
+      return owner if isinstance(owner, dict) else {}
+    except FileNotFoundError:
+      return None
+    except (OSError, ValueError):
+      return {}
+
+  @staticmethod
+  def is_stale(owner: dict) -> bool:
+    if not owner:
+      return True  # unreadable: its writer died between creating and writing it
+    if owner.get('host') != socket.gethostname():
+      return False
+    pid = owner.get('pid')
+    if not isinstance(pid, int) or pid == os.getpid():
+      return True  # a pid of this host that is ours now was the killed run's
+    return not _pid_alive(pid, owner.get('time'))
+
+  @classmethod
+  def acquire(cls, workdir: str) -> WorkdirLock:
+    if jax.process_index() != 0:
+      return cls(None)
+    path = os.path.join(workdir, LOCK_FILE)
+    now = time.time()
+    owner = {
+        'host': socket.gethostname(),
+        'pid': os.getpid(),
+        'started': datetime.datetime.fromtimestamp(now).isoformat(timespec='seconds'),
+        'time': now,
+    }
+    for _ in range(20):
+      try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      except FileExistsError:
+        held = cls.read(path)
+        if held == {} and time.time() - _mtime(path) < 2.0:
+          time.sleep(0.1)  # being written right now
+          continue
+        if held is None:
+          continue
+        if not cls.is_stale(held):
+          other_host = held.get('host') != socket.gethostname()
+          raise RunError(
+              f'{workdir} is in use by another training ({cls.describe(held)}; lock {path}); '
+              + (
+                  'delete the lock if that process no longer runs'
+                  if other_host
+                  else 'wait for it to finish or stop it'
+              )
+          ) from None
+        cls._remove_stale(path, held)
+        continue
+      except OSError as e:
+        raise RunError(f'cannot write --workdir {workdir}: {e.strerror or e}') from None
+      with os.fdopen(fd, 'w') as f:
+        json.dump(owner, f)
+      return cls(path, owner)
+    raise RunError(f'cannot take the lock {path}: other processes keep changing it')
+
+  @classmethod
+  def _remove_stale(cls, path: str, held: dict) -> None:
+    """Removes the stale lock `held`, not one another process took in between."""
+    aside = f'{path}.stale.{os.getpid()}'
+    try:
+      os.rename(path, aside)
+    except FileNotFoundError:
+      return  # another process removed it first
+    if cls.read(aside) != held:  # another process's fresh lock: put it back
+      try:
+        os.link(aside, path)
+      except FileExistsError:
+        pass
+    else:
+      logging.warning('took over the stale lock of a stopped training (%s)', cls.describe(held))
+    os.remove(aside)
+
+  def release(self) -> None:
+    if self.path and self.read(self.path) == self.owner:
+      try:
+        os.remove(self.path)
+      except FileNotFoundError:
+        pass
+    self.path = None
+
+
+def _mtime(path: str) -> float:
+  try:
+    return os.path.getmtime(path)
+  except OSError:
+    return 0.0
 
 
 class Checkpoints:
@@ -80,7 +261,10 @@ class Checkpoints:
   def __init__(self, workdir: str, *, every: int = 1, keep: int | None = None, read_only=False):
     self.directory = checkpoint_dir(workdir)
     options = ocp.CheckpointManagerOptions(
-        save_interval_steps=every, max_to_keep=keep, create=not read_only, read_only=read_only
+        save_interval_steps=0 if read_only else every,  # orbax warns about any other value
+        max_to_keep=keep,
+        create=not read_only,
+        read_only=read_only,
     )
     self.manager = ocp.CheckpointManager(self.directory, options=options)
 
@@ -134,18 +318,95 @@ class Checkpoints:
     }
     return state, dict(restored.meta)
 
+  def restore_latest_state(self, abstract_state: dict) -> tuple[int, dict, dict, list[int]]:
+    """(step, state, meta, broken steps) of the newest checkpoint that restores (restore_state).
+
+    Newer checkpoints that fail (a truncated or corrupt file) are named in a one-line warning and
+    returned, not deleted; `set_aside` moves them out of the way of the resumed run. RunError when
+    none restores. In a multi-host job every process restores process 0's step.
+    """
+    step, (state, meta), broken = self._newest_restorable(
+        self.all_steps(), lambda s: self.restore_state(s, abstract_state), 'resuming from'
+    )
+    if jax.process_count() > 1:
+      first = int(multihost_utils.broadcast_one_to_all(np.int32(step)))
+      if first != step:
+        step, (state, meta) = first, self._restore_or_fail(
+            first, lambda s: self.restore_state(s, abstract_state)
+        )
+        broken = [s for s in self.all_steps() if s > first]
+    return step, state, meta, broken
+
+  def set_aside(self, steps) -> list[str]:
+    """Moves the checkpoints of `steps` to <workdir>/broken_checkpoints/ (process 0; the others
+    wait), so that a resumed run can save those steps again; returns where they went."""
+    workdir = os.path.dirname(self.directory)
+    moved = []
+    if jax.process_index() == 0:
+      os.makedirs(os.path.join(workdir, BROKEN_DIR), exist_ok=True)
+      for step in steps:
+        target = os.path.join(workdir, BROKEN_DIR, str(step))
+        n = 1
+        while os.path.exists(target):
+          target, n = os.path.join(workdir, BROKEN_DIR, f'{step}-{n}'), n + 1
+        os.rename(os.path.join(self.directory, str(step)), target)
+        moved.append(target)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices('privjax set aside broken checkpoints')
+    self.manager.reload()
+    return moved
+
+  def _restore_or_fail(self, step: int, restore: Callable[[int], Any]):
+    try:
+      return restore(step)
+    except Exception as e:  # orbax and tensorstore raise plain Exceptions on a corrupt file
+      raise RunError(
+          f'checkpoint {os.path.join(self.directory, str(step))} cannot be restored: '
+          f'{_first_line(e)}'
+      ) from None
+
+  def _newest_restorable(self, steps, restore: Callable[[int], Any], action: str):
+    """(step, restore(step), newer steps that failed) for the newest of `steps` that restores;
+    a one-line warning names the ones that failed, RunError (one line) when none restores."""
+    broken = []
+    for step in sorted(steps, reverse=True):
+      try:
+        result = restore(step)
+      except Exception as e:  # orbax and tensorstore raise plain Exceptions on a corrupt file
+        broken.append((step, _first_line(e)))
+        continue
+      if broken:
+        logging.warning(
+            'checkpoint %s cannot be restored (%s); %s step %d, the intact one before it',
+            ', '.join(os.path.join(self.directory, str(s)) for s, _ in broken),
+            broken[0][1],
+            action,
+            step,
+        )
+      return step, result, [s for s, _ in broken]
+    shown = '; '.join(f'step {s}: {m}' for s, m in broken)
+    shown = shown if len(shown) <= 400 else shown[:397] + '...'
+    raise RunError(f'no checkpoint of {os.path.dirname(self.directory)} can be restored ({shown})')
+
   def restore_params(self, step: int | None = None) -> tuple[int, Any, dict, dict]:
-    """(step, params as numpy pure dict, meta, config) without the optimizer state."""
+    """(step, params as numpy pure dict, meta, config) without the optimizer state.
+
+    `step=None`: the newest checkpoint that restores (a broken newer one is skipped with a
+    warning and left in place); a given step that does not restore is a RunError.
+    """
     steps = self.all_steps()
     if not steps:
       raise RunError(f'{os.path.dirname(self.directory)} has no checkpoint')
     if step is None:
-      step = max(steps)
-    elif step not in steps:
+      return self._newest_restorable(steps, self._restore_params_at, 'using')[1]
+    if step not in steps:
       raise RunError(
           f'step {step} has no checkpoint in {os.path.dirname(self.directory)}; '
           f'available: {", ".join(map(str, sorted(steps)))}'
       )
+    return self._restore_or_fail(step, self._restore_params_at)
+
+  def _restore_params_at(self, step: int) -> tuple[int, Any, dict, dict]:
     # Onto one local device: a run saved on another number of devices (or hosts) restores anywhere.
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     saved = ocp.StandardCheckpointHandler().metadata(
@@ -169,8 +430,19 @@ class Checkpoints:
     self.manager.wait_until_finished()
 
   def close(self):
+    """Waits for the last save and closes; a second call does nothing."""
+    if getattr(self, '_closed', False):
+      return
+    self._closed = True
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def _first_line(e: BaseException, limit: int = 160) -> str:
+  lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+  first = (lines[0] if lines else '').split(' See full TensorStore details')[0]
+  text = f'{type(e).__name__}: {first}'
+  return text if len(text) <= limit else text[: limit - 3] + '...'
 
 
 def restore_run(workdir: str, step: int | None = None) -> tuple[int, Any, dict, dict]:

@@ -6,6 +6,14 @@ Order of initialisation (as big_vision): the latest checkpoint in `workdir` (res
 Batches are a pure function of (seed, step), so a resumed run sees the batches the uninterrupted
 run would have. Data parallel over every device of every process: each process loads only the rows
 of each global batch that its devices hold (see privjax.train.distributed).
+
+Faults: the workdir is locked while a training runs in it (train.lock; a second training is refused,
+the lock of a killed one is taken over). A resume restores the newest checkpoint that restores
+(privjax.train.checkpoint sets a broken newer one aside), drops the rows the killed run logged
+after it from metrics.jsonl, and carries the running means of the logging interval the checkpoint
+cut in two (saved in its meta), so the history equals the uninterrupted run's. A run whose training
+is over returns its result again without writing (final_metrics.json is rebuilt from metrics.jsonl
+when a kill after the last checkpoint left none).
 Must not import privjax.attacks or privjax.report.
 """
 
@@ -33,12 +41,15 @@ from privjax.models import pretrained
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import distributed
 from privjax.train import step as step_lib
+from privjax.train import writer as writer_lib
 from privjax.train.writer import MetricWriter
 
 try:
   import tqdm
 except ImportError:
   tqdm = None
+
+FINAL_METRICS = 'final_metrics.json'
 
 
 def data_mesh() -> jax.sharding.Mesh:
@@ -120,7 +131,45 @@ def check_defence_labels(defence, builder) -> None:
       raise config_lib.ConfigError(f'defence {defence.name} needs label {label!r}: {e}') from None
 
 
+def _read_final(workdir: str) -> dict | None:
+  try:
+    with open(os.path.join(workdir, FINAL_METRICS)) as f:
+      result = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return result if isinstance(result, dict) else None
+
+
+def _write_final(workdir: str, result: dict) -> None:
+  """final_metrics.json on process 0, atomically, and only when it would change."""
+  if jax.process_index() != 0 or _read_final(workdir) == result:
+    return
+  path = os.path.join(workdir, FINAL_METRICS)
+  tmp = f'{path}.tmp.{os.getpid()}'
+  with open(tmp, 'w') as f:
+    json.dump(result, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def _finished_result(workdir: str, step: int) -> dict | None:
+  """The result of a run whose training is over at checkpoint `step`: its final_metrics.json when
+  that is complete, else rebuilt from metrics.jsonl (a run killed after its last checkpoint, before
+  final_metrics.json); None when the history has no evaluation at `step` either."""
+  final = _read_final(workdir)
+  if final and final.get('step') == step and 'test_accuracy' in final:
+    return final
+  return writer_lib.result_at(writer_lib.read_rows(workdir), step)
+
+
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
+  """Trains `config` in `workdir` (resuming its latest intact checkpoint) and evaluates it.
+
+  Returns, and writes to final_metrics.json, the last training metrics (prefixed 'train_'), the
+  last evaluation and the step. A run whose training is already over (a rerun, or one killed after
+  its last checkpoint) trains nothing and returns its result again; final_metrics.json is then left
+  as it is, or rebuilt from metrics.jsonl (the evaluation is run again only if that lacks it). The
+  workdir is locked while training (`checkpoint.WorkdirLock`): a second training is refused.
+  """
   config = config_lib.resolved(config)
   config_lib.validate(config)
   multi_process = distributed.maybe_initialize(config)  # before anything touches a device
@@ -151,12 +200,54 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   if config.model.get('pretrained') and not config.init_from:
     weights = pretrained.check_config(config, num_classes)
 
-  distributed.decide_on_first_process(
-      lambda: ckpt_lib.prepare_workdir(workdir, config_dict), f'claim --workdir {workdir}'
-  )
-  checkpoints = ckpt_lib.Checkpoints(
-      workdir, every=config.checkpoint_every, keep=config.keep_checkpoints
-  )
+  locks = []
+
+  def claim() -> bool:
+    resume, lock = ckpt_lib.claim_workdir(workdir, config_dict)
+    locks.append(lock)
+    return resume
+
+  distributed.decide_on_first_process(claim, f'claim --workdir {workdir}')
+  try:
+    checkpoints = ckpt_lib.Checkpoints(
+        workdir, every=config.checkpoint_every, keep=config.keep_checkpoints
+    )
+    try:
+      return _train(
+          config,
+          workdir,
+          config_dict,
+          checkpoints,
+          num_classes=num_classes,
+          context=context,
+          train_split=train_split,
+          test_split=test_split,
+          train_pre=train_pre,
+          weights=weights,
+      )
+    finally:
+      checkpoints.close()  # waits for the last save
+  finally:
+    for lock in locks:
+      lock.release()
+
+
+def _train(
+    config,
+    workdir,
+    config_dict,
+    checkpoints,
+    *,
+    num_classes,
+    context,
+    train_split,
+    test_split,
+    train_pre,
+    weights,
+) -> dict[str, float]:
+  """train_and_evaluate after the checks, with the workdir claimed and locked."""
+  primary = config.dataset.primary
+  total = config.total_steps
   # A checkpoint, not config.json, decides: a run that died before its first checkpoint must
   # start again from init_from / pretrained weights, not from scratch.
   latest = checkpoints.latest_step()
@@ -191,23 +282,38 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   defence_key = jax.random.fold_in(jax.random.key(config.seed), 2**31 - 1)
   state = step_lib.init_state(params, tx, defence.init_state(defence_key))
 
+  # The metrics of the logging interval a checkpoint cut in two: (means, steps), saved in the
+  # checkpoint's meta, so the first row after a resume averages what the uninterrupted run's did.
+  carry = None
   if latest is not None:
     abstract = jax.tree_util.tree_map(
         lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.asarray(x).dtype, sharding=replicated),
         state,
     )
-    state, meta = checkpoints.restore_state(latest, abstract)
+    latest, state, meta, broken = checkpoints.restore_latest_state(abstract)
+    if broken:
+      moved = checkpoints.set_aside(broken)
+      if moved:
+        logging.warning('moved the checkpoints that cannot be restored to %s', ', '.join(moved))
     if state['defence'] is None:  # saved before defences had state: only a margin, in meta
       state['defence'] = defence.restore_legacy(meta)
       if state['defence'] is None:
         raise ckpt_lib.RunError(
             f'{workdir}: checkpoint {latest} holds no state for defence {defence.name}'
         )
+    if latest >= total:
+      finished = _finished_result(workdir, latest)
+      if finished is not None:  # nothing to train or evaluate: nothing is written but the summary
+        _write_final(workdir, finished)
+        logging.info('%s: training is over at step %d', workdir, latest)
+        return finished
+    if meta.get('window_steps'):
+      carry = (dict(meta['window_metrics']), int(meta['window_steps']))
     logging.info('resumed %s at step %d', workdir, latest)
   state = jax.device_put(state, replicated)
 
   start = int(state['step'])
-  total = config.total_steps
+  history = [r for r in writer_lib.read_rows(workdir) if r['step'] <= start]
 
   rows = distributed.process_rows(data_sharding, config.batch_size)
 
@@ -257,7 +363,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     state['defence'] = jax.device_put(defence.calibrate(state['defence'], outputs), replicated)
     logging.info('calibrated %s: %s', defence.name, defence.summary(state['defence']))
 
-  writer = MetricWriter(workdir)
+  # Rows after `start` (logged by a run killed after this checkpoint) are dropped first.
+  writer = MetricWriter(workdir, resume_step=start)
   result = {}
   # Other processes get no bar: even a disabled one prints the evaluation lines.
   bar = (
@@ -273,6 +380,26 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
       else None
   )
   pending, t_log, images_seen = [], time.perf_counter(), 0
+
+  def window() -> tuple[dict[str, float], int]:
+    """The means of the metrics since the last logged row, and over how many steps."""
+    means = {
+        k: float(v)
+        for k, v in jax.device_get(
+            jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending)
+        ).items()
+    }
+    if carry is None or set(carry[0]) != set(means):
+      return means, len(pending)
+    (old, n_old), n = carry, len(pending)
+    return {k: (v * n + old[k] * n_old) / (n + n_old) for k, v in means.items()}, n + n_old
+
+  def checkpoint_meta() -> dict:
+    meta = {'defence': defence.summary(jax.device_get(state['defence']))}
+    if pending:
+      meta['window_metrics'], meta['window_steps'] = window()
+    return meta
+
   try:
     for step, batch in zip(range(start + 1, total + 1), batches_from(start)):
       state, metrics = train_step(state, batch)
@@ -282,22 +409,18 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         bar.update(1)
       if step % config.log_every == 0 or step == total:
         # One host transfer per logging interval: the step itself never waits on the host.
-        summary = {
-            k: float(v)
-            for k, v in jax.device_get(
-                jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending)
-            ).items()
-        }
+        summary, steps = window()
         if not all(math.isfinite(v) for v in summary.values()):
           bad = ', '.join(f'{k}={v}' for k, v in summary.items() if not math.isfinite(v))
           raise TrainingError(
-              f'non-finite loss between steps {step - len(pending) + 1} and {step} ({bad}); '
+              f'non-finite loss between steps {step - steps + 1} and {step} ({bad}); '
               f'lower optimizer.lr or the weight of defence {defence.name}'
           )
         now = time.perf_counter()
+        # After a resume the first interval's throughput counts the steps since the resume only.
         summary['images_per_sec'] = images_seen / (now - t_log)
         summary.update(defence.summary(jax.device_get(state['defence'])))
-        pending, t_log, images_seen = [], now, 0
+        pending, carry, t_log, images_seen = [], None, now, 0
         writer.write(step, summary)
         result.update({f'train_{k}': v for k, v in summary.items()})
         if bar:
@@ -311,20 +434,19 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
         if bar:
           bar.write(f'step {step}: test accuracy ({primary}) {evaluation["test_accuracy"]:.4f}')
         t_log = time.perf_counter()  # evaluation time is not training throughput
-      checkpoints.save(
-          step,
-          state,
-          config_dict,
-          force=step == total,
-          meta_fn=lambda: {'defence': defence.summary(jax.device_get(state['defence']))},
+      checkpoints.save(step, state, config_dict, force=step == total, meta_fn=checkpoint_meta)
+    if start >= total:
+      # Training was over but its history lacks the last evaluation: run it again.
+      evaluation = evaluate_primary(
+          eval_step, state['params'], test_split, config, data_sharding, primary
       )
+      writer.write(start, evaluation)
+      result = writer_lib.result_at(history + [{'step': start, **evaluation}], start)
   finally:
     if bar:
       bar.close()
     checkpoints.close()
     writer.close()
   result['step'] = int(state['step'])
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'final_metrics.json'), 'w') as f:
-      json.dump(result, f, indent=2, sort_keys=True)
+  _write_final(workdir, result)
   return result
