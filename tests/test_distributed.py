@@ -190,7 +190,8 @@ def test_two_processes_train_as_one(one_device_run, tfds_dir, tmp_path):
   _assert_same_params(reference, _params(resumed))  # a collective restore, then saves
   # Files are written once: one metrics line per logging or evaluation step.
   assert _steps_logged(fresh) == _steps_logged(one_device_run)
-  assert _steps_logged(resumed) == _steps_logged(one_device_run) + [4, 6, 6]
+  # A resumed run drops the rows after its checkpoint before writing them again: one history.
+  assert _steps_logged(resumed) == _steps_logged(one_device_run)
 
 
 def test_process_rows_of_pair_batches_make_up_the_global_batch(tfds_dir):
