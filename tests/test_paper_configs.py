@@ -185,10 +185,10 @@ def test_sweep_and_pipeline_refuse_overrides_of_what_they_set(tmp_path, key):
 
 
 def test_weight_files_as_the_config_names_them_are_as_pretrained_reads_them(paper):
-  """configs/paper/vgg16.py keeps its own copy (naming a config imports no jax)."""
-  assert paper.SUFFIXES == pretrained.SUFFIXES
+  """One table of weight formats (privjax.weight_formats, no jax) for the config and the importer."""
+  assert paper.source_for is pretrained.source_for
+  assert paper.normalization_for is pretrained.normalization_for
   for source in paper.WEIGHTS:
-    assert paper.NORMALIZATION[source] == pretrained.normalization_for(source)
     assert paper.source_for(paper.WEIGHTS[source]) == source
 
 

@@ -40,9 +40,9 @@ Differences: the authors fine-tuned a gender VGG-16 (gender.caffemodel) on IMDB-
 normalised by a per-pixel mean image; here ImageNet weights, per-channel means, and no dropout.
 """
 
-import os
 
 from privjax import config_args
+from privjax.weight_formats import normalization_for, source_for
 
 CUTS = ('conv4_3', 'conv5_1', 'conv5_2', 'conv5_3', 'pool5', 'fc6')
 DATASETS = {'celeba': 'celeba_mini.py', 'lfw': 'lfw_mini.py', 'image_folder': 'image_folder.py'}
@@ -54,34 +54,6 @@ WEIGHTS = {
 CONTRASTIVE_WEIGHT = {'conv5_1': 0.001}
 FLAGS = ('simple', 'siamese', 'calibrated', 'normalized')
 OPTIONS = ('dataset', 'cut', 'mode', 'weights', 'csv', 'pretrained', 'manual_dir', 'steps')
-# The weight files privjax.models.pretrained reads, by suffix, and the input normalisation of each
-# source, in config.input units; that module imports jax, which naming a config must not
-# (tests/test_paper_configs.py checks that the two agree).
-SUFFIXES = {'.pth': 'torchvision', '.pt': 'torchvision', '.h5': 'keras', '.hdf5': 'keras'}
-NORMALIZATION = {
-    # torchvision.models.VGG16_Weights.IMAGENET1K_V1.transforms(): RGB, ImageNet statistics.
-    'torchvision': {
-        'mean': (0.485, 0.456, 0.406),
-        'std': (0.229, 0.224, 0.225),
-        'channel_order': 'RGB',
-    },
-    # keras.applications.vgg16.preprocess_input ('caffe' mode): BGR minus the Caffe channel means.
-    'keras': {
-        'mean': (103.939 / 255, 116.779 / 255, 123.68 / 255),
-        'std': (1 / 255,) * 3,
-        'channel_order': 'BGR',
-    },
-}
-
-
-def source_for(path: str) -> str:
-  suffix = os.path.splitext(path)[1].lower()
-  if suffix not in SUFFIXES:
-    raise ValueError(
-        f'{path}: unknown weight file type {suffix!r}; expected a torchvision '
-        f'state_dict (.pth, .pt) or Keras weights (.h5, .hdf5)'
-    )
-  return SUFFIXES[suffix]
 
 
 def _choice(options, key, valid, default):
@@ -132,7 +104,7 @@ def get_config(arg: str = ''):
   c.model.cut = cut
   c.model.image_size = 224  # the data set's builder_kwargs.image_size follows (a reference)
   c.model.pretrained = path or WEIGHTS[weights]
-  for key, value in NORMALIZATION[weights].items():
+  for key, value in normalization_for(weights).items():
     c.input[key] = value
   c.input.flip = True
   c.input.resize = False

@@ -31,46 +31,12 @@ from flax import nnx
 
 from privjax.errors import PretrainedError
 from privjax.models import vgg
+from privjax.weight_formats import SUFFIXES, normalization_for, source_for  # noqa: F401
 
 BLOCK_SIZES = (2, 2, 3, 3, 3)  # convolutions per block in VGG-16 (configuration D)
 CONV_NAMES = tuple(
     f'conv{b}_{i}' for b, n in enumerate(BLOCK_SIZES, start=1) for i in range(1, n + 1)
 )
-SUFFIXES = {'.pth': 'torchvision', '.pt': 'torchvision', '.h5': 'keras', '.hdf5': 'keras'}
-
-# Pixels 0..255 → (x / 255 - mean) / std after channel reordering, as `vgg.Normalize` computes.
-_NORMALIZATION = {
-    # torchvision.models.VGG16_Weights.IMAGENET1K_V1.transforms(): RGB, ImageNet statistics.
-    'torchvision': {
-        'mean': (0.485, 0.456, 0.406),
-        'std': (0.229, 0.224, 0.225),
-        'channel_order': 'RGB',
-    },
-    # keras.applications.vgg16.preprocess_input ('caffe' mode): BGR minus the Caffe channel means,
-    # unscaled, since the Keras weights were converted from the original Caffe model.
-    'keras': {
-        'mean': (103.939 / 255, 116.779 / 255, 123.68 / 255),
-        'std': (1 / 255,) * 3,
-        'channel_order': 'BGR',
-    },
-}
-
-
-def normalization_for(source: str) -> dict:
-  """{'mean', 'std', 'channel_order'} (config.input units) that `source`'s weights expect."""
-  if source not in _NORMALIZATION:
-    raise PretrainedError(f'unknown weight source {source!r}; valid: {", ".join(_NORMALIZATION)}')
-  return dict(_NORMALIZATION[source])
-
-
-def source_for(path: str) -> str:
-  suffix = os.path.splitext(path)[1].lower()
-  if suffix not in SUFFIXES:
-    raise PretrainedError(
-        f'{path}: unknown weight file type {suffix!r}; expected a torchvision '
-        f'state_dict (.pth, .pt) or Keras weights (.h5, .hdf5)'
-    )
-  return SUFFIXES[suffix]
 
 
 def vgg16_like(widths, fc, image_size: int, name: str = 'vgg16_like') -> vgg.Architecture:
