@@ -15,13 +15,13 @@ def _f(x, digits=1):
 def markdown(result: dict) -> str:
   primary, secret = result['primary'], result['secret']
   lines = [
-      f'# Privacy-utility frontier ({"quick" if result["quick"] else "full"})',
+      f'**Privacy-utility frontier ({"quick" if result["quick"] else "full"})**.',
       '',
       f'Primary task **{primary}** (majority rate {_f(result["primary_majority"])}%), secret '
       f'**{secret}**. Accuracies in %, ± binomial standard error. Identity: the strongest attacker '
       'over every family at that setting.',
       '',
-      '## Runs',
+      '**Runs**',
       '',
       f'| run | defence | strength | train s | device params | device FLOPs/image | {primary} '
       f'(full model) | {primary}, raw-pixel attacker | {secret} top-1, raw pixels |',
@@ -37,7 +37,7 @@ def markdown(result: dict) -> str:
     )
   lines += [
       '',
-      '## Points (one per run, transform and noise variance; ✓ = Pareto front)',
+      '**Points** (one per run, transform and noise variance; ✓ = Pareto front)',
       '',
       f'| run | transform | σ² | {primary} (cloud head) | {secret} top-1 | attacker | SSIM | '
       'front |',
