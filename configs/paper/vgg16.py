@@ -40,7 +40,6 @@ Differences: the authors fine-tuned a gender VGG-16 (gender.caffemodel) on IMDB-
 normalised by a per-pixel mean image; here ImageNet weights, per-channel means, and no dropout.
 """
 
-
 from privjax import config_args
 from privjax.weight_formats import normalization_for, source_for
 
