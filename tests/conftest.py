@@ -56,8 +56,7 @@ def make_step():
     )
     graphdef, params = nnx.split(model, nnx.Param)
     params = nnx.to_pure_dict(params)
-    device_layers = tuple(name for name, _ in defence.device_layers(nnx.Rngs(0)))
-    tx = step_lib.make_optimizer(config.optimizer, device_layers, defence.device_lr())
+    tx = step_lib.defence_optimizer(config.optimizer, defence)
     state = step_lib.init_state(params, tx, defence.init_state(jax.random.key(0)))
     fn = step_lib.make_train_step(graphdef, tx, defence, seed=config.seed)
     return types.SimpleNamespace(

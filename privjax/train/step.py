@@ -67,6 +67,12 @@ def make_optimizer(opt_cfg, device_layers: tuple[str, ...] = (), device_lr: floa
   return optax.partition(groups, _group_labels(tuple(device_layers)))
 
 
+def defence_optimizer(opt_cfg, defence) -> optax.GradientTransformation:
+  """`make_optimizer` with the defence's device layers at the defence's rate."""
+  device_layers = tuple(name for name, _ in defence.device_layers(nnx.Rngs(0)))
+  return make_optimizer(opt_cfg, device_layers, defence.device_lr())
+
+
 def _flat_pairs(batch):
   """[B,2,...] pair rows → one batch of 2B examples (a0, b0, a1, b1, ...), every label too."""
   # The loader's contract, checked where the step takes it (at trace time, so free when jitted).
@@ -196,8 +202,7 @@ def compiled_steps(graphdef, optimizer_cfg, defence_cfg, context, seed: int, lab
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   options = compiler_options(mesh.devices.flat[0].platform)
   defence = defences_lib.from_config(defence_cfg, context)
-  device_layers = tuple(name for name, _ in defence.device_layers(nnx.Rngs(0)))
-  tx = make_optimizer(optimizer_cfg, device_layers, defence.device_lr())
+  tx = defence_optimizer(optimizer_cfg, defence)
   train_step = jax.jit(
       make_train_step(graphdef, tx, defence, seed=seed),
       in_shardings=(replicated, data),
