@@ -1,14 +1,19 @@
 """lfw_faces on a fake LFW tree and label files in the published formats (never downloads)."""
 
+import contextlib
+import hashlib
 import os
 import sys
 import tarfile
+import types
 
 import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from etils import epath
 from PIL import Image
+from tensorflow_datasets.core.download import checksums, downloader
 
 from privjax import config as config_lib
 from privjax.data import face_renderer, lfw, pipeline, splits
@@ -79,11 +84,50 @@ def manual(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-  def refuse(*args, **kwargs):
-    raise OSError('network is unreachable (test)')
+def served(monkeypatch):
+  """{url: (file name, bytes)} that a "download" returns; any other url is unreachable.
 
-  monkeypatch.setattr(tfds.download.DownloadManager, 'download', refuse)
+  Replaces only TFDS's HTTP request: its DownloadManager still hashes what arrives and checks it
+  against the builder's checksums.tsv.
+  """
+  files = {}
+
+  @contextlib.contextmanager
+  def open_url(url, **kwargs):
+    del kwargs
+    if url not in files:
+      raise OSError('network is unreachable (test)')
+    name, data = files[url]
+    response = types.SimpleNamespace(
+        url=url, headers={'content-disposition': f'attachment; filename={name}'}
+    )
+    yield response, [data[i : i + 4096] for i in range(0, len(data), 4096)]
+
+  monkeypatch.setattr(downloader, '_open_url', open_url)
+  return files
+
+
+@pytest.fixture(scope='module')
+def archive(manual, tmp_path_factory):
+  """lfw.tgz of the fake tree: (bytes, sha256)."""
+  path = tmp_path_factory.mktemp('lfw_archive') / 'lfw.tgz'
+  with tarfile.open(path, 'w:gz') as tar:
+    tar.add(os.path.join(manual, 'lfw'), arcname='lfw')
+  return path.read_bytes(), checksums.compute_url_info(path).checksum
+
+
+def _prepared(data_dir):
+  """The data sets prepared under `data_dir` (an error must leave none)."""
+  return sorted(str(p) for p in epath.Path(data_dir).glob('lfw_faces/*/*/dataset_info.json'))
+
+
+def _one_line_error(cfg) -> str:
+  with pytest.raises(pipeline.DataError) as e:
+    pipeline.get_builder(cfg)
+  msg = str(e.value)
+  assert '\n' not in msg, msg
+  assert not _prepared(cfg.data_dir)
+  return msg
 
 
 def _cfg(data_dir, manual_dir, **kwargs):
@@ -129,9 +173,14 @@ def test_from_manual_dir_with_kumar_attributes(manual, tmp_path):
   assert builder.info.metadata['source']['images'] == os.path.join(manual, 'lfw')
   assert pipeline.load_split(builder, 'test').source[0]['image'].shape == (32, 32, 3)
   assert 'tensorflow' not in sys.modules
+  for info in (builder.info, pipeline.get_builder(_cfg(str(tmp_path), manual)).info):
+    assert info.homepage == lfw.HOMEPAGE == 'http://vis-www.cs.umass.edu/lfw/'
+    assert 'Labeled Faces in the Wild' in info.citation and 'Kumar' in info.citation
+  written = (epath.Path(builder.data_dir) / 'dataset_info.json').read_text()
+  assert 'vis-www.cs.umass.edu/lfw' in written and 'LFWTech' in written
 
 
-def test_from_manual_archive_with_name_lists(tmp_path):
+def test_from_manual_archive_with_name_lists(tmp_path, caplog):
   root = tmp_path / 'manual'
   write_lfw(str(root / 'src'))
   with tarfile.open(root / 'lfw.tgz', 'w:gz') as tar:
@@ -141,7 +190,15 @@ def test_from_manual_archive_with_name_lists(tmp_path):
   builder = pipeline.get_builder(_cfg(str(tmp_path / 'tfds'), str(root), gender_source='names'))
   assert builder.builder_config.name == 's32_gnames'
   _check_protocol(builder)
-  assert builder.info.metadata['source']['images'] == str(root / 'lfw.tgz')
+  source = builder.info.metadata['source']
+  assert source['images'] == str(root / 'lfw.tgz')
+  assert source['lfw.tgz_sha256'] == checksums.compute_url_info(root / 'lfw.tgz').checksum
+  assert (
+      source['male_names.txt_sha256']
+      == checksums.compute_url_info(root / 'male_names.txt').checksum
+  )
+  # Not the published archive: used as given, said once.
+  assert 'differs from the published lfw.tgz' in caplog.text
 
 
 def test_failed_download_says_which_files_to_put_where(tmp_path):
@@ -199,3 +256,141 @@ def test_lfw_mini_config_trains_vgg_mini_at_64_on_the_default_config(tmp_path):
   assert c.dataset.name == 'lfw_faces' and c.dataset.manual_dir == ''
   builder = lfw.LfwFaces(data_dir=str(tmp_path), **c.dataset.builder_kwargs.to_dict())
   assert builder.builder_config is lfw.LfwFaces.BUILDER_CONFIGS[0]  # 's64'
+
+
+def test_checksums_file_pins_the_archive_as_tfds_does():
+  ours = lfw.LfwFaces.url_infos  # read by TFDS from the checksums.tsv next to lfw.py
+  theirs = checksums.load_url_infos(tfds.core.utils.tfds_path() / 'datasets/lfw/checksums.tsv')
+  url = lfw.URLS['original']
+  assert ours[url] == theirs[url]  # TFDS's own lfw builder: same mirror, size and SHA-256
+  assert (int(ours[url].size), ours[url].checksum[:12]) == (180566744, '055f7d9c632d')
+  assert ours[url].filename == 'lfw.tgz'
+  assert set(ours) == {url}  # the other files have no published checksum
+
+
+def test_download_is_checked_against_the_published_checksum(
+    manual, archive, served, tmp_path, monkeypatch
+):
+  data, sha256 = archive
+  url, labels_url = lfw.URLS['original'], lfw.URLS['attributes']
+  labels = (epath.Path(manual) / lfw.ATTRIBUTES_FILE).read_bytes()
+  served[url] = ('lfw.tgz', data)
+  served[labels_url] = (lfw.ATTRIBUTES_FILE, labels)
+  # The fake archive is not the published one: refused, in one line, before anything is prepared.
+  msg = _one_line_error(_cfg(str(tmp_path / 'published'), ''))
+  assert msg.startswith(
+      f'{url} does not match its published checksum (expected 172.20 MiB, sha256 '
+      f'055f7d9c632d7370...; got '
+  )
+  assert f'sha256 {sha256[:16]}...)' in msg and '--config.dataset.manual_dir' in msg
+  # Registered with its own size and SHA-256, the same download is accepted.
+  monkeypatch.setattr(
+      lfw.LfwFaces,
+      'url_infos',
+      {url: checksums.UrlInfo(size=len(data), checksum=sha256, filename='lfw.tgz')},
+  )
+  builder = pipeline.get_builder(_cfg(str(tmp_path / 'registered'), ''))
+  _check_protocol(builder)
+  source = builder.info.metadata['source']
+  assert (source['images'], source['lfw.tgz_sha256'], source['labels']) == (url, sha256, labels_url)
+  assert source['lfw_attributes.txt_sha256'] == hashlib.sha256(labels).hexdigest()
+
+
+ATTR_HEADER = '#\t' + '\t'.join(ATTR_COLUMNS)
+ZEROS = '\t'.join(['0.5'] * (len(ATTR_COLUMNS) - 3))
+# Malformed lfw_attributes.txt -> what the one-line error says after "<file> ...".
+BAD_ATTRIBUTES = {
+    'an error page': (
+        '<html><body>404 Not Found</body></html>',
+        'is not in the published format: no "# person<TAB>imagenum<TAB>Male<TAB>..." header line '
+        'before line 1',
+    ),
+    'a header without Male': (
+        '#\tperson\timagenum\tAsian\nAaron Eckhart\t1\t0.5',
+        'is not in the published format: no "# person<TAB>imagenum<TAB>Male<TAB>..." header line '
+        'before line 2',
+    ),
+    'a row short of columns': (
+        f'{ATTR_HEADER}\nAaron Eckhart\t1\t0.5\t{ZEROS}\nAbel Pacheco\t1\t0.5',
+        'is not in the published format: line 3 has 3 tab-separated fields, the header 8',
+    ),
+    'space-separated rows': (
+        f'{ATTR_HEADER}\nAaron Eckhart 1 0.5 {ZEROS.replace(chr(9), " ")}',
+        'is not in the published format: line 2 has 1 tab-separated fields, the header 8',
+    ),
+    'text in a number column': (
+        f'{ATTR_HEADER}\nAaron Eckhart\t1\tyes\t{ZEROS}',
+        'is not in the published format: line 2: expected a person, an image number >= 1 and '
+        "numbers, got 'Aaron Eckhart\\t1\\tyes",
+    ),
+    'image number 0': (
+        f'{ATTR_HEADER}\nAaron Eckhart\t0\t0.5\t{ZEROS}',
+        'is not in the published format: line 2: expected a person, an image number >= 1',
+    ),
+    'a header and no rows': (
+        f'{ATTR_HEADER}\n',
+        'is not in the published format: it holds no rows',
+    ),
+    # Well formed, but not the labels of these images (or cut short).
+    'another data set': (
+        f'{ATTR_HEADER}\nSomeone Else\t1\t0.5\t{ZEROS}',
+        f'labels 0 of the {sum(PEOPLE.values())} images in ',
+    ),
+    'cut short after 20 rows': (None, f'labels 20 of the {sum(PEOPLE.values())} images in '),
+}
+
+
+@pytest.mark.parametrize('case', sorted(BAD_ATTRIBUTES))
+def test_malformed_attributes_file_is_a_one_line_error(manual, tmp_path, case):
+  text, expected = BAD_ATTRIBUTES[case]
+  if text is None:
+    text = '\n'.join((epath.Path(manual) / lfw.ATTRIBUTES_FILE).read_text().splitlines()[:22])
+  root = tmp_path / 'manual'
+  root.mkdir()
+  os.symlink(os.path.join(manual, 'lfw'), root / 'lfw')
+  (root / lfw.ATTRIBUTES_FILE).write_text(text)
+  msg = _one_line_error(_cfg(str(tmp_path / 'tfds'), str(root)))
+  assert msg.startswith(f'{root / lfw.ATTRIBUTES_FILE} {expected}'), msg
+
+
+def test_malformed_downloaded_attributes_name_their_url(manual, served, tmp_path):
+  root = tmp_path / 'manual'
+  root.mkdir()
+  os.symlink(os.path.join(manual, 'lfw'), root / 'lfw')
+  served[lfw.URLS['attributes']] = (lfw.ATTRIBUTES_FILE, b'<html>moved</html>')
+  msg = _one_line_error(_cfg(str(tmp_path / 'tfds'), str(root)))
+  assert msg.startswith(
+      f'lfw_attributes.txt (downloaded from {lfw.URLS["attributes"]}) is not in the published '
+      'format: no "# person'
+  )
+
+
+@pytest.mark.parametrize(
+    'file,text,expected',
+    [
+        (
+            'male_names.txt',
+            'Aaron_Eckhart_0001.jpg\nAaron Eckhart 2\n',
+            "is not in the published format: line 2 is 'Aaron Eckhart 2', not an image file name",
+        ),
+        (
+            'female_names.txt',
+            'Laura_Bush/Laura_Bush_0001.jpg\n',
+            "line 1 is 'Laura_Bush/Laura_Bush_0001.jpg', not an image file name",
+        ),
+        (
+            'female_names.txt',
+            '\n\n',
+            'is not in the published format: it holds no image file names',
+        ),
+    ],
+)
+def test_malformed_name_list_is_a_one_line_error(manual, tmp_path, file, text, expected):
+  root = tmp_path / 'manual'
+  root.mkdir()
+  os.symlink(os.path.join(manual, 'lfw'), root / 'lfw')
+  for f in lfw.NAMES_FILES:
+    (root / f).write_text(text if f == file else (epath.Path(manual) / f).read_text())
+  msg = _one_line_error(_cfg(str(tmp_path / 'tfds'), str(root), gender_source='names'))
+  assert msg.startswith(f'{root / file} '), msg
+  assert expected in msg
