@@ -5,6 +5,8 @@ r"""The device side of a split model as a portable, versioned artifact (StableHL
 
 The output directory must be new or empty: one that holds anything (another export, other files) is
 refused untouched unless `--overwrite` (`overwrite=True`) is given.
+--workdir and --out may be URIs (`gs://bucket/...`, through etils.epath: privjax.paths);
+`load_exported` reads a local directory only (it uses nothing but jax and the standard library).
 
 What lives here: `export_extractor`, which serialises pixels -> extractor (its `Normalize` input
 layer included, so it takes raw 0..255 RGB pixels [B, S, S, 3]) -> optional frozen PCA projection ->
@@ -39,7 +41,7 @@ from absl import app, flags
 from flax import nnx
 
 import privjax
-from privjax import cli, models
+from privjax import cli, models, paths
 from privjax.config import ConfigError
 from privjax.evaluate import features as features_lib
 from privjax.privacy import transforms
@@ -116,9 +118,11 @@ OUR_FILES = (ARTIFACT, MANIFEST, LOADER, 'extractor.tflite')
 
 def check_out_dir(out_path: str, overwrite: bool = False) -> None:
   """An output directory is new or empty, or `overwrite` says its files may be replaced."""
-  if os.path.exists(out_path) and not os.path.isdir(out_path):
+  out = paths.as_path(out_path)
+  is_dir = out.is_dir()
+  if not is_dir and out.exists():
     raise ConfigError(f'--out {out_path} exists and is not a directory')
-  held = sorted(os.listdir(out_path)) if os.path.isdir(out_path) else []
+  held = sorted(p.name for p in out.iterdir()) if is_dir else []
   if held and not overwrite:
     what = 'another export' if MANIFEST in held else 'files'
     shown = ', '.join(held[:4]) + (f' and {len(held) - 4} more' if len(held) > 4 else '')
@@ -160,7 +164,7 @@ def _resolve(run_workdir_or_model, step, data_dir):
     )
   if isinstance(run_workdir_or_model, features_lib.Run):
     run = run_workdir_or_model
-    return run.model, run.step, os.path.basename(os.path.abspath(run.workdir))
+    return run.model, run.step, paths.absolute(run.workdir).name
   if isinstance(run_workdir_or_model, models.SplitModel):
     return run_workdir_or_model, None, None
   raise TypeError(
@@ -252,20 +256,18 @@ def export_extractor(
           'formula': '(x / 255 - mean) / std, x = the RGB pixels in channel_order',
       },
   }
-  os.makedirs(out_path, exist_ok=True)
-  with open(os.path.join(out_path, ARTIFACT), 'wb') as f:
-    f.write(exported.serialize())
-  with open(os.path.join(out_path, LOADER), 'w') as f:
-    f.write(
-        f'"""Loads a privjax extractor ({FORMAT} version {FORMAT_VERSION}); needs jax only."""'
-        f'\n\n\n{inspect.getsource(load_exported)}'
-    )
+  out = paths.as_path(out_path)
+  out.mkdir(parents=True, exist_ok=True)
+  (out / ARTIFACT).write_bytes(exported.serialize())
+  (out / LOADER).write_text(
+      f'"""Loads a privjax extractor ({FORMAT} version {FORMAT_VERSION}); needs jax only."""'
+      f'\n\n\n{inspect.getsource(load_exported)}'
+  )
   if tflite:
-    manifest['tflite'] = _write_tflite(fn, specs, os.path.join(out_path, 'extractor.tflite'))
-  elif os.path.exists(os.path.join(out_path, 'extractor.tflite')):
-    os.remove(os.path.join(out_path, 'extractor.tflite'))  # the replaced export's, not this one's
-  with open(os.path.join(out_path, MANIFEST), 'w') as f:
-    json.dump(manifest, f, indent=2)
+    manifest['tflite'] = _write_tflite(fn, specs, out / 'extractor.tflite')
+  else:
+    (out / 'extractor.tflite').unlink(missing_ok=True)  # the replaced export's, not this one's
+  (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
   return manifest
 
 
@@ -279,7 +281,7 @@ def _require_tensorflow():
     ) from None
 
 
-def _write_tflite(fn, specs, path: str) -> str:
+def _write_tflite(fn, specs, path) -> str:
   """jax2tf (native serialisation) -> SavedModel -> TFLite converter, as jax2tf documents."""
   import tempfile
 
@@ -300,9 +302,8 @@ def _write_tflite(fn, specs, path: str) -> str:
   with tempfile.TemporaryDirectory() as saved:
     tf.saved_model.save(module, saved, signatures=module.f.get_concrete_function())
     converted = tf.lite.TFLiteConverter.from_saved_model(saved).convert()
-  with open(path, 'wb') as f:
-    f.write(converted)
-  return os.path.basename(path)
+  paths.as_path(path).write_bytes(converted)
+  return paths.as_path(path).name
 
 
 def check_pca_k(arch: str, cut: str, k: int) -> None:
@@ -330,7 +331,7 @@ def run_pca(run: features_lib.Run, k: int) -> transforms.PCA:
   spec = f'pca:{k}'
   train = features_lib.extract(run, run.config.dataset.train_split)
   return _fit_transform(
-      spec, train['features'], os.path.join(run.cache_dir, f'{spec.replace(":", "_")}.npz')
+      spec, train['features'], paths.join(run.cache_dir, f'{spec.replace(":", "_")}.npz')
   )
 
 
@@ -413,13 +414,13 @@ def main(argv):
           overwrite=f.overwrite,
       )
   )
-  size = os.path.getsize(os.path.join(f.out, ARTIFACT))
+  size = (paths.as_path(f.out) / ARTIFACT).stat().length
   ins = ', '.join(f'{i["name"]} {i["dtype"]}{i["shape"]}' for i in manifest['inputs'])
   out = manifest['output']
   print(
       f'{manifest["arch"]} cut {manifest["cut"]} at step {manifest["checkpoint_step"]}: '
       f'({ins}) -> {out["dtype"]}{out["shape"]}; {size / 2**20:.2f} MiB written to '
-      f'{os.path.join(f.out, ARTIFACT)}'
+      f'{paths.join(f.out, ARTIFACT)}'
   )
 
 

@@ -18,13 +18,12 @@ spelling of `--config FILE:A,B` and is added to the file's arguments.
 
 from __future__ import annotations
 
-import os
 import time
 
 from absl import app, flags
 from ml_collections import config_flags
 
-from privjax import cli, config_args
+from privjax import cli, config_args, paths
 from privjax.config import ConfigError
 
 DEFAULT_CONFIG = 'configs/default.py'
@@ -115,20 +114,20 @@ def run_pipeline(
     if parent:
       if parent not in variants:
         raise ConfigError(f'variant {name} starts from {parent}; include {parent} in --variants')
-      config.init_from = os.path.join(workdir, parent)
+      config.init_from = paths.join(workdir, parent)
     t0 = time.perf_counter()
     print(f'== training {name}', flush=True)
-    loop.train_and_evaluate(config, os.path.join(workdir, name))
+    loop.train_and_evaluate(config, paths.join(workdir, name))
     timings[f'train_{name}'] = time.perf_counter() - t0
   for name in variants:
     t0 = time.perf_counter()
     print(f'== evaluating {name}', flush=True)
     ec = eval_config.copy_and_resolve_references()
     if name != 'simple' and 'simple' in variants:
-      ec.reference_run = os.path.join(workdir, 'simple')
-    report = protocol.evaluate_run(os.path.join(workdir, name), ec, data_dir=data_dir)
+      ec.reference_run = paths.join(workdir, 'simple')
+    report = protocol.evaluate_run(paths.join(workdir, name), ec, data_dir=data_dir)
     tables.write_report(
-        report, os.path.join(workdir, name, 'eval', ec.name), plots.privacy_accuracy_plots
+        report, paths.join(workdir, name, 'eval', ec.name), plots.privacy_accuracy_plots
     )
     reports.append(report)
     timings[f'eval_{name}'] = time.perf_counter() - t0
@@ -136,8 +135,7 @@ def run_pipeline(
   plots.privacy_accuracy_plots(reports, workdir, names=list(variants))
   timing = ', '.join(f'{k} {v:.0f} s' for k, v in timings.items())
   text += f'\nWall time: {sum(timings.values()):.0f} s ({timing}).\n'
-  with open(os.path.join(workdir, 'compare.md'), 'w') as f:
-    f.write(text)
+  paths.as_path(paths.join(workdir, 'compare.md')).write_text(text)
   return text
 
 

@@ -16,12 +16,11 @@ The flags are privjax.reproduce's with the paper's defaults (`PAPER_*` below), p
 
 from __future__ import annotations
 
-import os
 import time
 
 from absl import app, flags
 
-from privjax import cli, config_args, reproduce
+from privjax import cli, config_args, paths, reproduce
 from privjax.config import ConfigError
 
 PAPER_CONFIG = 'configs/paper/vgg16.py'
@@ -80,7 +79,7 @@ def run_sweep(
   for cut in cuts:
     print(f'==== cut {cut}', flush=True)
     text = reproduce.run_pipeline(
-        os.path.join(workdir, cut),
+        paths.join(workdir, cut),
         path,
         config_args.join(args, f'cut={cut}'),
         eval_config,
@@ -94,8 +93,7 @@ def run_sweep(
       + '\n'.join(sections)
       + f'\nSweep wall time: {time.perf_counter() - t0:.0f} s.\n'
   )
-  with open(os.path.join(workdir, 'sweep.md'), 'w') as f:
-    f.write(text)
+  paths.as_path(paths.join(workdir, 'sweep.md')).write_text(text)
   return text
 
 

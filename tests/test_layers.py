@@ -62,6 +62,11 @@ RULES = (
     Rule('privjax.config', ('privjax.data', 'privjax.train'), why='it only reads the config'),
     Rule('privjax.config_args', JAX + ('privjax',), why='config files import it to be named'),
     Rule('privjax.weight_formats', JAX + TF, why='config files that name weight files import it'),
+    Rule(
+        'privjax.paths',
+        only=('etils',),
+        why='every module that names a directory uses it, the jax-free ones included',
+    ),
     Rule('privjax.defences', JAX + TF, lazy_ok=True, why='config validation reads the registry'),
     Rule('privjax.evaluate.errors', JAX + TF, why='the error handler imports it'),
     # Report rendering reads report dicts; it never computes.

@@ -9,6 +9,9 @@ Layout of a workdir:
   train.lock                  while a training runs: its host, pid and start time (WorkdirLock)
   broken_checkpoints/<step>   a checkpoint that failed to restore, set aside by a resumed training
 
+A workdir may be a local path or a URI (`gs://bucket/run`): every file here is reached through
+`etils.epath` (privjax.paths), and orbax gets the URI as it is (a local path made absolute).
+
 A checkpoint that fails to restore (a truncated or corrupt file) is skipped for the newest one that
 restores, with a one-line warning that names it; it is never deleted. Evaluation leaves it where it
 is; a resumed training moves it to broken_checkpoints/ (it would save that step again). When no
@@ -34,6 +37,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from privjax import config as config_lib
+from privjax import paths
 from privjax.errors import RunError
 
 CONFIG_FILE = 'config.json'
@@ -43,25 +47,29 @@ LOCK_FILE = 'train.lock'
 
 
 def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+  """`workdir`/checkpoints, absolute when local (orbax needs that), a URI as it is."""
+  return os.fspath(paths.absolute(workdir) / CHECKPOINT_DIR)
 
 
 def read_config(workdir: str) -> dict:
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
+  path = paths.as_path(workdir) / CONFIG_FILE
+  if not path.exists():
     raise RunError(f'{workdir} is not a privjax run: it has no {CONFIG_FILE}')
-  with open(path) as f:
-    return json.load(f)
+  return json.loads(path.read_text())
 
 
 def _check_workdir(workdir: str, config_dict: dict) -> bool:
   """prepare_workdir's refusals, reading only; True when `workdir` holds this run."""
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise RunError(f'--workdir {workdir} exists and is not a directory')
+  path = paths.as_path(workdir)
   try:
-    existing = set(os.listdir(workdir)) if os.path.isdir(workdir) else set()
+    is_dir = path.is_dir()
+    if not is_dir and path.exists():
+      raise RunError(f'--workdir {workdir} exists and is not a directory')
+    existing = {p.name for p in path.iterdir()} if is_dir else set()
   except OSError as e:
-    raise RunError(f'cannot read --workdir {workdir}: {e.strerror}') from None
+    raise RunError(f'cannot read --workdir {workdir}: {e.strerror or e}') from None
+  except ImportError as e:  # epath's backend for the URI's scheme is not installed
+    raise RunError(f'cannot reach --workdir {workdir}: {e}') from None
   if CONFIG_FILE in existing:
     diffs = config_lib.incompatible_keys(read_config(workdir), config_dict)
     if diffs:
@@ -91,11 +99,10 @@ def prepare_workdir(workdir: str, config_dict: dict) -> bool:
     return True
   if jax.process_index() == 0:
     try:
-      os.makedirs(workdir, exist_ok=True)
-      tmp = os.path.join(workdir, f'{CONFIG_FILE}.tmp.{os.getpid()}')
-      with open(tmp, 'w') as f:
-        json.dump(config_dict, f, indent=2, sort_keys=True)
-      os.replace(tmp, os.path.join(workdir, CONFIG_FILE))
+      paths.as_path(workdir).mkdir(parents=True, exist_ok=True)
+      paths.write_atomic(
+          paths.join(workdir, CONFIG_FILE), json.dumps(config_dict, indent=2, sort_keys=True)
+      )
     except OSError as e:
       raise RunError(f'cannot write --workdir {workdir}: {e.strerror or e}') from None
   return False
@@ -107,7 +114,7 @@ def claim_workdir(workdir: str, config_dict: dict) -> tuple[bool, WorkdirLock]:
   resume = _check_workdir(workdir, config_dict)  # refusals first: nothing is written
   if jax.process_index() == 0 and not resume:
     try:
-      os.makedirs(workdir, exist_ok=True)
+      paths.as_path(workdir).mkdir(parents=True, exist_ok=True)
     except OSError as e:
       raise RunError(f'cannot create --workdir {workdir}: {e.strerror or e}') from None
   lock = WorkdirLock.acquire(workdir)
@@ -144,7 +151,8 @@ def _pid_alive(pid: int, since: float | None) -> bool:
 class WorkdirLock:
   """`train.lock` in a workdir: one training at a time.
 
-  Created atomically (O_CREAT | O_EXCL) and holding {'host', 'pid', 'started'}. A second training
+  Created atomically (O_CREAT | O_EXCL; on an object store best effort, see
+  `paths.create_new`) and holding {'host', 'pid', 'started'}. A second training
   is refused with a RunError that names the owner. A lock whose process no longer runs on this host
   (a run killed with kill -9) is stale and taken over, so the rerun resumes; a lock of another host
   cannot be checked and is refused (the message says to delete it if that process is gone). In a
@@ -162,8 +170,7 @@ class WorkdirLock:
   def read(path: str) -> dict | None:
     """The lock's owner; None when the file is gone; {} when it cannot be parsed."""
     try:
-      with open(path) as f:
-        owner = json.load(f)
+      owner = json.loads(paths.as_path(path).read_text())
       return owner if isinstance(owner, dict) else {}
     except FileNotFoundError:
       return None
@@ -185,7 +192,7 @@ class WorkdirLock:
   def acquire(cls, workdir: str) -> WorkdirLock:
     if jax.process_index() != 0:
       return cls(None)
-    path = os.path.join(workdir, LOCK_FILE)
+    path = paths.join(workdir, LOCK_FILE)
     now = time.time()
     owner = {
         'host': socket.gethostname(),
@@ -195,7 +202,7 @@ class WorkdirLock:
     }
     for _ in range(20):
       try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        paths.create_new(path, json.dumps(owner))
       except FileExistsError:
         held = cls.read(path)
         if held == {} and time.time() - _mtime(path) < 2.0:
@@ -217,14 +224,18 @@ class WorkdirLock:
         continue
       except OSError as e:
         raise RunError(f'cannot write --workdir {workdir}: {e.strerror or e}') from None
-      with os.fdopen(fd, 'w') as f:
-        json.dump(owner, f)
       return cls(path, owner)
     raise RunError(f'cannot take the lock {path}: other processes keep changing it')
 
   @classmethod
   def _remove_stale(cls, path: str, held: dict) -> None:
-    """Removes the stale lock `held`, not one another process took in between."""
+    """Removes the stale lock `held`, not one another process took in between (on an object
+    store: unless it took it between the read and the removal)."""
+    if not paths.is_local(path):
+      if cls.read(path) == held:
+        paths.as_path(path).unlink(missing_ok=True)
+        logging.warning('took over the stale lock of a stopped training (%s)', cls.describe(held))
+      return
     aside = f'{path}.stale.{os.getpid()}'
     try:
       os.rename(path, aside)
@@ -241,18 +252,12 @@ class WorkdirLock:
 
   def release(self) -> None:
     if self.path and self.read(self.path) == self.owner:
-      try:
-        os.remove(self.path)
-      except FileNotFoundError:
-        pass
+      paths.as_path(self.path).unlink(missing_ok=True)
     self.path = None
 
 
 def _mtime(path: str) -> float:
-  try:
-    return os.path.getmtime(path)
-  except OSError:
-    return 0.0
+  return paths.mtime(path)
 
 
 class Checkpoints:
@@ -266,7 +271,11 @@ class Checkpoints:
         create=not read_only,
         read_only=read_only,
     )
-    self.manager = ocp.CheckpointManager(self.directory, options=options)
+    try:
+      self.manager = ocp.CheckpointManager(self.directory, options=options)
+    except ImportError as e:  # orbax lists gs:// steps through the GCS client library
+      hint = ' (orbax needs google-cloud-storage for gs://)' if 'google' in str(e) else ''
+      raise RunError(f'cannot open the checkpoints {self.directory}: {e}{hint}') from None
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -340,17 +349,16 @@ class Checkpoints:
   def set_aside(self, steps) -> list[str]:
     """Moves the checkpoints of `steps` to <workdir>/broken_checkpoints/ (process 0; the others
     wait), so that a resumed run can save those steps again; returns where they went."""
-    workdir = os.path.dirname(self.directory)
+    broken_dir = paths.as_path(self.directory).parent / BROKEN_DIR
     moved = []
     if jax.process_index() == 0:
-      os.makedirs(os.path.join(workdir, BROKEN_DIR), exist_ok=True)
+      broken_dir.mkdir(parents=True, exist_ok=True)
       for step in steps:
-        target = os.path.join(workdir, BROKEN_DIR, str(step))
-        n = 1
-        while os.path.exists(target):
-          target, n = os.path.join(workdir, BROKEN_DIR, f'{step}-{n}'), n + 1
-        os.rename(os.path.join(self.directory, str(step)), target)
-        moved.append(target)
+        target, n = broken_dir / str(step), 1
+        while target.exists():
+          target, n = broken_dir / f'{step}-{n}', n + 1
+        (paths.as_path(self.directory) / str(step)).rename(target)
+        moved.append(os.fspath(target))
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices('privjax set aside broken checkpoints')
     self.manager.reload()
@@ -361,7 +369,7 @@ class Checkpoints:
       return restore(step)
     except Exception as e:  # orbax and tensorstore raise plain Exceptions on a corrupt file
       raise RunError(
-          f'checkpoint {os.path.join(self.directory, str(step))} cannot be restored: '
+          f'checkpoint {paths.join(self.directory, str(step))} cannot be restored: '
           f'{_first_line(e)}'
       ) from None
 
@@ -378,7 +386,7 @@ class Checkpoints:
       if broken:
         logging.warning(
             'checkpoint %s cannot be restored (%s); %s step %d, the intact one before it',
-            ', '.join(os.path.join(self.directory, str(s)) for s, _ in broken),
+            ', '.join(paths.join(self.directory, str(s)) for s, _ in broken),
             broken[0][1],
             action,
             step,
@@ -447,9 +455,13 @@ def _first_line(e: BaseException, limit: int = 160) -> str:
 
 def restore_run(workdir: str, step: int | None = None) -> tuple[int, Any, dict, dict]:
   """(step, params, meta, config) of another run, for `init_from` and evaluation."""
-  if not os.path.isdir(workdir):
+  try:
+    is_dir = paths.as_path(workdir).is_dir()
+  except ImportError as e:  # epath's backend for the URI's scheme is not installed
+    raise RunError(f'cannot reach run directory {workdir}: {e}') from None
+  if not is_dir:
     raise RunError(f'run directory {workdir} does not exist')
-  if not os.path.isdir(checkpoint_dir(workdir)):
+  if not paths.as_path(checkpoint_dir(workdir)).is_dir():
     raise RunError(f'{workdir} has no checkpoint (no {CHECKPOINT_DIR}/ folder)')
   ckpt = Checkpoints(workdir, read_only=True)
   try:

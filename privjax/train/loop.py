@@ -14,6 +14,9 @@ after it from metrics.jsonl, and carries the running means of the logging interv
 cut in two (saved in its meta), so the history equals the uninterrupted run's. A run whose training
 is over returns its result again without writing (final_metrics.json is rebuilt from metrics.jsonl
 when a kill after the last checkpoint left none).
+The workdir may be a URI (`gs://bucket/run`): every file goes through etils.epath
+(privjax.paths; the train lock is best effort on an object store). TensorBoard gets the scalars and,
+for its HPARAMS tab, the config (privjax.train.writer).
 Must not import privjax.attacks or privjax.report.
 """
 
@@ -22,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 
 import jax
@@ -34,7 +36,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from privjax import config as config_lib
-from privjax import defences, models
+from privjax import defences, models, paths
 from privjax.data import pipeline
 from privjax.errors import TrainingError
 from privjax.models import pretrained
@@ -45,11 +47,13 @@ from privjax.train import writer as writer_lib
 from privjax.train.writer import MetricWriter
 
 try:
-  import tqdm
+  from tqdm import auto as tqdm  # a notebook widget in Jupyter/Colab, a text bar elsewhere
 except ImportError:
   tqdm = None
 
 FINAL_METRICS = 'final_metrics.json'
+# The metrics TensorBoard's HPARAMS tab compares runs by (tags the loop writes).
+HPARAM_METRICS = ('test_accuracy', 'test_ce', 'loss', 'accuracy')
 
 
 def data_mesh() -> jax.sharding.Mesh:
@@ -133,8 +137,7 @@ def check_defence_labels(defence, builder) -> None:
 
 def _read_final(workdir: str) -> dict | None:
   try:
-    with open(os.path.join(workdir, FINAL_METRICS)) as f:
-      result = json.load(f)
+    result = json.loads((paths.as_path(workdir) / FINAL_METRICS).read_text())
   except (OSError, ValueError):
     return None
   return result if isinstance(result, dict) else None
@@ -144,11 +147,9 @@ def _write_final(workdir: str, result: dict) -> None:
   """final_metrics.json on process 0, atomically, and only when it would change."""
   if jax.process_index() != 0 or _read_final(workdir) == result:
     return
-  path = os.path.join(workdir, FINAL_METRICS)
-  tmp = f'{path}.tmp.{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(result, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  paths.write_atomic(
+      paths.join(workdir, FINAL_METRICS), json.dumps(result, indent=2, sort_keys=True)
+  )
 
 
 def _finished_result(workdir: str, step: int) -> dict | None:
@@ -365,6 +366,7 @@ def _train(
 
   # Rows after `start` (logged by a run killed after this checkpoint) are dropped first.
   writer = MetricWriter(workdir, resume_step=start)
+  writer.write_hparams(config_dict, HPARAM_METRICS)
   result = {}
   # Other processes get no bar: even a disabled one prints the evaluation lines.
   bar = (
@@ -442,6 +444,7 @@ def _train(
       )
       writer.write(start, evaluation)
       result = writer_lib.result_at(history + [{'step': start, **evaluation}], start)
+    writer.write_session_end()
   finally:
     if bar:
       bar.close()

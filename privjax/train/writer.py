@@ -11,18 +11,34 @@ are not doubled. The loop saves the running means of a logging interval that a c
 two with the checkpoint, so the first row after a resume averages the same steps as the
 uninterrupted run's row (to float rounding); only its images_per_sec counts the steps since the
 resume alone. `read_rows` and `result_at` rebuild a run's final metrics from its history.
+
+TensorBoard's HPARAMS tab: `write_hparams` puts the run's config (flattened to dotted keys) and the
+names of the metrics to compare in the run's own event file, as the hparams plugin's experiment
+and session-start summaries (built by `tensorboardX.summary.hparams`, the function behind
+tensorboardX's `add_hparams`; that method would put them in a new sub-run with copies of the
+metrics instead), and `write_session_end` marks the session finished when the training is over. A
+resumed run does not write them again.
+
+The workdir may be a URI (`gs://...`, privjax.paths). Object stores cannot append: there
+metrics.jsonl is rewritten whole on every write, and the event files are written through
+`etils.epath` (kept in memory, rewritten on every flush, as tensorboardX's own GCS and S3 writers
+do; registered with tensorboardX for the URI's scheme).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 
 import jax
 
+from privjax import paths
+
 try:
   import tensorboardX
+  from tensorboardX import record_writer as tb_record_writer
+  from tensorboardX import summary as tb_summary
 except ImportError:  # TensorBoard is optional; JSON lines are always written.
   tensorboardX = None
 
@@ -31,18 +47,17 @@ METRICS_FILE = 'metrics.jsonl'
 
 def read_rows(workdir: str) -> list[dict]:
   """The rows of `workdir`'s metrics.jsonl (none if it is missing); unreadable lines are skipped."""
-  path = os.path.join(workdir, METRICS_FILE)
-  if not os.path.exists(path):
+  path = paths.as_path(workdir) / METRICS_FILE
+  if not path.exists():
     return []
   rows = []
-  with open(path) as f:
-    for line in f:
-      try:
-        row = json.loads(line)
-      except ValueError:
-        continue  # cut short by a kill
-      if isinstance(row, dict) and isinstance(row.get('step'), int):
-        rows.append(row)
+  for line in path.read_text().splitlines():
+    try:
+      row = json.loads(line)
+    except ValueError:
+      continue  # cut short by a kill
+    if isinstance(row, dict) and isinstance(row.get('step'), int):
+      rows.append(row)
   return rows
 
 
@@ -68,11 +83,10 @@ def result_at(rows: list[dict], step: int, eval_keys=('test_accuracy',)) -> dict
 def truncate_after(workdir: str, step: int) -> int:
   """Drops the rows after `step` (and unreadable lines) from metrics.jsonl, atomically; returns how
   many lines went. The file is not touched when there is nothing to drop."""
-  path = os.path.join(workdir, METRICS_FILE)
-  if not os.path.exists(path):
+  path = paths.as_path(workdir) / METRICS_FILE
+  if not path.exists():
     return 0
-  with open(path) as f:
-    lines = f.readlines()
+  lines = path.read_text().splitlines(keepends=True)
   kept = []
   for line in lines:
     try:
@@ -83,11 +97,59 @@ def truncate_after(workdir: str, step: int) -> int:
       kept.append(line if line.endswith('\n') else line + '\n')
   if len(kept) == len(lines) and all(a == b for a, b in zip(kept, lines)):
     return 0
-  tmp = f'{path}.tmp.{os.getpid()}'
-  with open(tmp, 'w') as f:
-    f.writelines(kept)
-  os.replace(tmp, path)
+  paths.write_atomic(path, ''.join(kept))
   return len(lines) - len(kept)
+
+
+def flat_hparams(config_dict: dict, prefix: str = '') -> dict[str, str | bool | int | float]:
+  """The config as {'dotted.key': value} for TensorBoard: numbers, booleans and strings as they
+  are, anything else (None, lists) as its JSON text."""
+  flat = {}
+  for key, value in config_dict.items():
+    name = f'{prefix}{key}'
+    if isinstance(value, dict):
+      flat.update(flat_hparams(value, f'{name}.'))
+    elif isinstance(value, (str, bool, int, float)):
+      flat[name] = value
+    else:
+      flat[name] = json.dumps(value, default=str)
+  return flat
+
+
+class _EventFile:
+  """An event file on an object store: kept in memory and written whole through epath on every
+  flush (an object store cannot append)."""
+
+  def __init__(self, path: str):
+    self.path, self._buffer, self._written = path, io.BytesIO(), 0
+
+  def write(self, data: bytes) -> None:
+    self._buffer.write(data)
+
+  def flush(self) -> None:
+    if self._buffer.tell() != self._written:
+      paths.as_path(self.path).write_bytes(self._buffer.getvalue())
+      self._written = self._buffer.tell()
+
+  def close(self) -> None:
+    self.flush()
+
+
+class _EventFiles:
+  """tensorboardX's writer factory interface for URIs, through epath."""
+
+  def open(self, path: str) -> _EventFile:
+    return _EventFile(path)
+
+  def directory_check(self, path: str) -> None:
+    paths.as_path(path).mkdir(parents=True, exist_ok=True)  # a no-op on an object store
+
+
+def _tensorboard_writer(tb_dir: str, purge_step: int | None):
+  if not paths.is_local(tb_dir):
+    scheme = tb_dir.split('://', 1)[0]
+    tb_record_writer.register_writer_factory(scheme, _EventFiles())
+  return tensorboardX.SummaryWriter(tb_dir, purge_step=purge_step)
 
 
 class MetricWriter:
@@ -97,27 +159,60 @@ class MetricWriter:
   def __init__(self, workdir: str, resume_step: int | None = None):
     self.enabled = jax.process_index() == 0
     self._file = self._tb = None
+    self._text = None  # metrics.jsonl's content, when it is rewritten whole (an object store)
+    self._fresh = False
     if not self.enabled:
       return
-    tb_dir = os.path.join(workdir, 'tensorboard')
-    purge = None
+    tb_dir = paths.join(workdir, 'tensorboard')
     if resume_step is not None:
       truncate_after(workdir, resume_step)
-      if os.path.isdir(tb_dir) and os.listdir(tb_dir):
-        purge = resume_step + 1  # TensorBoard discards the earlier files' events from here on
-    self._file = open(os.path.join(workdir, METRICS_FILE), 'a')
+    tb = paths.as_path(tb_dir)
+    self._fresh = not (tb.is_dir() and any(tb.iterdir()))
+    # TensorBoard discards the earlier files' events from the purge step on.
+    purge = None if self._fresh or resume_step is None else resume_step + 1
+    self._path = paths.join(workdir, METRICS_FILE)
+    if paths.is_local(workdir):
+      self._file = open(self._path, 'a')
+    else:
+      path = paths.as_path(self._path)
+      self._text = path.read_text() if path.exists() else ''
+      if self._text and not self._text.endswith('\n'):
+        self._text += '\n'
     if tensorboardX:
-      self._tb = tensorboardX.SummaryWriter(tb_dir, purge_step=purge)
+      self._tb = _tensorboard_writer(tb_dir, purge)
 
   def write(self, step: int, metrics: dict[str, float]) -> None:
     if not self.enabled:
       return
     clean = {k: float(v) if math.isfinite(float(v)) else str(float(v)) for k, v in metrics.items()}
-    self._file.write(json.dumps({'step': int(step), **clean}) + '\n')
-    self._file.flush()
+    line = json.dumps({'step': int(step), **clean}) + '\n'
+    if self._file:
+      self._file.write(line)
+      self._file.flush()
+    else:
+      self._text += line
+      paths.as_path(self._path).write_text(self._text)
     if self._tb:
       for k, v in metrics.items():
         self._tb.add_scalar(k, float(v), int(step))
+
+  def write_hparams(self, config_dict: dict, metrics) -> bool:
+    """The config and the metric tags `metrics` for TensorBoard's HPARAMS tab, when this writer
+    started the run's TensorBoard log (not again on a resume); returns whether it wrote them."""
+    if not (self._tb and self._fresh):
+      return False
+    experiment, session_start, _ = tb_summary.hparams(
+        flat_hparams(config_dict), {m: 0.0 for m in metrics}
+    )
+    self._tb.file_writer.add_summary(experiment)
+    self._tb.file_writer.add_summary(session_start)
+    return True
+
+  def write_session_end(self) -> None:
+    """Marks the HPARAMS session finished (the training is over)."""
+    if self._tb:
+      _, _, session_end = tb_summary.hparams({}, {})
+      self._tb.file_writer.add_summary(session_end)
 
   def close(self):
     if self._file:
