@@ -18,6 +18,7 @@ import grain
 import jax
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import flags
 from PIL import Image
 
 from privjax.data.pairs import PairSampler
@@ -183,6 +184,22 @@ def _read_options(threads: int) -> grain.ReadOptions:
   return grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(4, 2 * threads) * 8)
 
 
+def _iterate(batches: grain.MapDataset, threads: int, workers: int) -> Iterator[dict]:
+  """Runs the per-example work on `threads` threads, in each of `workers` processes if > 0.
+
+  Threads share the GIL; worker processes do not. grain gives worker `w` of `n` the batches
+  `w::n` and yields them round-robin, so the order (and every batch) is the same for any `n`.
+  """
+  ds = batches.to_iter_dataset(_read_options(threads))
+  if workers:
+    if not flags.FLAGS.is_parsed():
+      # grain reads its absl flags when it starts workers; a program that never parsed flags (a
+      # notebook, a test, a script without absl.app) runs with their defaults.
+      flags.FLAGS.mark_as_parsed()
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=2))
+  return iter(ds)
+
+
 def pair_batches(
     split: Split,
     label_key: str,
@@ -193,6 +210,7 @@ def pair_batches(
     start_step: int = 0,
     num_steps: int | None = None,
     threads: int = 2,
+    workers: int = 0,
     rows: tuple[int, int] | None = None,
     extra_labels: tuple[str, ...] = (),
 ) -> Iterator[dict]:
@@ -204,6 +222,9 @@ def pair_batches(
   Batch `s` depends only on (seed, s), so resuming at `start_step` reproduces the uninterrupted run.
   `rows=(first, count)` yields only those rows of each global batch of `batch_size` (one process's
   share in multi-host training): together the processes load each global batch exactly once.
+  `workers` > 0 loads in that many grain worker processes (`mp_prefetch`), each with `threads`
+  threads, for when one process's threads cannot decode as fast as the step trains (at 224x224,
+  benchmarks/results/pipeline_224.md); the batches are the same as with `workers=0`.
   """
   sampler = PairSampler(split.labels[label_key], seed)
   labels = split.labels[label_key]
@@ -235,11 +256,11 @@ def pair_batches(
       out[k] = np.asarray([e[j] for e in extra], np.int32)
     return out
 
-  # A lazily-indexed range keeps the map random-access; grain runs `load` on worker threads ahead
-  # of the training step.
+  # A lazily-indexed range keeps the map random-access; grain runs `load` on worker threads (and
+  # processes) ahead of the training step.
   ds = grain.MapDataset.range(start_step * count, stop if stop is not None else 2**62)
   ds = ds.map(load).batch(count, drop_remainder=True, batch_fn=collate)
-  return iter(ds.to_iter_dataset(_read_options(threads)))
+  return _iterate(ds, threads, workers)
 
 
 def eval_batches(
