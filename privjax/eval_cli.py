@@ -3,7 +3,8 @@ r"""The evaluation command: `privjax-eval` or `python eval.py`, with the same fl
   privjax-eval --workdir RUN [--config configs/eval/default.py[:args]] [--step N]
   privjax-eval --compare RUN_A RUN_B ...      # side-by-side table of evaluated runs
 
-Writes RUN/eval/<name>/report.json, report.md, privacy_accuracy.png and reconstruction.png.
+Writes RUN/eval/<name>/report.json, report.md, privacy_accuracy.png, reconstruction.png (the
+decoder), reconstructions.png (originals, decoder, rMLE) and tensorboard/ (results per setting).
 Outside a clone, `configs/...` names the configs installed with the package (privjax.config_args).
 """
 

@@ -151,6 +151,11 @@ RULES = (
         why='features flow from here to them',
     ),
     Rule('privjax.evaluate.protocol', ('privjax.train.loop',), why='evaluation never trains'),
+    Rule(
+        'privjax.evaluate.evaluators.*',
+        ('privjax.train.loop', 'privjax.report'),
+        why='evaluators never train, and return results for the report to render',
+    ),
     Rule('privjax.export', ('privjax.train.loop',), why='exporting never trains'),
     Rule('privjax.export:load_exported', only=('jax',), why='applications copy it without privjax'),
 )

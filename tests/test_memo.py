@@ -100,6 +100,9 @@ def _edit(path):
         'privacy/transforms.py',
         'models/vgg.py',
         'evaluate/protocol.py',
+        'evaluate/evaluators/attackers.py',
+        'evaluate/evaluators/pixel_reference.py',
+        'evaluate/evaluators/common.py',
     ],
 )
 def test_changing_code_that_computes_a_result_misses(cache, package_copy, source):
@@ -109,9 +112,22 @@ def test_changing_code_that_computes_a_result_misses(cache, package_copy, source
   assert 'memo' not in _attack(_data())
 
 
+def test_a_new_evaluator_module_misses(cache, package_copy):
+  _attack(_data())
+  (package_copy / 'evaluate' / 'evaluators' / 'brand_new.py').write_text('SETTINGS = "once"\n')
+  memo.code_digest.cache_clear()
+  assert 'memo' not in _attack(_data())
+
+
 def test_changing_unrelated_code_still_hits(cache, package_copy):
   _attack(_data())
-  for source in ('data/pipeline.py', 'train/loop.py', 'report/tables.py', 'cli.py'):
+  for source in (
+      'data/pipeline.py',
+      'train/loop.py',
+      'report/tables.py',
+      'cli.py',
+      'evaluate/tensorboard.py',
+  ):
     _edit(package_copy / source)
   assert _attack(_data())['memo'] is True
 
@@ -121,6 +137,8 @@ def test_the_key_covers_the_named_sources_and_library_versions(cache, monkeypatc
   for folder in ('attacks/', 'metrics/', 'privacy/', 'models/'):
     assert any(f.startswith(folder) for f in files), folder
   assert 'evaluate/protocol.py' in files
+  for name in ('common', 'attackers', 'probe', 'pixel_reference', 'reference_run', 'inversion'):
+    assert f'evaluate/evaluators/{name}.py' in files, name
   assert not any(f.startswith(('data/', 'train/', 'report/')) for f in files)
   assert {'jax', 'jaxlib', 'flax', 'optax', 'numpy'} <= set(memo.PACKAGES)
   assert memo.package_versions(tuple(memo.PACKAGES))['jax']

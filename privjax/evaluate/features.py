@@ -23,7 +23,7 @@ from privjax.data import pipeline
 from privjax.train import checkpoint as ckpt_lib
 
 try:
-  import tqdm
+  from tqdm import auto as tqdm  # a notebook widget in Jupyter and Colab, text elsewhere
 except ImportError:
   tqdm = None
 

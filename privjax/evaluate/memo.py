@@ -10,8 +10,9 @@ again; a memo hit is marked in the report (`memo`).
 
 The key covers the source of every part of privjax that can change a result (`SOURCES`: the
 attackers, the metrics, the feature transforms the attackers use, the model code that builds the
-transfer attacker's head, the evaluators if present, and the protocol and memo modules that
-assemble the record) and the installed versions of the libraries that compute it (`PACKAGES`).
+transfer attacker's head, the evaluator modules (privjax/evaluate/evaluators/, every one: they
+choose what is attacked and with which settings), and the protocol and memo modules that assemble
+the record) and the installed versions of the libraries that compute it (`PACKAGES`).
 Not the whole repository: a change to, say, the data pipeline or the training loop changes the
 input arrays if it matters, and otherwise should not throw away results that are still valid.
 The cache is shared by every checkout, so a key that missed a source would silently read back a
@@ -31,14 +32,14 @@ import os
 
 import numpy as np
 
-# Paths relative to the privjax package, folders (every .py below them) or files; absent ones
-# (`evaluators` before it exists) are skipped.
+# Paths relative to the privjax package, folders (every .py below them) or files; absent ones are
+# skipped.
 SOURCES = (
     'attacks',
     'metrics',
     'privacy',
     'models',
-    'evaluators',
+    'evaluate/evaluators',
     'evaluate/protocol.py',
     'evaluate/memo.py',
 )

@@ -1,20 +1,23 @@
 """The paper's privacy measurement of one run: `evaluate_run(workdir, eval_config) -> report dict`.
 
-For every feature transform (none, PCA-k fitted on the model owner's training features and then
-frozen) and every noise variance, it measures
-  * utility: the trained cloud head's primary accuracy on the (inverse-)transformed test features,
-    and a freshly trained linear probe's;
-  * each attacker family's top-1/top-5 for each secret label, trained on attacker-train and tested
-    on attacker-test features, and the strongest family;
-  * rank privacy and log-rank privacy of the noisy attacker-test features;
-and once per run: chance and raw-pixel reference attackers, a reference run's features, feature
-norms and same/different-pair distances, and the reconstruction attack (PSNR/SSIM and a PNG grid).
+It restores the run, extracts the frozen cut features of every split, and runs the evaluators named
+in `eval_config.evaluators` (privjax/evaluate/evaluators/, one module each): for every feature
+transform (none, PCA-k fitted on the model owner's training features and then frozen) and every
+noise variance, the evaluators that run per setting (the cloud head's utility, a fresh primary
+probe, each attacker family on each secret, rank privacy, open-set identity...), then those that run
+once (the raw-pixel and reference-run attackers, the reconstruction decoder, white-box inversion,
+re-identification of the reconstructions). The report also holds the run's description, feature
+norms and same/different-pair distances, which evaluator produced which keys, and timings.
+
+Progress goes to the terminal (`tqdm.auto`: over the settings, the evaluators run once, and the
+attacker fits of each secret) and every setting's results, as scalars, and the reconstruction grid,
+as an image, to TensorBoard under `RUN/eval/<name>/tensorboard` (privjax.evaluate.tensorboard).
+
 Must not import privjax.train.loop: evaluation never updates the extractor.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 
@@ -22,21 +25,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from tqdm import auto as tqdm
 
 from privjax import metrics, models
-from privjax.attacks import reconstruction, registry
+from privjax.attacks import registry
 from privjax.data import pipeline
 from privjax.evaluate import features as features_lib
-from privjax.evaluate import memo
+from privjax.evaluate import memo, tensorboard
 from privjax.evaluate.errors import EvalError
+from privjax.evaluate.evaluators import common
 from privjax.privacy import transforms
 
 ATTACKER_SPLITS = ('attacker_train', 'attacker_test')
+# The evaluators of eval configs written before `evaluators` was a key (the same as those configs ran).
+LEGACY_EVALUATORS = (
+    'head',
+    'probe',
+    'attackers',
+    'rank_privacy',
+    'pixel_reference',
+    'reference_run',
+    'reconstruction',
+)
 
-
-def _log(msg, *args):
-  logging.info(msg, *args)
-  print(msg % args if args else msg, flush=True)
+_log = common.log
 
 
 def check_request(run, eval_config) -> list[str]:
@@ -71,10 +83,21 @@ def check_request(run, eval_config) -> list[str]:
   for v in eval_config.noise_variances:
     if v < 0:
       raise EvalError(f'noise variance {v} is negative')
-  for family in eval_config.attackers:
-    if family not in registry.ATTACKERS:
-      raise EvalError(f'unknown attacker {family!r}; valid: {", ".join(registry.ATTACKERS)}')
   return list(eval_config.secrets)
+
+
+def load_evaluators(eval_config) -> list[tuple[str, object, str]]:
+  """(name, module, where it runs) of every enabled evaluator, in the config's order."""
+  names = list(eval_config.get('evaluators', LEGACY_EVALUATORS))
+  dupes = sorted({n for n in names if names.count(n) > 1})
+  if dupes:
+    raise EvalError(f'evaluators named twice: {", ".join(dupes)}')
+  out = []
+  for name in names:
+    module = common.load(name)
+    if common.is_enabled(module, eval_config, name):
+      out.append((name, module, common.settings_of(module, eval_config, name)))
+  return out
 
 
 def head_factory(run):
@@ -98,6 +121,13 @@ def _fit_transform(spec: str, train_features, cache_path: str):
   return pca
 
 
+def fit_transform(run, spec: str, train_features):
+  """The transform `spec` fitted on the owner's training features (cached with the run's features)."""
+  return _fit_transform(
+      spec, train_features, os.path.join(run.cache_dir, f'{spec.replace(":", "_")}.npz')
+  )
+
+
 def _apply(pca, features):
   return np.asarray(features if pca is None else pca.apply(features), np.float32)
 
@@ -106,7 +136,7 @@ def _noisy(key, z, variance):
   return np.asarray(transforms.add_gaussian_noise(key, jnp.asarray(z), variance), np.float32)
 
 
-def _head_accuracy(run, pca, z, labels, batch_size=512) -> float:
+def head_accuracy(run, pca, z, labels, batch_size=512) -> float:
   """The trained cloud head on uploaded features (mapped back through PCA, as the paper does)."""
   graphdef, params = nnx.split(run.model.head)
 
@@ -134,6 +164,7 @@ def attack_secret(
     transfer_inputs=None,
     head: str | None = None,
     use_memo: bool = True,
+    desc: str = 'attackers',
 ) -> dict:
   """Every family on one secret label, the strongest (by top-1, then top-5) and the baselines.
 
@@ -165,7 +196,9 @@ def attack_secret(
     if hit is not None:
       return dict(hit, memo=True)
   results = {}
-  for family in families:
+  bar = tqdm.tqdm(families, desc=desc, unit='fit', leave=False)
+  for family in bar:
+    bar.set_postfix_str(family)
     x_train, x_test = transfer_inputs if family == 'transfer' else (train, test)
     results[family] = registry.run_attack(
         family,
@@ -217,16 +250,29 @@ def feature_statistics(features, labels) -> dict:
   }
 
 
+def _merge(target: dict, results: dict, name: str, owners: dict) -> None:
+  if not isinstance(results, dict):
+    raise EvalError(f'evaluator {name!r} returned {type(results).__name__}, not a dict of results')
+  for k, v in results.items():
+    if k in target or k in owners:
+      raise EvalError(f'evaluator {name!r} returns {k!r}, which {owners.get(k, "the report")} has')
+    target[k] = v
+    owners[k] = name
+
+
 def evaluate_run(
     workdir: str, eval_config, *, step: int | None = None, data_dir: str | None = None
 ) -> dict:
   run = features_lib.load_run(workdir, step, data_dir=data_dir)
   secrets = check_request(run, eval_config)
+  evaluators = load_evaluators(eval_config)
+  for _, module, _ in evaluators:
+    if hasattr(module, 'check'):
+      module.check(run, eval_config)
   out_dir = os.path.join(workdir, 'eval', eval_config.name)
   cfg = run.config
   primary = cfg.dataset.primary
   overrides = eval_config.attacker_overrides.to_dict()
-  factory = head_factory(run)
   t_start = time.perf_counter()
 
   _log('[%s] extracting features at step %d', workdir, run.step)
@@ -235,8 +281,22 @@ def evaluate_run(
       for s in (cfg.dataset.train_split, cfg.dataset.test_split) + ATTACKER_SPLITS
   }
   train, test = data[cfg.dataset.train_split], data[cfg.dataset.test_split]
-  atk_train, atk_test = data['attacker_train'], data['attacker_test']
 
+  def attack(families, *args, **kw):
+    kw.setdefault('seed', eval_config.seed)
+    kw.setdefault('overrides', overrides)
+    kw.setdefault('use_memo', eval_config.attack_memo)
+    return attack_secret(families, *args, **kw)
+
+  ctx = common.Context(
+      run=run,
+      config=eval_config,
+      secrets=secrets,
+      data=data,
+      out_dir=out_dir,
+      attack=attack,
+      data_dir=data_dir,
+  )
   report = {
       'workdir': os.path.abspath(workdir),
       'step': run.step,
@@ -256,155 +316,71 @@ def evaluate_run(
       'feature_stats': feature_statistics(test['features'], test[primary]),
       'sweep': [],
   }
-  # The untransformed, noiseless setting (else the first): where a secret equal to the primary
-  # label is attacked when eval_config.primary_secret_sweep is off (the probe covers the rest).
+  produced = {
+      name: {'settings': where, 'keys': [], 'seconds': 0.0, 'cpu_seconds': 0.0}
+      for name, _, where in evaluators
+  }
+  # Keys the protocol writes after the evaluators have run are taken too.
+  owners = {k: 'the report' for k in (*report, 'evaluators', 'seconds', 'versions')}
+
+  def run_one(name, module, setting, target, target_owners):
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    results = module.run(ctx, setting)
+    produced[name]['seconds'] += time.perf_counter() - t0
+    # CPU time of every thread: what the work costs, whatever else shares the machine.
+    produced[name]['cpu_seconds'] += time.process_time() - cpu0
+    _merge(target, results, name, target_owners)
+    produced[name]['keys'] = list(dict.fromkeys(produced[name]['keys'] + list(results)))
+
+  writer = tensorboard.EvalWriter(out_dir)
+  # The untransformed, noiseless setting (else the first): where the 'baseline' evaluators run and
+  # where a secret equal to the primary label is attacked when eval_config.primary_secret_sweep is
+  # off (the probe covers the rest).
   settings = [(t, v) for t in eval_config.transforms for v in eval_config.noise_variances]
   baseline_setting = ('none', 0.0) if ('none', 0.0) in settings else settings[0]
+  per_setting = [e for e in evaluators if e[2] != 'once']
   key = jax.random.key(eval_config.seed)
+  bar = tqdm.tqdm(total=len(settings), desc='evaluation settings', unit='setting')
   for spec in eval_config.transforms:
-    pca = _fit_transform(
-        spec, train['features'], os.path.join(run.cache_dir, f'{spec.replace(":", "_")}.npz')
-    )
+    pca = fit_transform(run, spec, train['features'])
     z = {name: _apply(pca, d['features']) for name, d in data.items()}
     for variance in eval_config.noise_variances:
       _log('[%s] transform %s, noise variance %g', workdir, spec, variance)
+      bar.set_postfix_str(f'{spec}, noise {variance:g}')
       key, *keys = jax.random.split(key, 1 + len(z))
       noisy = {name: _noisy(k, z[name], variance) for k, name in zip(keys, z)}
+      setting = common.Setting(
+          transform=spec,
+          noise_variance=float(variance),
+          pca=pca,
+          clean=z,
+          noisy=noisy,
+          baseline=(spec, variance) == baseline_setting,
+      )
       entry = {
           'transform': spec,
           'noise_variance': float(variance),
           'uploaded_dims': int(np.prod(noisy[cfg.dataset.test_split].shape[1:])),
-          'primary_head_accuracy': _head_accuracy(
-              run, pca, noisy[cfg.dataset.test_split], test[primary]
-          ),
       }
-      if eval_config.probe:
-        probe = attack_secret(
-            ['linear'],
-            noisy[cfg.dataset.train_split],
-            noisy[cfg.dataset.test_split],
-            train[primary],
-            test[primary],
-            seed=eval_config.seed,
-            factory=None,
-            overrides=overrides,
-            use_memo=eval_config.attack_memo,
-        )
-        entry['primary_probe'] = probe['families']['linear']
-      # The transfer attacker re-trains the layers after the cut, so it sees cut-shaped input.
-      transfer_in = {
-          name: noisy[name] if pca is None else np.asarray(pca.inverse(noisy[name]), np.float32)
-          for name in noisy
-      }
-      baseline = (spec, variance) == baseline_setting
-      entry['attacks'] = {
-          secret: attack_secret(
-              eval_config.attackers,
-              noisy['attacker_train'],
-              noisy['attacker_test'],
-              atk_train[secret],
-              atk_test[secret],
-              seed=eval_config.seed,
-              factory=factory,
-              overrides=overrides,
-              transfer_inputs=(transfer_in['attacker_train'], transfer_in['attacker_test']),
-              head=f'{cfg.model.arch}:{cfg.model.cut}',
-              use_memo=eval_config.attack_memo,
-          )
-          for secret in secrets
-          if secret != primary or baseline or eval_config.primary_secret_sweep
-      }
-      if eval_config.rank_privacy:
-        entry['rank_privacy'] = metrics.rank_privacy(z['attacker_test'], noisy['attacker_test'])
+      entry_owners = {k: 'the sweep entry' for k in entry}
+      for name, module, where in per_setting:
+        if where == 'each' or setting.baseline:
+          run_one(name, module, setting, entry, entry_owners)
       report['sweep'].append(entry)
+      writer.setting(entry, settings.index((spec, variance)))
+      bar.update(1)
+  bar.close()
 
-  if eval_config.pixel_reference:
-    report['pixel_reference'] = pixel_reference(run, eval_config, secrets, overrides)
-  if eval_config.reference_run:
-    report['reference_run'] = reference_run_attacks(eval_config, secrets, overrides, data_dir)
-  if eval_config.reconstruction.enabled:
-    report['reconstruction'] = reconstruction_attack(
-        run, eval_config, atk_train['features'], atk_test['features'], out_dir
-    )
+  once = [e for e in evaluators if e[2] == 'once']
+  for name, module, _ in tqdm.tqdm(once, desc='evaluators run once', unit='evaluator'):
+    _log('[%s] evaluator %s', workdir, name)
+    run_one(name, module, None, report, owners)
+  report['evaluators'] = produced
   report['seconds'] = time.perf_counter() - t_start
   report['versions'] = package_versions()
+  writer.once(report, produced, run.step)
+  writer.close()
   return report
-
-
-def pixel_reference(run, eval_config, secrets, overrides) -> dict:
-  """Attackers on raw pixels: what the cloud could learn if the device sent the image itself."""
-  images = {s: features_lib.split_images(run.builder, run.config, s) for s in ATTACKER_SPLITS}
-  labels = {s: pipeline.load_split(run.builder, s).labels for s in ATTACKER_SPLITS}
-  x = {s: images[s].reshape(len(images[s]), -1).astype(np.float32) / 255.0 for s in images}
-  # The transfer attacker needs cut-shaped input; on pixels it would be a whole new network.
-  families = [f for f in eval_config.attackers if f != 'transfer']
-  return {
-      secret: attack_secret(
-          families,
-          x['attacker_train'],
-          x['attacker_test'],
-          labels['attacker_train'][secret],
-          labels['attacker_test'][secret],
-          seed=eval_config.seed,
-          factory=None,
-          overrides=overrides,
-          use_memo=eval_config.attack_memo,
-      )
-      for secret in secrets
-  }
-
-
-def reference_run_attacks(eval_config, secrets, overrides, data_dir) -> dict:
-  """The same attackers on another run's untransformed, noiseless cut features."""
-  ref = features_lib.load_run(eval_config.reference_run, data_dir=data_dir)
-  d = {s: features_lib.extract(ref, s, batch_size=eval_config.batch_size) for s in ATTACKER_SPLITS}
-  out = {
-      'workdir': os.path.abspath(eval_config.reference_run),
-      'step': ref.step,
-      'mode': ref.defence['name'],
-  }
-  for secret in secrets:
-    out[secret] = attack_secret(
-        eval_config.attackers,
-        d['attacker_train']['features'],
-        d['attacker_test']['features'],
-        d['attacker_train'][secret],
-        d['attacker_test'][secret],
-        seed=eval_config.seed,
-        factory=head_factory(ref),
-        overrides=overrides,
-        head=f'{ref.config.model.arch}:{ref.config.model.cut}',
-        use_memo=eval_config.attack_memo,
-    )
-  return out
-
-
-def reconstruction_attack(run, eval_config, train_features, test_features, out_dir) -> dict:
-  """Decoder from noiseless cut features to images, trained on attacker-train images."""
-  images = {
-      s: features_lib.split_images(run.builder, run.config, s).astype(np.float32) / 255.0
-      for s in ATTACKER_SPLITS
-  }
-  rc = eval_config.reconstruction
-  t0 = time.perf_counter()
-  decoder = reconstruction.fit_decoder(
-      train_features,
-      images['attacker_train'],
-      steps=rc.steps,
-      batch_size=rc.batch_size,
-      seed=eval_config.seed,
-  )
-  recon = np.asarray(decoder.reconstruct(test_features))
-  os.makedirs(out_dir, exist_ok=True)
-  grid = reconstruction.save_image_grid(
-      images['attacker_test'], recon, os.path.join(out_dir, 'reconstruction.png')
-  )
-  return {
-      'psnr': float(np.mean(metrics.psnr(images['attacker_test'], recon))),
-      'ssim': float(np.mean(metrics.ssim(images['attacker_test'], recon))),
-      'grid': os.path.relpath(grid, out_dir),
-      'train_seconds': time.perf_counter() - t0,
-  }
 
 
 def package_versions() -> dict:

@@ -174,6 +174,80 @@ def stats_lines(report) -> list[str]:
   return lines
 
 
+# Report keys that the sections above render (the evaluators that were there before plug-ins); every
+# other evaluator's results are rendered generically by `evaluator_sections`.
+RENDERED_KEYS = frozenset(
+    {
+        'primary_head_accuracy',
+        'primary_probe',
+        'attacks',
+        'rank_privacy',
+        'pixel_reference',
+        'reference_run',
+        'reconstruction',
+    }
+)
+
+
+def _cell(v) -> str:
+  if isinstance(v, bool) or v is None or isinstance(v, str):
+    return str(v)
+  if isinstance(v, (int, np.integer)):
+    return str(int(v))
+  if isinstance(v, (float, np.floating)):
+    return num(v, 4)
+  if isinstance(v, (list, tuple)):
+    return ', '.join(_cell(x) for x in v) if len(v) <= 8 else f'[{len(v)} values]'
+  return str(v)
+
+
+def flat_results(tree, prefix: str = '') -> list[tuple[str, str]]:
+  """(dotted path, cell) for the leaves of one evaluator's results; `x` and `x_se` side by side
+  become one cell `x ± x_se`; keys starting with '_' are internal and skipped."""
+  if not isinstance(tree, dict):
+    return [(prefix, _cell(tree))]
+  out = []
+  for k, v in tree.items():
+    k = str(k)
+    if k.startswith('_') or (k.endswith('_se') and k[:-3] in tree):
+      continue
+    path = f'{prefix}.{k}' if prefix else k
+    if isinstance(v, dict):
+      out += flat_results(v, path)
+    elif f'{k}_se' in tree and not isinstance(v, (dict, list, tuple, str)):
+      out.append((path, f'{_cell(v)} ± {_cell(tree[f"{k}_se"])}'))
+    else:
+      out.append((path, _cell(v)))
+  return out
+
+
+def evaluator_sections(report) -> list[str]:
+  """A section per evaluator whose results no table above renders (report['evaluators']): a table
+  of its results, with a column per setting of the sweep for those that run per setting."""
+  lines = []
+  for name, info in (report.get('evaluators') or {}).items():
+    keys = [k for k in info.get('keys', []) if k not in RENDERED_KEYS]
+    if not keys:
+      continue
+    lines += ['', f'## Evaluator `{name}`', '']
+    if info.get('settings') == 'once':
+      lines += ['| result | value |', '|---|---|']
+      for k in keys:
+        lines += [f'| {path} | {cell} |' for path, cell in flat_results(report.get(k), k)]
+      continue
+    entries = [e for e in report['sweep'] if any(k in e for k in keys)]
+    cols = [f'{e["transform"]}, σ² {num(e["noise_variance"])}' for e in entries]
+    rows: dict[str, list[str]] = {}
+    for i, e in enumerate(entries):
+      for k in keys:
+        if k in e:
+          for path, cell in flat_results(e[k], k):
+            rows.setdefault(path, ['—'] * len(entries))[i] = cell
+    lines += ['| result | ' + ' | '.join(cols) + ' |', '|---|' + '---|' * len(cols)]
+    lines += [f'| {path} | ' + ' | '.join(cells) + ' |' for path, cells in rows.items()]
+  return lines
+
+
 def markdown(report) -> str:
   lines = [
       f'# Privacy evaluation: `{report["workdir"]}`',
@@ -221,6 +295,25 @@ def markdown(report) -> str:
         f'PSNR {num(rec["psnr"], 4)} dB, SSIM {num(rec["ssim"], 3)}. '
         f'Originals (top) and reconstructions (bottom): ![grid]({rec["grid"]})',
     ]
+  inv = report.get('inversion')
+  if inv:
+    dec = inv.get('decoder')
+    beside = (
+        f'; the decoder on the same images: PSNR {num(dec["psnr"], 4)} dB, SSIM '
+        f'{num(dec["ssim"], 3)}'
+        if dec
+        else ''
+    )
+    lines += [
+        '',
+        f'White-box inversion (rMLE, {inv["steps"]} steps, TV weight {num(inv["tv_weight"])}) of '
+        f'{inv["num_images"]} attacker-test images through the extractor ({inv["transform"]}, '
+        f'noise σ² {num(inv["noise_variance"])}): PSNR {num(inv["psnr"], 4)} dB, SSIM '
+        f'{num(inv["ssim"], 3)}{beside}; the attacker\'s mean image: PSNR '
+        f'{num(inv["mean_image"]["psnr"], 4)} dB. Originals, decoder, rMLE: '
+        f'![grid]({inv["grid"]})',
+    ]
+  lines += evaluator_sections(report)
   lines += ['', f'Evaluation took {num(report["seconds"], 3)} s.', '']
   return '\n'.join(lines)
 
@@ -325,5 +418,32 @@ def compare_markdown(reports: list[dict], names: list[str]) -> str:
       'reconstruction PSNR (dB) / SSIM',
       lambda r: (f'{num(r["reconstruction"]["psnr"], 4)} / {num(r["reconstruction"]["ssim"], 3)}'),
   )
+  add(
+      'rMLE PSNR (dB) / SSIM (decoder on the same images)',
+      lambda r: (
+          f'{num(r["inversion"]["psnr"], 4)} / {num(r["inversion"]["ssim"], 3)} '
+          f'({num(r["inversion"]["decoder"]["psnr"], 4)} / '
+          f'{num(r["inversion"]["decoder"]["ssim"], 3)})'
+      ),
+  )
+  add(
+      're-identification top-1: originals / decoder / rMLE',
+      lambda r: ' / '.join(
+          [_top(r['reidentify']['originals'])]
+          + [
+              _top(r['reidentify']['methods'][m]) if m in r['reidentify']['methods'] else '—'
+              for m in ('decoder', 'inversion')
+          ]
+      ),
+  )
+
+  def open_set_cell(r):
+    o = _baseline(r)['open_set']
+    tar = o['tar_at_far']['0.001']
+    return (
+        f'{pct_se(tar["tar"], tar["tar_se"])} / {pct_se(o["gallery_top1"], o["gallery_top1_se"])}'
+    )
+
+  add('open set: TAR@FAR 1e-3 / gallery top-1', open_set_cell)
   header = ['| | ' + ' | '.join(names) + ' |', '|---|' + '---|' * len(names)]
   return '\n'.join(header + rows) + '\n'
