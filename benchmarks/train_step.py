@@ -26,9 +26,17 @@ them alike:
             loss, Adam with the head at 10x), channels-last, torch.set_num_threads(usable CPUs),
             OMP_WAIT_POLICY=PASSIVE unless set, eager and torch.compile; ratio privjax/PyTorch from
             this run. Skipped without PyTorch.
-  pipeline  privjax.data.pipeline.pair_batches on the default synthetic_faces data (built on first
-            use; resized for vgg16) with the default config's data_threads, pair batches/s and
-            images/s, and its ratio to the train step. Skipped without grain/TFDS.
+  pipeline  the training input pipeline at the model's input size, as the training loop runs it
+            (privjax.data.pipeline.pair_batches → privjax.train.loop.device_batches: read, PNG
+            decode, the training config's augmentation, pair batching, device_put), with the data
+            set and preprocessing of PIPELINE_CONFIGS (vgg16: the paper's config, 224x224, flip)
+            on generated photos (PIPELINE_PHOTOS), --pipeline-batch pairs per batch. For each CPU
+            count in --pipeline-cpus it runs in a process of its own pinned to that many CPUs
+            (os.sched_setaffinity), with threads only (the config's data_threads) and with one
+            grain worker process per CPU (mp_prefetch). Reported: images/s; images per CPU-second
+            of the whole process tree (the per-core rate, which other load on the machine does not
+            lower) and of the main process alone (its ceiling with workers); and the CPUs it takes
+            at that rate to feed H200_VGG16_BF16_IMAGES_PER_S, the GPU step's measured rate.
 
 Default --batch: 32 pairs (the demo config) for vgg_mini; for vgg16 2 pairs on CPU, 64 on GPU/TPU.
 Other processes on the machine skew the numbers: the load average is printed with them.
@@ -41,6 +49,8 @@ import dataclasses
 import json
 import math
 import os
+import queue as queue_lib
+import shutil
 import statistics
 import sys
 import time
@@ -77,6 +87,20 @@ PEAK_BF16 = (
     ('TPU v6 lite', 918e12),
     ('TPU v6e', 918e12),
 )
+
+# The rate the input pipeline must feed: privjax's VGG-16 train step (cut conv5_3, bf16, 64 pairs =
+# 128 images per step) on one NVIDIA H200 with jax 0.11.2, "privjax train 4207.4 images/s" in
+# benchmarks/results/h200_bf16.log (this script, commit f4cf39b).
+H200_VGG16_BF16_IMAGES_PER_S = 4207.4
+
+# The training config whose data set and preprocessing the pipeline is measured with, per model:
+# an image_folder data set (the photo builders' PNGs, as CelebA and LFW are stored) of generated
+# photos (benchmarks/make_photo_folder.py: identities, photos each) at the model's input size.
+PIPELINE_CONFIGS = {
+    'vgg16': 'configs/paper/vgg16.py:dataset=image_folder,siamese',
+    'vgg_mini': 'configs/image_folder.py:siamese',
+}
+PIPELINE_PHOTOS = (60, 20)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,35 +360,159 @@ def torch_runners(arch, cut, batch, dtype, args) -> tuple[dict, dict]:
   return out, runners
 
 
-def bench_pipeline(arch, batch, args) -> dict:
+def _tree_cpu_seconds(pid: int) -> tuple[float, float]:
+  """(CPU seconds of process `pid`, of it and all its descendants), from /proc (Linux)."""
+  tick = os.sysconf('SC_CLK_TCK')
+  with open(f'/proc/{pid}/stat') as f:
+    fields = f.read().rsplit(')', 1)[1].split()
+  own = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+  total = own
+  for tid in os.listdir(f'/proc/{pid}/task'):
+    try:
+      with open(f'/proc/{pid}/task/{tid}/children') as f:
+        children = f.read().split()
+    except FileNotFoundError:  # the thread ended
+      continue
+    for child in children:
+      try:
+        total += _tree_cpu_seconds(int(child))[1]
+      except FileNotFoundError:  # the child ended
+        pass
+  return own, total
+
+
+def _pipeline_config(arch_name: str, csv: str, data_dir: str):
+  from privjax import config as config_lib
+
+  path, arg = PIPELINE_CONFIGS[arch_name].split(':')
+  root = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+  config = config_lib.config_module(os.path.join(root, path)).get_config(arg)
+  config.dataset.builder_kwargs.csv = csv
+  config.dataset.data_dir = data_dir
+  return config
+
+
+def _pipeline_child(queue, cpus, arch_name, csv, data_dir, batch, threads, workers, args):
+  """Runs in a process of its own, pinned to `cpus`; puts its measurements on `queue`."""
+  os.sched_setaffinity(0, cpus)
+  # On a GPU, this process shares the chip with the benchmark's: no preallocation.
+  os.environ['XLA_PYTHON_CLIENT_PREALLOCATE'] = 'false'
   try:
-    from privjax.data import pipeline, synthetic_faces
+    from privjax.data import pipeline
+    from privjax.train import loop
+
+    config = _pipeline_config(arch_name, csv, data_dir)
+    split = pipeline.load_split(pipeline.get_builder(config.dataset), config.dataset.train_split)
+    pre = pipeline.preprocess_from_config(config, train=True)
+    pipeline.check_image_size(split, pre)
+    sharding = NamedSharding(loop.data_mesh(), P('data'))
+    host = pipeline.pair_batches(
+        split, config.dataset.primary, batch, pre, seed=0, threads=threads, workers=workers
+    )
+    # The training loop's own path: host batches → global device arrays, 2 in flight.
+    batches = loop.device_batches(host, sharding, batch, 2)
+    start = time.perf_counter()
+    for _ in range(4 * max(workers, 1)):  # starts the workers and fills the read-ahead buffers
+      jax.block_until_ready(next(batches))
+    warmup_s = time.perf_counter() - start
+    rows = []
+    for _ in range(args.windows):
+      n, start, cpu = 0, time.perf_counter(), _tree_cpu_seconds(os.getpid())
+      while time.perf_counter() - start < args.window_seconds:
+        jax.block_until_ready(next(batches))
+        n += 1
+      wall = time.perf_counter() - start
+      end = _tree_cpu_seconds(os.getpid())
+      rows.append((2 * batch * n, wall, end[0] - cpu[0], end[1] - cpu[1]))
+    host.close()  # stops grain's workers and frees their shared memory
+    images, tree_cpu, main_cpu = (sum(r[i] for r in rows) for i in (0, 3, 2))
+    queue.put(
+        {
+            'cpus': len(cpus),
+            'workers': workers,
+            'threads': threads,
+            'images_per_s': statistics.median(r[0] / r[1] for r in rows),
+            'images_per_s_windows': [r[0] / r[1] for r in rows],
+            # /proc counts CPU time in clock ticks (10 ms): None when below one.
+            'images_per_cpu_s': images / tree_cpu if tree_cpu else None,
+            'main_images_per_cpu_s': images / main_cpu if main_cpu else None,
+            'cpu_busy': tree_cpu / sum(r[1] for r in rows) / len(cpus),
+            'warmup_s': warmup_s,
+            'load': os.getloadavg(),
+        }
+    )
+  except Exception as e:  # reported in the results, not a hung parent
+    queue.put({'cpus': len(cpus), 'workers': workers, 'error': f'{type(e).__name__}: {e}'})
+
+
+def prepare_pipeline_data(arch_name: str, data_dir: str) -> str:
+  """Prepares the image_folder data set of generated photos at the model's input size (reused
+  when prepared before: the data set is named by its CSV's content); returns the CSV's path."""
+  import tempfile
+
+  from privjax.data import pipeline
+
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  import make_photo_folder
+
+  folder = tempfile.mkdtemp(prefix='privjax-pipeline-photos-')
+  csv = make_photo_folder.write_folder(folder, *PIPELINE_PHOTOS)
+  pipeline.get_builder(_pipeline_config(arch_name, csv, data_dir).dataset)
+  return csv
+
+
+def bench_pipeline(arch_name: str, args) -> dict:
+  """The training input pipeline per host CPU: one pinned process per (CPU count, workers)."""
+  import multiprocessing
+
+  try:
+    csv = prepare_pipeline_data(arch_name, args.data_dir)
   except ImportError as e:
     return {'pipeline': f'skipped ({e})'}
-  builder = synthetic_faces.build('default', data_dir=args.data_dir or None)
-  split = pipeline.load_split(builder, 'train')
-  size = arch.image_size
-  pre = pipeline.Preprocess(
-      size=size, resize=split.image_shape[0] != size, center_crop=1.0, flip=True
-  )
-  batches = pipeline.pair_batches(split, 'gender', batch, pre, seed=0, threads=args.data_threads)
-
-  for _ in range(8):  # fills grain's read-ahead buffer, as during training
-    next(batches)
-  # Windows of fixed duration: a read-ahead buffer makes one batch's time a useless calibration.
-  times = []
-  for _ in range(args.windows):
-    start, n = time.perf_counter(), 0
-    while time.perf_counter() - start < args.window_seconds:
-      next(batches)
-      n += 1
-    times.append((time.perf_counter() - start) / n)
-  sec = statistics.median(times)
-  return {
-      'pipeline_batches_per_s': 1 / sec,
-      'pipeline_images_per_s': 2 * batch / sec,
-      'pipeline_threads': args.data_threads,
+  try:
+    config = _pipeline_config(arch_name, csv, args.data_dir)
+    threads = args.data_threads or config.data_threads
+    usable = sorted(os.sched_getaffinity(0))
+    runs = []
+    for count in (int(c) for c in args.pipeline_cpus.split(',')):
+      if count > len(usable):
+        runs.append({'cpus': count, 'error': f'only {len(usable)} CPUs usable'})
+        continue
+      # Threads only (the config's data_threads), then one worker process per CPU.
+      for workers in (0, count):
+        per_worker = threads if not workers else max(1, threads // workers)
+        ctx = multiprocessing.get_context('spawn')
+        queue = ctx.Queue()
+        child = ctx.Process(
+            target=_pipeline_child,
+            args=(queue, usable[-count:], arch_name, csv, args.data_dir, args.pipeline_batch)
+            + (per_worker, workers, args),
+        )
+        child.start()
+        result = None
+        while result is None and (child.is_alive() or not queue.empty()):
+          try:
+            result = queue.get(timeout=5)
+          except queue_lib.Empty:
+            pass
+        child.join()
+        runs.append(result or {'cpus': count, 'workers': workers, 'error': 'the process died'})
+        print(json.dumps({'pipeline_run': runs[-1]}), flush=True)
+  finally:
+    shutil.rmtree(os.path.dirname(csv))  # the photos: the prepared data set is what is reused
+  out = {
+      'pipeline_runs': runs,
+      'pipeline_batch_pairs': args.pipeline_batch,
+      'pipeline_data': (
+          f'image_folder of {PIPELINE_PHOTOS[0]}x{PIPELINE_PHOTOS[1]} generated photos'
+      ),
+      'pipeline_config': PIPELINE_CONFIGS[arch_name],
+      'pipeline_gpu_rate': H200_VGG16_BF16_IMAGES_PER_S,
   }
+  for r in runs:
+    if r.get('images_per_cpu_s'):
+      r['cpus_for_gpu_rate'] = H200_VGG16_BF16_IMAGES_PER_S / r['images_per_cpu_s']
+  return out
 
 
 def main(argv=None):
@@ -378,9 +526,17 @@ def main(argv=None):
   parser.add_argument('--torch-compile', type=int, default=1, help='0 skips torch.compile')
   parser.add_argument('--attack-rows', type=int, default=1000)
   parser.add_argument('--attack-classes', type=int, default=50)
-  parser.add_argument('--skip', default='', help='comma-separated: attack,torch,pipeline')
+  parser.add_argument(
+      '--skip',
+      default='',
+      help='comma-separated: step (the train steps and extractor),attack,torch,pipeline',
+  )
   parser.add_argument('--data-dir', default='', help='TFDS data dir (default: TFDS default)')
-  parser.add_argument('--data-threads', type=int, default=2)
+  parser.add_argument(
+      '--data-threads', type=int, default=0, help="pipeline threads (default: the config's)"
+  )
+  parser.add_argument('--pipeline-cpus', default='1,2', help='CPU counts to pin the pipeline to')
+  parser.add_argument('--pipeline-batch', type=int, default=64, help='pairs per pipeline batch')
   parser.add_argument('--json', default='', help='also write the results to this file')
   args = parser.parse_args(argv)
   skip = set(filter(None, args.skip.split(',')))
@@ -405,20 +561,21 @@ def main(argv=None):
         32 if name == 'vgg_mini' else 2 if jax.default_backend() == 'cpu' else 64
     )
     row = {'model': name, 'cut': cut, 'batch_pairs': batch, 'dtype': args.dtype}
-    info, runners = privjax_runners(arch, cut, batch, args.dtype)
-    if 'torch' not in skip:
-      facts, more = torch_runners(arch, cut, batch, args.dtype, args)
-      row.update(facts)
-      runners.update(more)
-    sec = windows(runners, args.windows, args.window_seconds)
-    row.update(privjax_rates(info, sec, batch))
-    for key in sec:
-      if key.startswith('torch_'):
-        row[f'{key}_step_ms'] = 1e3 * sec[key]
-        row[f'{key}_images_per_s'] = 2 * batch / sec[key]
-    print(json.dumps(row), flush=True)
+    if 'step' not in skip:  # the pipeline alone: --skip step,attack
+      info, runners = privjax_runners(arch, cut, batch, args.dtype)
+      if 'torch' not in skip:
+        facts, more = torch_runners(arch, cut, batch, args.dtype, args)
+        row.update(facts)
+        runners.update(more)
+      sec = windows(runners, args.windows, args.window_seconds)
+      row.update(privjax_rates(info, sec, batch))
+      for key in sec:
+        if key.startswith('torch_'):
+          row[f'{key}_step_ms'] = 1e3 * sec[key]
+          row[f'{key}_images_per_s'] = 2 * batch / sec[key]
+      print(json.dumps(row), flush=True)
     for part, fn in (
-        ('pipeline', lambda: bench_pipeline(arch, batch, args)),
+        ('pipeline', lambda: bench_pipeline(name, args)),
         ('attack', lambda: bench_attack(arch, cut, args)),
     ):
       if part not in skip:
@@ -438,45 +595,68 @@ def summary(results, header) -> str:
       f"{header['cpus']} CPUs, load {header['load_before'][0]:.1f}"
   ]
   for r in results:
-    lines.append(
-        f"{r['model']} (cut {r['cut']}, {r['batch_pairs']} pairs = "
-        f"{2 * r['batch_pairs']} images/step, {r['dtype']}):"
-    )
-    perf = (
-        f"  privjax train    {r['train_images_per_s']:9.1f} images/s  "
-        f"{r['step_ms']:8.1f} ms/step"
-    )
-    if r.get('achieved_tflops'):
-      perf += f"  {r['achieved_tflops'] * 1e3:8.1f} GFLOP/s"
-    if r.get('mfu') is not None:
-      perf += f"  MFU {100 * r['mfu']:.1f}% of bf16 peak"
-    lines.append(perf + f"  (compile {r['compile_s']:.1f} s)")
-    if r.get('xla_defaults_images_per_s'):
+    if 'train_images_per_s' not in r:  # --skip step
+      lines.append(f"{r['model']}:")
+    else:
       lines.append(
-          f"  ... XLA defaults {r['xla_defaults_images_per_s']:9.1f} images/s  "
-          '(the same step without privjax.train.step.compiler_options)'
+          f"{r['model']} (cut {r['cut']}, {r['batch_pairs']} pairs = "
+          f"{2 * r['batch_pairs']} images/step, {r['dtype']}):"
       )
-    lines.append(f"  privjax extract  {r['extract_images_per_s']:9.1f} images/s")
-    best = None
-    for name in ('eager', 'compile'):
-      rate = r.get(f'torch_{name}_images_per_s')
-      if rate:
+      perf = (
+          f"  privjax train    {r['train_images_per_s']:9.1f} images/s  "
+          f"{r['step_ms']:8.1f} ms/step"
+      )
+      if r.get('achieved_tflops'):
+        perf += f"  {r['achieved_tflops'] * 1e3:8.1f} GFLOP/s"
+      if r.get('mfu') is not None:
+        perf += f"  MFU {100 * r['mfu']:.1f}% of bf16 peak"
+      lines.append(perf + f"  (compile {r['compile_s']:.1f} s)")
+      if r.get('xla_defaults_images_per_s'):
         lines.append(
-            f'  torch {name:10s} {rate:9.1f} images/s  '
-            f"{r[f'torch_{name}_step_ms']:8.1f} ms/step  privjax/torch = "
-            f"{r['train_images_per_s'] / rate:.2f}"
+            f"  ... XLA defaults {r['xla_defaults_images_per_s']:9.1f} images/s  "
+            '(the same step without privjax.train.step.compiler_options)'
         )
-        best = max(best or 0, rate)
-      elif f'torch_{name}' in r:
-        lines.append(f"  torch {name:10s} {r[f'torch_{name}']}")
-    if best:
-      lines.append(f"  privjax / best torch = {r['train_images_per_s'] / best:.2f}")
-    if 'pipeline_images_per_s' in r:
+      lines.append(f"  privjax extract  {r['extract_images_per_s']:9.1f} images/s")
+      best = None
+      for name in ('eager', 'compile'):
+        rate = r.get(f'torch_{name}_images_per_s')
+        if rate:
+          lines.append(
+              f'  torch {name:10s} {rate:9.1f} images/s  '
+              f"{r[f'torch_{name}_step_ms']:8.1f} ms/step  privjax/torch = "
+              f"{r['train_images_per_s'] / rate:.2f}"
+          )
+          best = max(best or 0, rate)
+        elif f'torch_{name}' in r:
+          lines.append(f"  torch {name:10s} {r[f'torch_{name}']}")
+      if best:
+        lines.append(f"  privjax / best torch = {r['train_images_per_s'] / best:.2f}")
+    if 'pipeline_runs' in r:
       lines.append(
-          f"  input pipeline   {r['pipeline_images_per_s']:9.1f} images/s  "
-          f"{r['pipeline_batches_per_s']:.2f} pair batches/s  pipeline/step = "
-          f"{r['pipeline_images_per_s'] / r['train_images_per_s']:.2f}"
+          f"  input pipeline ({r['pipeline_config']}, {r['pipeline_data']}, "
+          f"{r['pipeline_batch_pairs']} pairs per batch, to the device):"
       )
+      for run in r['pipeline_runs']:
+        how = f"{run['cpus']} CPU{'s' if run['cpus'] > 1 else ''}, " + (
+            f"{run['workers']} worker process{'es' if run['workers'] > 1 else ''}"
+            if run.get('workers')
+            else 'threads only'
+        )
+        if 'error' in run:
+          lines.append(f'    {how:34s} {run["error"]}')
+          continue
+        per_cpu, main = run['images_per_cpu_s'], run['main_images_per_cpu_s']
+        lines.append(
+            f"    {how:34s} {run['images_per_s']:7.1f} images/s  "
+            f"{f'{per_cpu:6.1f}' if per_cpu else '     ?'} images per CPU-second "
+            f"(main process alone {f'{main:6.1f}' if main else '     ?'})  "
+            f"CPUs busy {100 * run['cpu_busy']:3.0f}%  "
+            + (
+                f"{run['cpus_for_gpu_rate']:5.1f} CPUs for {r['pipeline_gpu_rate']:.0f} images/s"
+                if per_cpu
+                else ''
+            )
+        )
     elif 'pipeline' in r:
       lines.append(f"  input pipeline   {r['pipeline']}")
     if 'attack_fit_s' in r:
