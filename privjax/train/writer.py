@@ -22,7 +22,8 @@ resumed run does not write them again.
 The workdir may be a URI (`gs://...`, privjax.paths). Object stores cannot append: there
 metrics.jsonl is rewritten whole on every write, and the event files are written through
 `etils.epath` (kept in memory, rewritten on every flush, as tensorboardX's own GCS and S3 writers
-do; registered with tensorboardX for the URI's scheme).
+do; registered with tensorboardX for the URI's scheme by `summary_writer`, which evaluation can use
+too).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 
 import jax
 
@@ -145,11 +147,14 @@ class _EventFiles:
     paths.as_path(path).mkdir(parents=True, exist_ok=True)  # a no-op on an object store
 
 
-def _tensorboard_writer(tb_dir: str, purge_step: int | None):
-  if not paths.is_local(tb_dir):
-    scheme = tb_dir.split('://', 1)[0]
+def summary_writer(logdir: str, purge_step: int | None = None):
+  """A tensorboardX `SummaryWriter` for `logdir`, a local path or a URI (its event files then go
+  through epath, for every writer of the process and that scheme); needs tensorboardX."""
+  logdir = os.fspath(logdir)
+  if not paths.is_local(logdir):
+    scheme = logdir.split('://', 1)[0]
     tb_record_writer.register_writer_factory(scheme, _EventFiles())
-  return tensorboardX.SummaryWriter(tb_dir, purge_step=purge_step)
+  return tensorboardX.SummaryWriter(logdir, purge_step=purge_step)
 
 
 class MetricWriter:
@@ -179,7 +184,7 @@ class MetricWriter:
       if self._text and not self._text.endswith('\n'):
         self._text += '\n'
     if tensorboardX:
-      self._tb = _tensorboard_writer(tb_dir, purge)
+      self._tb = summary_writer(tb_dir, purge)
 
   def write(self, step: int, metrics: dict[str, float]) -> None:
     if not self.enabled:
