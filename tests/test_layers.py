@@ -112,6 +112,16 @@ RULES = (
         ('privjax.evaluate',),
         why='evaluators call it on arrays, not the other way round',
     ),
+    Rule(
+        'privjax.attacks.shards',
+        ('privjax.evaluate', 'privjax.models', 'privjax.defences'),
+        why='the evaluation writes feature stores; the store knows nothing of it',
+    ),
+    Rule(
+        'privjax.attacks.streaming',
+        ('privjax.evaluate',),
+        why='evaluators call it on feature stores, not the other way round',
+    ),
     # Models below config, training and data: pure functions of their parameters.
     Rule(
         'privjax.models.*',
