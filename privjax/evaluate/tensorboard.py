@@ -2,11 +2,11 @@
 library the training loop's metric writer uses; optional, like there).
 
 Per setting of the sweep, every numeric result is a scalar tagged `<transform>/<result path>` (for
-example `pca:32/attacks/identity/top1`) at step = the setting's index in the sweep; the text
-`settings` maps steps to (transform, noise variance). Results of the evaluators that run once are
-scalars tagged `<result path>` at the checkpoint's step, and every PNG they wrote (a path ending in
-`.png`, relative to the report folder) is an image (the reconstruction grids). Only process 0
-writes. Nothing here computes a result: it copies numbers out of the report.
+example `pca_32/attacks/identity/top1`: tensorboardX writes `:` as `_`) at step = the setting's
+index in the sweep; the text `settings` maps steps to (transform, noise variance). Results of the
+evaluators that run once are scalars tagged `<result path>` at the checkpoint's step, and every PNG
+they wrote (a path ending in `.png`, relative to the report folder) is an image (the reconstruction
+grids). Only process 0 writes. Nothing here computes a result: it copies numbers out of the report.
 """
 
 from __future__ import annotations
