@@ -86,11 +86,12 @@ def sweep_table(report) -> list[str]:
         e['transform'],
         num(e['noise_variance']),
         str(e['uploaded_dims']),
-        pct(e['primary_head_accuracy']),
+        pct(e.get('primary_head_accuracy')),
         pct(e.get('primary_probe', {}).get('top1')),
     ]
     for s in secrets:
-      a = e['attacks'].get(s)  # absent: not attacked at this setting (primary_secret_sweep)
+      # Absent: not attacked at this setting (primary_secret_sweep), or no attackers evaluator.
+      a = e.get('attacks', {}).get(s)
       row += [f'{_top(a)} ({a["strongest"]})', _top(a, 'top5')] if a else ['—', '—']
     rp = e.get('rank_privacy')
     row += (
@@ -109,7 +110,9 @@ def families_table(report) -> list[str]:
       '|---|---|---|---|---|---|',
   ]
   for s in report['secrets']:
-    a = base['attacks'][s]
+    a = base.get('attacks', {}).get(s)
+    if a is None:  # the attackers evaluator did not run
+      continue
     for fam, r in a['families'].items():
       mark = ' **(strongest)**' if fam == a['strongest'] else ''
       lines.append(
