@@ -81,13 +81,122 @@ def test_eval_py_writes_a_complete_report_and_compares(trained_runs):
   assert set(report['pixel_reference']) == {'identity', 'gender'}
   assert 0 < report['reconstruction']['ssim'] <= 1 and report['reconstruction']['psnr'] > 0
   assert report['versions']['jax'] and report['seeds'] == {'train': 0, 'eval': 0}
-  assert 'identity top-1' in open(os.path.join(out, 'report.md')).read()
+  md = open(os.path.join(out, 'report.md')).read()
+  assert 'identity top-1' in md
+
+  # Every evaluator of the tiny config ran, and says which report keys it produced.
+  assert list(report['evaluators']) == [
+      'head',
+      'probe',
+      'attackers',
+      'rank_privacy',
+      'open_set',
+      'pixel_reference',
+      'reference_run',
+      'reconstruction',
+      'inversion',
+      'reidentify',
+  ]
+  attackers = report['evaluators']['attackers']
+  assert attackers['settings'] == 'each' and attackers['keys'] == ['attacks']
+  assert 0 < attackers['seconds'] < report['seconds'] and attackers['cpu_seconds'] > 0
+  # White-box inversion of 4 fixed attacker-test images, beside the decoder on the same images.
+  inv = report['inversion']
+  assert inv['num_images'] == 4 and inv['steps'] == 5 and inv['transform'] == 'none'
+  assert inv['psnr'] > 0 and 0 < inv['ssim'] <= 1 and inv['decoder']['psnr'] > 0
+  from PIL import Image
+
+  assert Image.open(os.path.join(out, inv['grid'])).size == (4 * 64, 3 * 64)
+  # Re-identification: on the originals it is the raw-pixel attacker of the same family and split.
+  reid = report['reidentify']
+  raw = report['pixel_reference']['identity']['families']['linear']
+  assert reid['family'] == 'linear'
+  assert (
+      reid['originals']['top1'] == raw['top1'] and reid['originals']['num_test'] == raw['num_test']
+  )
+  assert set(reid['methods']) == {'decoder', 'inversion'}
+  assert reid['methods']['decoder']['ceiling']['top1'] == raw['top1']  # every attacker-test image
+  assert reid['methods']['inversion']['num_test'] == 4
+  # Open-set identity at the baseline setting only (tiny and fast), on the owner's test people.
+  with_open_set = [e for e in report['sweep'] if 'open_set' in e]
+  assert [(e['transform'], e['noise_variance']) for e in with_open_set] == [('none', 0.0)]
+  open_set = with_open_set[0]['open_set']
+  assert set(open_set['tar_at_far']) == {'0.01', '0.001'}
+  assert open_set['num_probe'] > 0 and 0 <= open_set['gallery_top1'] <= 1
+  assert 'White-box inversion (rMLE' in md and '## Evaluator `open_set`' in md
+  assert '| reidentify.originals.top1 |' in md
+  # TensorBoard: scalars per setting and the grids as images.
+  (events,) = [f for f in os.listdir(os.path.join(out, 'tensorboard')) if 'tfevents' in f]
+  data = open(os.path.join(out, 'tensorboard', events), 'rb').read()
+  for tag in (
+      b'none/attacks/identity/top1',
+      b'pca_4/primary_head_accuracy',
+      b'reconstruction/grid',
+  ):
+    assert tag in data, tag
+  assert b'inversion/grid' in data and b'reidentify/originals/top1' in data
 
   compare = _eval(
       '--compare', trained_runs['simple'], run, '--out', os.path.join(run, 'compare.md')
   )
   assert compare.returncode == 2  # simple has not been evaluated yet
   assert 'no report at' in compare.stderr and 'Traceback' not in compare.stderr
+
+
+PLUGIN = '''"""A test evaluator: the mean of the uploaded test features."""
+
+import numpy as np
+
+SETTINGS = 'each'
+
+
+def run(ctx, setting):
+  z = setting.noisy[ctx.test_split]
+  return {'mean_upload': {'mean': float(np.mean(z)), 'scale': ctx.config.mean_upload.scale}}
+'''
+
+
+def test_an_evaluator_from_one_file_and_a_config_section_reaches_the_report(
+    trained_runs, tmp_path, monkeypatch
+):
+  import ml_collections
+
+  from privjax.report import tables
+
+  package = tmp_path / 'my_evals'
+  package.mkdir()
+  (package / '__init__.py').write_text('')
+  (package / 'mean_upload.py').write_text(PLUGIN)
+  monkeypatch.syspath_prepend(str(tmp_path))
+  config = _tiny_eval_config()
+  config.name = 'plugin'
+  config.evaluators = ('head', 'my_evals.mean_upload')
+  # Its section: a setting of its own, and where it runs (overriding the module's 'each').
+  config.mean_upload = ml_collections.ConfigDict({'scale': 2.5, 'settings': 'baseline'})
+  run = trained_runs['simple']
+  report = protocol.evaluate_run(run, config)
+  assert report['evaluators']['my_evals.mean_upload']['settings'] == 'baseline'
+  assert report['evaluators']['my_evals.mean_upload']['keys'] == ['mean_upload']
+  assert 'pixel_reference' not in report and 'reconstruction' not in report
+  entries = [e for e in report['sweep'] if 'mean_upload' in e]
+  assert [(e['transform'], e['noise_variance']) for e in entries] == [('none', 0.0)]
+  assert all('attacks' not in e for e in report['sweep'])  # only the evaluators named
+  test_features = features_lib.extract(features_lib.load_run(run), 'test')['features']
+  assert entries[0]['mean_upload'] == {'mean': float(np.mean(test_features)), 'scale': 2.5}
+  out = os.path.join(run, 'eval', 'plugin')
+  tables.write_report(report, out)
+  saved = json.load(open(os.path.join(out, 'report.json')))
+  assert saved['sweep'][0]['mean_upload']['scale'] == 2.5
+  md = open(os.path.join(out, 'report.md')).read()
+  assert '## Evaluator `my_evals.mean_upload`' in md and '| mean_upload.scale | 2.5 |' in md
+  (events,) = [f for f in os.listdir(os.path.join(out, 'tensorboard')) if 'tfevents' in f]
+  assert b'none/mean_upload/mean' in open(os.path.join(out, 'tensorboard', events), 'rb').read()
+  # Two evaluators may not claim one report key.
+  config.evaluators = ('head', 'my_evals.mean_upload', 'my_evals.again')
+  (package / 'again.py').write_text(PLUGIN)
+  config.again = ml_collections.ConfigDict({'settings': 'baseline'})
+  with pytest.raises(EvalError, match="evaluator 'my_evals.again' returns 'mean_upload', which"):
+    protocol.evaluate_run(run, config)
 
 
 def test_features_are_cached_per_checkpoint_step(trained_runs):
@@ -125,6 +234,18 @@ def test_bad_requests_are_one_line_errors(trained_runs, tmp_path):
   config = _tiny_eval_config()
   config.transforms = ('pca:9000',)
   with pytest.raises(EvalError, match='PCA size 9000 is larger than the feature dimension 8192'):
+    protocol.evaluate_run(trained_runs['simple'], config)
+  config = _tiny_eval_config()
+  config.evaluators = ('head', 'attackers', 'nope')
+  with pytest.raises(EvalError, match="unknown evaluator 'nope'"):
+    protocol.evaluate_run(trained_runs['simple'], config)
+  config = _tiny_eval_config()
+  config.attackers = ('linear', 'oracle')
+  with pytest.raises(EvalError, match="unknown attacker 'oracle'"):
+    protocol.evaluate_run(trained_runs['simple'], config)
+  config = _tiny_eval_config()
+  config.open_set.label = 'shoe_size'
+  with pytest.raises(EvalError, match="open_set: label 'shoe_size'"):
     protocol.evaluate_run(trained_runs['simple'], config)
   result = _eval('--workdir', str(empty), '--config', 'configs/eval/default.py:tiny')
   assert result.returncode == 2
