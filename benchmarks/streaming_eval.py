@@ -9,7 +9,7 @@ shards (class means in a rank-32 subspace, a strong rank-4 nuisance, noise, offs
 ``identity`` of ``--classes`` classes): a VGG-16 forward pass over 13k images takes hours on two
 cores, so the extraction is timed on ``--extract-images`` random images instead and extrapolated.
 
-Every attacker runs in its own child process (so its peak resident set, ``ru_maxrss``, is its own):
+Every attacker runs in its own child process (so its peak resident set, ``VmHWM``, is its own):
 ``streaming_linear`` (minibatch Adam, one ``l2``) and ``streaming_pca_linear`` (Gram-matrix PCA,
 sizes 32/128/512 with and without whitening chosen on val) with ``memory_budget = --budget-gb``,
 their peak resident set checked against ``--cap-gb`` (an address-space limit, RLIMIT_AS, aborts
@@ -51,7 +51,9 @@ L2 = 1e-2
 
 
 def _max_rss() -> int:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+  """This process's own peak resident set (VmHWM): ru_maxrss carries the parent's over fork+exec."""
+  with open("/proc/self/status") as f:
+    return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
 
 
 def _cpu_seconds() -> float:
@@ -256,7 +258,7 @@ def main():
       "",
       "Synthetic float16 feature shards, 80% attacker-train / 20% attacker-test, "
       f"{args.classes} identity classes; streaming runs with `memory_budget` {args.budget_gb} GB, "
-      f"their peak RSS (ru_maxrss of the child process) against the {args.cap_gb} GB cap. "
+      f"their peak RSS (VmHWM of the child process) against the {args.cap_gb} GB cap. "
       f"streaming_linear: minibatch Adam, l2 {L2}, {args.epochs} epochs; linear: L-BFGS, the same "
       "l2; pca_*: sizes 32/128/512, whitened or not, chosen on val.",
       "",

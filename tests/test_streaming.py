@@ -174,14 +174,16 @@ def test_streaming_pca_linear_equals_pca_linear(problem):
 
 
 _CHILD = textwrap.dedent("""
-    import json, resource, sys
+    import json, sys
     import numpy as np
     from privjax.attacks import shards, streaming
 
     cap = int(sys.argv[3])
 
     def max_rss():
-      return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+      # VmHWM, this process's own peak: ru_maxrss carries the parent's peak over fork and exec.
+      with open('/proc/self/status') as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith('VmHWM'))
 
     def attack(path):
       store = shards.FeatureStore(path)
