@@ -54,6 +54,16 @@ def cpu_table(record: dict) -> str:
           f'{_f(r["pipeline_images_per_s"])} | | pipeline / step = '
           f'{r["pipeline_images_per_s"] / ours:.2f} |'
       )
+    for run in r.get('pipeline_runs', []):  # train_step.py's per-CPU pipeline runs
+      if 'error' in run:
+        continue
+      how = f'{run["cpus"]} CPU(s), ' + (
+          f'{run["workers"]} worker process(es)' if run.get('workers') else 'threads only'
+      )
+      out.append(
+          f'| input pipeline, {how} | {_f(run["images_per_s"])} | | '
+          f'{_f(run["images_per_cpu_s"], 0)} images per CPU-second |'
+      )
     out += [
         '',
         f'Feature extraction {_f(r["extract_images_per_s"])} images/s; the step achieves '
