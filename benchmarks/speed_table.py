@@ -67,9 +67,23 @@ def cpu_table(record: dict) -> str:
     out += [
         '',
         f'Feature extraction {_f(r["extract_images_per_s"])} images/s; the step achieves '
-        f'{r["achieved_tflops"] * 1e3:.1f} GFLOP/s (XLA\'s cost analysis).',
-        '',
+        f'{r["achieved_tflops"] * 1e3:.1f} GFLOP/s (XLA\'s cost analysis)'
+        + (
+            f', {100 * r["cpu_fp32_peak_fraction"]:.0f}% of an estimated fp32 peak of '
+            f'{r["cpu_fp32_peak_gflops"]:.0f} GFLOP/s (cores × nominal clock × 64 FLOP/cycle '
+            'with AVX-512).'
+            if r.get('cpu_fp32_peak_fraction')
+            else '.'
+        ),
     ]
+    if r.get('best_torch_ratio_windows'):
+      out.append(
+          f'privjax / best PyTorch setting per timing window (the settings take turns, window by '
+          f'window): median {r["best_torch_ratio_median"]:.2f}, range '
+          f'{r["best_torch_ratio_min"]:.2f}–{r["best_torch_ratio_max"]:.2f} over '
+          f'{len(r["best_torch_ratio_windows"])} windows.'
+      )
+    out.append('')
   return '\n'.join(out).rstrip('\n') + '\n'
 
 

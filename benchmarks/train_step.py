@@ -50,6 +50,7 @@ import json
 import math
 import os
 import queue as queue_lib
+import re
 import shutil
 import statistics
 import sys
@@ -164,10 +165,12 @@ def peak_flops(kind: str) -> float | None:
   return next((peak for key, peak in PEAK_BF16 if key.lower() in kind.lower()), None)
 
 
-def windows(runners: dict, count: int, seconds: float) -> dict[str, float]:
-  """Median seconds per iteration of each runner; run(n) does n iterations and waits for them.
+def windows(runners: dict, count: int, seconds: float) -> tuple[dict[str, float], dict]:
+  """Median seconds per iteration of each runner, and every window's; run(n) does n iterations.
 
-  Each runner's window holds enough iterations for about `seconds`; the runners take turns.
+  Each runner's window holds enough iterations for about `seconds`; the runners take turns, so
+  window i of one runner and window i of another ran back to back (their ratio cancels most of a
+  change in machine load between windows).
   """
   sizes = {}
   for name, run in runners.items():
@@ -181,7 +184,44 @@ def windows(runners: dict, count: int, seconds: float) -> dict[str, float]:
       start = time.perf_counter()
       run(sizes[name])
       times[name].append((time.perf_counter() - start) / sizes[name])
-  return {name: statistics.median(t) for name, t in times.items()}
+  return {name: statistics.median(t) for name, t in times.items()}, times
+
+
+def window_ratios(times: dict) -> dict:
+  """privjax's speed over the best PyTorch setting's, per timing window: median, min and max.
+
+  In window i the best PyTorch setting is the faster of the torch runners in that window.
+  """
+  torch_names = [n for n in times if n.startswith('torch_')]
+  if not torch_names or 'train' not in times:
+    return {}
+  ratios = [min(times[n][i] for n in torch_names) / t for i, t in enumerate(times['train'])]
+  return {
+      'best_torch_ratio_windows': ratios,
+      'best_torch_ratio_median': statistics.median(ratios),
+      'best_torch_ratio_min': min(ratios),
+      'best_torch_ratio_max': max(ratios),
+  }
+
+
+def cpu_fp32_peak_gflops() -> float | None:
+  """An estimate of the fp32 peak of the CPUs this process may use (Linux only).
+
+  cores x nominal MHz (/proc/cpuinfo) x FLOP per cycle: 64 with AVX-512 (two 16-lane FMA units),
+  32 with AVX2 FMA. Turbo clocks and SKUs with one AVX-512 FMA unit make this an approximation.
+  """
+  try:
+    with open('/proc/cpuinfo') as f:
+      info = f.read()
+  except OSError:
+    return None
+  mhz = re.search(r'^cpu MHz\s*:\s*([0-9.]+)', info, re.M)
+  flags = re.search(r'^flags\s*:(.*)$', info, re.M)
+  if not mhz or not flags:
+    return None
+  flags = flags.group(1).split()
+  per_cycle = 64 if 'avx512f' in flags else 32 if 'fma' in flags else 8
+  return cpu_count() * float(mhz.group(1)) * 1e-3 * per_cycle
 
 
 def flops_of(compiled) -> float | None:
@@ -567,8 +607,14 @@ def main(argv=None):
         facts, more = torch_runners(arch, cut, batch, args.dtype, args)
         row.update(facts)
         runners.update(more)
-      sec = windows(runners, args.windows, args.window_seconds)
+      sec, times = windows(runners, args.windows, args.window_seconds)
       row.update(privjax_rates(info, sec, batch))
+      row.update(window_ratios(times))
+      if jax.default_backend() == 'cpu' and row.get('achieved_tflops'):
+        peak = cpu_fp32_peak_gflops()
+        if peak:
+          row['cpu_fp32_peak_gflops'] = peak
+          row['cpu_fp32_peak_fraction'] = row['achieved_tflops'] * 1e3 / peak
       for key in sec:
         if key.startswith('torch_'):
           row[f'{key}_step_ms'] = 1e3 * sec[key]
@@ -631,6 +677,17 @@ def summary(results, header) -> str:
           lines.append(f"  torch {name:10s} {r[f'torch_{name}']}")
       if best:
         lines.append(f"  privjax / best torch = {r['train_images_per_s'] / best:.2f}")
+      if 'best_torch_ratio_median' in r:
+        lines.append(
+            f"  per window: median {r['best_torch_ratio_median']:.2f}, "
+            f"range {r['best_torch_ratio_min']:.2f}-{r['best_torch_ratio_max']:.2f} over "
+            f"{len(r['best_torch_ratio_windows'])} windows"
+        )
+      if 'cpu_fp32_peak_fraction' in r:
+        lines.append(
+            f"  {100 * r['cpu_fp32_peak_fraction']:.0f}% of an estimated fp32 peak of "
+            f"{r['cpu_fp32_peak_gflops']:.0f} GFLOP/s"
+        )
     if 'pipeline_runs' in r:
       lines.append(
           f"  input pipeline ({r['pipeline_config']}, {r['pipeline_data']}, "
