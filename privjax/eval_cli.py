@@ -10,11 +10,9 @@ Outside a clone, `configs/...` names the configs installed with the package (pri
 
 from __future__ import annotations
 
-import os
-
 from absl import app, flags
 
-from privjax import cli, config_args
+from privjax import cli, config_args, paths
 
 DEFAULT_CONFIG = 'configs/eval/default.py'
 
@@ -43,11 +41,10 @@ def main(argv):
   if f.compare:
     runs = list(f.compare) + list(argv[1:])
     reports = cli.run_or_exit(lambda: [tables.load_report(r) for r in runs])
-    text = tables.compare_markdown(reports, [os.path.basename(os.path.normpath(r)) for r in runs])
-    out = f.out or os.path.join(runs[0], 'eval', 'compare.md')
-    os.makedirs(os.path.dirname(out) or '.', exist_ok=True)
-    with open(out, 'w') as file:
-      file.write(text)
+    text = tables.compare_markdown(reports, [paths.as_path(r).name for r in runs])
+    out = f.out or paths.join(runs[0], 'eval', 'compare.md')
+    paths.as_path(out).parent.mkdir(parents=True, exist_ok=True)  # local or a URI
+    paths.as_path(out).write_text(text)
     print(text)
     print(f'written to {out}')
     return
@@ -61,7 +58,7 @@ def main(argv):
   report = cli.run_or_exit(
       lambda: protocol.evaluate_run(f.workdir, f.config, step=f.step, data_dir=f.data_dir)
   )
-  out_dir = os.path.join(f.workdir, 'eval', f.config.name)
-  paths = tables.write_report(report, out_dir, plots.privacy_accuracy_plots)
+  out_dir = paths.join(f.workdir, 'eval', f.config.name)
+  written = tables.write_report(report, out_dir, plots.privacy_accuracy_plots)
   print(tables.markdown(report))
-  print('\n'.join(f'{k}: {v}' for k, v in paths.items()))
+  print('\n'.join(f'{k}: {v}' for k, v in written.items()))

@@ -21,14 +21,13 @@ strongest attacker), `identity_top1_se`, `ssim` (reconstruction, noiseless untra
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from privjax import cli, config_args
+from privjax import cli, config_args, paths
 from privjax import config as config_lib
 
 
@@ -148,7 +147,7 @@ def run_frontier(workdir: str, make_config, eval_config, *, defences=None, quick
     )
   runs = plan(base, defences, quick)
   configs = {
-      name: _config_for(make_config, d, s, os.path.join(workdir, 'none')) for name, d, s in runs
+      name: _config_for(make_config, d, s, paths.join(workdir, 'none')) for name, d, s in runs
   }
   for config in configs.values():  # every run is checked before the first one trains
     config_lib.validate(config_lib.resolved(config))
@@ -158,25 +157,25 @@ def run_frontier(workdir: str, make_config, eval_config, *, defences=None, quick
 
   points, meta = [], {}
   for name, defence, strength in runs:
-    run_dir = os.path.join(workdir, name)
-    timing_path = os.path.join(run_dir, 'frontier_timing.json')
-    timing = json.load(open(timing_path)) if os.path.exists(timing_path) else {}
+    run_dir = paths.join(workdir, name)
+    timing_path = paths.join(run_dir, 'frontier_timing.json')
+    timing = _read_json(timing_path) if paths.as_path(timing_path).exists() else {}
     if 'train_seconds' not in timing:
       print(f'== training {name}', flush=True)
       t0 = time.perf_counter()
       loop.train_and_evaluate(configs[name], run_dir)
       timing['train_seconds'] = time.perf_counter() - t0
       _write_json(timing_path, timing)
-    out_dir = os.path.join(run_dir, 'eval', eval_config.name)
-    report_path = os.path.join(out_dir, 'report.json')
-    if not os.path.exists(report_path):
+    out_dir = paths.join(run_dir, 'eval', eval_config.name)
+    report_path = paths.join(out_dir, 'report.json')
+    if not paths.as_path(report_path).exists():
       print(f'== evaluating {name}', flush=True)
       ec = eval_config.copy_and_resolve_references()
       if name != 'none':
-        ec.reference_run = os.path.join(workdir, 'none')
+        ec.reference_run = paths.join(workdir, 'none')
       report = protocol.evaluate_run(run_dir, ec, data_dir=base.dataset.data_dir or None)
       tables.write_report(report, out_dir, plots.privacy_accuracy_plots)
-    report = json.load(open(report_path))
+    report = _read_json(report_path)
     cost = defences_lib.from_config(configs[name].defence, context).device_cost()
     meta[name] = {
         'defence': defence,
@@ -203,11 +202,9 @@ def run_frontier(workdir: str, make_config, eval_config, *, defences=None, quick
       'runs': meta,
       'points': points,
   }
-  _write_json(os.path.join(workdir, 'frontier.json'), result)
-  text = frontier_report.markdown(result)
-  with open(os.path.join(workdir, 'frontier.md'), 'w') as f:
-    f.write(text)
-  frontier_report.plot(result, os.path.join(workdir, 'frontier.png'))
+  _write_json(paths.join(workdir, 'frontier.json'), result)
+  paths.write_atomic(paths.join(workdir, 'frontier.md'), frontier_report.markdown(result))
+  frontier_report.plot(result, paths.join(workdir, 'frontier.png'))
   return result
 
 
@@ -216,12 +213,14 @@ def _pixel_top1(report: dict, label: str):
   return None if attack is None else 100 * attack['top1']
 
 
+def _read_json(path):
+  return json.loads(paths.as_path(path).read_text())
+
+
 def _write_json(path, obj):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True, default=float)
-  os.replace(tmp, path)
+  """`obj` as JSON at `path` (a local path or a URI), whole or not at all (privjax.paths)."""
+  paths.as_path(path).parent.mkdir(parents=True, exist_ok=True)
+  paths.write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=float))
 
 
 def main(argv):
@@ -240,7 +239,7 @@ def main(argv):
     return run_frontier(f.workdir, make_config, eval_config, defences=f.defences, quick=f.quick)
 
   cli.run_or_exit(frontier)
-  print(open(os.path.join(f.workdir, 'frontier.md')).read())
+  print(paths.as_path(paths.join(f.workdir, 'frontier.md')).read_text())
 
 
 if __name__ == '__main__':

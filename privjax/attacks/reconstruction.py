@@ -26,14 +26,15 @@ import dataclasses
 import functools
 import math
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from etils import epath
 from flax import nnx
 
+from privjax import paths
 from privjax.attacks.common import (
     Standardizer,
     batched_apply,
@@ -246,8 +247,8 @@ def fit_decoder(
   )
 
 
-def save_image_grid(originals, reconstructions, path, n: int = 16) -> Path:
-  """PNG: first ``n`` originals in the top row, their reconstructions below.
+def save_image_grid(originals, reconstructions, path, n: int = 16) -> epath.Path:
+  """PNG at ``path`` (local or a URI): first ``n`` originals in the top row, their reconstructions below.
 
   The image is exactly (2 * S) x (n * S) pixels (no borders), with n capped
   at the number of images given.
@@ -263,7 +264,8 @@ def save_image_grid(originals, reconstructions, path, n: int = 16) -> Path:
   bottom = np.concatenate(list(reconstructions[:n]), axis=1)
   grid = np.concatenate([top, bottom], axis=0)
   grid = (np.clip(grid, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-  path = Path(path)
+  path = paths.as_path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  Image.fromarray(grid).save(path)
+  with path.open("wb") as f:
+    Image.fromarray(grid).save(f, format="PNG")
   return path

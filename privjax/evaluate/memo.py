@@ -19,7 +19,10 @@ The cache is shared by every checkout, so a key that missed a source would silen
 result an older version of the code computed.
 
 Location: `$PRIVJAX_CACHE_DIR/attacks`, default `$XDG_CACHE_HOME/privjax` (`~/.cache/privjax`);
-`PRIVJAX_CACHE_DIR=off` (or the eval config's `attack_memo = False`) turns it off.
+`PRIVJAX_CACHE_DIR=off` (or the eval config's `attack_memo = False`) turns it off. The memo is a
+cache of this machine (local files, `os`/`open`, written atomically by a rename), not a run
+directory: it never goes through privjax.paths, and a `gs://` workdir does not move it. A worker
+without it recomputes the attacks, with the same results.
 """
 
 from __future__ import annotations

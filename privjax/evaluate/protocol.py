@@ -27,7 +27,7 @@ import numpy as np
 from flax import nnx
 from tqdm import auto as tqdm
 
-from privjax import metrics, models
+from privjax import metrics, models, paths
 from privjax.attacks import registry
 from privjax.data import pipeline
 from privjax.evaluate import features as features_lib
@@ -113,10 +113,11 @@ def _fit_transform(spec: str, train_features, cache_path: str):
   t = transforms.parse_transform(spec)
   if t.kind == 'none':
     return None
-  if os.path.exists(cache_path):
+  cache = paths.as_path(cache_path)
+  if cache.exists():
     return transforms.load_pca(cache_path)
   pca = transforms.fit_pca(train_features, t.k)
-  os.makedirs(os.path.dirname(cache_path), exist_ok=True)
+  cache.parent.mkdir(parents=True, exist_ok=True)
   transforms.save_pca(pca, cache_path)
   return pca
 
@@ -124,7 +125,7 @@ def _fit_transform(spec: str, train_features, cache_path: str):
 def fit_transform(run, spec: str, train_features):
   """The transform `spec` fitted on the owner's training features (cached with the run's features)."""
   return _fit_transform(
-      spec, train_features, os.path.join(run.cache_dir, f'{spec.replace(":", "_")}.npz')
+      spec, train_features, paths.join(run.cache_dir, f'{spec.replace(":", "_")}.npz')
   )
 
 
@@ -269,7 +270,7 @@ def evaluate_run(
   for _, module, _ in evaluators:
     if hasattr(module, 'check'):
       module.check(run, eval_config)
-  out_dir = os.path.join(workdir, 'eval', eval_config.name)
+  out_dir = paths.join(workdir, 'eval', eval_config.name)
   cfg = run.config
   primary = cfg.dataset.primary
   overrides = eval_config.attacker_overrides.to_dict()
@@ -298,7 +299,8 @@ def evaluate_run(
       data_dir=data_dir,
   )
   report = {
-      'workdir': os.path.abspath(workdir),
+      # A local run as an absolute path (as before); a URI unchanged.
+      'workdir': os.fspath(paths.absolute(workdir)),
       'step': run.step,
       'mode': run.defence['name'],  # the defence (named `mode` in reports made before defences)
       'defence': run.defence,

@@ -7,15 +7,19 @@ index in the sweep; the text `settings` maps steps to (transform, noise variance
 evaluators that run once are scalars tagged `<result path>` at the checkpoint's step, and every PNG
 they wrote (a path ending in `.png`, relative to the report folder) is an image (the reconstruction
 grids). Only process 0 writes. Nothing here computes a result: it copies numbers out of the report.
+The report folder may be a URI (privjax.paths): the event files then go through etils.epath
+(privjax.train.writer.summary_writer), and so do the PNGs read back.
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 import jax
 import numpy as np
+
+from privjax import paths
+from privjax.train import writer as writer_lib
 
 try:
   import tensorboardX
@@ -54,7 +58,7 @@ class EvalWriter:
     self._writer = None
     self._settings = []
     if tensorboardX is not None and jax.process_index() == 0:
-      self._writer = tensorboardX.SummaryWriter(os.path.join(out_dir, 'tensorboard'))
+      self._writer = writer_lib.summary_writer(paths.join(out_dir, 'tensorboard'))
 
   def setting(self, entry: dict, index: int) -> None:
     if self._writer is None:
@@ -77,13 +81,14 @@ class EvalWriter:
       for tag, value in scalars(results):
         self._writer.add_scalar(tag, value, step)
       for tag, path in pngs(results):
-        self._add_image(tag, os.path.join(self.out_dir, path), step)
+        self._add_image(tag, paths.join(self.out_dir, path), step)
 
   def _add_image(self, tag: str, path: str, step: int) -> None:
     from PIL import Image
 
-    if os.path.exists(path):
-      with Image.open(path) as image:
+    path = paths.as_path(path)
+    if path.exists():
+      with path.open('rb') as f, Image.open(f) as image:
         pixels = np.asarray(image.convert('RGB'))
       self._writer.add_image(tag, pixels, step, dataformats='HWC')
 

@@ -23,8 +23,8 @@ free of model/dataset dependencies (and import cycles).
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
-import os
 import re
 from typing import Any
 
@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
+
+from privjax import paths
 
 __all__ = [
     "PCA",
@@ -321,15 +323,17 @@ def fit_pca(
 
 
 def save_pca(pca: PCA, path) -> None:
-  """Write ``pca`` to ``path`` as ``.npz`` (the name is used as given)."""
-  path = os.fspath(path)
-  # A file object stops np.savez from appending '.npz' to the name.
-  with open(path, "wb") as f:
-    np.savez(f, **pca.to_arrays())
+  """Write ``pca`` to ``path`` (local or a URI, privjax.paths) as ``.npz``, the name as given."""
+  # A file object stops np.savez from appending '.npz' to the name; np.savez seeks, which an object
+  # store's write stream cannot, so the archive is built in memory and written in one piece.
+  buffer = io.BytesIO()
+  np.savez(buffer, **pca.to_arrays())
+  paths.as_path(path).write_bytes(buffer.getvalue())
 
 
 def load_pca(path) -> PCA:
-  with np.load(os.fspath(path)) as d:
+  """The PCA `save_pca` wrote to ``path`` (local or a URI)."""
+  with np.load(io.BytesIO(paths.as_path(path).read_bytes())) as d:
     return PCA.from_arrays(d)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
+from privjax import paths
+
 
 def _f(x, digits=1):
   return '—' if x is None else f'{x:.{digits}f}'
@@ -79,5 +81,6 @@ def plot(result: dict, path: str) -> str:
   ax.legend(fontsize=8)
   ax.grid(alpha=0.3)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  with paths.as_path(path).open('wb') as f:  # `path` may be a URI (privjax.paths)
+    fig.savefig(f, format='png', dpi=120)
   return path

@@ -5,16 +5,16 @@ Must not import jax: it reads report dicts only.
 
 from __future__ import annotations
 
-import os
-
 # The object API (no pyplot) draws off-screen without switching the caller's backend, so a
 # notebook's inline plots keep working after a report is written.
 from matplotlib.figure import Figure
 
+from privjax import paths
+
 
 def privacy_accuracy_plots(reports: list[dict], out_dir: str, names: list[str] | None = None):
   names = names or [f'{r["mode"]} ({r["cut"]})' for r in reports]
-  os.makedirs(out_dir, exist_ok=True)
+  paths.as_path(out_dir).mkdir(parents=True, exist_ok=True)  # a local folder or a URI
   secret = reports[0]['secrets'][0]
   # (label, x value, x standard error or None) per sweep entry.
   panels = [
@@ -50,6 +50,7 @@ def privacy_accuracy_plots(reports: list[dict], out_dir: str, names: list[str] |
     ax.legend(fontsize=8)
   fig.suptitle('Privacy vs accuracy over the noise sweep (labels: noise σ²)')
   fig.tight_layout()
-  path = os.path.join(out_dir, 'privacy_accuracy.png')
-  fig.savefig(path, dpi=110)
+  path = paths.join(out_dir, 'privacy_accuracy.png')
+  with paths.as_path(path).open('wb') as f:
+    fig.savefig(f, format='png', dpi=110)
   return {'privacy_accuracy_plot': path}

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
+
+from privjax import paths as paths_lib
 
 
 def _json_default(x):
@@ -322,28 +323,31 @@ def markdown(report) -> str:
 
 
 def write_report(report: dict, out_dir: str, plot_fn=None) -> dict[str, str]:
-  os.makedirs(out_dir, exist_ok=True)
-  paths = {'json': os.path.join(out_dir, 'report.json'), 'md': os.path.join(out_dir, 'report.md')}
-  with open(paths['json'], 'w') as f:
-    json.dump(_clean(report), f, indent=2, default=_json_default, allow_nan=False)
-  with open(paths['md'], 'w') as f:
-    f.write(markdown(report))
+  """report.json, report.md (and `plot_fn`'s plots) in `out_dir`, a local folder or a URI."""
+  paths_lib.as_path(out_dir).mkdir(parents=True, exist_ok=True)
+  paths = {
+      'json': paths_lib.join(out_dir, 'report.json'),
+      'md': paths_lib.join(out_dir, 'report.md'),
+  }
+  text = json.dumps(_clean(report), indent=2, default=_json_default, allow_nan=False)
+  paths_lib.as_path(paths['json']).write_text(text)
+  paths_lib.as_path(paths['md']).write_text(markdown(report))
   if plot_fn:
     paths.update(plot_fn([report], out_dir))
   return paths
 
 
 def load_report(path: str) -> dict:
-  if os.path.isdir(path):
+  """The report at `path`: a report.json, a report folder or a run (its default evaluation)."""
+  if paths_lib.as_path(path).is_dir():
     candidates = [
-        os.path.join(path, 'report.json'),
-        os.path.join(path, 'eval', 'default', 'report.json'),
+        paths_lib.join(path, 'report.json'),
+        paths_lib.join(path, 'eval', 'default', 'report.json'),
     ]
-    path = next((p for p in candidates if os.path.exists(p)), candidates[-1])
-  if not os.path.exists(path):
+    path = next((p for p in candidates if paths_lib.as_path(p).exists()), candidates[-1])
+  if not paths_lib.as_path(path).exists():
     raise FileNotFoundError(f'no report at {path}; run eval.py on that run first')
-  with open(path) as f:
-    return json.load(f)
+  return json.loads(paths_lib.as_path(path).read_text())
 
 
 def _strongest_cell(a) -> str:

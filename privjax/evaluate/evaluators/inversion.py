@@ -22,14 +22,13 @@ decoder, rMLE, one row each). Its images are left in the context for `reidentify
 
 from __future__ import annotations
 
-import os
 import time
 
 import jax
 import numpy as np
 from flax import nnx
 
-from privjax import metrics
+from privjax import metrics, paths
 from privjax.attacks import inversion
 from privjax.evaluate import protocol
 from privjax.evaluate.errors import EvalError
@@ -82,7 +81,9 @@ def save_rows(rows: list[np.ndarray], path: str, n: int = GRID_COLUMNS) -> str:
 
   n = min(n, *(len(r) for r in rows))
   grid = np.concatenate([np.concatenate(list(r[:n]), axis=1) for r in rows], axis=0)
-  Image.fromarray((np.clip(grid, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)).save(path)
+  image = Image.fromarray((np.clip(grid, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+  with paths.as_path(path).open('wb') as f:  # `path` may be a URI
+    image.save(f, format='PNG')
   return path
 
 
@@ -142,8 +143,8 @@ def run(ctx, setting) -> dict:
     out['decoder'] = _quality(originals, decoder_images)
     rows.append(decoder_images)
   rows.append(recon)
-  os.makedirs(ctx.out_dir, exist_ok=True)
-  save_rows(rows, os.path.join(ctx.out_dir, GRID))
+  paths.as_path(ctx.out_dir).mkdir(parents=True, exist_ok=True)
+  save_rows(rows, paths.join(ctx.out_dir, GRID))
   out['grid'] = GRID
   out['seconds'] = time.perf_counter() - t0
   return {'inversion': out}

@@ -7,15 +7,15 @@ once; its images are left in the context for `reidentify` and the `inversion` gr
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 
-from privjax import metrics
+from privjax import metrics, paths
 from privjax.attacks import reconstruction
 
 SETTINGS = 'once'
+GRID = 'reconstruction.png'
 
 
 def run(ctx, setting) -> dict:
@@ -31,15 +31,13 @@ def run(ctx, setting) -> dict:
   )
   recon = np.asarray(decoder.reconstruct(ctx.data['attacker_test']['features']))
   ctx.add_reconstructions('decoder', np.arange(len(recon)), recon)
-  os.makedirs(ctx.out_dir, exist_ok=True)
-  grid = reconstruction.save_image_grid(
-      originals['attacker_test'], recon, os.path.join(ctx.out_dir, 'reconstruction.png')
-  )
+  # save_image_grid makes the folder (through epath: the report folder may be a URI).
+  reconstruction.save_image_grid(originals['attacker_test'], recon, paths.join(ctx.out_dir, GRID))
   return {
       'reconstruction': {
           'psnr': float(np.mean(metrics.psnr(originals['attacker_test'], recon))),
           'ssim': float(np.mean(metrics.ssim(originals['attacker_test'], recon))),
-          'grid': os.path.relpath(grid, ctx.out_dir),
+          'grid': GRID,  # relative to the report folder
           'train_seconds': time.perf_counter() - t0,
       }
   }

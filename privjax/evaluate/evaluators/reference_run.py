@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from privjax import paths
 from privjax.evaluate import features as features_lib
 from privjax.evaluate import protocol
 
@@ -21,7 +22,11 @@ def run(ctx, setting) -> dict:
   c = ctx.config
   ref = features_lib.load_run(c.reference_run, data_dir=ctx.data_dir)
   d = {s: features_lib.extract(ref, s, batch_size=c.batch_size) for s in SPLITS}
-  out = {'workdir': os.path.abspath(c.reference_run), 'step': ref.step, 'mode': ref.defence['name']}
+  out = {
+      'workdir': os.fspath(paths.absolute(c.reference_run)),  # a URI as it is
+      'step': ref.step,
+      'mode': ref.defence['name'],
+  }
   for secret in ctx.secrets:
     out[secret] = ctx.attack(
         c.attackers,
