@@ -25,6 +25,7 @@ import socket
 import struct
 import sys
 
+import faultlib
 import jax
 import numpy as np
 import pytest
@@ -34,7 +35,6 @@ from orbax.checkpoint._src.path import gcs_utils
 
 from privjax import config as config_lib
 from privjax import export, paths
-from privjax.data import pipeline
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import loop
 from privjax.train import writer as writer_lib
@@ -206,20 +206,9 @@ def test_train_interrupt_resume_on_gs_matches_the_local_run(reference, tfds_dir,
   """A training into gs:// stopped after its step-3 checkpoint and its step-4 row, then resumed:
   parameters, final metrics and history equal the uninterrupted local run's; every file is in the
   bucket, and a rerun of the finished run writes nothing."""
-  real = pipeline.pair_batches
-
-  def dying(*args, **kwargs):
-    for i, batch in enumerate(real(*args, **kwargs)):
-      if kwargs.get('start_step', 0) == 0 and i == 5:
-        raise KeyboardInterrupt('simulated kill')
-      yield batch
-
-  pipeline.pair_batches = dying
-  try:
+  with faultlib.inject(faultlib.Fault(action='interrupt', **faultlib.AT_BATCH_6)):
     with pytest.raises(KeyboardInterrupt):
       loop.train_and_evaluate(make_config(tfds_dir), WORKDIR)
-  finally:
-    pipeline.pair_batches = real
   run = os.path.join(bucket.root, 'privjax-test-bucket', 'runs', 'r')
   assert [r['step'] for r in writer_lib.read_rows(WORKDIR)] == [2, 3, 4]
   assert not os.path.exists(os.path.join(run, ckpt_lib.LOCK_FILE))  # released on the exception
@@ -385,3 +374,60 @@ def test_orbax_on_gs_without_the_gcs_client_is_a_one_line_error(bucket, monkeypa
     ckpt_lib.Checkpoints(WORKDIR)
   assert str(e.value).startswith(f'cannot open the checkpoints {WORKDIR}/checkpoints: ')
   assert '\n' not in str(e.value)
+
+
+def test_frontier_trains_evaluates_and_reports_on_gs(tfds_dir, bucket, tmp_path):
+  """train → eval → report with every directory on gs://: the frontier job (--quick, one defence)
+  trains `none` and `nopeek_1` (fine-tuned from gs://.../none), evaluates both with the tiny eval
+  config (feature and PCA caches, reconstruction and inversion grids, TensorBoard reading the grid
+  back, the reference run on gs://) and renders frontier.json/md/png; a rerun reuses every report,
+  and the reports load back from gs://. The bucket fixture asserts that no local path was made from
+  the URI."""
+  from privjax import frontier
+  from privjax.report import frontier_report, tables
+
+  def make_config(defence):
+    return make_config(tfds_dir, ('simple' if defence == 'none' else defence) + ',tiny')
+
+  eval_config = frontier.load_eval_config(os.path.join(ROOT, 'configs/eval/default.py:tiny'), True)
+  workdir = 'gs://privjax-test-bucket/frontier'
+  result = frontier.run_frontier(workdir, make_config, eval_config, defences=['nopeek'], quick=True)
+
+  local = os.path.join(bucket.root, 'privjax-test-bucket', 'frontier')
+  names = files_under(local)
+  for run in ('none', 'nopeek_1'):
+    assert f'{run}/config.json' in names and f'{run}/frontier_timing.json' in names
+    for name in ('report.json', 'report.md', 'privacy_accuracy.png', 'reconstruction.png'):
+      assert f'{run}/eval/default/{name}' in names, (run, name)
+    assert f'{run}/eval/default/reconstructions.png' in names  # the inversion grid
+    cache = [n for n in names if n.startswith(f'{run}/eval/cache/step_')]
+    assert {n.rsplit('/', 1)[1] for n in cache} >= {
+        'train.npz',
+        'attacker_train.npz',
+        'attacker_test.npz',
+        'pca_4.npz',  # the PCA fitted once and read back by the inversion evaluator
+    }
+    (event,) = [n for n in names if n.startswith(f'{run}/eval/default/tensorboard/events.')]
+    values = [v for e in _events(os.path.join(local, event)) for v in e.summary.value]
+    assert {v.tag for v in values if v.HasField('image')} >= {'reconstruction/grid'}
+    assert any(v.tag.startswith('pca_4/') for v in values if v.HasField('simple_value'))
+  report = tables.load_report(f'{workdir}/nopeek_1')  # a run: its eval/default/report.json
+  with open(os.path.join(local, 'nopeek_1', 'eval', 'default', 'report.json')) as f:
+    assert report == json.load(f)
+  assert report['workdir'] == f'{workdir}/nopeek_1'  # the URI, not <cwd>/gs:/...
+  assert report['reference_run']['workdir'] == f'{workdir}/none'
+  assert report['train_config']['init_from'] == f'{workdir}/none'
+  with open(os.path.join(local, 'frontier.json')) as f:
+    assert json.load(f)['points'] == json.loads(json.dumps(result['points']))
+  assert {p['run'] for p in result['points']} == {'none', 'nopeek_1'}
+  with open(os.path.join(local, 'frontier.md')) as f:
+    assert f.read() == frontier_report.markdown(result)
+  # The PNG written through epath is the one matplotlib writes to a local file.
+  frontier_report.plot(result, str(tmp_path / 'frontier.png'))
+  with open(os.path.join(local, 'frontier.png'), 'rb') as a, open(tmp_path / 'frontier.png', 'rb') as b:
+    assert a.read() == b.read()
+
+  stamps = {n: os.stat(os.path.join(local, n)).st_mtime_ns for n in names if 'report' in n}
+  again = frontier.run_frontier(workdir, make_config, eval_config, defences=['nopeek'], quick=True)
+  assert again['points'] == result['points']
+  assert {n: os.stat(os.path.join(local, n)).st_mtime_ns for n in stamps} == stamps

@@ -42,13 +42,13 @@ import subprocess
 import sys
 import time
 
+import faultlib
 import jax
 import numpy as np
 import pytest
 
 from privjax import cli, export
 from privjax import config as config_lib
-from privjax.data import pipeline
 from privjax.errors import ConfigError, RunError
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import loop
@@ -179,28 +179,17 @@ def test_finished_run_rerun_keeps_or_rebuilds_its_result(reference, tfds_dir, tm
     }
 
 
-_DRIVER = r"""
-import sys, time
-from privjax import config as config_lib
-from privjax.data import pipeline
-from privjax.train import loop
-
-root, tfds_dir, workdir, arg = sys.argv[1:]
-real = pipeline.pair_batches
-
-
-def blocking(*args, **kwargs):
-  for i, batch in enumerate(real(*args, **kwargs)):
-    if kwargs.get('start_step', 0) == 0 and i == 5:  # fetched once step 4 is done
-      time.sleep(3600)
-    yield batch
-
-
-pipeline.pair_batches = blocking
-config = config_lib.config_module(root + '/configs/default.py').get_config(arg)
-config.dataset.data_dir = tfds_dir
-loop.train_and_evaluate(config, workdir)
-"""
+def _train_command(faults, tfds_dir, workdir, arg=ARG) -> list[str]:
+  """train.py into `workdir` on the tiny data, in a child process with `faults` installed."""
+  return faultlib.command(
+      faults,
+      'train.py',
+      '--config',
+      f'configs/default.py:{arg}',
+      f'--config.dataset.data_dir={tfds_dir}',
+      '--workdir',
+      workdir,
+  )
 
 
 def _wait_for(condition, proc, seconds=240):
@@ -222,7 +211,7 @@ def test_sigkill_after_the_first_checkpoint_resumes_to_the_same_run(
   workdir = str(tmp_path / 'run')
   with open(tmp_path / 'log.txt', 'w') as log:
     proc = subprocess.Popen(
-        [sys.executable, '-c', _DRIVER, ROOT, tfds_dir, workdir, ARG],
+        _train_command([faultlib.Fault(action='block', **faultlib.AT_BATCH_6)], tfds_dir, workdir),
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
@@ -252,20 +241,9 @@ def test_sigkill_after_the_first_checkpoint_resumes_to_the_same_run(
 
 def test_exception_in_training_releases_the_lock_and_resumes(reference, tfds_dir, tmp_path):
   workdir = str(tmp_path / 'run')
-  real = pipeline.pair_batches
-
-  def dying(*args, **kwargs):
-    for i, batch in enumerate(real(*args, **kwargs)):
-      if kwargs.get('start_step', 0) == 0 and i == 5:
-        raise KeyboardInterrupt('simulated kill')
-      yield batch
-
-  pipeline.pair_batches = dying
-  try:
+  with faultlib.inject(faultlib.Fault(action='interrupt', **faultlib.AT_BATCH_6)):
     with pytest.raises(KeyboardInterrupt):
       loop.train_and_evaluate(make_config(tfds_dir), workdir)
-  finally:
-    pipeline.pair_batches = real
   assert not os.path.exists(os.path.join(workdir, ckpt_lib.LOCK_FILE))
   assert [r['step'] for r in writer_lib.read_rows(workdir)] == [2, 3, 4]
   loop.train_and_evaluate(make_config(tfds_dir), workdir)
