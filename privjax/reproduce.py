@@ -10,6 +10,14 @@ rerun resumes whatever is unfinished):
   siamese_calibrated   the same with the margin calibrated to the features at the start
 then evaluates all three and writes the side-by-side table to --workdir/compare.md.
 
+`--seeds 0,1,2` trains and evaluates every variant once per training seed (the config's `seed`):
+the config's own seed (0 in every shipped config) in --workdir itself, as without --seeds, so
+those results stay valid; any other seed S in --workdir/seedS/ (runs and compare.md alike). The
+mean ± sd over the seeds of the cloud head's accuracy and of the strongest attacker's top-1 on each
+secret but the primary label goes to --workdir/compare_seeds.md (privjax.report.seeds; the
+per-seed values are in its last column). Without --seeds nothing changes; `--seeds S` alone is
+`--config.seed=S`.
+
 The config file is loaded once per run with the run's arguments added to those after the colon
 (`simple`, `siamese,calibrated`, ...); the --config.key=value overrides apply to every run, except
 the keys the pipeline sets itself (the defence, `init_from`). `--config_args A,B` is the older
@@ -39,6 +47,7 @@ VARIANTS = {
 }
 # Config keys each variant sets: an override of one would contradict --variants.
 PIPELINE_KEYS = ('mode', 'defence.name', 'init_from')
+SEEDS_TABLE = 'compare_seeds.md'
 
 
 def define_flags(
@@ -63,6 +72,12 @@ def define_flags(
   config_args.DEFINE_config_file('eval_config', eval_config, 'Evaluation config file[:args].')
   flags.DEFINE_list('variants', list(variants), 'Which runs to train and evaluate, in order.')
   flags.DEFINE_string('data_dir', None, "TFDS data dir (default: the config's).")
+  flags.DEFINE_list(
+      'seeds',
+      [],
+      'Training seeds, e.g. 0,1,2: every variant is trained and evaluated per seed, the mean ± sd '
+      "goes to compare_seeds.md (default: the config's seed only, as before).",
+  )
   flags.mark_flag_as_required('workdir')
 
 
@@ -82,6 +97,25 @@ def config_request(flag_values=None) -> tuple[str, str, dict]:
   )
 
 
+def parse_seeds(seeds) -> list[int]:
+  """The --seeds values as distinct integers (ConfigError otherwise)."""
+  out = []
+  for s in seeds:
+    try:
+      out.append(int(str(s).strip()))
+    except ValueError:
+      raise ConfigError(f'--seeds: {s!r} is not an integer seed') from None
+  if len(set(out)) != len(out):
+    raise ConfigError(f'--seeds: {",".join(map(str, out))} repeats a seed')
+  return out
+
+
+def seed_dir(workdir: str, seed: int, config_seed: int) -> str:
+  """Where the runs of training seed `seed` live: --workdir itself for the config's own seed (the
+  layout without --seeds), else --workdir/seed<seed>."""
+  return workdir if seed == config_seed else paths.join(workdir, f'seed{seed}')
+
+
 def run_pipeline(
     workdir: str,
     config_path: str,
@@ -90,13 +124,12 @@ def run_pipeline(
     variants,
     data_dir: str | None = None,
     overrides=None,
+    seeds=None,
 ) -> str:
   """Trains `variants` from the config file at `config_path` (arguments `extra_args` and the
-  variant's, then `overrides`, {'a.b': value}), evaluates each with `eval_config`, compares them."""
-  from privjax.evaluate import protocol
-  from privjax.report import plots, tables
-  from privjax.train import loop
-
+  variant's, then `overrides`, {'a.b': value}), evaluates each with `eval_config`, compares them.
+  With several `seeds`, does so once per training seed (see `seed_dir`) and returns the mean ± sd
+  table over the seeds (also written to --workdir/compare_seeds.md)."""
   unknown = [v for v in variants if v not in VARIANTS]
   if unknown:
     raise ConfigError(f'unknown variant(s) {unknown}; valid: {", ".join(VARIANTS)}')
@@ -105,6 +138,59 @@ def run_pipeline(
     raise ConfigError(
         f'--config.{fixed[0]} is set by each run of the pipeline; choose the runs with --variants'
     )
+  for name in variants:
+    parent = VARIANTS[name][1]
+    if parent and parent not in variants:
+      raise ConfigError(f'variant {name} starts from {parent}; include {parent} in --variants')
+  seeds = parse_seeds(seeds or [])
+  if len(seeds) < 2:
+    overrides = dict(overrides or {})
+    if seeds:
+      if 'seed' in overrides and overrides['seed'] != seeds[0]:
+        raise ConfigError('--config.seed and --seeds disagree; give the training seed once')
+      overrides['seed'] = seeds[0]
+    text, _ = _one_seed(
+        workdir, config_path, extra_args, eval_config, variants, data_dir, overrides
+    )
+    return text
+  if 'seed' in (overrides or {}):
+    raise ConfigError('--config.seed is set per run by --seeds; give the training seeds once')
+  from privjax.report import seeds as seeds_lib
+
+  first = VARIANTS[variants[0]][0]
+  config_seed = load_config(config_path, config_args.join(first, extra_args), overrides).seed
+  t0 = time.perf_counter()
+  per_seed, dirs = [], []
+  for seed in seeds:
+    d = seed_dir(workdir, seed, config_seed)
+    print(f'=== training seed {seed} in {d}', flush=True)
+    _, reports = _one_seed(
+        d,
+        config_path,
+        extra_args,
+        eval_config,
+        variants,
+        data_dir,
+        {**(overrides or {}), 'seed': seed},
+    )
+    per_seed.append({v: [(eval_config.name, r)] for v, r in zip(variants, reports)})
+    dirs.append(d)
+  first = per_seed[0][variants[0]][0][1]
+  secrets = [s for s in first['secrets'] if s != first['primary']]
+  text = seeds_lib.table(per_seed, list(variants), tuple(secrets))
+  where = ', '.join(f'seed {s}: {d}' for s, d in zip(seeds, dirs))
+  text += f'\nRuns ({where}); wall time {time.perf_counter() - t0:.0f} s.\n'
+  paths.as_path(paths.join(workdir, SEEDS_TABLE)).write_text(text)
+  return text
+
+
+def _one_seed(workdir, config_path, extra_args, eval_config, variants, data_dir, overrides):
+  """One training seed's pipeline in `workdir` (the runs, their reports, compare.md): (the
+  comparison text, the reports in the order of `variants`)."""
+  from privjax.evaluate import protocol
+  from privjax.report import plots, tables
+  from privjax.train import loop
+
   timings, reports = {}, []
   for name in variants:
     args, parent = VARIANTS[name]
@@ -112,8 +198,6 @@ def run_pipeline(
     if data_dir:
       config.dataset.data_dir = data_dir
     if parent:
-      if parent not in variants:
-        raise ConfigError(f'variant {name} starts from {parent}; include {parent} in --variants')
       config.init_from = paths.join(workdir, parent)
     t0 = time.perf_counter()
     print(f'== training {name}', flush=True)
@@ -136,7 +220,7 @@ def run_pipeline(
   timing = ', '.join(f'{k} {v:.0f} s' for k, v in timings.items())
   text += f'\nWall time: {sum(timings.values()):.0f} s ({timing}).\n'
   paths.as_path(paths.join(workdir, 'compare.md')).write_text(text)
-  return text
+  return text, reports
 
 
 def main(argv):
@@ -146,7 +230,14 @@ def main(argv):
   path, args, overrides = config_request(f)
   text = cli.run_or_exit(
       lambda: run_pipeline(
-          f.workdir, path, args, f.eval_config, f.variants, f.data_dir, overrides=overrides
+          f.workdir,
+          path,
+          args,
+          f.eval_config,
+          f.variants,
+          f.data_dir,
+          overrides=overrides,
+          seeds=f.seeds,
       )
   )
   print(text)
@@ -154,6 +245,11 @@ def main(argv):
       f'reports: {f.workdir}/<run>/eval/{f.eval_config.name}/report.md; '
       f'comparison: {f.workdir}/compare.md; plot: {f.workdir}/privacy_accuracy.png'
   )
+  if len(f.seeds) > 1:
+    print(
+        f'other seeds: {f.workdir}/seed<S>/ (the same files); mean ± sd over the seeds: '
+        f'{f.workdir}/{SEEDS_TABLE}'
+    )
 
 
 if __name__ == '__main__':
