@@ -386,12 +386,12 @@ def test_frontier_trains_evaluates_and_reports_on_gs(tfds_dir, bucket, tmp_path)
   from privjax import frontier
   from privjax.report import frontier_report, tables
 
-  def make_config(defence):
+  def config_for(defence):
     return make_config(tfds_dir, ('simple' if defence == 'none' else defence) + ',tiny')
 
   eval_config = frontier.load_eval_config(os.path.join(ROOT, 'configs/eval/default.py:tiny'), True)
   workdir = 'gs://privjax-test-bucket/frontier'
-  result = frontier.run_frontier(workdir, make_config, eval_config, defences=['nopeek'], quick=True)
+  result = frontier.run_frontier(workdir, config_for, eval_config, defences=['nopeek'], quick=True)
 
   local = os.path.join(bucket.root, 'privjax-test-bucket', 'frontier')
   names = files_under(local)
@@ -424,10 +424,13 @@ def test_frontier_trains_evaluates_and_reports_on_gs(tfds_dir, bucket, tmp_path)
     assert f.read() == frontier_report.markdown(result)
   # The PNG written through epath is the one matplotlib writes to a local file.
   frontier_report.plot(result, str(tmp_path / 'frontier.png'))
-  with open(os.path.join(local, 'frontier.png'), 'rb') as a, open(tmp_path / 'frontier.png', 'rb') as b:
+  with (
+      open(os.path.join(local, 'frontier.png'), 'rb') as a,
+      open(tmp_path / 'frontier.png', 'rb') as b,
+  ):
     assert a.read() == b.read()
 
   stamps = {n: os.stat(os.path.join(local, n)).st_mtime_ns for n in names if 'report' in n}
-  again = frontier.run_frontier(workdir, make_config, eval_config, defences=['nopeek'], quick=True)
+  again = frontier.run_frontier(workdir, config_for, eval_config, defences=['nopeek'], quick=True)
   assert again['points'] == result['points']
   assert {n: os.stat(os.path.join(local, n)).st_mtime_ns for n in stamps} == stamps
