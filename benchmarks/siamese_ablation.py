@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 try:
   import privjax  # noqa: F401
@@ -90,7 +89,7 @@ def _g(x) -> str:
   return '–' if x is None else f'{x:.3g}'
 
 
-def row(name: str, report: dict, seconds: float | None) -> str:
+def row(name: str, report: dict) -> str:
   base = report['sweep'][0]
   identity = base['attacks']['identity']
   fams = identity['families']
@@ -102,11 +101,9 @@ def row(name: str, report: dict, seconds: float | None) -> str:
       f'{_g(weight)}'
       f' | {report["step"]} | {100 * report["primary_accuracy_full_model"]:.1f} | '
       + ' | '.join(f'{100 * fams[f]["top1"]:.1f}' for f in FAMILIES)
-      + f' | **{100 * identity["top1"]:.1f}** | '
+      + f' | **{100 * identity["top1"]:.1f}** ± {100 * identity["top1_se"]:.1f} | '
       f'{100 * base["attacks"]["gender"]["top1"]:.1f} | {fs["norm"]["median"]:.2f} | '
-      f'{fs["dist_same"]["median"]:.2f} / {fs["dist_diff"]["median"]:.2f} | '
-      + (f'{seconds:.0f}' if seconds is not None else '')
-      + ' |'
+      f'{fs["dist_same"]["median"]:.2f} / {fs["dist_diff"]["median"]:.2f} |'
   )
 
 
@@ -128,11 +125,10 @@ def main(argv=None):
   lines = [
       '| run | margin | λ | steps | gender acc. | identity top-1: '
       + ' | '.join(FAMILIES)
-      + ' | **strongest** | gender attacker | feature norm | dist. same / diff. | '
-      'train s (this call) |',
+      + ' | **strongest** ± se | gender attacker | feature norm | dist. same / diff. |',
       '|---' * (9 + len(FAMILIES)) + '|',
   ]
-  lines.append(row('simple (start)', evaluate(args.simple, ec, args.data_dir), None))
+  lines.append(row('simple (start)', evaluate(args.simple, ec, args.data_dir)))
   print(lines[-1], flush=True)
   for name in names:
     config_args, overrides = VARIANTS[name]
@@ -144,10 +140,8 @@ def main(argv=None):
     if args.data_dir:
       config.dataset.data_dir = args.data_dir
     workdir = os.path.join(args.workdir, name)
-    start = time.perf_counter()
     loop.train_and_evaluate(config, workdir)
-    seconds = time.perf_counter() - start
-    lines.append(row(name, evaluate(workdir, ec, args.data_dir), seconds))
+    lines.append(row(name, evaluate(workdir, ec, args.data_dir)))
     print(lines[-1], flush=True)
   text = '\n'.join(lines) + '\n'
   os.makedirs(args.workdir, exist_ok=True)
