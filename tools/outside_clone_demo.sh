@@ -10,12 +10,13 @@ scratch=${1:-$(mktemp -d)}
 mkdir -p "$scratch"
 cd "$scratch"
 echo "# scratch directory $scratch (no clone here: $(ls -A | wc -l) entries)"
-set -x
 python3 -m venv venv
 . venv/bin/activate
+set -x
 pip install -q --upgrade pip
 pip wheel -q --no-deps -w wheels "$repo"
-pip install -q wheels/privjax-*.whl -c "$repo/requirements.txt"
+grep -v '^-e' "$repo/requirements.txt" > pins.txt  # the verified versions, without `-e .`
+pip install -q wheels/privjax-*.whl -c pins.txt
 mkdir work && cd work
 python -c 'import privjax, os; print(os.path.dirname(privjax.__file__))'
 # 1. train the tiny run (6 steps) with the packaged configs/default.py
