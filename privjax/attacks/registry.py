@@ -56,6 +56,31 @@ def _pca_mlp(x, y, *, seed: int = 0, module_factory: ModuleFactory | None = None
   return fit_pca_attacker(x, y, base="mlp", seed=seed, **kw)
 
 
+# Keys of an attacker's ``info`` that stay on the attacker and out of ``AttackResult.extra``: per-step
+# training curves (``transfer``'s ``history``), long lists a report of many fits should not carry.
+# One rule for every family, in-memory and streaming (``privjax.attacks.streaming``).
+DROPPED_INFO = ("history",)
+
+
+def attack_result(family: str, attacker, scores: dict, seconds: float) -> AttackResult:
+  """The ``AttackResult`` of a fitted ``attacker`` and its test ``scores``
+  (``common.evaluate_attacker``'s record); ``run_attack`` and ``streaming.run_streaming_attack``
+  both build theirs here."""
+  extra = {k: v for k, v in getattr(attacker, "info", {}).items() if k not in DROPPED_INFO}
+  return AttackResult(
+      family=family,
+      top1=scores["top1"],
+      top5=scores["top5"],
+      num_classes=attacker.class_map.num_classes,
+      train_seconds=seconds,
+      extra=extra,
+      top1_se=scores["top1_se"],
+      top5_se=scores["top5_se"],
+      num_test=scores["num_test"],
+      log_rank=scores["log_rank"],
+  )
+
+
 ATTACKERS: dict[str, Callable] = {
     "linear": _linear,
     "mlp": _mlp,
@@ -84,20 +109,7 @@ def run_attack(
       x_train, y_train, seed=seed, module_factory=module_factory, **overrides
   )
   seconds = time.perf_counter() - start
-  scores = evaluate_attacker(attacker, x_test, y_test)
-  extra = {k: v for k, v in getattr(attacker, "info", {}).items() if k != "history"}
-  return AttackResult(
-      family=family,
-      top1=scores["top1"],
-      top5=scores["top5"],
-      num_classes=attacker.class_map.num_classes,
-      train_seconds=seconds,
-      extra=extra,
-      top1_se=scores["top1_se"],
-      top5_se=scores["top5_se"],
-      num_test=scores["num_test"],
-      log_rank=scores["log_rank"],
-  )
+  return attack_result(family, attacker, evaluate_attacker(attacker, x_test, y_test), seconds)
 
 
 def strongest(results: dict[str, AttackResult]) -> tuple[str, AttackResult]:
