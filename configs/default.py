@@ -73,6 +73,11 @@ def get_config(arg: str = ''):
   c.batch_size = 32  # pairs per step: both branches make one batch of 2 x 32 images
   c.eval_batch_size = 256
   c.data_threads = 2
+  # Training batches loaded in this many grain worker processes (mp_prefetch), each with
+  # `data_threads` threads; 0 loads in threads of the training process. The batches are the same
+  # either way (privjax.data.pipeline.pair_batches); workers help where one process's threads
+  # cannot keep up (224 x 224 inputs).
+  c.data_workers = 0
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.lr = 1e-4  # the paper's Adam rate for fine-tuning

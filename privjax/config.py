@@ -38,6 +38,7 @@ RESUMABLE_KEYS = (
     'keep_checkpoints',
     'progress',
     'data_threads',
+    'data_workers',
     'dataset.data_dir',
     'distributed',
 )

@@ -68,3 +68,26 @@ def test_batches_are_the_same_with_workers_and_loaded_before_they_are_asked_for(
   assert not np.array_equal(reference[0]['image'], reference[1]['image'])
   assert reference[0]['image'].shape == (4, 2, 32, 32, 3)
   np.testing.assert_array_equal(reference[0]['same'], [1, 0, 1, 0])
+
+
+def test_training_passes_config_data_workers_to_the_pipeline(tiny_config, tmp_path, monkeypatch):
+  """`config.data_workers` reaches `pair_batches(workers=...)` for the training batches (the
+  batches themselves are the same with workers: the test above). Stopped at the first batch."""
+  from privjax.train import loop
+
+  seen = []
+  real = pipeline.pair_batches
+
+  def recording(*args, **kwargs):
+    seen.append(kwargs.get('workers'))
+    for batch in real(*args, **kwargs):
+      raise KeyboardInterrupt('stop after the first batch')
+      yield batch
+
+  monkeypatch.setattr(pipeline, 'pair_batches', recording)
+  config = tiny_config('simple,tiny')
+  assert config.data_workers == 0  # the default: threads in this process, as before
+  config.data_workers = 2
+  with pytest.raises(KeyboardInterrupt, match='first batch'):
+    loop.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert seen and seen[0] == 2, seen

@@ -329,6 +329,7 @@ def _train(
             start_step=step,
             num_steps=max(total - step, 0),
             threads=config.data_threads,
+            workers=config.get('data_workers', 0),
             rows=rows,
             extra_labels=defence.labels,
         ),
