@@ -98,19 +98,28 @@ def test_streaming_standardizer_matches_in_memory(problem):
 
 
 def test_streaming_linear_agrees_with_lbfgs(problem):
-  """Minibatch Adam reaches the L-BFGS optimum of the same objective: objective within 2% of the
-  way from W = 0 to the optimum, test top-1 within 3 points (its standard error is ~2.1)."""
+  """Minibatch Adam reaches the L-BFGS optimum of the same objective when it says it converged:
+  objective within 0.5% of the way from W = 0 to the optimum, test top-1 within 1.5 points (a fit
+  5 points below L-BFGS once passed as converged). Stopped early, it says it did not converge,
+  with the epochs it spent, as L-BFGS does at its cap."""
   x, y, store, tr, te = problem
   ref = linear.fit_linear(x[tr], y[tr], l2=1e-2, tol=1e-4, max_iter=500)
-  got = streaming.fit_streaming_linear(store, y[tr], tr, l2=1e-2, batch_rows=64, seed=1)
+  got = streaming.fit_streaming_linear(store, y[tr], tr, l2=1e-2, seed=1)
   assert ref.info['converged'] and got.info['converged'], got.info
+  assert got.info['suboptimality_bound'] <= 1e-2 and got.info['epochs'] <= 120
   start = np.log(20)  # the objective at W = 0, b = 0
   suboptimal = (got.info['value'] - ref.info['value']) / (start - ref.info['value'])
-  assert -1e-4 < suboptimal < 0.02, (got.info['value'], ref.info['value'])
+  assert -1e-4 < suboptimal < 0.005, (got.info['value'], ref.info['value'])
+  # The bound is an upper bound on the true gap.
+  assert suboptimal <= got.info['suboptimality_bound'] * 1.01 + 1e-4
   top1 = common.evaluate_attacker(got, x[te], y[te])['top1']
   top1_ref = common.evaluate_attacker(ref, x[te], y[te])['top1']
-  assert abs(top1 - top1_ref) <= 0.03, (top1, top1_ref)
+  assert abs(top1 - top1_ref) <= 0.015, (top1, top1_ref)
   assert top1_ref > 0.4  # far above chance (0.05): the comparison means something
+
+  short = streaming.fit_streaming_linear(store, y[tr], tr, l2=1e-2, epochs=2, max_epochs=2, seed=1)
+  assert not short.info['converged'] and short.info['epochs'] == 2, short.info
+  assert short.info['suboptimality_bound'] > 1e-2
 
 
 def test_streaming_linear_chooses_l2_on_val_and_reports_a_record(problem):
@@ -171,6 +180,31 @@ def test_streaming_pca_linear_equals_pca_linear(problem):
   assert (got.extra['pca_k'], got.extra['whiten']) == (ref.extra['pca_k'], ref.extra['whiten'])
   assert abs(got.top1 - ref.top1) <= 0.01, (got.top1, ref.top1)
   assert got.extra['converged'] and got.num_test == ref.num_test
+
+
+def test_randomized_pca_over_row_batches_matches_exact_pca(problem):
+  """The randomized PCA (few passes over row batches, what the full-size benchmark and the
+  evaluation at scale use) against the exact PCA; its codes from the store equal `apply`'s."""
+  x, y, store, tr, te = problem
+  passes = []
+  got = streaming.fit_randomized_pca(
+      store, tr, 16, n_iter=2, memory_budget=64 << 20, progress=passes.append
+  )
+  assert len(passes) == 2 + 2 * 2  # the passes the docstring promises, no more
+  ref = transforms.fit_pca(x[tr], 16, method='exact')
+  np.testing.assert_allclose(got.mean, ref.mean, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(got.explained_variance[:12], ref.explained_variance[:12], rtol=1e-3)
+  cosines = np.linalg.svd(got.components[:12] @ ref.components[:12].T, compute_uv=False)
+  assert cosines.min() > 0.999, cosines
+  codes = streaming.project_store(got, store, te, memory_budget=64 << 20)
+  np.testing.assert_allclose(codes, np.asarray(got.apply(x[te])), atol=1e-3)
+  kw = {'sizes': (8, 32), 'max_iter': 100}
+  r = streaming.run_streaming_attack(
+      'streaming_pca_linear', store, y[tr], y[te], tr, te, method='randomized', n_iter=2, **kw
+  )
+  ref_r = registry.run_attack('pca_linear', x[tr], y[tr], x[te], y[te], **kw)
+  assert r.extra['pca_method'] == 'randomized' and r.extra['pca_k'] == ref_r.extra['pca_k']
+  assert abs(r.top1 - ref_r.top1) <= 0.02, (r.top1, ref_r.top1)
 
 
 _CHILD = textwrap.dedent("""
@@ -259,3 +293,67 @@ def test_shards_module_itself_loads_no_jax():
       [sys.executable, '-c', script], cwd=root, capture_output=True, text=True, check=True
   )
   assert json.loads(out.stdout) == []
+
+
+def test_evaluation_over_a_memory_budget_streams_with_the_same_report(tiny_config, tmp_path):
+  """An evaluation whose `memory_budget_gb` is below the tiny run's attacker features takes the
+  streaming path (shards, streaming families, noise per batch, PCA from the store) and reports
+  what the in-memory evaluation reports, in the same structure; `transfer` is listed as skipped,
+  not silently dropped. The identity linear attacker (streaming Adam against L-BFGS on the same
+  float32 features, both converged) agrees within two standard errors of its top-1 (attacker-test
+  has 72 rows: one standard error is ~5 points; the identity task is weak at this size, so tiny
+  differences in the logits flip the top-1 of a few rows)."""
+  from privjax import config as config_lib
+  from privjax.errors import ConfigError
+  from privjax.evaluate import features as features_lib
+  from privjax.evaluate import protocol
+  from privjax.train import loop
+
+  config = tiny_config('simple,tiny')
+  workdir = str(tmp_path / 'run')
+  loop.train_and_evaluate(config, workdir)
+  module = config_lib.config_module(
+      str(__import__('pathlib').Path(__file__).parents[1] / 'configs' / 'eval' / 'default.py')
+  )
+  ref_config = module.get_config('tiny')
+  ref_config.evaluators = ('attackers',)
+  ref_config.attackers = ('linear', 'transfer')
+  ref_config.secrets = ('identity',)
+  # One l2 for both (streaming_linear takes linear's l2): the comparison is of optimisers.
+  ref_config.attacker_overrides = {
+      'transfer': {'max_epochs': 1},
+      'linear': {'max_iter': 500, 'l2': 1e-2, 'tol': 1e-4},
+  }
+  ref_config.attack_memo = False
+  ref = protocol.evaluate_run(workdir, ref_config)
+
+  run = features_lib.load_run(workdir)
+  biggest = features_lib.feature_bytes(run, 'attacker_train')
+  streamed_config = ref_config.copy_and_resolve_references()
+  streamed_config.memory_budget_gb = biggest * 0.9 / 2**30
+  streamed_config.feature_store_dtype = 'float32'  # the same features: a test of the optimisers
+  got = protocol.evaluate_run(workdir, streamed_config)
+  assert 'attacker_train' in got['streamed_splits']
+  assert set(got) == set(ref) | {'streamed_splits'}
+  assert got['num_examples'] == ref['num_examples']
+  assert got['feature_shape'] == ref['feature_shape']
+  settings = [(e['transform'], e['noise_variance']) for e in ref['sweep']]
+  assert [(e['transform'], e['noise_variance']) for e in got['sweep']] == settings
+  for a, b in zip(ref['sweep'], got['sweep']):
+    assert set(a) == set(b) and set(a['attacks']) == set(b['attacks']) == {'identity'}
+    ra, rb = a['attacks']['identity'], b['attacks']['identity']
+    assert set(rb['families']) == {'linear'} and rb['skipped'] == {
+        'transfer': rb['skipped']['transfer']
+    }
+    core = {'top1', 'top1_se', 'top5', 'top5_se', 'num_test', 'log_rank', 'converged'}
+    assert core <= set(ra['families']['linear']) and core <= set(rb['families']['linear'])
+  base_ref = ref['sweep'][0]['attacks']['identity']['families']['linear']
+  base_got = got['sweep'][0]['attacks']['identity']['families']['linear']
+  assert base_got['streaming_family'] == 'streaming_linear'
+  assert base_got['converged'] and base_ref['converged'], (base_got, base_ref)
+  for key in ('top1', 'top5'):
+    assert abs(base_got[key] - base_ref[key]) <= 2 * base_ref[f'{key}_se'], (base_got, base_ref)
+  # A combination it does not support: a one-line ConfigError naming it, before any work.
+  streamed_config.evaluators = ('head', 'attackers')
+  with pytest.raises(ConfigError, match='evaluators head need whole feature arrays'):
+    protocol.evaluate_run(workdir, streamed_config)

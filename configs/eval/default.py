@@ -94,6 +94,12 @@ def get_config(arg: str = ''):
       'reidentify',
   )
   c.batch_size = 256  # feature-extraction batch
+  # Splits whose float32 cut features exceed this many GB are extracted batch by batch into
+  # feature shards (in feature_store_dtype) and attacked by the streaming families, in memory
+  # bounded by it (privjax/evaluate/streamed.py says what runs and what is refused); 0 or None:
+  # every split in memory.
+  c.memory_budget_gb = 0.0
+  c.feature_store_dtype = 'float16'
   if 'fast' in args or 'tiny' in args:
     # At 9 every feature is noise (both tasks at chance on the demo data); 0.1 and 1 are where the
     # trade-off is.

@@ -2,15 +2,17 @@
 
 What lives here: `load_run` (a run's config, parameters and model from its orbax checkpoint, nothing
 else), `extract` (features, logits and labels of one split, cached on disk under
-`RUN/eval/cache/step_<S>/<split>.npz` so a second evaluation does not recompute them) and
-`split_images` (the raw pixels, the attacker's reference input).
+`RUN/eval/cache/step_<S>/<split>.npz` so a second evaluation does not recompute them; the run
+directory may be a URI, privjax.paths), `feature_batches` (the same features a batch at a time, for
+splits too large to hold: privjax.evaluate.streamed writes them to shards), `feature_bytes` (a
+split's float32 feature size) and `split_images` (the raw pixels, the attacker's reference input).
 Must not import privjax.attacks or privjax.report: features flow from here to them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import io
 import zlib
 
 import jax
@@ -18,7 +20,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from privjax import defences, models
+from privjax import defences, models, paths
 from privjax.data import pipeline
 from privjax.train import checkpoint as ckpt_lib
 
@@ -39,7 +41,7 @@ class Run:
 
   @property
   def cache_dir(self) -> str:
-    return os.path.join(self.workdir, 'eval', 'cache', f'step_{self.step}')
+    return paths.join(self.workdir, 'eval', 'cache', f'step_{self.step}')
 
 
 def load_run(workdir: str, step: int | None = None, *, data_dir: str | None = None) -> Run:
@@ -68,9 +70,9 @@ def _progress(iterable, total, desc):
 
 def extract(run: Run, split: str, *, batch_size: int | None = None, cache: bool = True) -> dict:
   """{'features': [N, *cut_shape] float32, 'logits': [N, C], <label>: [N] ...} for `split`."""
-  path = os.path.join(run.cache_dir, f'{split}.npz')
-  if cache and os.path.exists(path):
-    with np.load(path) as data:
+  path = paths.as_path(paths.join(run.cache_dir, f'{split}.npz'))
+  if cache and path.exists():
+    with np.load(io.BytesIO(path.read_bytes())) as data:
       return dict(data)
   data = load_split_features(
       run.model,
@@ -79,14 +81,26 @@ def extract(run: Run, split: str, *, batch_size: int | None = None, cache: bool 
       batch_size=batch_size or run.config.eval_batch_size,
   )
   if cache and jax.process_index() == 0:
-    os.makedirs(run.cache_dir, exist_ok=True)
-    tmp = path + '.tmp.npz'
-    np.savez(tmp, **data)
-    os.replace(tmp, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, **data)
+    paths.write_atomic(path, buffer.getvalue())  # a reader never sees part of a cache file
   return data
 
 
-def load_split_features(model, config, split: pipeline.Split, *, batch_size: int) -> dict:
+def feature_bytes(run: Run, split: str) -> int:
+  """The float32 size of `split`'s cut features, without extracting them."""
+  arch = models.get_architecture(run.config.model.arch)
+  dim = int(np.prod(models.feature_shape(arch, run.config.model.cut)))
+  return run.builder.info.splits[split].num_examples * dim * 4
+
+
+def feature_batches(model, config, split: pipeline.Split, *, batch_size: int):
+  """(features [b, *cut_shape] float32, logits [b, C] float32) per batch of `split`, in order.
+
+  The same values as `load_split_features` (same batches, same per-batch random keys), a batch
+  at a time.
+  """
   graphdef, params = nnx.split(model)
 
   @jax.jit
@@ -95,7 +109,6 @@ def load_split_features(model, config, split: pipeline.Split, *, batch_size: int
 
   preprocess = pipeline.preprocess_from_config(config, train=False)
   batches = pipeline.eval_batches(split, batch_size, preprocess, threads=config.data_threads)
-  features, logits = [], []
   num_batches = -(-len(split) // batch_size)
   # The device's random draws (learned noise) from a key fixed per split and batch: a feature
   # cache is one upload of each image, the same on every evaluation.
@@ -103,8 +116,14 @@ def load_split_features(model, config, split: pipeline.Split, *, batch_size: int
   for i, batch in enumerate(_progress(batches, num_batches, f'features {split.name}')):
     f, l = features_and_logits(params, batch['image'], jax.random.fold_in(key, i))
     keep = np.asarray(batch['mask'])
-    features.append(np.asarray(f, np.float32)[keep])
-    logits.append(np.asarray(l, np.float32)[keep])
+    yield np.asarray(f, np.float32)[keep], np.asarray(l, np.float32)[keep]
+
+
+def load_split_features(model, config, split: pipeline.Split, *, batch_size: int) -> dict:
+  features, logits = [], []
+  for f, l in feature_batches(model, config, split, batch_size=batch_size):
+    features.append(f)
+    logits.append(l)
   out = {'features': np.concatenate(features), 'logits': np.concatenate(logits)}
   out.update({k: np.asarray(v) for k, v in split.labels.items()})
   return out

@@ -31,7 +31,7 @@ from privjax import metrics, models, paths
 from privjax.attacks import registry
 from privjax.data import pipeline
 from privjax.evaluate import features as features_lib
-from privjax.evaluate import memo, tensorboard
+from privjax.evaluate import memo, streamed, tensorboard
 from privjax.evaluate.errors import EvalError
 from privjax.evaluate.evaluators import common
 from privjax.privacy import transforms
@@ -276,6 +276,18 @@ def evaluate_run(
   overrides = eval_config.attacker_overrides.to_dict()
   t_start = time.perf_counter()
 
+  splits = (cfg.dataset.train_split, cfg.dataset.test_split) + ATTACKER_SPLITS
+  big = streamed.oversized(run, splits, streamed.budget_bytes(eval_config))
+  if big:  # features larger than eval_config.memory_budget_gb: shards, streaming attackers
+    return streamed.evaluate_run(
+        run,
+        eval_config,
+        evaluators=evaluators,
+        secrets=secrets,
+        splits=splits,
+        big=big,
+        t_start=t_start,
+    )
   _log('[%s] extracting features at step %d', workdir, run.step)
   data = {
       s: features_lib.extract(run, s, batch_size=eval_config.batch_size)
