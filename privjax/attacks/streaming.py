@@ -566,7 +566,8 @@ def fit_randomized_pca(
   batch: two D x l float32 matrices (the test matrix, then the row-space basis) and N x l ones.
   The mean is taken in the first pass and subtracted algebraically (``X_c A = X A - 1 m^T A``).
   Components: orthonormal rows, sign-normalised; explained variance with divisor N - 1.
-  ``progress(name)``, if given, is called after each pass.
+  ``progress(name)``, if given, is called with ``'batch'`` after each batch and ``'pass'`` after
+  each pass (the full-size benchmark extrapolates from them).
   """
   rows = np.asarray(rows, np.int64)
   n, d = rows.size, store.dim
@@ -584,6 +585,7 @@ def fit_randomized_pca(
     xf = x.astype(np.float32)
     total += xf.sum(axis=0, dtype=np.float64)
     y[pos] = xf @ omega
+    report("batch")
   mean = (total / n).astype(np.float32)
   y -= mean @ omega
   del omega
@@ -593,6 +595,7 @@ def fit_randomized_pca(
     z = np.zeros((d, q.shape[1]), np.float32)
     for pos, x in store.batches(rows, batch):
       z += x.astype(np.float32).T @ q[pos]
+      report("batch")
     z -= np.outer(mean, q.sum(axis=0))
     report("pass")
     return z
@@ -601,6 +604,7 @@ def fit_randomized_pca(
     out = np.empty((n, z.shape[1]), np.float32)
     for pos, x in store.batches(rows, batch):
       out[pos] = x.astype(np.float32) @ z
+      report("batch")
     report("pass")
     return out - mean @ z
 
