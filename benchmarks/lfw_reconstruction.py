@@ -28,7 +28,11 @@ def _load(d, run, name):
     return json.load(f)
 
 
-def _pct(value, se) -> str:
+def _pct(value, se, n=None) -> str:
+  """'p ± se' in %; a rate of 0 out of `n` (whose binomial standard error is 0) says 0/n and the
+  one-sided 95% upper bound 3/n (the rule of three) instead."""
+  if value == 0 and n:
+    return f'0/{n} (< {300 / n:.1f})'
   return f'{100 * value:.1f} ± {100 * se:.1f}'
 
 
@@ -65,7 +69,10 @@ def reconstruction_table(d) -> str:
     def reid(r, method):
       m = r['methods'][method]
       c = m['ceiling']
-      return f'{_pct(m["top1"], m["top1_se"])} | {_pct(c["top1"], c["top1_se"])}'
+      return (
+          f'{_pct(m["top1"], m["top1_se"], m["num_test"])} | '
+          f'{_pct(c["top1"], c["top1_se"], c["num_test"])}'
+      )
 
     rec = deployed['reconstruction']
     dd = _entry(deployed, inv_d['transform'], inv_d['noise_variance'])['deployed_decoder']
@@ -110,7 +117,8 @@ def reconstruction_table(d) -> str:
       f'originals of the same images (the ceiling; on all {originals["num_test"]}: '
       f'{_pct(originals["top1"], originals["top1_se"])}%). Chance '
       f'{100 * reid_d["chance_top1"]:.2f}%, majority class {100 * reid_d["majority_top1"]:.2f}%. '
-      'Accuracies ± binomial standard error; PSNR and SSIM are means over the images. rMLE inverts '
+      'Accuracies ± binomial standard error (0/n: none right, with the 95% upper bound 3/n); '
+      'PSNR and SSIM are means over the images. rMLE inverts '
       'the extractor the device runs, followed by the PCA and the noise of the setting.\n\n'
   )
   return head + '\n'.join(lines) + '\n'
@@ -143,8 +151,8 @@ def identity_table(d, seed_dirs) -> str:
       lines.append(
           f'| {run} | {t} | {v:g} | {100 * e["primary_head_accuracy"]:.1f} | '
           f'{_pct(top1, se)} ({family}) | {spread} | '
-          f'{_pct(tar["0.001"]["tar"], tar["0.001"]["tar_se"])} | '
-          f'{_pct(tar["0.01"]["tar"], tar["0.01"]["tar_se"])} | '
+          f'{_pct(tar["0.001"]["tar"], tar["0.001"]["tar_se"], tar["0.001"]["num_genuine"])} | '
+          f'{_pct(tar["0.01"]["tar"], tar["0.01"]["tar_se"], tar["0.01"]["num_genuine"])} | '
           f'{_pct(o["gallery_top1"], o["gallery_top1_se"])} |'
       )
   head = (
