@@ -160,7 +160,9 @@ def identity_table(d, seed_dirs) -> str:
       f'attacker over the evaluations {" and ".join(CLOSED)} on the attacker\'s own people '
       f'(mean ± sd over {n_seeds} training seeds beside it). Open set: an MLP embedding learned on '
       f"the attacker's people, matched on {people} people it never saw ({probes} probe images "
-      f'against one gallery image each; gallery chance {100 * chance:.1f}%).\n\n'
+      f"against one gallery image each; gallery chance {100 * chance:.1f}%). The cloud head's "
+      "gender accuracy is on this evaluation's own noise draw (the seed table's, on target_full's)."
+      '\n\n'
   )
   return head + '\n'.join(lines) + '\n'
 
