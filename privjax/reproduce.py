@@ -54,9 +54,11 @@ def define_flags(
     config: str = DEFAULT_CONFIG,
     eval_config: str = DEFAULT_EVAL_CONFIG,
     variants=DEFAULT_VARIANTS,
+    seeds: bool = True,
 ):
-  """The command's flags (privjax.sweep defines them with the paper's defaults); defined only when run
-  as a program, so importing this module (tests, the notebook) defines none."""
+  """The command's flags (privjax.sweep defines them with the paper's defaults, without --seeds,
+  which it does not take); defined only when run as a program, so importing this module (tests,
+  the notebook) defines none."""
   flags.DEFINE_string('workdir', None, 'Directory for the runs and the comparison.')
   config_args.DEFINE_config_file(
       'config',
@@ -72,12 +74,13 @@ def define_flags(
   config_args.DEFINE_config_file('eval_config', eval_config, 'Evaluation config file[:args].')
   flags.DEFINE_list('variants', list(variants), 'Which runs to train and evaluate, in order.')
   flags.DEFINE_string('data_dir', None, "TFDS data dir (default: the config's).")
-  flags.DEFINE_list(
-      'seeds',
-      [],
-      'Training seeds, e.g. 0,1,2: every variant is trained and evaluated per seed, the mean ± sd '
-      "goes to compare_seeds.md (default: the config's seed only, as before).",
-  )
+  if seeds:
+    flags.DEFINE_list(
+        'seeds',
+        [],
+        'Training seeds, e.g. 0,1,2: every variant is trained and evaluated per seed, the mean ± sd '
+        "goes to compare_seeds.md (default: the config's seed only, as before).",
+    )
   flags.mark_flag_as_required('workdir')
 
 

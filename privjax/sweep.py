@@ -34,7 +34,7 @@ SWEEP_KEYS = ('model.cut',) + reproduce.PIPELINE_KEYS
 
 def define_flags():
   """The command's flags; defined only when run as a program (see privjax.reproduce)."""
-  reproduce.define_flags(PAPER_CONFIG, PAPER_EVAL_CONFIG, PAPER_VARIANTS)
+  reproduce.define_flags(PAPER_CONFIG, PAPER_EVAL_CONFIG, PAPER_VARIANTS, seeds=False)
   flags.DEFINE_list('cuts', list(PAPER_CUTS), 'Cut layers to train and evaluate, in order.')
 
 
