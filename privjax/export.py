@@ -256,19 +256,58 @@ def export_extractor(
           'formula': '(x / 255 - mean) / std, x = the RGB pixels in channel_order',
       },
   }
+  files = {
+      ARTIFACT: exported.serialize(),
+      LOADER: (
+          f'"""Loads a privjax extractor ({FORMAT} version {FORMAT_VERSION}); needs jax only."""'
+          f'\n\n\n{inspect.getsource(load_exported)}'
+      ),
+      # None: the replaced export's extractor.tflite goes, not this one's
+      'extractor.tflite': _tflite_bytes(fn, specs) if tflite else None,
+  }
+  if tflite:
+    manifest['tflite'] = 'extractor.tflite'
+  files[MANIFEST] = json.dumps(manifest, indent=2)
+  _write_files(out_path, files)
+  return manifest
+
+
+def _write_files(out_path: str, files: dict) -> None:
+  """Writes `files` ({name: bytes or str; None removes the file}) into `out_path`.
+
+  Locally, a failed write (a full disk) leaves the directory as it was, a previous export whole:
+  every file is written under a temporary name first (removed on failure), and the names change
+  (renames, which need no space) only once all are written. On an object store each file is
+  written directly (an object appears whole or not at all; the set of them is not atomic).
+  """
   out = paths.as_path(out_path)
   out.mkdir(parents=True, exist_ok=True)
-  (out / ARTIFACT).write_bytes(exported.serialize())
-  (out / LOADER).write_text(
-      f'"""Loads a privjax extractor ({FORMAT} version {FORMAT_VERSION}); needs jax only."""'
-      f'\n\n\n{inspect.getsource(load_exported)}'
-  )
-  if tflite:
-    manifest['tflite'] = _write_tflite(fn, specs, out / 'extractor.tflite')
-  else:
-    (out / 'extractor.tflite').unlink(missing_ok=True)  # the replaced export's, not this one's
-  (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
-  return manifest
+  if not paths.is_local(out_path):
+    for name, data in files.items():
+      if data is None:
+        (out / name).unlink(missing_ok=True)
+      elif not isinstance(data, str):
+        (out / name).write_bytes(bytes(data))
+      else:
+        (out / name).write_text(data)
+    return
+  staged = {}
+  try:
+    for name, data in files.items():
+      if data is not None:
+        staged[name] = os.path.join(out_path, f'.{name}.tmp.{os.getpid()}')
+        with open(staged[name], 'w' if isinstance(data, str) else 'wb') as f:
+          f.write(data)
+  except BaseException:
+    for tmp in staged.values():
+      if os.path.exists(tmp):
+        os.remove(tmp)
+    raise
+  for name, data in files.items():
+    if data is None:
+      (out / name).unlink(missing_ok=True)
+    else:
+      os.replace(staged[name], os.path.join(out_path, name))
 
 
 def _require_tensorflow():
@@ -281,7 +320,7 @@ def _require_tensorflow():
     ) from None
 
 
-def _write_tflite(fn, specs, path) -> str:
+def _tflite_bytes(fn, specs) -> bytes:
   """jax2tf (native serialisation) -> SavedModel -> TFLite converter, as jax2tf documents."""
   import tempfile
 
@@ -301,9 +340,7 @@ def _write_tflite(fn, specs, path) -> str:
   )
   with tempfile.TemporaryDirectory() as saved:
     tf.saved_model.save(module, saved, signatures=module.f.get_concrete_function())
-    converted = tf.lite.TFLiteConverter.from_saved_model(saved).convert()
-  paths.as_path(path).write_bytes(converted)
-  return paths.as_path(path).name
+    return tf.lite.TFLiteConverter.from_saved_model(saved).convert()
 
 
 def check_pca_k(arch: str, cut: str, k: int) -> None:

@@ -57,8 +57,13 @@ def write_atomic(path: PathLike, data: str | bytes) -> None:
       f.write(data)
     return
   tmp = f'{os.fspath(path)}.tmp.{os.getpid()}'
-  with open(tmp, mode) as f:
-    f.write(data)
+  try:
+    with open(tmp, mode) as f:
+      f.write(data)
+  except BaseException:  # a full disk: no part left behind beside the file
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
   os.replace(tmp, os.fspath(path))
 
 

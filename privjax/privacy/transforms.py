@@ -326,9 +326,11 @@ def save_pca(pca: PCA, path) -> None:
   """Write ``pca`` to ``path`` (local or a URI, privjax.paths) as ``.npz``, the name as given."""
   # A file object stops np.savez from appending '.npz' to the name; np.savez seeks, which an object
   # store's write stream cannot, so the archive is built in memory and written in one piece.
+  # Atomically: a kill or a full disk in the middle leaves no part of a cache that a later
+  # evaluation would read.
   buffer = io.BytesIO()
   np.savez(buffer, **pca.to_arrays())
-  paths.as_path(path).write_bytes(buffer.getvalue())
+  paths.write_atomic(path, buffer.getvalue())
 
 
 def load_pca(path) -> PCA:

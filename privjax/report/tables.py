@@ -330,8 +330,9 @@ def write_report(report: dict, out_dir: str, plot_fn=None) -> dict[str, str]:
       'md': paths_lib.join(out_dir, 'report.md'),
   }
   text = json.dumps(_clean(report), indent=2, default=_json_default, allow_nan=False)
-  paths_lib.as_path(paths['json']).write_text(text)
-  paths_lib.as_path(paths['md']).write_text(markdown(report))
+  # Atomically: a kill or a full disk in the middle leaves the previous report, not a part.
+  paths_lib.write_atomic(paths['json'], text)
+  paths_lib.write_atomic(paths['md'], markdown(report))
   if plot_fn:
     paths.update(plot_fn([report], out_dir))
   return paths

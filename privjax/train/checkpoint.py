@@ -22,10 +22,12 @@ Evaluation restores `params` and `config` alone. Must not import privjax.models 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
 import os
+import re
 import socket
 import time
 from typing import Any, Callable
@@ -298,7 +300,29 @@ class Checkpoints:
     }
     if jax.tree_util.tree_leaves(state.get('defence')):
       items['defence'] = ocp.args.StandardSave(state['defence'])
-    return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+    with self._saving(step):  # a previous async save's failure surfaces here too
+      saved = self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+    if saved:
+      self._pending = int(step)
+    return saved
+
+  @contextlib.contextmanager
+  def _saving(self, step: int | None):
+    """A save that fails for the disk (full, read-only, quota) as a one-line RunError; the
+    checkpoints saved before it are complete (orbax writes into a temporary folder and renames it
+    when done), so a rerun resumes from the latest of them."""
+    try:
+      yield
+    except Exception as e:
+      reason = disk_error(e)
+      if reason is None:
+        raise
+      pending = step if step is not None else getattr(self, '_pending', None)
+      which = f'checkpoint step {pending}' if pending is not None else 'a checkpoint'
+      # Which steps end up complete is orbax's to finish in the background (a step whose own
+      # metadata failed can still be committed): the rerun finds out, skipping broken ones.
+      after = '; a rerun resumes from the latest checkpoint that restores'
+      raise RunError(f'cannot save {which} in {self.directory}: {reason}{after}') from None
 
   def restore_state(self, step: int, abstract_state: dict) -> tuple[dict, dict]:
     """(state, meta) in the shapes, dtypes and shardings of `abstract_state`.
@@ -435,15 +459,54 @@ class Checkpoints:
     return step, params, dict(restored.meta), config_lib.upgrade(dict(restored.config))
 
   def wait(self):
-    self.manager.wait_until_finished()
+    with self._saving(None):
+      self.manager.wait_until_finished()
 
   def close(self):
     """Waits for the last save and closes; a second call does nothing."""
     if getattr(self, '_closed', False):
       return
     self._closed = True
-    self.manager.wait_until_finished()
-    self.manager.close()
+    try:
+      with self._saving(None):
+        self.manager.wait_until_finished()
+    finally:
+      try:
+        self.manager.close()
+      except Exception as e:  # the failed save again: reported above
+        if disk_error(e) is None:
+          raise
+
+
+def disk_error(e: BaseException) -> str | None:
+  """What the disk said, when `e` (or what it was raised from) is a failed write of the operating
+  system: an OSError with an errno, or TensorStore's error that carries one; None for anything
+  else (a bug keeps its traceback)."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno is not None:
+      where = f': {e.filename}' if e.filename else ''
+      return f'{e.strerror or os.strerror(e.errno)}{where}'
+    code = re.search(r"\[os_error_code='?(\d+)'?\]", str(e))
+    if code:
+      return os.strerror(int(code.group(1)))
+    e = e.__cause__ or e.__context__
+  return None
+
+
+class _DiskErrorLogs(logging.Filter):
+  """Drops orbax's logged tracebacks of a save that failed for the disk: Checkpoints raises the
+  failure as one RunError line, which is what the user sees."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if record.levelno < logging.ERROR or 'orbax' not in record.pathname:
+      return True
+    error = record.exc_info[1] if record.exc_info else None
+    return error is None or disk_error(error) is None
+
+
+logging.getLogger('absl').addFilter(_DiskErrorLogs())
 
 
 def _first_line(e: BaseException, limit: int = 160) -> str:
