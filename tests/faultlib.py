@@ -8,8 +8,12 @@ mention `match`, when given), or at the Nth item of the iterator that call retur
   block      the calling thread sleeps for an hour (the test kills the process from outside)
   interrupt  KeyboardInterrupt (Ctrl-C: the process unwinds and runs its `finally` blocks)
   enospc     OSError(ENOSPC, 'No space left on device'): the disk filled up at this write
+  enospc_tensorstore  the ValueError TensorStore raises for it (its text, as a full tmpfs gave it)
 
-`after=True` acts once the call has returned (its effect on disk is done), else before it runs.
+`after=True` acts once the call has returned (its effect on disk is done), else before it runs;
+`partial=True` cuts a write off in the middle: for `builtins.open` (and `io.open`, the same
+function), the file it opens writes half of its first write, then the fault acts; for
+`etils.epath.abstract_path.Path.write_bytes` / `write_text`, half the data is written, then it acts.
 
 In process, `inject(*faults)` is a context manager (the patches are undone on exit). In a child
 process, `command(faults, script_or_module, *args)` is the command line that installs the faults and
@@ -32,6 +36,7 @@ import errno
 import functools
 import importlib
 import inspect
+import io
 import json
 import os
 import runpy
@@ -42,7 +47,7 @@ import time
 
 HERE = os.path.abspath(__file__)
 ROOT = os.path.dirname(os.path.dirname(HERE))
-ACTIONS = ('kill', 'block', 'interrupt', 'enospc')
+ACTIONS = ('kill', 'block', 'interrupt', 'enospc', 'enospc_tensorstore')
 # A training's 6th batch (fetched once step 4 is done; the tiny config checkpoints at step 3) of
 # its run from step 0: `Fault(action=..., **AT_BATCH_6)`.
 AT_BATCH_6 = dict(target='privjax.data.pipeline.pair_batches', item=6, match="'start_step': 0")
@@ -56,6 +61,9 @@ class Fault:
   item: int | None = None  # else the Nth item (1-based) of the iterator that call returns
   match: str | None = None  # count only calls whose arguments' repr contains this
   after: bool = False  # act when the call has returned, not before it runs
+  # For a write (`Path.write_bytes(path, data)`, `write_text`): write the first half of the data
+  # to the path first, as a kill or a full disk in the middle of the write leaves it.
+  partial: bool = False
 
   def __post_init__(self):
     if self.action not in ACTIONS:
@@ -76,6 +84,11 @@ def act(action: str, where: str) -> None:
     raise KeyboardInterrupt(f'simulated interrupt at {where}')
   elif action == 'enospc':
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+  elif action == 'enospc_tensorstore':
+    raise ValueError(
+        f'RESOURCE_EXHAUSTED: Error writing local file "{where}": Failed to write 4096 bytes to '
+        f"file 4: No space left on device [os_error_code='{errno.ENOSPC}']"
+    )
 
 
 def resolve(target: str):
@@ -94,6 +107,30 @@ def resolve(target: str):
   raise ImportError(f'{target}: no module of it can be imported')
 
 
+_REAL_OPEN = open
+
+
+class _CutFile:
+  """A file whose first write stops half way, then the fault acts (a disk that fills up)."""
+
+  def __init__(self, file, fault: Fault):
+    self._file, self._fault = file, fault
+
+  def write(self, data):
+    self._file.write(data[: len(data) // 2])
+    self._file.flush()
+    act(self._fault.action, f'{self._fault.target} {self._file.name}')
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self._file.close()
+
+  def __getattr__(self, name):
+    return getattr(self._file, name)
+
+
 def _wrap(fault: Fault, real):
   lock = threading.Lock()
   calls = [0]
@@ -110,6 +147,13 @@ def _wrap(fault: Fault, real):
       calls[0] += 1
       return calls[0] == fault.call
 
+  def hit_now(args):
+    if fault.partial:
+      path, data = args[0], args[1]
+      with _REAL_OPEN(os.fspath(path), 'wb' if isinstance(data, bytes) else 'w') as f:
+        f.write(data[: len(data) // 2])
+    act(fault.action, fault.target)
+
   def items(iterator):
     for i, value in enumerate(iterator, 1):
       if i == fault.item and not fault.after:
@@ -124,7 +168,7 @@ def _wrap(fault: Fault, real):
     async def async_wrapper(*args, **kwargs):
       hit = counts(args, kwargs)
       if hit and not fault.after:
-        act(fault.action, fault.target)
+        hit_now(args)
       out = await real(*args, **kwargs)
       if hit and fault.after:
         act(fault.action, fault.target)
@@ -137,8 +181,10 @@ def _wrap(fault: Fault, real):
     hit = counts(args, kwargs)
     if hit and fault.item is not None:
       return items(real(*args, **kwargs))
+    if hit and fault.partial and real is _REAL_OPEN:
+      return _CutFile(real(*args, **kwargs), fault)
     if hit and not fault.after:
-      act(fault.action, fault.target)
+      hit_now(args)
     out = real(*args, **kwargs)
     if hit and fault.after:
       act(fault.action, fault.target)
@@ -162,6 +208,9 @@ def inject(*faults: Fault):
       own = name in vars(owner)  # else inherited: the patch goes, the base's stays
       setattr(owner, name, wrapped)
       undo.append((owner, name, real, own))
+      if real is _REAL_OPEN:  # io.open is the same function, under another name
+        io.open = wrapped
+        undo.append((io, 'open', real, True))
     yield
   finally:
     for owner, name, real, own in reversed(undo):
@@ -178,9 +227,9 @@ def command(faults, *argv: str) -> list[str]:
   return [sys.executable, HERE, spec, *argv]
 
 
-def call(faults, fn: str, *args) -> list[str]:
-  """The command line that calls `fn` ('package.module:function') with JSON-able `args`."""
-  return command(faults, '--call', fn, json.dumps(list(args)))
+def call(faults, fn: str, *args, **kwargs) -> list[str]:
+  """The command line that calls `fn` ('package.module:function') with JSON-able arguments."""
+  return command(faults, '--call', fn, json.dumps(list(args)), json.dumps(kwargs))
 
 
 def _main(argv):
@@ -191,7 +240,8 @@ def _main(argv):
   with inject(*faults):
     if rest[0] == '--call':
       module, name = rest[1].split(':')
-      getattr(importlib.import_module(module), name)(*json.loads(rest[2]))
+      kwargs = json.loads(rest[3]) if len(rest) > 3 else {}
+      getattr(importlib.import_module(module), name)(*json.loads(rest[2]), **kwargs)
     elif rest[0] == '-m':
       sys.argv = rest[1:]
       runpy.run_module(rest[1], run_name='__main__', alter_sys=True)
@@ -203,3 +253,17 @@ def _main(argv):
 
 if __name__ == '__main__':
   _main(sys.argv[1:])
+
+
+class Cases(dict):
+  """A table of test cases: {name: value} as a dict (what the test is parametrized over), plus its
+  category, what every case asserts and a one-line description per case (tools/fault_table.py
+  reads them from the source to write benchmarks/results/fault_cases.md).
+
+    TABLE = Cases('category', 'what each case asserts', {'name': ('description', value), ...})
+  """
+
+  def __init__(self, category: str, asserts: str, cases: dict):
+    super().__init__({name: value for name, (_, value) in cases.items()})
+    self.category, self.asserts = category, asserts
+    self.about = {name: about for name, (about, _) in cases.items()}

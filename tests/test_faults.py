@@ -7,6 +7,10 @@ wrong, and asserts
     cut short): the rerun completes and gives what the uninterrupted run gave (parameters allclose,
     the same final_metrics keys and values, the same metrics.jsonl rows).
 
+Faults are placed at named calls by tests/faultlib.py (a kill, a hang, an interrupt, ENOSPC), in
+process or in a child process. Every table is a `faultlib.Cases` with a one-line description per
+case; tools/fault_table.py collects them into benchmarks/results/fault_cases.md.
+
 All runs are the tiny config (`siamese,tiny`: 6 steps, checkpoints at 3 and 6, rows every 2 steps,
 evaluations at 3 and 6) on the tiny data set; one uninterrupted run (`reference`) is compared with.
 
@@ -30,6 +34,17 @@ evaluations at 3 and 6) on the tiny data set; one uninterrupted run (`reference`
   command line    a missing config file, a syntax error or exception in one, an unknown or misspelt
                   --config key, an unwritable workdir, a workdir under a file, export into a
                   non-empty --out, export with too large a --pca_k; OS errors of any command
+  data prep kill  SIGKILL while preparing synthetic_faces (an example, a shard, before
+                  dataset_info.json, after metadata.json, before the final rename) or image_folder
+                  (reading the CSV, checking images, loading faces): nothing reads as prepared,
+                  the rerun prepares what an uninterrupted preparation does
+  feature kill    SIGKILL while evaluating (extracting either split, inside np.savez of a cache,
+                  between savez and rename, inside the PCA cache, inside report.json): no part of
+                  a file is left under its name, the rerun's report has the same numbers
+  full disk       ENOSPC in a checkpoint (array data, array metadata, a JSON item,
+                  _CHECKPOINT_METADATA), metrics.jsonl, final_metrics.json, an export over a
+                  previous one, a feature cache, a report over a previous one: one `error:` line,
+                  the previous checkpoint / export / report usable, the rerun the uninterrupted one
 """
 
 import gc
@@ -46,10 +61,15 @@ import faultlib
 import jax
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
 
 from privjax import cli, export
 from privjax import config as config_lib
+from privjax.data import face_renderer, image_folder, synthetic_faces
 from privjax.errors import ConfigError, RunError
+from privjax.evaluate import protocol
+from privjax.report import tables
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import loop
 from privjax.train import writer as writer_lib
@@ -144,13 +164,23 @@ def _no_final_evaluation(w):
     f.writelines(json.dumps(r) + '\n' for r in rows[:-1])  # the step-6 evaluation row
 
 
-FINISHED = {
-    'rerun': None,
-    'final_metrics_removed': _remove_final,
-    'final_metrics_cut_short': _cut_final,
-    'final_metrics_step_only': _short_final,
-    'final_evaluation_missing': _no_final_evaluation,
-}
+FINISHED = faultlib.Cases(
+    'finished run, rerun',
+    'the result equals the uninterrupted run; nothing else on disk changes',
+    {
+        'rerun': ('a finished run rerun as it is: writes nothing', None),
+        'final_metrics_removed': ('final_metrics.json removed: rebuilt', _remove_final),
+        'final_metrics_cut_short': ('final_metrics.json cut short: rebuilt', _cut_final),
+        'final_metrics_step_only': (
+            'final_metrics.json is {"step": N} (what the old rerun wrote): rebuilt',
+            _short_final,
+        ),
+        'final_evaluation_missing': (
+            'no final_metrics.json nor final evaluation row: evaluated again',
+            _no_final_evaluation,
+        ),
+    },
+)
 
 
 @pytest.mark.parametrize('damage', list(FINISHED))
@@ -240,6 +270,8 @@ def test_sigkill_after_the_first_checkpoint_resumes_to_the_same_run(
 
 
 def test_exception_in_training_releases_the_lock_and_resumes(reference, tfds_dir, tmp_path):
+  """A KeyboardInterrupt in the batch iterator after step 4: the lock is released, and the
+  rerun matches the uninterrupted run."""
   workdir = str(tmp_path / 'run')
   with faultlib.inject(faultlib.Fault(action='interrupt', **faultlib.AT_BATCH_6)):
     with pytest.raises(KeyboardInterrupt):
@@ -257,14 +289,31 @@ def _dead_pid():
   return int(proc.stdout)
 
 
-LOCKS = {
-    # name: (owner of the lock found in the workdir, taken over?)
-    'dead_pid': (lambda: {'host': _host(), 'pid': _dead_pid(), 'started': 'then'}, True),
-    'own_pid': (lambda: {'host': _host(), 'pid': os.getpid(), 'started': 'then'}, True),
-    'unreadable': (lambda: None, True),
-    'live_pid': (lambda: {'host': _host(), 'pid': os.getppid(), 'started': 'now'}, False),
-    'other_host': (lambda: {'host': 'elsewhere', 'pid': 1, 'started': 'now'}, False),
-}
+LOCKS = faultlib.Cases(
+    'workdir lock',
+    'taken over (and then ours: another taker is refused), or refused in one line naming its '
+    'owner with nothing changed',
+    {
+        # name: (description, (owner of the lock found in the workdir, taken over?))
+        'dead_pid': (
+            'a lock of a dead pid: taken over',
+            (lambda: {'host': _host(), 'pid': _dead_pid(), 'started': 'then'}, True),
+        ),
+        'own_pid': (
+            'a lock of our own pid: taken over',
+            (lambda: {'host': _host(), 'pid': os.getpid(), 'started': 'then'}, True),
+        ),
+        'unreadable': ('a lock that cannot be read: taken over', (lambda: None, True)),
+        'live_pid': (
+            'a lock of a live pid: refused',
+            (lambda: {'host': _host(), 'pid': os.getppid(), 'started': 'now'}, False),
+        ),
+        'other_host': (
+            'a lock of another host: refused',
+            (lambda: {'host': 'elsewhere', 'pid': 1, 'started': 'now'}, False),
+        ),
+    },
+)
 
 
 def _host():
@@ -305,6 +354,7 @@ class _NotUs(ckpt_lib.WorkdirLock):
 
 
 def test_only_process_0_of_a_multi_host_job_takes_the_lock(tmp_path, monkeypatch):
+  """In a multi-host job only process 0 writes train.lock."""
   monkeypatch.setattr(jax, 'process_index', lambda: 1)
   lock = ckpt_lib.WorkdirLock.acquire(str(tmp_path))
   assert os.listdir(tmp_path) == []
@@ -325,11 +375,25 @@ def _truncate(path):
     f.truncate(os.path.getsize(path) // 2)
 
 
-CORRUPT = {
-    'params_data': lambda step: _largest(os.path.join(step, 'params', 'ocdbt.process_0')),
-    'params_metadata': lambda step: os.path.join(step, 'params', '_METADATA'),
-    'meta': lambda step: os.path.join(step, 'meta', 'metadata'),
-}
+CORRUPT = faultlib.Cases(
+    'corrupt checkpoint',
+    'evaluation restores the previous step with a one-line warning and leaves the broken one; '
+    'asking for the broken step is a one-line RunError',
+    {
+        'params_data': (
+            'a truncated parameter data file in the latest checkpoint',
+            lambda step: _largest(os.path.join(step, 'params', 'ocdbt.process_0')),
+        ),
+        'params_metadata': (
+            'truncated parameter metadata (_METADATA) in the latest checkpoint',
+            lambda step: os.path.join(step, 'params', '_METADATA'),
+        ),
+        'meta': (
+            "a truncated 'meta' item in the latest checkpoint",
+            lambda step: os.path.join(step, 'meta', 'metadata'),
+        ),
+    },
+)
 
 
 @pytest.mark.parametrize('part', list(CORRUPT))
@@ -369,6 +433,7 @@ def test_corrupt_latest_checkpoint_is_set_aside_and_training_resumes(
 
 
 def test_no_intact_checkpoint_is_one_line_and_changes_nothing(reference, tfds_dir, tmp_path):
+  """Every checkpoint broken: evaluation and training refuse in one line, nothing changed."""
   workdir = copy_run(reference, tmp_path)
   for step in ('3', '6'):
     _truncate(os.path.join(workdir, 'checkpoints', step, 'meta', 'metadata'))
@@ -401,17 +466,30 @@ def _a_file(out):
     f.write('a file')
 
 
-EXPORT = {
-    # name: (what is at --out, export_run's keywords, the error)
-    'other_files': (_other_files, {}, 'is not empty: it holds files \\(notes.txt\\); use a new'),
-    'another_export': (_another_export, {}, 'is not empty: it holds another export'),
-    'out_is_a_file': (_a_file, {}, 'exists and is not a directory'),
-    'pca_k_above_training_images': (
-        None,
-        {'pca_k': 200},
-        "--pca_k 200 is more than the 108 images of the training split 'train'",
-    ),
-}
+EXPORT = faultlib.Cases(
+    'export refusal',
+    'a one-line ConfigError; the run and --out unchanged',
+    {
+        # name: (description, (what is at --out, export_run's keywords, the error))
+        'other_files': (
+            '--out holds other files',
+            (_other_files, {}, 'is not empty: it holds files \\(notes.txt\\); use a new'),
+        ),
+        'another_export': (
+            '--out holds another export',
+            (_another_export, {}, 'is not empty: it holds another export'),
+        ),
+        'out_is_a_file': ('--out is a file', (_a_file, {}, 'exists and is not a directory')),
+        'pca_k_above_training_images': (
+            '--pca_k above the number of training images',
+            (
+                None,
+                {'pca_k': 200},
+                "--pca_k 200 is more than the 108 images of the training split 'train'",
+            ),
+        ),
+    },
+)
 
 
 @pytest.mark.parametrize('name', list(EXPORT))
@@ -429,6 +507,7 @@ def test_export_refusals(reference, tmp_path, name):
 
 
 def test_export_overwrite_replaces_the_export_and_keeps_other_files(reference, tmp_path):
+  """export --overwrite over another export: replaced, the other files kept."""
   out = str(tmp_path / 'out')
   _another_export(out)
   with open(os.path.join(out, 'notes.txt'), 'w') as f:
@@ -449,7 +528,7 @@ def _config_file(directory, text):
 TRAIN = [sys.executable, 'train.py']
 TINY = ['--config', 'configs/default.py:tiny']
 EXPORT_CLI = [sys.executable, '-m', 'privjax.export']
-CLI = {
+_CLI = {
     # name: (the command line, from tmp_path t, the reference run r and the data dir d; what the
     # error line says)
     'missing_config_file': (
@@ -506,6 +585,22 @@ CLI = {
         '--pca_k 500 is more than the 108 images',
     ),
 }
+_CLI_ABOUT = {
+    'missing_config_file': 'train.py --config naming a file that does not exist',
+    'config_syntax_error': 'a config file with a syntax error',
+    'config_raises': 'a config file whose get_config raises',
+    'unknown_config_key': '--config.foo=1, a key the config does not have',
+    'misspelt_config_key': '--config.model.cutt=..., a misspelt key (the close match is named)',
+    'unwritable_workdir': 'a --workdir that cannot be created',
+    'workdir_under_a_file': 'a --workdir below a file',
+    'export_into_non_empty_out': 'privjax.export into a non-empty --out',
+    'export_pca_k_above_training_images': 'privjax.export --pca_k above the training images',
+}
+CLI = faultlib.Cases(
+    'command line',
+    'exit status 2, one `error:` line on stderr, no traceback; nothing on disk changed',
+    {name: (_CLI_ABOUT[name], value) for name, value in _CLI.items()},
+)
 
 
 @pytest.mark.parametrize('name', list(CLI))
@@ -522,15 +617,28 @@ def test_command_line_errors_are_one_line(reference, tfds_dir, tmp_path, name):
   assert not os.path.exists(tmp_path / 'w') and not os.path.exists(tmp_path / 'out')
 
 
-OS_ERRORS = {
-    'permission': (
-        PermissionError(13, 'Permission denied', '/r/eval'),
-        'Permission denied: /r/eval',
-    ),
-    'full_disk': (OSError(28, 'No space left on device'), 'No space left on device'),
-    'not_a_directory': (NotADirectoryError(20, 'Not a directory', '/f/x'), 'Not a directory: /f/x'),
-    'privjax_error': (RunError('first\nsecond'), 'first second'),
-}
+OS_ERRORS = faultlib.Cases(
+    'errors of any command',
+    "exit status 2 and exactly `error: <message>` on stderr (a bug's exception keeps its traceback)",
+    {
+        'permission': (
+            'PermissionError with a file name',
+            (PermissionError(13, 'Permission denied', '/r/eval'), 'Permission denied: /r/eval'),
+        ),
+        'full_disk': (
+            'OSError ENOSPC',
+            (OSError(28, 'No space left on device'), 'No space left on device'),
+        ),
+        'not_a_directory': (
+            'NotADirectoryError',
+            (NotADirectoryError(20, 'Not a directory', '/f/x'), 'Not a directory: /f/x'),
+        ),
+        'privjax_error': (
+            'a PrivjaxError of two lines: joined',
+            (RunError('first\nsecond'), 'first second'),
+        ),
+    },
+)
 
 
 @pytest.mark.parametrize('name', list(OS_ERRORS))
@@ -547,8 +655,455 @@ def test_known_errors_of_any_command_are_one_line(capsys, name):
 
 
 def test_a_bug_keeps_its_traceback():
+  """An OSError without errno (a bug, not the system) is re-raised with its traceback."""
+
   def bug():
     raise OSError('no errno: a library bug')
 
   with pytest.raises(OSError, match='a library bug'):
     cli.run_or_exit(bug)
+
+
+# ---------------------------------------------------------------------------------------------
+# kill -9 while preparing data: the built-in synthetic data set (the session's `tfds_dir` is the
+# uninterrupted preparation) and image_folder on a CSV of 50 photos made here.
+
+
+def _photo_csv(root) -> str:
+  """10 people x 5 photos (PNG, 40 px) and their CSV (path, identity, gender, smiling)."""
+  data = face_renderer.generate_faces(10, 5, 40, 1)
+  os.makedirs(os.path.join(root, 'img'))
+  lines = ['path,identity,gender,smiling']
+  for i, (image, person, gender, smiling) in enumerate(
+      zip(data['image'], data['identity'], data['gender'], data['smiling'])
+  ):
+    Image.fromarray(image).save(os.path.join(root, 'img', f'{i}.png'))
+    lines.append(f'img/{i}.png,p{person},{["female", "male"][gender]},{smiling}')
+  path = os.path.join(root, 'faces.csv')
+  with open(path, 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  return path
+
+
+@pytest.fixture(scope='module')
+def photos(tmp_path_factory):
+  """(csv, data dir of its uninterrupted preparation, the prepared folder relative to it)."""
+  csv = _photo_csv(str(tmp_path_factory.mktemp('photos')))
+  data_dir = str(tmp_path_factory.mktemp('photos_tfds'))
+  builder = image_folder.build(data_dir, **PHOTOS_KWARGS(csv))
+  return csv, data_dir, os.path.relpath(os.fspath(builder.data_dir), data_dir)
+
+
+def PHOTOS_KWARGS(csv):  # noqa: N802 -- read as a constant
+  return {'csv': csv, 'attributes': ['smiling']}
+
+
+def _prepare(kind, data_dir, photos):
+  if kind == 'synthetic':
+    return synthetic_faces.build('tiny', data_dir=data_dir)
+  return image_folder.build(data_dir, **PHOTOS_KWARGS(photos[0]))
+
+
+def _prepared(builder) -> dict:
+  """What a training reads from a prepared data set: every split's decoded examples (image
+  digests and labels, in order), the features' classes and the metadata (identity groups)."""
+  out = {'metadata': json.loads(json.dumps(builder.info.metadata, default=str))}
+  out['classes'] = {
+      k: list(v.names) for k, v in builder.info.features.items() if hasattr(v, 'names')
+  }
+  for split in builder.info.splits:
+    source = builder.as_data_source(split)
+    out[split] = [
+        {
+            k: hashlib.sha256(v.tobytes()).hexdigest() if k == 'image' else int(v)
+            for k, v in source[i].items()
+        }
+        for i in range(len(source))
+    ]
+  return out
+
+
+DATA_KILLS = faultlib.Cases(
+    'kill -9 while preparing data',
+    "the killed preparation (exit by SIGKILL) left no prepared data set, only TFDS's "
+    'incomplete.* folder; the rerun completes with the same examples, labels, classes, metadata '
+    'and files as an uninterrupted preparation',
+    {
+        # name: (description, (data set, the fault's keywords))
+        'generating_examples': (
+            'synthetic_faces, at its 100th generated example',
+            (
+                'synthetic',
+                dict(
+                    target='privjax.data.synthetic_faces.SyntheticFaces._generate_examples',
+                    item=100,
+                ),
+            ),
+        ),
+        'writing_a_shard': (
+            "synthetic_faces, as the second split's array_record shard is written",
+            (
+                'synthetic',
+                dict(
+                    target='tensorflow_datasets.core.file_adapters.ArrayRecordFileAdapter'
+                    '.write_examples',
+                    call=2,
+                ),
+            ),
+        ),
+        'before_dataset_info': (
+            'synthetic_faces, every shard written, before dataset_info.json and metadata.json',
+            (
+                'synthetic',
+                dict(target='tensorflow_datasets.core.dataset_info.DatasetInfo.write_to_directory'),
+            ),
+        ),
+        'after_metadata': (
+            'synthetic_faces, metadata.json (the identity groups) written, dataset_info.json not',
+            (
+                'synthetic',
+                dict(
+                    target='tensorflow_datasets.core.dataset_info.MetadataDict.save_metadata',
+                    after=True,
+                ),
+            ),
+        ),
+        'before_the_final_rename': (
+            'synthetic_faces, everything written, before the incomplete folder is renamed',
+            # its repr: (PosixGPath('<...>/incomplete.XXXXXX_1.0.0'), '<...>/1.0.0')
+            ('synthetic', dict(target='etils.epath.gpath._GPath.rename', match="_1.0.0'), ")),
+        ),
+        'reading_the_csv': (
+            'image_folder, while reading the CSV',
+            ('photos', dict(target='privjax.data.image_folder._read_table')),
+        ),
+        'checking_images': (
+            'image_folder, while checking the 7th photo',
+            ('photos', dict(target='privjax.data.photo_builder.check_image', call=7)),
+        ),
+        'loading_faces': (
+            'image_folder, while loading the 20th face',
+            ('photos', dict(target='privjax.data.photo_builder.load_face', call=20)),
+        ),
+    },
+)
+
+
+@pytest.mark.parametrize('name', list(DATA_KILLS))
+def test_sigkill_while_preparing_data_then_rerun(tfds_dir, photos, tmp_path, name):
+  kind, fault = DATA_KILLS[name]
+  data_dir = str(tmp_path / 'tfds')
+  if kind == 'synthetic':
+    ref_dir, prepared = tfds_dir, os.path.join('synthetic_faces', 'tiny', '1.0.0')
+    child = faultlib.call(
+        [faultlib.Fault(**fault)], 'privjax.data.synthetic_faces:build', 'tiny', data_dir=data_dir
+    )
+  else:
+    ref_dir, prepared = photos[1], photos[2]
+    child = faultlib.call(
+        [faultlib.Fault(**fault)],
+        'privjax.data.image_folder:build',
+        data_dir,
+        **PHOTOS_KWARGS(photos[0]),
+    )
+  proc = subprocess.run(child, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+  assert not os.path.exists(os.path.join(data_dir, prepared))  # nothing that reads as prepared
+  builder = _prepare(kind, data_dir, photos)
+  assert os.fspath(builder.data_dir) == os.path.join(data_dir, prepared)
+  reference = tfds.builder_from_directory(os.path.join(ref_dir, prepared))
+  assert _prepared(builder) == _prepared(reference)
+  assert sorted(os.listdir(builder.data_dir)) == sorted(os.listdir(reference.data_dir))
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation: a tiny evaluation of the reference run (features of the four splits cached, a PCA
+# fitted and cached, the head and the linear attacker, report.json and report.md).
+
+EVAL_NAME = 'faults'
+
+
+def eval_config():
+  config = config_lib.config_module(os.path.join(ROOT, 'configs', 'eval', 'default.py'))
+  config = config.get_config('tiny')
+  config.name = EVAL_NAME
+  config.evaluators = ('head', 'attackers')
+  config.attackers = ('linear',)
+  config.noise_variances = (0.0,)
+  config.secrets = ('identity',)
+  config.attack_memo = False  # every evaluation computes its attacks
+  return config
+
+
+def evaluate_and_report(workdir: str) -> str:
+  """What eval.py does (without plots); returns the report folder. A child's entry point too."""
+  report = protocol.evaluate_run(workdir, eval_config())
+  out = os.path.join(workdir, 'eval', EVAL_NAME)
+  tables.write_report(report, out)
+  return out
+
+
+def run_without_eval(reference, tmp_path) -> str:
+  workdir = copy_run(reference, tmp_path)
+  shutil.rmtree(os.path.join(workdir, 'eval'), ignore_errors=True)
+  return workdir
+
+
+@pytest.fixture(scope='module')
+def evaluated(reference, tmp_path_factory):
+  """A copy of the reference run, evaluated uninterrupted: (workdir, its report.json's content)."""
+  workdir = run_without_eval(reference, tmp_path_factory.mktemp('evaluated'))
+  out = evaluate_and_report(workdir)
+  return workdir, tables.load_report(out)
+
+
+def _kept(report: dict) -> set:
+  """The keys that are results: not timings (`*seconds`), versions or the run's folder."""
+  return {k for k in report if not k.endswith('seconds') and k not in ('versions', 'workdir')}
+
+
+def assert_same_report(got, want, where='report'):
+  """Equal reports, timings and the run's folder aside; numbers to 1e-6."""
+  if isinstance(want, dict):
+    assert sorted(_kept(got)) == sorted(_kept(want)), where
+    for key in _kept(want):
+      assert_same_report(got[key], want[key], f'{where}.{key}')
+  elif isinstance(want, list):
+    assert len(got) == len(want), where
+    for i, (a, b) in enumerate(zip(got, want)):
+      assert_same_report(a, b, f'{where}[{i}]')
+  elif isinstance(want, float):
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9, err_msg=where)
+  else:
+    assert got == want, where
+
+
+def assert_no_partial_cache(workdir):
+  """Every file of the feature cache under its final name loads whole."""
+  for d, _, files in os.walk(os.path.join(workdir, 'eval', 'cache')):
+    for name in files:
+      if name.endswith('.npz') and '.tmp' not in name:
+        with np.load(os.path.join(d, name)) as data:
+          for key in data.files:
+            data[key]  # noqa: B018 -- reads (and checks) every array
+
+
+# ---------------------------------------------------------------------------------------------
+# kill -9 during evaluation's feature caching
+
+
+FEATURE_KILLS = faultlib.Cases(
+    'kill -9 while caching features',
+    'the evaluation killed (SIGKILL) leaves no cache file or report that is a part; the rerun '
+    "completes and its report.json has the uninterrupted evaluation's numbers",
+    {
+        'extracting_train_features': (
+            'extracting the training split (its second batch)',
+            dict(target='privjax.data.pipeline.eval_batches', call=1, item=2),
+        ),
+        'extracting_test_features': (
+            "extracting the test split (the training split's cache written)",
+            dict(target='privjax.data.pipeline.eval_batches', call=2, item=2),
+        ),
+        'writing_a_feature_cache': (
+            "in the middle of writing the training split's cache (np.savez)",
+            dict(target='builtins.open', match='/train.npz', partial=True),
+        ),
+        'between_savez_and_rename': (
+            "the test split's cache written to its temporary name, not renamed",
+            dict(target='os.replace', match='/test.npz'),
+        ),
+        'writing_the_pca_cache': (
+            'in the middle of writing the fitted PCA (pca_4.npz)',
+            dict(target='builtins.open', match='pca_4.npz', partial=True),
+        ),
+        'writing_the_report': (
+            'in the middle of writing report.json',
+            dict(target='builtins.open', match='report.json', partial=True),
+        ),
+    },
+)
+
+
+@pytest.mark.parametrize('name', list(FEATURE_KILLS))
+def test_sigkill_while_caching_features_then_rerun(reference, evaluated, tmp_path, name):
+  workdir = run_without_eval(reference, tmp_path)
+  child = faultlib.call(
+      [faultlib.Fault(**FEATURE_KILLS[name])], 'test_faults:evaluate_and_report', workdir
+  )
+  proc = subprocess.run(child, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+  assert_no_partial_cache(workdir)
+  report = os.path.join(workdir, 'eval', EVAL_NAME, 'report.json')
+  assert not os.path.exists(report)  # the first evaluation: no report, not a part of one
+  out = evaluate_and_report(workdir)
+  assert_same_report(tables.load_report(out), evaluated[1])
+  assert_no_partial_cache(workdir)
+
+
+# ---------------------------------------------------------------------------------------------
+# A full disk (simulated: the write named raises ENOSPC, after writing half its data where it is a
+# file write) while writing checkpoints, metrics, the final result, an export, a feature cache or
+# a report. The command says so in one line; what was there before stays usable.
+
+
+def _stopped_after_checkpoint_3(reference, tmp_path) -> str:
+  """The reference run as a kill after its step-3 checkpoint leaves it (with later rows, which
+  the resume drops)."""
+  workdir = run_without_eval(reference, tmp_path)
+  shutil.rmtree(os.path.join(workdir, 'checkpoints', '6'))
+  os.remove(os.path.join(workdir, 'final_metrics.json'))
+  return workdir
+
+
+@pytest.fixture(scope='module')
+def exported(reference, tmp_path_factory):
+  out = str(tmp_path_factory.mktemp('exported') / 'out')
+  export.export_run(reference[0], out)
+  return out
+
+
+ORBAX = 'orbax.checkpoint._src'
+DISK_FULL = faultlib.Cases(
+    'full disk',
+    'one `error:` line naming the failure (no traceback, no logged traceback); what was on disk '
+    'before stays usable: the training resumes (or the finished run reruns) to the uninterrupted '
+    'run, the previous export loads unchanged, the evaluation reruns to the same report, the '
+    'previous report is unchanged',
+    {
+        # name: (description, (what is written, the fault's keywords, what the error says))
+        'checkpoint_array_data': (
+            "the step-6 checkpoint's array data (TensorStore's write error)",
+            (
+                'train',
+                dict(
+                    target=f'{ORBAX}.serialization.serialization.async_serialize_from_host',
+                    action='enospc_tensorstore',
+                ),
+                'cannot save checkpoint step 6 in ',
+            ),
+        ),
+        'checkpoint_array_metadata': (
+            "the step-6 checkpoint's array metadata (_METADATA)",
+            (
+                'train',
+                dict(target=f'{ORBAX}.path.async_path.write_text', match='_METADATA'),
+                'cannot save checkpoint step 6 in ',
+            ),
+        ),
+        'checkpoint_json_item': (
+            "the step-6 checkpoint's meta item, half written",
+            (
+                'train',
+                dict(
+                    target='etils.epath.abstract_path.Path.write_text',
+                    match='meta.orbax-checkpoint-tmp',
+                    partial=True,
+                ),
+                'cannot save checkpoint step 6 in ',
+            ),
+        ),
+        'checkpoint_commit': (
+            "the step-6 checkpoint's _CHECKPOINT_METADATA, half written (orbax still commits the "
+            'step, which restores)',
+            (
+                'train',
+                dict(
+                    target='etils.epath.abstract_path.Path.write_text',
+                    match='_CHECKPOINT_METADATA',
+                    partial=True,
+                ),
+                'cannot save checkpoint step 6 in ',
+            ),
+        ),
+        'metrics_jsonl': (
+            'metrics.jsonl, rewritten with the step-4 row, half written',
+            (
+                'train',
+                dict(target='builtins.open', match='metrics.jsonl.tmp', partial=True),
+                'No space left on device',
+            ),
+        ),
+        'final_metrics': (
+            'final_metrics.json, half written',
+            (
+                'train',
+                dict(target='builtins.open', match='final_metrics.json.tmp', partial=True),
+                'No space left on device',
+            ),
+        ),
+        'export_over_a_previous_export': (
+            'export --overwrite over a previous export: extractor.bin half written',
+            (
+                'export',
+                dict(target='builtins.open', match='extractor.bin', partial=True),
+                'No space left on device',
+            ),
+        ),
+        'feature_cache': (
+            "evaluation: the training split's feature cache, half written",
+            (
+                'eval',
+                dict(target='builtins.open', match='/train.npz', partial=True),
+                'No space left on device',
+            ),
+        ),
+        'report_over_a_previous_report': (
+            'a second evaluation: report.json half written over the first',
+            (
+                'report',
+                dict(target='builtins.open', match='report.json', partial=True),
+                'No space left on device',
+            ),
+        ),
+    },
+)
+
+
+@pytest.mark.parametrize('name', list(DISK_FULL))
+def test_full_disk_is_one_line_and_keeps_what_was_there(
+    reference, tfds_dir, exported, evaluated, tmp_path, capsys, caplog, name
+):
+  what, fault, message = DISK_FULL[name]
+  fault = faultlib.Fault(**{'action': 'enospc', **fault})
+  if what == 'train':
+    workdir = _stopped_after_checkpoint_3(reference, tmp_path)
+    job = lambda: loop.train_and_evaluate(make_config(tfds_dir), workdir)  # noqa: E731
+  elif what == 'export':
+    workdir = str(tmp_path / 'out')
+    shutil.copytree(exported, workdir)
+    job = lambda: export.export_run(reference[0], workdir, overwrite=True)  # noqa: E731
+  elif what == 'eval':
+    workdir = run_without_eval(reference, tmp_path)
+    job = lambda: evaluate_and_report(workdir)  # noqa: E731
+  else:
+    workdir = copy_run(evaluated, tmp_path)
+    job = lambda: tables.write_report(  # noqa: E731
+        {**evaluated[1], 'step': 5}, os.path.join(workdir, 'eval', EVAL_NAME)
+    )
+  before = snapshot(workdir)
+  capsys.readouterr()
+  with faultlib.inject(fault), caplog.at_level('WARNING'):
+    with pytest.raises(SystemExit) as e:
+      cli.run_or_exit(job)
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  (line,) = [l for l in err.splitlines() if l.startswith('error:')]  # (and progress bars)
+  assert message in line and 'No space left on device' in line, line
+  assert 'Traceback' not in err
+  assert not [r for r in caplog.records if r.exc_info], 'a traceback was logged'
+  if what == 'train':
+    # Saved anyway: the step-6 checkpoint before final_metrics.json, and the one whose only loss
+    # is orbax's _CHECKPOINT_METADATA (orbax commits the step; it restores).
+    saved = name in ('final_metrics', 'checkpoint_commit')
+    assert ckpt_lib.restore_run(workdir)[0] == (6 if saved else 3)
+    loop.train_and_evaluate(make_config(tfds_dir), workdir)
+    assert_same_run(workdir, reference)
+  elif what == 'export':
+    assert snapshot(workdir) == before  # the previous export, whole
+    assert export.load_exported(workdir).manifest['checkpoint_step'] == 6
+  elif what == 'eval':
+    assert_no_partial_cache(workdir)
+    assert_same_report(tables.load_report(evaluate_and_report(workdir)), evaluated[1])
+  else:
+    assert snapshot(workdir) == before  # the first report, whole
