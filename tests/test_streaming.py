@@ -353,6 +353,12 @@ def test_evaluation_over_a_memory_budget_streams_with_the_same_report(tiny_confi
   assert base_got['converged'] and base_ref['converged'], (base_got, base_ref)
   for key in ('top1', 'top5'):
     assert abs(base_got[key] - base_ref[key]) <= 2 * base_ref[f'{key}_se'], (base_got, base_ref)
+  # eval.py writes it as it writes any report; the skipped family is in report.json.
+  from privjax.report import tables
+
+  tables.write_report(got, str(tmp_path / 'report'))
+  saved = json.load(open(tmp_path / 'report' / 'report.json'))
+  assert 'transfer' in saved['sweep'][0]['attacks']['identity']['skipped']
   # A combination it does not support: a one-line ConfigError naming it, before any work.
   streamed_config.evaluators = ('head', 'attackers')
   with pytest.raises(ConfigError, match='evaluators head need whole feature arrays'):
