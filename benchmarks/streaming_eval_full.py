@@ -366,6 +366,13 @@ def report(args, records, command, started, load_before, store_gb, load_after) -
           f"+ the codes pass ~{per * (want + 1.25) / 60:.0f} min wall here, "
           f"~{per_cpu * (want + 1.25) / 60:.1f} CPU min |"
       )
+    if pca_done and not fit_done:
+      lines.append(
+          f"| pca_linear on the codes (L-BFGS, max_iter {args.max_iter}) | "
+          f"{p['wall'] - pca_done['t']:.0f}+ (stopped at its time budget) | | {_peak(p):.2f} | "
+          f"{'yes' if _peak(p) <= args.cap_gb else 'NO'} | did not finish: 600-class L-BFGS fits "
+          "on the codes, in memory |"
+      )
     if fit_done and scored:
       lines.append(
           f"| pca_linear on the codes (L-BFGS, max_iter {args.max_iter}) | "
