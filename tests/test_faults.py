@@ -38,7 +38,7 @@ evaluations at 3 and 6) on the tiny data set; one uninterrupted run (`reference`
                   dataset_info.json, after metadata.json, before the final rename) or image_folder
                   (reading the CSV, checking images, loading faces): nothing reads as prepared,
                   the rerun prepares what an uninterrupted preparation does
-  feature kill    SIGKILL while evaluating (extracting either split, inside np.savez of a cache,
+  feature kill    SIGKILL while evaluating (extracting a split, inside the write of a cache,
                   between savez and rename, inside the PCA cache, inside report.json): no part of
                   a file is left under its name, the rerun's report has the same numbers
   full disk       ENOSPC in a checkpoint (array data, array metadata, a JSON item,
@@ -741,7 +741,7 @@ DATA_KILLS = faultlib.Cases(
             ),
         ),
         'writing_a_shard': (
-            "synthetic_faces, as the second split's array_record shard is written",
+            "synthetic_faces, the first split's array_record shard written, the second's starting",
             (
                 'synthetic',
                 dict(
@@ -900,10 +900,6 @@ FEATURE_KILLS = faultlib.Cases(
         'extracting_train_features': (
             'extracting the training split (its second batch)',
             dict(target='privjax.data.pipeline.eval_batches', call=1, item=2),
-        ),
-        'extracting_test_features': (
-            "extracting the test split (the training split's cache written)",
-            dict(target='privjax.data.pipeline.eval_batches', call=2, item=2),
         ),
         'writing_a_feature_cache': (
             "in the middle of writing the training split's cache (np.savez)",
