@@ -196,6 +196,26 @@ def test_reidentify_originals_are_the_raw_pixel_attacker_and_methods_their_subse
   assert out['chance_top1'] == 1.0 / K and out['family'] == 'linear'
 
 
+def test_reidentify_fits_once_per_data_set_and_refits_for_other_data(tmp_path, monkeypatch):
+  (x_train, y_train), (x_test, y_test) = people(80, seed=0), people(48, seed=1)
+  calls = []
+  real = reidentify.fit_identity_classifier
+  monkeypatch.setattr(
+      reidentify, 'fit_identity_classifier', lambda *a, **k: calls.append(1) or real(*a, **k)
+  )
+
+  def run(labels, config):
+    data = {'attacker_train': {'identity': labels}, 'attacker_test': {'identity': y_test}}
+    ctx = make_ctx(tmp_path, config, {'attacker_train': x_train, 'attacker_test': x_test}, data)
+    return reidentify.run(ctx, None)['reidentify']['originals']
+
+  first = run(y_train, reid_config())
+  assert run(y_train, reid_config()) == first and len(calls) == 1  # the next run of one data set
+  run(y_train[::-1].copy(), reid_config())  # other labels: another classifier
+  run(y_train, reid_config(family='mlp'))  # another family
+  assert len(calls) == 3
+
+
 def open_set_config(**kw):
   c = ml_collections.ConfigDict(
       {
