@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import time
 from typing import Any, Callable
 
@@ -273,6 +274,8 @@ class Checkpoints:
         create=not read_only,
         read_only=read_only,
     )
+    if not read_only:
+      _quiet_closed_event_loops()
     try:
       self.manager = ocp.CheckpointManager(self.directory, options=options)
     except ImportError as e:  # orbax lists gs:// steps through the GCS client library
@@ -493,6 +496,28 @@ def disk_error(e: BaseException) -> str | None:
       return os.strerror(int(code.group(1)))
     e = e.__cause__ or e.__context__
   return None
+
+
+def _quiet_closed_event_loops() -> None:
+  """When a save fails (a full disk), TensorStore's callbacks for the writes still in flight find
+  orbax's event loop closed: `RuntimeError: Event loop is closed` as unraisable exceptions, dozens
+  of tracebacks of the failure that Checkpoints reports in one line (seen on a real full tmpfs).
+  Installed by a writing Checkpoints, this hook drops those (and 'cannot schedule new futures');
+  any other unraisable exception goes to the hook there was."""
+  previous = sys.unraisablehook
+  if getattr(previous, 'privjax_quiet', False):
+    return
+
+  def hook(unraisable):
+    text = str(unraisable.exc_value)
+    if isinstance(unraisable.exc_value, RuntimeError) and (
+        'Event loop is closed' in text or 'cannot schedule new futures' in text
+    ):
+      return
+    previous(unraisable)
+
+  hook.privjax_quiet = True
+  sys.unraisablehook = hook
 
 
 class _DiskErrorLogs(logging.Filter):
