@@ -113,6 +113,9 @@ class Optimizer:
   b1: float = 0.9
   b2: float = 0.999
 
+  def get(self, key: str, default=None):  # the optimizer config's ConfigDict.get (schedule...)
+    return getattr(self, key, default)
+
 
 @dataclasses.dataclass(frozen=True)
 class Contrastive:
