@@ -86,6 +86,33 @@ def check_request(run, eval_config) -> list[str]:
   return list(eval_config.secrets)
 
 
+def report_header(workdir, run, cfg, eval_config, primary: str, secrets) -> dict:
+  """The report's first keys: which run, checkpoint, cut and configs it evaluates."""
+  return {
+      # A local run as an absolute path (as before); a URI unchanged.
+      'workdir': os.fspath(paths.absolute(workdir)),
+      'step': run.step,
+      'mode': run.defence['name'],  # the defence (named `mode` in reports made before defences)
+      'defence': run.defence,
+      'cut': cfg.model.cut,
+      'arch': cfg.model.arch,
+      'primary': primary,
+      'secrets': secrets,
+      'train_config': cfg.to_dict(),
+      'eval_config': eval_config.to_dict(),
+      'margin': run.defence.get('margin'),
+      'seeds': {'train': cfg.seed, 'eval': eval_config.seed},
+  }
+
+
+def evaluator_records(evaluators) -> dict:
+  """report['evaluators'] before any has run: where each runs, its keys and its time so far."""
+  return {
+      name: {'settings': where, 'keys': [], 'seconds': 0.0, 'cpu_seconds': 0.0}
+      for name, _, where in evaluators
+  }
+
+
 def load_evaluators(eval_config) -> list[tuple[str, object, str]]:
   """(name, module, where it runs) of every enabled evaluator, in the config's order."""
   names = list(eval_config.get('evaluators', LEGACY_EVALUATORS))
@@ -311,29 +338,14 @@ def evaluate_run(
       data_dir=data_dir,
   )
   report = {
-      # A local run as an absolute path (as before); a URI unchanged.
-      'workdir': os.fspath(paths.absolute(workdir)),
-      'step': run.step,
-      'mode': run.defence['name'],  # the defence (named `mode` in reports made before defences)
-      'defence': run.defence,
-      'cut': cfg.model.cut,
-      'arch': cfg.model.arch,
-      'primary': primary,
-      'secrets': secrets,
-      'train_config': cfg.to_dict(),
-      'eval_config': eval_config.to_dict(),
-      'margin': run.defence.get('margin'),
-      'seeds': {'train': cfg.seed, 'eval': eval_config.seed},
+      **report_header(workdir, run, cfg, eval_config, primary, secrets),
       'num_examples': {k: int(len(v['features'])) for k, v in data.items()},
       'feature_shape': list(train['features'].shape[1:]),
       'primary_accuracy_full_model': metrics.topk_accuracy(test['logits'], test[primary]),
       'feature_stats': feature_statistics(test['features'], test[primary]),
       'sweep': [],
   }
-  produced = {
-      name: {'settings': where, 'keys': [], 'seconds': 0.0, 'cpu_seconds': 0.0}
-      for name, _, where in evaluators
-  }
+  produced = evaluator_records(evaluators)
   # Keys the protocol writes after the evaluators have run are taken too.
   owners = {k: 'the report' for k in (*report, 'evaluators', 'seconds', 'versions')}
 

@@ -222,18 +222,7 @@ def evaluate_run(run, eval_config, *, evaluators, secrets, splits, big, t_start)
       ),
   )
   report = {
-      'workdir': os.path.abspath(run.workdir),
-      'step': run.step,
-      'mode': run.defence['name'],
-      'defence': run.defence,
-      'cut': cfg.model.cut,
-      'arch': cfg.model.arch,
-      'primary': primary,
-      'secrets': secrets,
-      'train_config': cfg.to_dict(),
-      'eval_config': eval_config.to_dict(),
-      'margin': run.defence.get('margin'),
-      'seeds': {'train': cfg.seed, 'eval': eval_config.seed},
+      **protocol.report_header(run.workdir, run, cfg, eval_config, primary, secrets),
       'num_examples': {k: _num(v) for k, v in data.items()},
       'feature_shape': feature_shape,
       'primary_accuracy_full_model': metrics.topk_accuracy(test['logits'], test[primary]),
@@ -241,10 +230,7 @@ def evaluate_run(run, eval_config, *, evaluators, secrets, splits, big, t_start)
       'sweep': [],
       'streamed_splits': list(big),
   }
-  produced = {
-      name: {'settings': where, 'keys': [], 'seconds': 0.0, 'cpu_seconds': 0.0}
-      for name, _, where in evaluators
-  }
+  produced = protocol.evaluator_records(evaluators)
   for spec in eval_config.transforms:
     pca = _fit_transform(run, spec, train, budget)
     clean = {s: _project(pca, d, budget) for s, d in data.items()}
