@@ -41,6 +41,13 @@ evaluations at 3 and 6) on the tiny data set; one uninterrupted run (`reference`
   feature kill    SIGKILL while evaluating (extracting a split, inside the write of a cache,
                   between savez and rename, inside the PCA cache, inside report.json): no part of
                   a file is left under its name, the rerun's report has the same numbers
+  training kill   SIGKILL at the 2nd or 6th batch, in the step-3 evaluation, inside the append of
+                  a metrics.jsonl row, between config.json's temporary file and its rename, before
+                  final_metrics.json: the rerun (in process) is the uninterrupted run
+  checkpoint kill SIGKILL inside orbax's save (array data, array _METADATA, the JSON meta item,
+                  _CHECKPOINT_METADATA, before the commit rename) or while it deletes an old step
+                  (keep_checkpoints=1): the rerun resumes from the last intact step to the same run
+                  (orbax also saves the first step, 1, which keep_checkpoints=2 deletes at step 6)
   full disk       ENOSPC in a checkpoint (array data, array metadata, a JSON item,
                   _CHECKPOINT_METADATA), metrics.jsonl, final_metrics.json, an export over a
                   previous one, a feature cache, a report over a previous one: one `error:` line,
@@ -1103,3 +1110,194 @@ def test_full_disk_is_one_line_and_keeps_what_was_there(
     assert_same_report(tables.load_report(evaluate_and_report(workdir)), evaluated[1])
   else:
     assert snapshot(workdir) == before  # the first report, whole
+
+
+# ---------------------------------------------------------------------------------------------
+# kill -9 during training and during checkpoint writing: a training (train.py, the tiny config) in
+# a child process SIGKILLs itself at a named point; the rerun, in process, completes and is the
+# uninterrupted run (`reference`). The children of both tables start together, three at a time,
+# when the first of these tests runs (each is a whole training: ~12 s alone).
+
+
+def _committed_steps(workdir) -> list[int]:
+  directory = os.path.join(workdir, 'checkpoints')
+  names = os.listdir(directory) if os.path.isdir(directory) else []
+  return sorted(int(n) for n in names if n.isdigit())
+
+
+def _tmp_checkpoints(workdir) -> list[str]:
+  """orbax's temporary folders of an interrupted save (a step's or an item's)."""
+  return [
+      os.path.relpath(os.path.join(d, n), workdir)
+      for d, dirs, _ in os.walk(os.path.join(workdir, 'checkpoints'))
+      for n in dirs
+      if '.orbax-checkpoint-tmp' in n
+  ]
+
+
+TRAINING_KILLS = faultlib.Cases(
+    'kill -9 during training',
+    'the training dies by SIGKILL at that point (no final_metrics.json; no checkpoint after the '
+    'point, or exactly the ones listed); the rerun completes with the final_metrics.json numbers, '
+    'metrics.jsonl rows and latest checkpoint (step 6, parameters allclose) of the uninterrupted '
+    'run',
+    {
+        # name: (description, (the fault's keywords, the committed steps the kill leaves: a list,
+        # or the newest step there may be; orbax saves the first step too, and asynchronously))
+        'at_the_second_batch': (
+            'at the 2nd batch, before the step-3 checkpoint',
+            (dict(target='privjax.data.pipeline.pair_batches', item=2, match="'start_step': 0"), 1),
+        ),
+        'after_the_first_checkpoint': (
+            'at the 6th batch (step 4 done), after the step-3 checkpoint and the step-4 row',
+            (dict(**faultlib.AT_BATCH_6), 3),
+        ),
+        'during_the_periodic_evaluation': (
+            "in the step-3 test evaluation's second batch, before its row and checkpoint",
+            (dict(target='privjax.data.pipeline.eval_batches', call=1, item=2), 1),
+        ),
+        'appending_metrics_jsonl': (
+            'in the middle of appending the step-2 row to metrics.jsonl (half a line written)',
+            (dict(target='builtins.open', match="metrics.jsonl', 'a'", partial=True), 1),
+        ),
+        'writing_config_json': (
+            'at the start: config.json written to its temporary name, not renamed',
+            (dict(target='os.replace', match='config.json.tmp'), []),
+        ),
+        'before_final_metrics': (
+            'after the last step and the step-6 checkpoint, before final_metrics.json',
+            (dict(target='privjax.paths.write_atomic', match='final_metrics.json'), [3, 6]),
+        ),
+    },
+)
+
+CHECKPOINT_KILLS = faultlib.Cases(
+    'kill -9 during checkpoint writing',
+    "the training dies by SIGKILL inside orbax's save: the step is not committed and its "
+    'temporary folder is left (or the old step is left half deleted); the rerun resumes from the '
+    'last intact checkpoint and completes with the final_metrics.json numbers, metrics.jsonl rows '
+    'and latest checkpoint (step 6, parameters allclose) of the uninterrupted run',
+    {
+        # name: (description, (the fault's keywords, the committed steps the kill leaves, whether
+        # a temporary folder is left, keep_checkpoints)). orbax saves steps 1 (its first), 3, 6.
+        'writing_array_data': (
+            "TensorStore writing the first checkpoint's (step 1) first array",
+            (
+                dict(target=f'{ORBAX}.serialization.serialization.async_serialize_from_host'),
+                [],
+                True,
+                2,
+            ),
+        ),
+        'writing_array_metadata': (
+            "writing the step-6 checkpoint's parameter metadata (_METADATA)",
+            (
+                dict(
+                    target=f'{ORBAX}.path.async_path.write_text',
+                    match='/6.orbax-checkpoint-tmp/params.orbax-checkpoint-tmp/_METADATA',
+                ),
+                [1, 3],
+                True,
+                2,
+            ),
+        ),
+        'writing_the_json_meta_item': (
+            "the step-6 checkpoint's meta item (JSON), half written",
+            (
+                dict(
+                    target='etils.epath.abstract_path.Path.write_text',
+                    match='/6.orbax-checkpoint-tmp/meta.orbax-checkpoint-tmp',
+                    partial=True,
+                ),
+                [1, 3],
+                True,
+                2,
+            ),
+        ),
+        'writing_checkpoint_metadata': (
+            "the first checkpoint's _CHECKPOINT_METADATA, half written",
+            (
+                dict(
+                    target='etils.epath.abstract_path.Path.write_text',
+                    match='_CHECKPOINT_METADATA',
+                    partial=True,
+                ),
+                [],
+                True,
+                2,
+            ),
+        ),
+        'before_the_commit_rename': (
+            "step 6 complete in its temporary folder, in orbax's background commit before the "
+            'rename that commits it',
+            (
+                dict(target=f'{ORBAX}.path.async_path.rename', match='/6.orbax-checkpoint-tmp'),
+                [1, 3],
+                True,
+                2,
+            ),
+        ),
+        'deleting_the_old_checkpoint': (
+            'keep_checkpoints=1: step 6 committed, step 3 being deleted (its 3rd file)',
+            (dict(target='os.unlink', match='/checkpoints/3/', call=3), [3, 6], False, 1),
+        ),
+    },
+)
+
+
+def _kill_cases():
+  """{name: (fault keywords, committed steps, keep_checkpoints)} of both tables."""
+  cases = {n: (f, steps, 2) for n, (f, steps) in TRAINING_KILLS.items()}
+  cases.update({n: (f, steps, keep) for n, (f, steps, _, keep) in CHECKPOINT_KILLS.items()})
+  return cases
+
+
+@pytest.fixture(scope='module')
+def sigkilled(tfds_dir, tmp_path_factory):
+  """{name: future of (workdir, the killed child's CompletedProcess)}: every kill case's child,
+  three at a time."""
+  from concurrent import futures
+
+  top = tmp_path_factory.mktemp('sigkilled')
+
+  def run(name, fault, keep):
+    workdir = str(top / name)
+    cmd = _train_command([faultlib.Fault(**fault)], tfds_dir, workdir)
+    cmd.append(f'--config.keep_checkpoints={keep}')
+    return workdir, subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+  pool = futures.ThreadPoolExecutor(3)
+  jobs = {name: pool.submit(run, name, f, keep) for name, (f, _, keep) in _kill_cases().items()}
+  yield jobs
+  pool.shutdown(cancel_futures=True)
+
+
+def _rerun_after_kill(sigkilled, reference, tfds_dir, name):
+  _, steps, keep = _kill_cases()[name]
+  workdir, proc = sigkilled[name].result()
+  assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+  left = _committed_steps(workdir)
+  if isinstance(steps, int):  # no checkpoint after the point
+    assert all(s <= steps for s in left), left
+  else:
+    assert left == steps, left
+  assert not os.path.exists(os.path.join(workdir, 'final_metrics.json'))
+  config = make_config(tfds_dir)
+  config.keep_checkpoints = keep
+  loop.train_and_evaluate(config, workdir)
+  assert_same_run(workdir, reference)
+  assert _committed_steps(workdir)[-1] == 6
+  return workdir
+
+
+@pytest.mark.parametrize('name', list(TRAINING_KILLS))
+def test_sigkill_during_training_then_rerun(sigkilled, reference, tfds_dir, name):
+  _rerun_after_kill(sigkilled, reference, tfds_dir, name)
+
+
+@pytest.mark.parametrize('name', list(CHECKPOINT_KILLS))
+def test_sigkill_during_checkpoint_writing_then_rerun(sigkilled, reference, tfds_dir, name):
+  _, _, tmp_left, _ = CHECKPOINT_KILLS[name]
+  workdir, _ = sigkilled[name].result()
+  assert bool(_tmp_checkpoints(workdir)) == tmp_left, _tmp_checkpoints(workdir)
+  _rerun_after_kill(sigkilled, reference, tfds_dir, name)

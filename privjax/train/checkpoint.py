@@ -47,6 +47,7 @@ CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
 BROKEN_DIR = 'broken_checkpoints'
 LOCK_FILE = 'train.lock'
+_CONFIG_TMP = f'{CONFIG_FILE}.tmp.'  # paths.write_atomic's temporary file of config.json
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -83,7 +84,9 @@ def _check_workdir(workdir: str, config_dict: dict) -> bool:
           'use a new --workdir or the same config to resume'
       )
     return True
-  existing.discard(LOCK_FILE)  # a run that was stopped before it wrote its config
+  # A run that was stopped before it wrote its config: its lock, and the config's temporary file
+  # when it was killed inside paths.write_atomic (prepare_workdir removes that).
+  existing = {n for n in existing if n != LOCK_FILE and not n.startswith(_CONFIG_TMP)}
   if existing:
     raise RunError(
         f'{workdir} is not empty and holds no privjax run ({", ".join(sorted(existing))[:80]}); '
@@ -106,6 +109,8 @@ def prepare_workdir(workdir: str, config_dict: dict) -> bool:
       paths.write_atomic(
           paths.join(workdir, CONFIG_FILE), json.dumps(config_dict, indent=2, sort_keys=True)
       )
+      for left in paths.as_path(workdir).glob(f'{_CONFIG_TMP}*'):  # a killed run's
+        left.unlink(missing_ok=True)
     except OSError as e:
       raise RunError(f'cannot write --workdir {workdir}: {e.strerror or e}') from None
   return False
