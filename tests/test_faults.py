@@ -1253,10 +1253,20 @@ def _kill_cases():
 
 
 @pytest.fixture(scope='module')
-def sigkilled(tfds_dir, tmp_path_factory):
-  """{name: future of (workdir, the killed child's CompletedProcess)}: every kill case's child,
-  three at a time."""
+def sigkilled(tfds_dir, tmp_path_factory, request):
+  """{name: future of (workdir, the killed child's CompletedProcess)}: the child of every kill case
+  that this session runs, three at a time."""
   from concurrent import futures
+
+  tests = (
+      'test_sigkill_during_training_then_rerun',
+      'test_sigkill_during_checkpoint_writing_then_rerun',
+  )
+  wanted = {
+      item.callspec.params['name']
+      for item in request.session.items
+      if getattr(item, 'originalname', None) in tests
+  }
 
   top = tmp_path_factory.mktemp('sigkilled')
 
@@ -1267,7 +1277,11 @@ def sigkilled(tfds_dir, tmp_path_factory):
     return workdir, subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
   pool = futures.ThreadPoolExecutor(3)
-  jobs = {name: pool.submit(run, name, f, keep) for name, (f, _, keep) in _kill_cases().items()}
+  jobs = {
+      name: pool.submit(run, name, f, keep)
+      for name, (f, _, keep) in _kill_cases().items()
+      if name in wanted
+  }
   yield jobs
   pool.shutdown(cancel_futures=True)
 
