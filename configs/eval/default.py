@@ -2,7 +2,7 @@
 
 Arguments after the colon, comma-separated:
   fast    noise variances 0, 0.1, 1; the primary label attacked only without PCA and noise; 300
-          reconstruction steps (the README's main job and the notebook: about 4 min per run on
+          reconstruction steps (the README's main job and the notebook: 3–5 min per run on
           2 CPU cores); rMLE on 32 images for 200 steps, open-set identity at the baseline only
   tiny    smallest settings, for tests
 
