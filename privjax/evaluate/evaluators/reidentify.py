@@ -11,13 +11,11 @@ classifier's top-1 on the originals of the same images}, chance and majority-cla
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import numpy as np
 
 from privjax.attacks.reidentify import ORIGINALS, fit_identity_classifier, reidentify
 from privjax.data import pipeline
+from privjax.evaluate import memo
 from privjax.evaluate.errors import EvalError
 from privjax.evaluate.evaluators import pixel_reference
 
@@ -40,12 +38,9 @@ _FITTED: dict = {}
 
 
 def _classifier(x_train, y_train, family: str, seed: int, overrides: dict):
-  digest = hashlib.sha256()
-  for a in (x_train, y_train):
-    a = np.ascontiguousarray(a)
-    digest.update(f'{a.dtype}{a.shape}'.encode())
-    digest.update(a.tobytes())
-  key = (digest.hexdigest(), family, seed, json.dumps(overrides, sort_keys=True, default=str))
+  key = memo.key(
+      {'x': x_train, 'y': y_train}, {'family': family, 'seed': seed, 'overrides': overrides}
+  )
   if key not in _FITTED:
     _FITTED.clear()  # one data set at a time: keep memory bounded
     _FITTED[key] = fit_identity_classifier(x_train, y_train, family=family, seed=seed, **overrides)
