@@ -114,9 +114,7 @@ def stage_pca(args):
   store = shards.FeatureStore(args.store)
   y, tr, te = _split(store)
   budget = int(args.budget_gb * (1 << 30))
-  width = args.pca_k + max(10, args.pca_k // 4)  # fit_randomized_pca's
-  fixed = 2 * store.dim * width * 4 + 2 * tr.size * width * 8
-  _emit(part="start", batch_rows=streaming._row_passes(store, tr, budget, fixed))
+  _emit(part="start", batch_rows=streaming.randomized_pca_plan(store, tr, args.pca_k, budget)[1])
   r = streaming.run_streaming_attack(
       "streaming_pca_linear",
       store,

@@ -546,6 +546,15 @@ def _row_passes(store, rows, budget, fixed_bytes):
   return min(rows.size, _batch_rows(store, budget, fixed_bytes, 4))
 
 
+def randomized_pca_plan(store, rows, k: int, memory_budget: int, n_oversamples=None):
+  """(directions l, rows per batch) of ``fit_randomized_pca``: the batch fits the budget beside
+  its two D x l float32 matrices and the N x l float64 ones."""
+  n, d = np.size(rows), store.dim
+  width = min(n, d, k + (max(10, k // 4) if n_oversamples is None else int(n_oversamples)))
+  fixed = 2 * d * width * 4 + 2 * n * width * 8
+  return width, _row_passes(store, np.asarray(rows), memory_budget, fixed)
+
+
 def fit_randomized_pca(
     store: FeatureStore,
     rows,
@@ -574,9 +583,7 @@ def fit_randomized_pca(
   report = progress or (lambda name: None)
   if not 1 <= k <= min(n - 1, d):
     raise EvalError(f"PCA k={k} must be in [1, {min(n - 1, d)}] for {n} rows")
-  width = min(n, d, k + (max(10, k // 4) if n_oversamples is None else int(n_oversamples)))
-  fixed = 2 * d * width * 4 + 2 * n * width * 8
-  batch = _row_passes(store, rows, memory_budget, fixed)
+  width, batch = randomized_pca_plan(store, rows, k, memory_budget, n_oversamples)
   rng = np.random.default_rng(seed)
   omega = rng.standard_normal((d, width), dtype=np.float32)
   total = np.zeros(d, np.float64)
