@@ -105,3 +105,63 @@ def test_dropout_acts_only_when_training_and_is_a_function_of_its_key():
   np.testing.assert_array_equal(
       model.extractor(x, rng=jax.random.key(1), train=True), model.extractor(x)
   )
+
+
+@pytest.mark.parametrize('dtype', [None, jnp.bfloat16])
+def test_conv_layer_is_nnx_conv_plus_relu_and_so_are_its_gradients(dtype):
+  """Conv computes nnx.Conv's own conv + bias itself (for add_bias's gradient): same function,
+  same gradients as autodiff of relu(nnx.Conv(x)) on every input."""
+  layer = models.vgg.Conv(5, 7, dtype=dtype, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(layer)
+  bias = jax.random.normal(jax.random.key(1), (7,))  # nonzero, so a dropped bias shows
+  params['conv']['bias'].set_value(bias)
+  x = jax.random.normal(jax.random.key(2), (3, 9, 6, 5))
+
+  def ours(p, x):
+    return nnx.merge(graphdef, p)(x).astype(jnp.float32)
+
+  def reference(p, x):
+    return jax.nn.relu(nnx.merge(graphdef, p).conv(x)).astype(jnp.float32)
+
+  np.testing.assert_array_equal(jax.jit(ours)(params, x), jax.jit(reference)(params, x))
+  # A cotangent with structure, so the bias gradient's sum over batch and space is checked.
+  weights = jax.random.normal(jax.random.key(3), (3, 9, 6, 7))
+
+  def loss(f):
+    return lambda p, x: (f(p, x) * weights).sum()
+
+  ours_grad = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(params, x)
+  ref_grad = jax.jit(jax.grad(loss(reference), argnums=(0, 1)))(params, x)
+  tol = 1e-5 if dtype is None else 2e-2
+  for a, b in zip(jax.tree.leaves(ours_grad), jax.tree.leaves(ref_grad)):
+    assert a.dtype == b.dtype
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * float(jnp.abs(b).max()))
+
+
+def _reduce_window_pool(x):
+  """The textbook max-pool (lax.reduce_window; its gradient is select-and-scatter)."""
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID')
+
+
+@pytest.mark.parametrize('ties', [False, True])
+@pytest.mark.parametrize('shape', [(2, 6, 8, 3), (1, 7, 5, 2)])
+def test_pool_and_its_gradient_equal_reduce_window_max_pool(ties, shape):
+  """Same values, and each window's gradient goes to its first maximum, ties included (inputs
+  drawn from {0, 1, 2} tie often; odd sizes drop the last row or column)."""
+  key = jax.random.key(sum(shape) + ties)
+  if ties:
+    x = jax.random.randint(key, shape, 0, 3).astype(jnp.float32)
+  else:
+    x = jax.random.normal(key, shape)
+  pool = models.vgg.Pool()
+  np.testing.assert_array_equal(pool(x), _reduce_window_pool(x))
+  g = jax.random.normal(jax.random.key(7), _reduce_window_pool(x).shape)
+  ours = jax.grad(lambda x: (pool(x) * g).sum())(x)
+  ref = jax.grad(lambda x: (_reduce_window_pool(x) * g).sum())(x)
+  np.testing.assert_array_equal(jax.jit(jax.grad(lambda x: (pool(x) * g).sum()))(x), ours)
+  np.testing.assert_array_equal(ours, ref)
+  if ties:  # some window has tied maxima: the case where splitting the gradient would differ
+    n, h, w, c = shape
+    windows = x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
+    hits = (windows == _reduce_window_pool(x)[:, :, None, :, None]).sum((2, 4))
+    assert (hits > 1).any()
