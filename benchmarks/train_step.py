@@ -12,9 +12,11 @@ them alike:
   train     the jitted step the training loop runs (privjax.train.step.compiled_steps: replicated
             donated state, batch sharded over every device), images/s with both Siamese branches
             counted (2 x --batch images per step); the batch is random uint8 already on the
-            device, so the step is timed without its input. XLA's cost_analysis() flops of the
-            compiled step give the achieved FLOP/s and, on GPU/TPU, the model FLOP utilisation
-            against the chip's bf16 dense peak (PEAK_BF16; also for --dtype float32). Where
+            device, so the step is timed without its input. Achieved FLOP/s by two counts: XLA's
+            cost_analysis() of the compiled step (exact on CPU; on GPU it leaves cuDNN's
+            convolutions out) and the textbook count (privjax.cost.textbook_flops, 3x forward);
+            on GPU/TPU the model FLOP utilisation from the textbook count against the chip's bf16
+            dense peak (PEAK_BF16; also for --dtype float32). Where
             privjax.train.step.compiler_options sets XLA options (CPU), the same step compiled
             with XLA's defaults is timed beside it ("XLA defaults").
   extract   the extractor alone (the part that runs on the user's device), images/s, compiled with
@@ -69,7 +71,7 @@ try:
 except ImportError:  # run from a checkout without installing the package
   sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-from privjax import models
+from privjax import cost, models
 from privjax.train import step as step_lib
 
 # bf16 dense peak FLOP/s per chip, by a substring of jax.devices()[0].device_kind (first match).
@@ -228,10 +230,10 @@ def cpu_fp32_peak_gflops() -> float | None:
 
 
 def flops_of(compiled) -> float | None:
-  cost = compiled.cost_analysis()
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0] if cost else {}
-  return float(cost['flops']) if cost and cost.get('flops') else None
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0] if analysis else {}
+  return float(analysis['flops']) if analysis and analysis.get('flops') else None
 
 
 def random_pairs(batch: int, size: int, seed: int = 0) -> dict:
@@ -257,7 +259,12 @@ def privjax_runners(arch, cut, batch, dtype) -> tuple[dict, dict]:
 
   start = time.perf_counter()
   compiled = train_step.lower(state, pairs).compile()
-  out = {'compile_s': time.perf_counter() - start, 'flops_per_step': flops_of(compiled)}
+  out = {
+      'compile_s': time.perf_counter() - start,
+      'flops_per_step': flops_of(compiled),
+      # 3x the textbook forward count of both branches' images (privjax.cost.textbook_flops).
+      'textbook_flops_per_step': 3 * 2 * batch * sum(cost.textbook_flops(arch, 2).values()),
+  }
   box = [state]
 
   def train(n):
@@ -314,9 +321,11 @@ def privjax_rates(info: dict, sec: dict, batch: int) -> dict:
     out['xla_defaults_images_per_s'] = 2 * batch / sec['train_xla_defaults']
   if info['flops_per_step']:
     out['achieved_tflops'] = info['flops_per_step'] / sec['train'] / 1e12
-    peak = peak_flops(jax.devices()[0].device_kind)
-    if peak and jax.default_backend() != 'cpu':
-      out['mfu'] = info['flops_per_step'] / sec['train'] / (peak * jax.device_count())
+  out['textbook_tflops'] = info['textbook_flops_per_step'] / sec['train'] / 1e12
+  peak = peak_flops(jax.devices()[0].device_kind)
+  if peak and jax.default_backend() != 'cpu':
+    # From the textbook count: XLA's GPU cost analysis leaves cuDNN's convolutions out.
+    out['mfu'] = out['textbook_tflops'] * 1e12 / (peak * jax.device_count())
   return out
 
 
@@ -657,8 +666,10 @@ def summary(results, header) -> str:
       )
       if r.get('achieved_tflops'):
         perf += f"  {r['achieved_tflops'] * 1e3:8.1f} GFLOP/s"
+      if r.get('textbook_tflops'):
+        perf += f"  {r['textbook_tflops'] * 1e3:8.1f} GFLOP/s by the textbook count"
       if r.get('mfu') is not None:
-        perf += f"  MFU {100 * r['mfu']:.1f}% of bf16 peak"
+        perf += f"  MFU {100 * r['mfu']:.1f}% of bf16 peak (textbook count)"
       lines.append(perf + f"  (compile {r['compile_s']:.1f} s)")
       if r.get('xla_defaults_images_per_s'):
         lines.append(

@@ -49,6 +49,26 @@ from privjax.config import DTYPES, ConfigError
 from privjax.privacy import transforms
 
 
+def textbook_flops(arch, num_classes: int) -> dict[str, int]:
+  """Forward FLOPs of one image per layer by the textbook count that MFU figures use.
+
+  2·H·W·Cin·Cout·9 per 3x3 convolution (padding taps included) and 2·in·out per dense layer;
+  bias, ReLU and pooling are not counted. XLA's GPU cost analysis leaves cuDNN convolutions out,
+  so model FLOP utilisation is computed from this count instead (a training step is conventionally
+  3x the forward pass: the backward pass computes an input and a weight gradient per layer).
+  """
+  arch = models.get_architecture(arch)
+  shape, out = (arch.image_size, arch.image_size, 3), {}
+  for spec in arch.layers:
+    if spec.kind == 'conv':
+      out[spec.name] = 2 * shape[0] * shape[1] * shape[2] * spec.features * 9
+    elif spec.kind in ('dense', 'classifier'):
+      width = num_classes if spec.kind == 'classifier' else spec.features
+      out[spec.name] = 2 * math.prod(shape) * width
+    shape = models.feature_shape(arch, spec.name) if spec.kind != 'classifier' else shape
+  return out
+
+
 def compiled_cost(fn, *args) -> dict:
   """FLOPs and XLA buffer sizes of `jax.jit(fn)` compiled for `args` (arrays or shape structs)."""
   compiled = jax.jit(fn).lower(*args).compile()

@@ -182,3 +182,20 @@ def test_command_writes_table_and_plot_with_evaluated_runs(tmp_path):
   assert data['meta']['weights'].startswith('random')
   assert '| fc7 | 256 |' in (out / 'cost.md').read_text()
   assert (out / 'cost.png').stat().st_size > 0
+
+
+def test_textbook_flops_of_vgg16_are_the_published_15_47_gmacs():
+  # VGG-16 at 224x224 with 1000 classes: 15,470,264,320 multiply-adds, the figure quoted for it.
+  per_layer = cost.textbook_flops('vgg16', 1000)
+  assert sum(per_layer.values()) == 2 * 15_470_264_320
+  assert per_layer['conv1_1'] == 2 * 224 * 224 * 3 * 64 * 9
+  assert per_layer['fc6'] == 2 * 7 * 7 * 512 * 4096
+  assert per_layer['classifier'] == 2 * 4096 * 1000
+  assert 'pool1' not in per_layer
+  # vgg_mini (64x64): 16, 32, 64, 64, 128, 128 channels over 64, 32, 16, 16, 8, 8 pixels a side.
+  mini = cost.textbook_flops('vgg_mini', 2)
+  convs = [(64, 3, 16), (32, 16, 32), (16, 32, 64), (16, 64, 64), (8, 64, 128), (8, 128, 128)]
+  assert sum(v for k, v in mini.items() if k.startswith('conv')) == sum(
+      2 * h * h * a * b * 9 for h, a, b in convs
+  )
+  assert mini['fc6'] == 2 * 4 * 4 * 128 * 256 and mini['classifier'] == 2 * 256 * 2
