@@ -26,8 +26,8 @@ child process, whose peak resident set (VmHWM) is compared with ``--cap-gb``; th
 
 Every stage has a wall-clock budget (``--stage-minutes``); a stage that runs past it is stopped, and
 what it finished (per-pass progress lines with their times and peak RSS) is reported with an
-extrapolation, marked as such. Times are those of a ``nice -n 19`` process on a shared two-core
-machine; the file records the load average and the CPU seconds of each stage. The store is deleted
+extrapolation, marked as such. The file records the command (with its niceness), the load average
+and the CPU seconds of each stage. The store is deleted
 at the end. Writes ``--out`` (default benchmarks/results/streaming_eval_full.md).
 """
 
@@ -291,10 +291,10 @@ def report(args, records, command, started, load_before, store_gb, load_after) -
       "# Streaming evaluation at VGG-16 conv4_3 scale, full size (issue #14 item 1)",
       "",
       f"Command: `{command}`  ",
-      f"Started {started} on {platform.node()} ({os.cpu_count()} CPUs) shared with other jobs: "
-      f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after (1-minute). Wall times "
-      "are those of a `nice -n 19` process on that machine (CPU seconds beside them); peak RSS is "
-      "the child process's own VmHWM, unaffected by the load.",
+      f"Started {started} on {platform.node()} ({os.cpu_count()} CPUs): load average "
+      f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (1-minute). Wall times are those of "
+      "the command above on that machine (CPU seconds beside them: other jobs lengthen the wall "
+      "times, not these); peak RSS is the child process's own VmHWM, unaffected by the load.",
       "",
       f"Store: {args.rows:,} rows x {args.dims:,} dims float16 ({store_gb:.2f} GB), {args.classes} "
       f"identity classes, {n_train:,} attacker-train / {args.rows - n_train:,} attacker-test rows. "
@@ -524,7 +524,9 @@ def main():
   root = Path(args.store_dir)
   if root.exists():
     sys.exit(f"error: {root} exists; the benchmark writes its stores there and deletes them")
-  command = "nice -n 19 python benchmarks/streaming_eval_full.py " + " ".join(sys.argv[1:])
+  niceness = os.nice(0)
+  command = (f"nice -n {niceness} " if niceness else "") + "python benchmarks/streaming_eval_full.py "
+  command += " ".join(sys.argv[1:])
   started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
   load_before = os.getloadavg()
   records = []
