@@ -525,7 +525,9 @@ def main():
   if root.exists():
     sys.exit(f"error: {root} exists; the benchmark writes its stores there and deletes them")
   niceness = os.nice(0)
-  command = (f"nice -n {niceness} " if niceness else "") + "python benchmarks/streaming_eval_full.py "
+  command = (
+      f"nice -n {niceness} " if niceness else ""
+  ) + "python benchmarks/streaming_eval_full.py "
   command += " ".join(sys.argv[1:])
   started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
   load_before = os.getloadavg()
