@@ -28,26 +28,34 @@ fi
 python3 -c 'import jax, flax, optax, torch; print("jax", jax.__version__, "flax", flax.__version__,
   "optax", optax.__version__, "torch", torch.__version__, jax.devices())' | tee "$out/versions.txt"
 
-bench() {  # name, then train_step.py arguments; XLA_FLAGS from the caller's environment
-  local name=$1
-  shift
-  echo "== $name: XLA_FLAGS='${XLA_FLAGS:-}' $*" | tee -a "$out/gpu_step.log"
-  timeout 300 python3 benchmarks/train_step.py --models vgg16 --dtype bfloat16 \
-    --skip pipeline,attack --windows 5 --json "$out/$name.json" "$@" 2>&1 |
+# name → (XLA_FLAGS, train_step.py arguments); base also times torch eager and torch.compile.
+names=(base b128 b256 nocmdbuf triton)
+declare -A flags=([nocmdbuf]=--xla_gpu_enable_command_buffer= [triton]=--xla_gpu_triton_gemm_any=true)
+declare -A args=([base]='--batch 64' [b128]='--batch 128' [b256]='--batch 256'
+  [nocmdbuf]='--batch 64' [triton]='--batch 64')
+
+bench() {  # output name, variant, extra train_step.py arguments
+  local name=$1 variant=$2
+  shift 2
+  echo "== $name: XLA_FLAGS='${flags[$variant]:-${XLA_FLAGS:-}}' ${args[$variant]} $*" |
+    tee -a "$out/gpu_step.log"
+  # A variant's flags replace the caller's XLA_FLAGS; ${args[...]} is unquoted: several words.
+  env ${flags[$variant]:+XLA_FLAGS=${flags[$variant]}} \
+    timeout 300 python3 benchmarks/train_step.py --models vgg16 \
+    --dtype bfloat16 --skip pipeline,attack --windows 5 --json "$out/$name.json" \
+    ${args[$variant]} "$@" 2>&1 |
     grep -E '^ |^vgg|^NVIDIA|^gpu|Error|error' | tee -a "$out/gpu_step.log"
 }
 
-bench base --batch 64
-bench b128 --batch 128 --torch off
-bench b256 --batch 256 --torch off
-XLA_FLAGS=--xla_gpu_enable_command_buffer= bench nocmdbuf --batch 64 --torch off
-XLA_FLAGS=--xla_gpu_triton_gemm_any=true bench triton --batch 64 --torch off
+for variant in "${names[@]}"; do
+  if [ "$variant" = base ]; then bench base base; else bench "$variant" "$variant" --torch off; fi
+done
 
 # The fastest setting (images/s) again with torch in the same run.
-best=$(python3 - "$out" <<'EOF'
+best=$(python3 - "$out" "${names[@]}" <<'EOF'
 import json, os, sys
 rates = {}
-for name in ('base', 'b128', 'b256', 'nocmdbuf', 'triton'):
+for name in sys.argv[2:]:
   path = os.path.join(sys.argv[1], name + '.json')
   if os.path.exists(path):
     rows = [r for r in json.load(open(path))['results'] if 'train_images_per_s' in r]
@@ -57,10 +65,8 @@ print(max(rates, key=rates.get) if rates else 'base')
 EOF
 )
 echo "== fastest: $best" | tee -a "$out/gpu_step.log"
-case $best in
-  b128) bench best --batch 128 ;;
-  b256) bench best --batch 256 ;;
-  nocmdbuf) XLA_FLAGS=--xla_gpu_enable_command_buffer= bench best --batch 64 ;;
-  triton) XLA_FLAGS=--xla_gpu_triton_gemm_any=true bench best --batch 64 ;;
-  *) echo "base is the fastest: its run already holds the torch ratio" | tee -a "$out/gpu_step.log" ;;
-esac
+if [ "$best" = base ]; then
+  echo "base is the fastest: its run already holds the torch ratio" | tee -a "$out/gpu_step.log"
+else
+  bench best "$best"
+fi

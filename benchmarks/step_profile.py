@@ -24,9 +24,6 @@ import tempfile
 import time
 
 import jax
-from flax import nnx
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -49,11 +46,7 @@ def kind_of(name: str) -> str:
 def profile(model_name: str, steps: int) -> tuple[dict[str, float], dict[str, str], float]:
   """({instruction: ms per step}, {instruction: result shape}, wall ms per step)."""
   arch = models.get_architecture(model_name)
-  mesh = jax.make_mesh((1,), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
-  model = models.SplitModel(arch.name, arch.default_cut, 2, rngs=nnx.Rngs(0))
-  _, _, _, state, train_step = bench.compiled_siamese_step(model, mesh)
-  state = jax.device_put(state, NamedSharding(mesh, P()))
-  pairs = jax.device_put(bench.random_pairs(32, arch.image_size), NamedSharding(mesh, P('data')))
+  *_, state, pairs, train_step = bench.placed_siamese_step(arch, arch.default_cut, 32)
   compiled = train_step.lower(state, pairs).compile()
   shapes = dict(re.findall(r'^\s*(?:ROOT )?%(\S+) = (\S+)', compiled.as_text(), re.M))
   for _ in range(3):

@@ -27,8 +27,8 @@ child process, whose peak resident set (VmHWM) is compared with ``--cap-gb``; th
 Every stage has a wall-clock budget (``--stage-minutes``); a stage that runs past it is stopped, and
 what it finished (per-pass progress lines with their times and peak RSS) is reported with an
 extrapolation, marked as such. The file records the command (with its niceness), the load average
-and the CPU seconds of each stage. The store is deleted
-at the end. Writes ``--out`` (default benchmarks/results/streaming_eval_full.md).
+and the CPU seconds of each stage. The store is deleted at the end. Writes ``--out`` (default
+benchmarks/results/streaming_eval_full.md).
 """
 
 from __future__ import annotations
@@ -525,10 +525,8 @@ def main():
   if root.exists():
     sys.exit(f"error: {root} exists; the benchmark writes its stores there and deletes them")
   niceness = os.nice(0)
-  command = (
-      f"nice -n {niceness} " if niceness else ""
-  ) + "python benchmarks/streaming_eval_full.py "
-  command += " ".join(sys.argv[1:])
+  prefix = f"nice -n {niceness} " if niceness else ""
+  command = f"{prefix}python benchmarks/streaming_eval_full.py {' '.join(sys.argv[1:])}"
   started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
   load_before = os.getloadavg()
   records = []

@@ -246,16 +246,26 @@ def random_pairs(batch: int, size: int, seed: int = 0) -> dict:
   }
 
 
-def privjax_runners(arch, cut, batch, dtype) -> tuple[dict, dict]:
-  """({compile_s, flops_per_step}, {'train': run, 'extract': run})."""
+def placed_siamese_step(arch, cut, batch, dtype='float32'):
+  """compiled_siamese_step for a fresh `arch` model cut at `cut`, its state replicated and a random
+  batch of `batch` pairs sharded over every device: (mesh, graphdef, optimizer, defence, state,
+  pairs, jitted train step)."""
   mesh = jax.make_mesh((jax.device_count(),), ('data',), axis_types=(jax.sharding.AxisType.Auto,))
-  replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   model = models.SplitModel(
       arch.name, cut, 2, rngs=nnx.Rngs(0), dtype=jnp.bfloat16 if dtype == 'bfloat16' else None
   )
   graphdef, tx, defence, state, train_step = compiled_siamese_step(model, mesh)
-  state = jax.device_put(state, replicated)
-  pairs = jax.device_put(random_pairs(batch, arch.image_size), data)
+  state = jax.device_put(state, NamedSharding(mesh, P()))
+  pairs = jax.device_put(random_pairs(batch, arch.image_size), NamedSharding(mesh, P('data')))
+  return mesh, graphdef, tx, defence, state, pairs, train_step
+
+
+def privjax_runners(arch, cut, batch, dtype) -> tuple[dict, dict]:
+  """({compile_s, flops_per_step}, {'train': run, 'extract': run})."""
+  mesh, graphdef, tx, defence, state, pairs, train_step = placed_siamese_step(
+      arch, cut, batch, dtype
+  )
+  replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
 
   start = time.perf_counter()
   compiled = train_step.lower(state, pairs).compile()

@@ -7,10 +7,12 @@ import sys
 
 import pytest
 
+from privjax import cost
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(args, tmp_path):
+def _run(args):
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   return subprocess.run(
       [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
@@ -30,16 +32,14 @@ def test_train_step_benchmark_reports_rates_and_the_textbook_count(tmp_path):
           '--skip=pipeline,attack',
           f'--json={out}',
       ],
-      tmp_path,
   )
   assert proc.returncode == 0, proc.stderr[-2000:]
   (row,) = json.loads(out.read_text())['results']
   assert row['model'] == 'vgg_mini' and row['batch_pairs'] == 2
   assert row['train_images_per_s'] > 0 and row['extract_images_per_s'] > 0
   assert row['train_images_per_s'] == pytest.approx(4e3 / row['step_ms'])  # both branches
-  # 3x the forward pass of 4 images; vgg_mini's forward by hand (convolutions, then fc6, fc7, head).
-  convs = [(64, 3, 16), (32, 16, 32), (16, 32, 64), (16, 64, 64), (8, 64, 128), (8, 128, 128)]
-  forward = sum(2 * h * h * a * b * 9 for h, a, b in convs) + 2 * (2048 * 256 + 256 * 256 + 256 * 2)
+  # 3x the forward pass of 4 images (textbook_flops itself is checked by hand in test_cost.py).
+  forward = sum(cost.textbook_flops('vgg_mini', 2).values())
   assert row['textbook_flops_per_step'] == 3 * 4 * forward
   assert row['textbook_tflops'] == pytest.approx(
       row['textbook_flops_per_step'] / row['step_ms'] / 1e9
@@ -49,7 +49,7 @@ def test_train_step_benchmark_reports_rates_and_the_textbook_count(tmp_path):
 
 def test_step_profile_attributes_most_of_the_step_to_named_instructions(tmp_path):
   out = tmp_path / 'profile.md'
-  proc = _run(['benchmarks/step_profile.py', '--steps=2', '--top=3', f'--out={out}'], tmp_path)
+  proc = _run(['benchmarks/step_profile.py', '--steps=2', '--top=3', f'--out={out}'])
   assert proc.returncode == 0, proc.stderr[-2000:]
   text = out.read_text()
   kinds = dict(

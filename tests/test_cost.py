@@ -198,4 +198,5 @@ def test_textbook_flops_of_vgg16_are_the_published_15_47_gmacs():
   assert sum(v for k, v in mini.items() if k.startswith('conv')) == sum(
       2 * h * h * a * b * 9 for h, a, b in convs
   )
-  assert mini['fc6'] == 2 * 4 * 4 * 128 * 256 and mini['classifier'] == 2 * 256 * 2
+  assert mini['fc6'] == 2 * 4 * 4 * 128 * 256 and mini['fc7'] == 2 * 256 * 256
+  assert mini['classifier'] == 2 * 256 * 2
