@@ -263,7 +263,7 @@ def test_siamese_run_starts_from_the_simple_runs_parameters(trained_runs):
   loaded, skipped = loop.init_params_from_run(model, trained_runs['simple'])
   assert skipped == [] and len(loaded) == 9
   np.testing.assert_array_equal(
-      np.asarray(model.extractor.conv1_1.conv.kernel.value),
+      np.asarray(model.extractor.conv1_1.conv.kernel[...]),
       simple['extractor']['conv1_1']['conv']['kernel'],
   )
 
