@@ -297,7 +297,7 @@ def evaluate_run(
   for _, module, _ in evaluators:
     if hasattr(module, 'check'):
       module.check(run, eval_config)
-  out_dir = paths.join(workdir, 'eval', eval_config.name)
+  out_dir = report_dir(workdir, eval_config)
   cfg = run.config
   primary = cfg.dataset.primary
   overrides = eval_config.attacker_overrides.to_dict()
@@ -407,6 +407,26 @@ def evaluate_run(
   writer.once(report, produced, run.step)
   writer.close()
   return report
+
+
+def report_dir(workdir: str, eval_config) -> str:
+  """Where the evaluation `eval_config` of the run in `workdir` writes its report files."""
+  return paths.join(workdir, 'eval', eval_config.name)
+
+
+def evaluate(
+    workdir: str, eval_config, *, step: int | None = None, data_dir: str | None = None
+) -> tuple[dict, str]:
+  """Evaluates the run in `workdir` and writes its report files: (the report, their folder).
+
+  The one evaluation path of every command (eval, reproduce, frontier, sweep) and of the notebook.
+  """
+  from privjax.report import plots, tables
+
+  report = evaluate_run(workdir, eval_config, step=step, data_dir=data_dir)
+  out_dir = report_dir(workdir, eval_config)
+  tables.write_report(report, out_dir, plots.privacy_accuracy_plots)
+  return report, out_dir
 
 
 def package_versions() -> dict:
