@@ -56,14 +56,7 @@ def eval_config(name: str):
   c.transforms = ('none',)
   c.noise_variances = (0.0,)
   c.secrets = ('identity', 'gender')
-  c.probe = False
-  c.rank_privacy = False
-  c.pixel_reference = False
-  c.reconstruction.enabled = False
-  c.inversion.enabled = False
-  c.reidentify.enabled = False
-  c.open_set.enabled = False
-  c.reference_run = ''
+  c.evaluators = ('head', 'attackers')
   return c
 
 

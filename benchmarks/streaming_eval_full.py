@@ -20,7 +20,7 @@ child process, whose peak resident set (VmHWM) is compared with ``--cap-gb``; th
    ~1.5e13 FLOP, beyond the time limit on two shared cores, so ``--linear-steps`` steps are timed
    (after the standardizer's pass, which is timed too) and an epoch and a fit extrapolated from them.
 4. ``inmemory``: at ``--inmemory-dims`` (where the features fit), the in-memory PCA
-   (``transforms.fit_pca``) + ``pca_linear`` against the streaming PCA + the same fits, same rows.
+   (``privjax.privacy.pca.fit_pca``) + ``pca_linear`` against the streaming PCA + the same fits, same rows.
 5. ``extract``: VGG-16 to ``conv4_3`` (random weights, 224 x 224, jit) on as many batches of
    ``--extract-batch`` images as fit ``--extract-seconds``; extrapolated to 13,233 images.
 
@@ -426,7 +426,7 @@ def report(args, records, command, started, load_before, store_gb, load_after) -
     lines.append("|---|---|---|---|---|")
   for key, label in (
       ("write:small", "shard write"),
-      ("inmemory:memory", "in memory: load + transforms.fit_pca + pca_linear"),
+      ("inmemory:memory", "in memory: load + pca.fit_pca + pca_linear"),
       ("inmemory:streaming", "streaming: randomized PCA over shards + pca_linear"),
   ):
     r = rec.get(key)

@@ -46,7 +46,7 @@ from flax import nnx
 import privjax
 from privjax import models
 from privjax.config import DTYPES, ConfigError
-from privjax.privacy import transforms
+from privjax.privacy import pca as pca_lib
 
 
 def textbook_flops(arch, num_classes: int) -> dict[str, int]:
@@ -210,7 +210,7 @@ def cut_cost(config, cut: str, *, pca_k: int, repeats: int, num_classes: int = 2
   }
   if pca_k <= dims:
     f32 = lambda s: jax.ShapeDtypeStruct(s, jnp.float32)
-    pca = transforms.PCA(f32((dims,)), f32((pca_k, dims)), f32((pca_k,)), tuple(shape))
+    pca = pca_lib.PCA(f32((dims,)), f32((pca_k, dims)), f32((pca_k,)), tuple(shape))
     row.update(
         pca_k=pca_k,
         upload_pca_bytes=4 * pca_k,
@@ -243,17 +243,21 @@ def machine() -> dict:
 
 
 def evaluation_points(reports: list[dict], names: list[str], arch: str) -> list[dict]:
-  """(cut, primary accuracy, identity top-1) of each evaluated run, untransformed and noiseless."""
-  from privjax.evaluate.errors import EvalError
+  """(cut, primary accuracy, strongest identity top-1, both in %) of each evaluated run,
+  untransformed and noiseless."""
+  from privjax.errors import EvalError
+  from privjax.metrics import results
 
   points = []
   for report, name in zip(reports, names):
     if report.get('arch') != arch:
       raise EvalError(f'{name} evaluates {report.get("arch")}, not {arch}')
     entry = next(
-        (e for e in report['sweep'] if e['transform'] == 'none' and e['noise_variance'] == 0), None
+        (e for e in report['settings'] if e['transform'] == 'none' and e['noise_variance'] == 0),
+        None,
     )
-    if entry is None or 'identity' not in entry['attacks']:
+    leak = None if entry is None else results.best(entry['metrics'], 'leak', secret='identity')
+    if leak is None:
       raise EvalError(
           f'{name}: its report has no identity attack on untransformed, noiseless '
           'features; evaluate with transform none, noise variance 0, secret identity'
@@ -261,11 +265,11 @@ def evaluation_points(reports: list[dict], names: list[str], arch: str) -> list[
     points.append(
         {
             'run': name,
-            'mode': report.get('mode'),
+            'defence': report['defence']['name'],
             'cut': report['cut'],
             'primary': report['primary'],
-            'primary_accuracy': report['primary_accuracy_full_model'],
-            'identity_top1': entry['attacks']['identity']['top1'],
+            'primary_accuracy': report['full_model_accuracy']['value'],
+            'identity_top1': leak[1].value,
         }
     )
   return points

@@ -90,8 +90,8 @@ def markdown(rows: list[dict], meta: dict, points: list[dict]) -> str:
   if points:
     lines += ['', '| run | cut | primary accuracy (%) | identity top-1 (%) |', '|---|---|---|---|']
     lines += [
-        f'| {p["run"]} | {p["cut"]} | {100 * p["primary_accuracy"]:.1f} | '
-        f'{100 * p["identity_top1"]:.1f} |'
+        f'| {p["run"]} | {p["cut"]} | {p["primary_accuracy"]:.1f} | '
+        f'{p["identity_top1"]:.1f} |'
         for p in points
     ]
   return '\n'.join(lines) + '\n'
@@ -128,18 +128,18 @@ def plot(rows: list[dict], points: list[dict], path: str) -> str:
   for ax, (key, label) in zip(axes[0][1:], against):
     for metric, marker, name in (
         ('primary_accuracy', 'o', f'{points[0]["primary"]} accuracy'),
-        ('identity_top1', 'x', 'identity top-1 (attacker)'),
+        ('identity_top1', 'x', 'identity top-1 (strongest attack)'),
     ):
       ax.scatter(
           [by_cut[p['cut']][key] for p in points],
-          [100 * p[metric] for p in points],
+          [p[metric] for p in points],
           marker=marker,
           label=name,
       )
       for p in points:
         ax.annotate(
-            f'{p["cut"]} {p["mode"]}',
-            (by_cut[p['cut']][key], 100 * p[metric]),
+            f'{p["cut"]} {p["defence"]}',
+            (by_cut[p['cut']][key], p[metric]),
             fontsize=7,
             alpha=0.7,
         )

@@ -44,6 +44,7 @@ import privjax
 from privjax import cli, models, paths
 from privjax.config import ConfigError
 from privjax.evaluate import features as features_lib
+from privjax.privacy import pca as pca_lib
 from privjax.privacy import transforms
 from privjax.train import checkpoint as ckpt_lib
 
@@ -190,7 +191,7 @@ def export_extractor(
   """Writes the device-side artifact to directory `out_path`; returns its manifest.
 
   `run_workdir_or_model`: a run's workdir (restored at `step`, default latest), a loaded
-  `features.Run` or a `SplitModel`. `pca`: a fitted `transforms.PCA` of this cut's features or
+  `features.Run` or a `SplitModel`. `pca`: a fitted `pca.PCA` of this cut's features or
   None.
   `batch_size=None` exports a symbolic batch dimension: one artifact serves any batch size.
   `tflite=True` also writes extractor.tflite through jax2tf and TensorFlow; without TensorFlow that
@@ -349,7 +350,7 @@ def check_pca_k(arch: str, cut: str, k: int) -> None:
     raise ConfigError(f'--pca_k must be in [1, {dims}] (the features of cut {cut}), got {k}')
 
 
-def run_pca(run: features_lib.Run, k: int) -> transforms.PCA:
+def run_pca(run: features_lib.Run, k: int) -> pca_lib.PCA:
   """The frozen PCA-k that evaluation uses for `run`: fitted on the training split's cut features
   and cached beside them (RUN/eval/cache/step_<S>/pca_<k>.npz), so export and evaluation agree."""
   from privjax.evaluate.protocol import _fit_transform

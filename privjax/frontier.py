@@ -108,13 +108,19 @@ def pareto_flags(points: list[dict]) -> list[bool]:
 
 
 def frontier_points(name: str, defence: str, strength, report: dict, secret: str) -> list[dict]:
+  """One point per setting of `report`: the best utility the cloud gets, the strongest attack on
+  `secret` from one upload and, where an evaluator measured it, from more uploads, and the best
+  reconstruction's SSIM (privjax.metrics.results: found by role, whichever evaluator made them)."""
+  from privjax.metrics import results
+
   points = []
-  recon = report.get('reconstruction') or {}
-  for entry in report['sweep']:
-    attack = entry['attacks'].get(secret)
-    if attack is None:
+  for entry in report['settings']:
+    leak = results.best(entry['metrics'], 'leak', secret=secret)
+    utility = results.best(entry['metrics'], 'utility', uploads=None)
+    if leak is None or utility is None:
       continue
-    noiseless = entry['transform'] == 'none' and entry['noise_variance'] == 0
+    many = results.most_uploads(entry['metrics'], secret)
+    fidelity = results.best(entry['metrics'], 'fidelity', uploads=None)
     points.append(
         {
             'run': name,
@@ -122,12 +128,15 @@ def frontier_points(name: str, defence: str, strength, report: dict, secret: str
             'strength': strength,
             'transform': entry['transform'],
             'noise_variance': entry['noise_variance'],
-            'primary_accuracy': 100 * entry['primary_head_accuracy'],
-            'identity_top1': 100 * attack['top1'],
-            # The attack record's binomial standard error (privjax.metrics.binomial_se).
-            'identity_top1_se': 100 * attack['top1_se'],
-            'identity_attacker': attack['strongest'],
-            'ssim': recon.get('ssim') if noiseless else None,
+            'primary_accuracy': utility[1].value,
+            'primary_source': utility[1].label or utility[0],
+            'identity_top1': leak[1].value,
+            'identity_top1_se': leak[1].se,
+            'identity_attacker': leak[1].label or leak[0],
+            'identity_many': None if many is None else many[1].value,
+            'identity_many_se': None if many is None else many[1].se,
+            'identity_many_uploads': None if many is None else many[1].uploads,
+            'ssim': None if fidelity is None else fidelity[1].value,
         }
     )
   return points
@@ -172,7 +181,8 @@ def run_frontier(workdir: str, make_config, eval_config, *, defences=None, quick
       print(f'== evaluating {name}', flush=True)
       ec = eval_config.copy_and_resolve_references()
       if name != 'none':
-        ec.reference_run = paths.join(workdir, 'none')
+        ec.evaluators = (*ec.evaluators, 'reference_run')
+        ec.reference_run.workdir = paths.join(workdir, 'none')
       report = protocol.evaluate_run(run_dir, ec, data_dir=base.dataset.data_dir or None)
       tables.write_report(report, out_dir, plots.privacy_accuracy_plots)
     report = _read_json(report_path)
@@ -183,7 +193,7 @@ def run_frontier(workdir: str, make_config, eval_config, *, defences=None, quick
         'train_seconds': timing['train_seconds'],
         'device_params': cost['params'],
         'device_flops_per_image': cost['flops'],
-        'primary_accuracy_full_model': 100 * report['primary_accuracy_full_model'],
+        'primary_accuracy_full_model': report['full_model_accuracy']['value'],
         # What the cloud could learn from the images themselves (the eval's raw-pixel attackers).
         'pixel_identity_top1': _pixel_top1(report, secret),
         'pixel_primary_top1': _pixel_top1(report, base.dataset.primary),
@@ -209,8 +219,11 @@ def run_frontier(workdir: str, make_config, eval_config, *, defences=None, quick
 
 
 def _pixel_top1(report: dict, label: str):
-  attack = (report.get('pixel_reference') or {}).get(label)
-  return None if attack is None else 100 * attack['top1']
+  """The strongest attack on `label` from the raw images (the once metrics), in %."""
+  from privjax.metrics import results
+
+  found = results.best(report['once'], 'raw', secret=label, uploads=None)
+  return None if found is None else found[1].value
 
 
 def _read_json(path):

@@ -211,7 +211,8 @@ def _one_seed(workdir, config_path, extra_args, eval_config, variants, data_dir,
     print(f'== evaluating {name}', flush=True)
     ec = eval_config.copy_and_resolve_references()
     if name != 'simple' and 'simple' in variants:
-      ec.reference_run = paths.join(workdir, 'simple')
+      ec.evaluators = (*ec.evaluators, 'reference_run')
+      ec.reference_run.workdir = paths.join(workdir, 'simple')
     report = protocol.evaluate_run(paths.join(workdir, name), ec, data_dir=data_dir)
     tables.write_report(
         report, paths.join(workdir, name, 'eval', ec.name), plots.privacy_accuracy_plots

@@ -28,7 +28,7 @@ from privjax.attacks import (
 from privjax.attacks import linear as linear_lib
 from privjax.attacks import pca as pca_lib
 from privjax.attacks.common import fit_standardizer
-from privjax.privacy import transforms
+from privjax.privacy import pca as pca_lib
 
 K = 10
 N_TRAIN, N_TEST = 400, 1000
@@ -320,7 +320,7 @@ def test_candidate_sizes_are_capped_by_rows_and_dimension():
 
 
 def test_code_scale_whitens_or_keeps_relative_variances():
-  pca = transforms.PCA(
+  pca = pca_lib.PCA(
       mean=np.zeros(3, np.float32),
       components=np.eye(3, dtype=np.float32),
       explained_variance=np.array([16.0, 4.0, 0.0], np.float32),

@@ -1,8 +1,11 @@
 """Evaluators at the protocol level, on hand-made contexts (no trained run): white-box inversion
 through the deployed extractor, re-identification of reconstructions, open-set identity, how
-evaluators are found and validated, and the report's generic rendering of their results."""
+evaluators are found, configured and validated, that nothing outside an evaluator's module names
+it, and the report's generic rendering of their metrics."""
 
+import ast
 import os
+import pathlib
 import types
 
 import ml_collections
@@ -13,10 +16,14 @@ from PIL import Image
 
 from privjax import metrics
 from privjax.attacks import run_attack
-from privjax.evaluate.errors import EvalError
+from privjax.errors import EvalError
+from privjax.evaluate import sources
 from privjax.evaluate.evaluators import common, inversion, open_set, reidentify
-from privjax.privacy import transforms
+from privjax.metrics import results
+from privjax.privacy import pca as pca_lib
 from privjax.report import tables
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 S = 16  # image side: SSIM needs at least 7 x 7
 K = 8  # people
@@ -56,34 +63,23 @@ def make_ctx(tmp_path, eval_config, images, data, model=None):
       run=run,
       config=eval_config,
       secrets=['identity'],
-      data=data,
+      features=sources.Features.from_arrays(data, run=run),
       out_dir=str(tmp_path / 'out'),
       attack=None,
   )
   ctx._images.update(images)
+  ctx.where = 'none/0'
   return ctx
 
 
-def inversion_config(**kw):
-  c = ml_collections.ConfigDict(
-      {
-          'seed': 0,
-          'inversion': {
-              'num_images': 6,
-              'steps': 300,
-              'lr': 0.05,
-              'tv_weight': 0.0,
-              'tv_weights': (),
-              'tune_images': 4,
-              'batch_size': 4,
-              'init': 'grey',
-              'transform': 'none',
-              'noise_variance': 0.0,
-          },
-      }
-  )
-  c.inversion.update(kw)
-  return c
+def baseline(ctx, pca=None):
+  """The untransformed (or `pca`) noiseless setting of the context's features."""
+  return ctx.features.setting('none' if pca is None else f'pca:{pca.k}', pca, 0.0, baseline=True)
+
+
+def inversion_settings(**kw):
+  base = dict(num_images=6, steps=300, tv_weight=0.0, tv_weights=(), tune_images=4, batch_size=4)
+  return inversion.Settings(**{**base, 'init': 'grey', **kw})
 
 
 def test_inversion_through_an_identity_extractor_recovers_the_images(tmp_path):
@@ -94,56 +90,60 @@ def test_inversion_through_an_identity_extractor_recovers_the_images(tmp_path):
   }
   ctx = make_ctx(
       tmp_path,
-      inversion_config(),
+      ml_collections.ConfigDict({'seed': 0}),
       {'attacker_test': test, 'attacker_train': own},
       data,
       model=types.SimpleNamespace(extractor=PixelExtractor()),
   )
+  ctx.evaluator = 'inversion'
   # A decoder that learned nothing: the mean image, for every test image.
   decoder = np.broadcast_to(own.mean(0), test.shape).copy()
   ctx.add_reconstructions('decoder', np.arange(len(test)), decoder)
-  out = inversion.run(ctx, None)['inversion']
+  out = inversion.run(ctx, baseline(ctx), inversion_settings())
   idx = inversion.subset(len(test), 6, seed=0)
   assert len(idx) == 6 and np.all(np.diff(idx) > 0)
-  assert out['num_images'] == 6 and out['psnr'] > 30.0, out
-  assert out['feature_error'] < 1e-3
+  assert out['rmle/psnr'].value > 30.0 and out['rmle/psnr'].unit == 'dB', out
+  assert out['rmle/ssim'].role == 'fidelity' and out['decoder/ssim'].role == ''
+  details = ctx.details['inversion']['none/0']
+  assert details['num_images'] == 6 and details['feature_error'] < 1e-3
   expected = float(np.mean(metrics.psnr(test[idx], decoder[idx])))
-  assert out['decoder']['psnr'] == pytest.approx(expected, rel=1e-6)
-  assert out['mean_image']['psnr'] == pytest.approx(expected, rel=1e-6)  # mean of the same images
-  assert out['psnr'] > out['decoder']['psnr'] + 10
-  grid = np.asarray(Image.open(os.path.join(ctx.out_dir, out['grid'])))
+  assert out['decoder/psnr'].value == pytest.approx(expected, rel=1e-6)
+  assert out['rmle/psnr'].value > out['decoder/psnr'].value + 10
+  (filename,) = ctx.written_images.values()
+  grid = np.asarray(Image.open(os.path.join(ctx.out_dir, filename)))
   assert grid.shape == (3 * S, 6 * S, 3)  # originals, decoder, rMLE
   np.testing.assert_allclose(grid[:S, :S] / 255.0, test[idx[0]], atol=1 / 255 + 1e-6)
-  method_idx, images = ctx.store['reconstructions']['inversion']
+  method_idx, images = ctx.reconstructions()['inversion']
   np.testing.assert_array_equal(method_idx, idx)
   assert images.shape == (6, S, S, 3)
 
 
 def test_inversion_goes_through_the_deployed_pca(tmp_path):
   """Through a PCA of the pixels the target is the projection: rMLE recovers what the projection
-  keeps (the images lie in its span) and the transform is fitted on the owner's features."""
+  keeps (the images lie in its span), at the setting it runs at."""
   own = smooth_images(40, seed=3)
   test = own[:8]  # in the span of the PCA below
   data = {'train': {'features': own}, 'attacker_test': {'features': test}}
   ctx = make_ctx(
       tmp_path,
-      inversion_config(transform='pca:39', num_images=4, steps=400),
+      ml_collections.ConfigDict({'seed': 0}),
       {'attacker_test': test, 'attacker_train': own},
       data,
       model=types.SimpleNamespace(extractor=PixelExtractor()),
   )
-  out = inversion.run(ctx, None)['inversion']
-  assert os.path.exists(os.path.join(ctx.run.cache_dir, 'pca_39.npz'))  # fitted, then cached
-  assert out['transform'] == 'pca:39' and out['psnr'] > 25.0, out
-  assert 'decoder' not in out  # no decoder ran: rows are originals and rMLE only
-  grid = np.asarray(Image.open(os.path.join(ctx.out_dir, out['grid'])))
+  pca = pca_lib.fit_pca(own, 39)
+  out = inversion.run(ctx, baseline(ctx, pca), inversion_settings(num_images=4, steps=400))
+  assert out['rmle/psnr'].value > 25.0, out
+  assert 'decoder/psnr' not in out  # no decoder ran: rows are originals and rMLE only
+  (filename,) = ctx.written_images.values()
+  grid = np.asarray(Image.open(os.path.join(ctx.out_dir, filename)))
   assert grid.shape == (2 * S, 4 * S, 3)
 
 
 def test_deployed_extractor_adds_the_settings_noise():
   import jax
 
-  pca = transforms.fit_pca(smooth_images(20, seed=0), 5)
+  pca = pca_lib.fit_pca(smooth_images(20, seed=0), 5)
   f = inversion.deployed_extractor(
       types.SimpleNamespace(extractor=PixelExtractor()), pca, variance=4.0
   )
@@ -154,16 +154,10 @@ def test_deployed_extractor_adds_the_settings_noise():
   assert np.var(noisy - clean) == pytest.approx(4.0, rel=0.05)
 
 
-def reid_config(**kw):
-  c = ml_collections.ConfigDict(
-      {
-          'seed': 3,
-          'attacker_overrides': {'linear': {'l2': (1e-2, 1e-1)}},
-          'reidentify': {'label': 'identity', 'family': 'linear'},
-      }
+def reid_config():
+  return ml_collections.ConfigDict(
+      {'seed': 3, 'attacker_overrides': {'linear': {'l2': (1e-2, 1e-1)}}}
   )
-  c.reidentify.update(kw)
-  return c
 
 
 def test_reidentify_originals_are_the_raw_pixel_attacker_and_methods_their_subset(tmp_path):
@@ -176,7 +170,8 @@ def test_reidentify_originals_are_the_raw_pixel_attacker_and_methods_their_subse
   rng = np.random.default_rng(0)
   ctx.add_reconstructions('perfect', subset, x_test[subset])
   ctx.add_reconstructions('noise', np.arange(96), rng.uniform(size=x_test.shape))
-  out = reidentify.run(ctx, None)['reidentify']
+  ctx.evaluator = 'reidentify'
+  out = reidentify.run(ctx, baseline(ctx), reidentify.Settings())
   raw = run_attack(
       'linear',
       x_train.reshape(len(x_train), -1),
@@ -186,14 +181,16 @@ def test_reidentify_originals_are_the_raw_pixel_attacker_and_methods_their_subse
       seed=3,
       l2=(1e-2, 1e-1),
   )
-  assert out['originals']['top1'] == raw.top1 and out['originals']['top1_se'] == raw.top1_se
+  assert out['originals'].value == pytest.approx(100 * raw.top1)
+  assert out['originals'].se == pytest.approx(100 * raw.top1_se)
   assert 0.3 < raw.top1 < 1.0, raw.top1  # neither hopeless nor trivial
-  perfect = out['methods']['perfect']
-  assert perfect['num_test'] == len(subset) == perfect['ceiling']['num_test']
-  assert perfect['top1'] == perfect['ceiling']['top1']  # the originals themselves
-  assert out['methods']['noise']['ceiling']['top1'] == raw.top1
-  assert out['methods']['noise']['top1'] < 1.0 / K + 4 * np.sqrt((1 / K) * (1 - 1 / K) / 96)
-  assert out['chance_top1'] == 1.0 / K and out['family'] == 'linear'
+  assert out['perfect'].role == 'leak' and out['perfect'].secret == 'identity'
+  assert out['originals'].role == ''  # the ceiling is not a leak of the uploads
+  details = ctx.details['reidentify']['none/0']
+  assert details['perfect']['num_test'] == len(subset)
+  assert details['perfect']['top1'] == details['perfect']['ceiling_on_the_same_images']
+  assert details['noise']['ceiling_on_the_same_images'] == raw.top1
+  assert out['noise'].value < 100 * (1.0 / K + 4 * np.sqrt((1 / K) * (1 - 1 / K) / 96))
 
 
 def test_reidentify_fits_once_per_data_set_and_refits_for_other_data(tmp_path, monkeypatch):
@@ -204,33 +201,18 @@ def test_reidentify_fits_once_per_data_set_and_refits_for_other_data(tmp_path, m
       reidentify, 'fit_identity_classifier', lambda *a, **k: calls.append(1) or real(*a, **k)
   )
 
-  def run(labels, config):
+  def run(labels, family='linear'):
     data = {'attacker_train': {'identity': labels}, 'attacker_test': {'identity': y_test}}
-    ctx = make_ctx(tmp_path, config, {'attacker_train': x_train, 'attacker_test': x_test}, data)
-    return reidentify.run(ctx, None)['reidentify']['originals']
+    ctx = make_ctx(
+        tmp_path, reid_config(), {'attacker_train': x_train, 'attacker_test': x_test}, data
+    )
+    return reidentify.run(ctx, baseline(ctx), reidentify.Settings(family=family))['originals']
 
-  first = run(y_train, reid_config())
-  assert run(y_train, reid_config()) == first and len(calls) == 1  # the next run of one data set
-  run(y_train[::-1].copy(), reid_config())  # other labels: another classifier
-  run(y_train, reid_config(family='mlp'))  # another family
+  first = run(y_train)
+  assert run(y_train) == first and len(calls) == 1  # the next run of one data set
+  run(y_train[::-1].copy())  # other labels: another classifier
+  run(y_train, family='mlp')  # another family
   assert len(calls) == 3
-
-
-def open_set_config(**kw):
-  c = ml_collections.ConfigDict(
-      {
-          'seed': 0,
-          'open_set': {
-              'label': 'identity',
-              'hidden': (32,),
-              'fars': (1e-2, 1e-3),
-              'gallery_per_person': 1,
-              'mlp': {'max_epochs': 40},
-          },
-      }
-  )
-  c.open_set.update(kw)
-  return c
 
 
 def _clusters(people_ids, per_person, seed, dims=12):
@@ -244,57 +226,157 @@ def _clusters(people_ids, per_person, seed, dims=12):
 def test_open_set_matches_unseen_people_and_refuses_seen_ones(tmp_path):
   x_att, y_att = _clusters(np.arange(20), 10, seed=0)
   x_own, y_own = _clusters(np.arange(100, 130), 4, seed=1)
-  data = {'attacker_train': {'identity': y_att}, 'test': {'identity': y_own}}
-  ctx = make_ctx(tmp_path, open_set_config(), {}, data)
-  setting = types.SimpleNamespace(noisy={'attacker_train': x_att, 'test': x_own})
-  out = open_set.run(ctx, setting)['open_set']
-  assert set(out['tar_at_far']) == {'0.01', '0.001'}
-  assert out['num_people'] == 30 and out['num_gallery'] == 30 and out['num_probe'] == 90
+  data = {
+      'attacker_train': {'features': x_att, 'identity': y_att},
+      'test': {'features': x_own, 'identity': y_own},
+  }
+  ctx = make_ctx(tmp_path, ml_collections.ConfigDict({'seed': 0}), {}, data)
+  ctx.evaluator = 'open_set'
+  settings = open_set.Settings(hidden=(32,), mlp={'max_epochs': 40})
+  out = open_set.run(ctx, baseline(ctx), settings)
+  assert set(out) == {'tar_at_far_0.01', 'tar_at_far_0.001', 'gallery_top1', 'chance'}
+  details = ctx.details['open_set']['none/0']
+  assert details['num_people'] == 30 and details['num_gallery'] == 30
+  assert details['num_probe'] == 90
   # Well separated people: matched far above chance (1/30).
-  assert out['gallery_top1'] > 0.8 and out['tar_at_far']['0.01']['tar'] > 0.5, out
-  assert out['tar_at_far']['0.01']['num_impostor'] == 90 * 29
-  data['test']['identity'] = y_own - 100  # the attacker's own people
+  assert out['gallery_top1'].value > 80 and out['tar_at_far_0.01'].value > 50, out
+  assert out['chance'].value == pytest.approx(100 / 30)
+  assert details['tar_at_far']['0.01']['num_impostor'] == 90 * 29
+  ctx.features.splits['test'].labels['identity'] = y_own - 100  # the attacker's own people
   with pytest.raises(EvalError, match='open_set on test: open-set people must be unseen'):
-    open_set.run(ctx, setting)
+    open_set.run(ctx, baseline(ctx), settings)
 
 
 def test_unknown_or_broken_evaluators_are_one_line_errors(tmp_path, monkeypatch):
-  with pytest.raises(EvalError, match="unknown evaluator 'nope': no module"):
+  with pytest.raises(EvalError, match="unknown evaluator 'nope': no module .* built in: attackers"):
     common.load('nope')
   pkg = tmp_path / 'extra_evals'
   pkg.mkdir()
   (pkg / '__init__.py').write_text('')
-  (pkg / 'norun.py').write_text('SETTINGS = "once"\n')
-  (pkg / 'badwhere.py').write_text('SETTINGS = "sometimes"\ndef run(ctx, setting):\n  return {}\n')
+  (pkg / 'norun.py').write_text('WHERE = "once"\n')
+  (pkg / 'badwhere.py').write_text(
+      'WHERE = "sometimes"\ndef run(ctx, setting, settings):\n  return {}\n'
+  )
   monkeypatch.syspath_prepend(str(tmp_path))
   with pytest.raises(EvalError, match='has no run'):
     common.load('extra_evals.norun')
   module = common.load('extra_evals.badwhere')
-  with pytest.raises(EvalError, match="settings 'sometimes' is not one of each, baseline, once"):
-    common.settings_of(module, ml_collections.ConfigDict(), 'extra_evals.badwhere')
-  # A section's `settings` overrides the module's; its `enabled` switches it.
-  config = ml_collections.ConfigDict({'badwhere': {'settings': 'each', 'enabled': False}})
-  assert common.settings_of(module, config, 'extra_evals.badwhere') == 'each'
-  assert not common.is_enabled(module, config, 'extra_evals.badwhere')
+  settings = common.settings_for(module, ml_collections.ConfigDict(), 'extra_evals.badwhere')
+  with pytest.raises(EvalError, match="where='sometimes' is not one of each, baseline, once"):
+    common.where(module, settings)
 
 
-def test_generic_rendering_of_an_evaluators_results():
+def test_settings_come_from_the_module_and_the_config_overrides_them():
+  sections = common.config_sections()
+  assert set(sections) == set(common.available())  # a section per evaluator, nothing else
+  assert sections.inversion.steps == inversion.Settings().steps  # defaults written once
+  config = ml_collections.ConfigDict({'inversion': {'steps': 7, 'where': 'each'}})
+  settings = common.settings_for(inversion, config, 'inversion')
+  assert settings.steps == 7 and settings.lr == inversion.Settings().lr
+  assert common.where(inversion, settings) == 'each'  # a setting's `where` beats WHERE
+  config.inversion.stepz = 3
+  with pytest.raises(EvalError, match="evaluator 'inversion': .*stepz.*; its settings: where"):
+    common.settings_for(inversion, config, 'inversion')
+
+
+# Where an evaluator's name may appear besides its module: the jobs that choose evaluators for an
+# evaluation, as a config does; and the layers below the evaluation (arrays in, numbers out), whose
+# functions share names with the evaluators that call them (metrics.rank_privacy).
+CHOOSERS = ('reproduce.py', 'frontier.py', 'experiments.py', 'commands')
+BELOW = ('attacks', 'metrics', 'privacy', 'models', 'data', 'objectives', 'defences', 'train')
+
+
+def names_in(tree: ast.AST, names) -> list[tuple[int, str]]:
+  """(line, name) for every string constant that is one of `names` (docstrings aside) and every
+  import of an evaluator module by name."""
+  docstrings = {
+      id(node.body[0].value)
+      for node in ast.walk(tree)
+      if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef))
+      and node.body
+      and isinstance(node.body[0], ast.Expr)
+  }
+  found = []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Constant) and node.value in names and id(node) not in docstrings:
+      found.append((node.lineno, node.value))
+    elif isinstance(node, ast.ImportFrom) and (node.module or '').endswith('evaluate.evaluators'):
+      found += [(node.lineno, a.name) for a in node.names if a.name in names]
+    elif isinstance(node, (ast.Import, ast.ImportFrom)):
+      modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+      for m in modules:
+        if (m or '').startswith('privjax.evaluate.evaluators.'):
+          found.append((node.lineno, m.rsplit('.', 1)[-1]))
+  return [(line, n) for line, n in found if n in names]
+
+
+def test_nothing_outside_an_evaluators_module_names_it():
+  """A new evaluator is one module: the library never names an evaluator elsewhere (an evaluator
+  its own name, and common.py none)."""
+  names = set(common.available())
+  offenders = []
+  for path in (ROOT / 'privjax').rglob('*.py'):
+    rel = path.relative_to(ROOT / 'privjax')
+    if rel.parts[0] in CHOOSERS + BELOW:
+      continue
+    for line, name in names_in(ast.parse(path.read_text()), names):
+      if path.parent.name == 'evaluators' and name == path.stem:
+        continue
+      offenders.append(f'{rel}:{line}: {name}')
+  assert not offenders, offenders
+  # The check sees what it must: a string, and both spellings of an import.
+  probe = "x = 'head'\nfrom privjax.evaluate.evaluators import probe\nimport privjax.evaluate.evaluators.open_set\n"
+  assert sorted(n for _, n in names_in(ast.parse(probe), names)) == ['head', 'open_set', 'probe']
+
+
+def test_generic_rendering_of_an_evaluators_metrics():
+  """An evaluator the renderer has never heard of: its metrics appear by label and unit, and its
+  leak is the setting's strongest attack when it is the largest."""
+  leak = results.percent(0.5, 0.05, label='identity top-1, mine', role='leak', secret='identity')
+  other = results.percent(
+      0.25, 0.01, label='identity top-1, linear', role='leak', secret='identity'
+  )
+  utility = results.percent(0.9, label='gender accuracy, head', role='utility')
   report = {
-      'sweep': [
-          {'transform': 'none', 'noise_variance': 0.0, 'open_set': {'gallery_top1': 0.5}},
-          {'transform': 'none', 'noise_variance': 1.0},
+      'primary': 'gender',
+      'secrets': ['identity'],
+      'settings': [
+          {
+              'name': 'none/0',
+              'transform': 'none',
+              'noise_variance': 0.0,
+              'uploaded_dims': 8,
+              'baseline': True,
+              'metrics': {
+                  'mine/score': leak.to_dict(),
+                  'attackers/identity/linear': other.to_dict(),
+                  'head/accuracy': utility.to_dict(),
+              },
+          },
+          {
+              'name': 'none/1',
+              'transform': 'none',
+              'noise_variance': 1.0,
+              'uploaded_dims': 8,
+              'metrics': {'head/accuracy': utility.to_dict()},
+          },
       ],
-      'mine': {'score': 0.25, 'score_se': 0.01, 'nested': {'n': 3}, '_hidden': 1},
-      'reconstruction': {'psnr': 1.0},
+      'once': {'late/psnr': results.Metric(12.345, unit='dB', label='late: PSNR').to_dict()},
       'evaluators': {
-          'open_set': {'settings': 'baseline', 'keys': ['open_set']},
-          'mine': {'settings': 'once', 'keys': ['mine']},
-          'reconstruction': {'settings': 'once', 'keys': ['reconstruction']},
+          'mine': {'where': 'baseline'},
+          'attackers': {'where': 'each'},
+          'head': {'where': 'each'},
+          'late': {'where': 'once'},
       },
   }
-  lines = tables.evaluator_sections(report)
-  assert '## Evaluator `mine`' in lines and '## Evaluator `reconstruction`' not in lines
-  assert '| mine.score | 0.25 ± 0.01 |' in lines and '| mine.nested.n | 3 |' in lines
-  assert not any('_hidden' in l for l in lines)
-  assert '| result | none, σ² 0 |' in lines  # only the settings it ran at
-  assert '| open_set.gallery_top1 | 0.5 |' in lines
+  glance = tables.glance_table(report)
+  assert (
+      '| none, σ² 0 | 8 | 90.0 % (gender accuracy, head) | 50.0 ± 5.0 % (identity top-1, mine) |'
+      in glance
+  )
+  assert '| none, σ² 1 | 8 | 90.0 % (gender accuracy, head) | — |' in glance
+  lines = tables.setting_sections(report)
+  assert '## mine (at the baseline setting)' in lines
+  assert '| | none, σ² 0 |' in lines  # only the settings it ran at
+  assert '| identity top-1, mine | 50.0 ± 5.0 % |' in lines
+  assert '| late: PSNR | 12.3 dB |' in tables.once_sections(report)

@@ -13,6 +13,7 @@ from flax import nnx
 from privjax import config as config_lib
 from privjax import cost, export
 from privjax.config import ConfigError
+from privjax.privacy import pca as pca_lib
 from privjax.privacy import transforms
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
@@ -47,7 +48,7 @@ def model():
 
 @pytest.fixture(scope='module')
 def pca(model):
-  return transforms.fit_pca(np.asarray(model.extractor(pixels(40, seed=1))), 8)
+  return pca_lib.fit_pca(np.asarray(model.extractor(pixels(40, seed=1))), 8)
 
 
 def test_round_trip_with_a_symbolic_batch(model, tmp_path):
@@ -128,7 +129,7 @@ print('ok', f.manifest['cut'])
 
 
 def test_bad_requests_are_one_line_errors(model, pca, tmp_path):
-  other = transforms.PCA(pca.mean[:10], pca.components[:, :10], pca.explained_variance, (10,))
+  other = pca_lib.PCA(pca.mean[:10], pca.components[:, :10], pca.explained_variance, (10,))
   cases = [
       (dict(noise_variance=-1.0), 'noise variance must be finite and >= 0'),
       (dict(pca=other), 'the PCA projects 10 features but cut pool3 of vgg_mini has 4096'),
@@ -181,7 +182,7 @@ def test_export_command_uses_the_evaluations_pca(tiny_config, tmp_path):
   assert 'vgg_mini cut conv4_2 at step 5: (pixels uint8[' in proc.stdout
 
   # The PCA is the one evaluation fits for 'pca:4', cached where evaluation looks for it.
-  pca = transforms.load_pca(os.path.join(workdir, 'eval', 'cache', 'step_5', 'pca_4.npz'))
+  pca = pca_lib.load_pca(os.path.join(workdir, 'eval', 'cache', 'step_5', 'pca_4.npz'))
   extractor = export.load_exported(out)
   x = pixels(4)
   assert_close(extractor(x), pca.apply(model.extractor(x)))

@@ -101,13 +101,13 @@ Siamese fine-tuning keeps gender apart and mixes identities.""",
         """import matplotlib.pyplot as plt
 import numpy as np
 from privjax.evaluate import features as features_lib
-from privjax.privacy import transforms
+from privjax.privacy import pca as pca_lib
 
 fig, axes = plt.subplots(2, len(VARIANTS), figsize=(5 * len(VARIANTS), 9))
 for col, variant in enumerate(VARIANTS):
     run = features_lib.load_run(os.path.join(WORKDIR, variant), data_dir=DATA_DIR)
     data = features_lib.extract(run, 'attacker_test')
-    z = np.asarray(transforms.fit_pca(data['features'], 2).apply(data['features']))
+    z = np.asarray(pca_lib.fit_pca(data['features'], 2).apply(data['features']))
     axes[0, col].scatter(z[:, 0], z[:, 1], c=data['gender'], cmap='coolwarm', s=8)
     axes[0, col].set_title(f'{variant}: coloured by gender')
     ids = np.unique(data['identity'])[:8]

@@ -6,7 +6,7 @@ can beat the same classifier on all dimensions (fewer parameters to fit from
 the same data), so the strongest attacker has to be taken over attackers with
 and without such a step.
 
-``fit_pca_attacker`` fits a PCA (``privjax.privacy.transforms.fit_pca``) on
+``fit_pca_attacker`` fits a PCA (``privjax.privacy.pca.fit_pca``) on
 the attacker's own training features, to each of a few sizes (``sizes``,
 capped by the number of training rows minus one and by the dimension), maps
 the features to the scaled codes, and fits the base attacker (``fit_linear``
@@ -53,7 +53,7 @@ from privjax.attacks.common import (
 )
 from privjax.attacks.linear import fit_linear
 from privjax.attacks.mlp import fit_mlp
-from privjax.privacy import transforms
+from privjax.privacy import pca as features_pca
 
 DEFAULT_SIZES = (32, 128, 512)
 # What the final base fit contributes to ``info`` (its L-BFGS convergence).
@@ -88,7 +88,7 @@ def _whiten_options(whiten) -> tuple[bool, ...]:
   return options
 
 
-def code_scale(pca: transforms.PCA, whiten: bool) -> np.ndarray:
+def code_scale(pca: features_pca.PCA, whiten: bool) -> np.ndarray:
   """Per-component divisor of the PCA codes: their std (whitening) or one common scale."""
   sd = np.sqrt(np.maximum(np.asarray(pca.explained_variance, np.float64), 0.0))
   floor = max(STD_FLOOR, RELATIVE_STD_FLOOR * float(sd.max()))
@@ -105,14 +105,14 @@ _PCA_CACHE: collections.OrderedDict = collections.OrderedDict()
 _PCA_CACHE_SIZE = 4
 
 
-def _fit_pca(x: np.ndarray, k: int, seed: int) -> transforms.PCA:
+def _fit_pca(x: np.ndarray, k: int, seed: int) -> features_pca.PCA:
   x = np.ascontiguousarray(x)
   h = hashlib.sha256(memoryview(x).cast("B")).hexdigest()
   key = (h, x.shape, x.dtype.str, int(k), int(seed))
   if key in _PCA_CACHE:
     _PCA_CACHE.move_to_end(key)
     return _PCA_CACHE[key]
-  pca = transforms.fit_pca(x, k, seed=seed)
+  pca = features_pca.fit_pca(x, k, seed=seed)
   _PCA_CACHE[key] = pca
   if len(_PCA_CACHE) > _PCA_CACHE_SIZE:
     _PCA_CACHE.popitem(last=False)
@@ -138,7 +138,7 @@ def _codes(pca, scale, x, block: int = 4096) -> np.ndarray:
 class PCAAttacker:
   """A base attacker on scaled PCA codes; ``logits`` takes the original features."""
 
-  pca: transforms.PCA
+  pca: features_pca.PCA
   scale: np.ndarray
   base: Any
   family: str

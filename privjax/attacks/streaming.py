@@ -33,17 +33,9 @@ warm-started from its end, until it converges or ``max_epochs`` (120) are spent;
 stops at the cap is reported ``converged: false`` with the epochs it spent and a warning. The
 result is a ``LinearAttacker``.
 
-``gram_matrix`` / ``fit_gram_pca``: a PCA without the D x D covariance (at D = 401,408 that is
-~640 GB): one pass over blocks of columns accumulates the N x N Gram matrix of the centred rows
-(each block holds every row of its columns, so it is centred exactly before its product), the
-leading eigenvectors U of the (re-)centred Gram (LAPACK up to ``EXACT_EIGH_MAX`` rows, subspace
-iteration above) give the components ``V = U^T X_c / sqrt(lambda)``
-(a second pass, only when the components themselves are wanted) and the codes of any row in the
-Gram, ``G_c[a, T] U / sqrt(lambda)``, without touching the features again.
-
 ``fit_streaming_pca_linear``: ``pca_linear`` (``privjax.attacks.pca``: PCA size and whitening
 chosen on the attacker's own val split, the linear attacker on the scaled codes) with every PCA
-taken from one Gram matrix over the attacker's train and test rows. The test rows enter the Gram
+taken from one Gram matrix over the attacker's train and test rows (``privjax.privacy.pca``). The test rows enter the Gram
 only to be projected: the means, eigenvectors and scales come from the training rows alone. The
 codes are small (N x k) and the in-memory ``fit_linear`` fits them.
 
@@ -67,7 +59,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import scipy.linalg
 
 from privjax.attacks import pca as pca_lib
 from privjax.attacks import registry
@@ -83,11 +74,9 @@ from privjax.attacks.common import (
 from privjax.attacks.linear import DEFAULT_L2, LinearAttacker, fit_linear
 from privjax.attacks.shards import FeatureStore
 from privjax.errors import EvalError
-from privjax.privacy import transforms
+from privjax.privacy import pca as features_pca
 
 DEFAULT_BUDGET = 1 << 30
-# Largest Gram matrix that gets a full eigen-decomposition (see `_top_eigen`).
-EXACT_EIGH_MAX = 4096
 FAMILIES = ("streaming_linear", "streaming_pca_linear")
 # Bytes held per feature value of a training batch: the host copy in the store's dtype, the
 # standardised float32 copy and one float32 temporary of the backward pass.
@@ -413,243 +402,6 @@ def evaluate_store(attacker, store: FeatureStore, rows, labels, batch_rows: int)
   return evaluate_attacker(scored, None, labels)
 
 
-# ---------------------------------------------------------------------------------------------
-# PCA from the Gram matrix.
-
-
-def _column_block(store, n_rows, budget, fixed_bytes):
-  """Columns per block so that a block (float32 and its source) fits next to ``fixed_bytes``."""
-  left = int(budget) - int(fixed_bytes)
-  per_column = n_rows * (4 + store.dtype.itemsize)
-  if left < per_column:
-    raise EvalError(
-        f"memory budget {budget} bytes cannot hold the {n_rows} x {n_rows} Gram matrix "
-        f"({fixed_bytes} bytes with its temporaries) and a column of the features; raise it"
-    )
-  return int(min(store.dim, left // per_column))
-
-
-def gram_matrix(store: FeatureStore, rows, center_rows, *, memory_budget: int = DEFAULT_BUDGET):
-  """(G, mean): G[a, b] = (x_a - m) . (x_b - m) for ``rows``, float64; m = mean over ``center_rows``.
-
-  ``center_rows`` are positions in ``rows`` (the PCA's training rows); the other rows are only
-  projected. One pass over column blocks, each centred exactly before its product.
-  """
-  rows = np.asarray(rows, np.int64)
-  center_rows = np.asarray(center_rows, np.int64)
-  n = rows.size
-  # G (float64), one float32 block product, and the eigen-solver's copies later.
-  cols = _column_block(store, n, memory_budget, n * n * (8 + 4))
-  gram = np.zeros((n, n), np.float64)
-  mean = np.empty(store.dim, np.float64)
-  block = np.empty((n, cols), np.float32)
-  for c0 in range(0, store.dim, cols):
-    c1 = min(store.dim, c0 + cols)
-    b = store.columns(rows, c0, c1, out=block[:, : c1 - c0])
-    m = b[center_rows].mean(axis=0, dtype=np.float64)
-    mean[c0:c1] = m
-    b -= m.astype(np.float32)
-    gram += b @ b.T
-  return gram, mean
-
-
-def _block(gram, a, t):
-  if _is_range(a) and _is_range(t):
-    return gram[a[0] : a[0] + a.size, t[0] : t[0] + t.size]
-  return gram[np.ix_(a, t)]
-
-
-def _is_range(idx) -> bool:
-  return idx.size > 0 and idx[-1] - idx[0] + 1 == idx.size and bool(np.all(np.diff(idx) == 1))
-
-
-def _centered(gram, a, t):
-  """Gram block [a, t] re-centred on the mean of rows ``t`` (translation-invariant formula)."""
-  r_t = _block(gram, t, t).mean(axis=0)
-  g = _block(gram, a, t)
-  return g - g.mean(axis=1)[:, None] - r_t[None, :] + r_t.mean()
-
-
-def _top_eigen(gc, k, seed, n_iter):
-  """Leading ``k`` eigenpairs of the PSD ``gc``, descending.
-
-  Up to ``EXACT_EIGH_MAX`` rows LAPACK's eigen-solver; above, where its O(N^3) reduction takes
-  hours on a few cores (N = 10,000), subspace iteration (Halko et al. 2011, as
-  ``transforms.fit_pca``'s randomized method) with ``k + max(10, k // 2)`` directions and
-  ``n_iter`` products with ``gc``, then the exact eigen-decomposition of the small projected
-  matrix.
-  """
-  n = gc.shape[0]
-  if n <= EXACT_EIGH_MAX:
-    w, u = scipy.linalg.eigh(gc, subset_by_index=[n - k, n - 1], check_finite=False)
-  else:
-    width = min(n, k + max(10, k // 2))
-    q = np.random.default_rng(seed).standard_normal((n, width))
-    for _ in range(n_iter + 1):
-      q = np.linalg.qr(gc @ q)[0]
-    w, v = np.linalg.eigh(q.T @ gc @ q)
-    w, u = w[-k:], q @ v[:, -k:]
-  order = np.argsort(w)[::-1]
-  return np.clip(w[order], 0.0, None), u[:, order]
-
-
-def gram_eigen(gram, t, k, *, seed: int = 0, n_iter: int = 7):
-  """Leading ``k`` eigenpairs (descending) of the Gram of rows ``t`` centred on their own mean."""
-  return _top_eigen(_centered(gram, t, t), k, seed, n_iter)
-
-
-def gram_codes(gram, a, t, eigvals, eigvecs):
-  """Projections of rows ``a`` on the PCA of rows ``t``: [len(a), k], float64."""
-  sd = np.sqrt(np.maximum(eigvals, np.finfo(np.float64).tiny))
-  return _centered(gram, a, t) @ eigvecs / sd
-
-
-def fit_gram_pca(
-    store: FeatureStore, rows, k: int, *, memory_budget: int = DEFAULT_BUDGET, seed: int = 0
-) -> transforms.PCA:
-  """A ``transforms.PCA`` of ``store``'s ``rows`` from their Gram matrix (two passes).
-
-  Same definitions as ``transforms.fit_pca`` (components orthonormal rows, sign-normalised;
-  explained variance with divisor N - 1), without any D x D matrix.
-  """
-  rows = np.asarray(rows, np.int64)
-  n = rows.size
-  if not 1 <= k <= min(n - 1, store.dim):
-    raise EvalError(f"PCA k={k} must be in [1, {min(n - 1, store.dim)}] for {n} rows")
-  t = np.arange(n)
-  gram, mean = gram_matrix(store, rows, t, memory_budget=memory_budget)
-  w, u = gram_eigen(gram, t, k, seed=seed)
-  del gram
-  proj = (u / np.sqrt(np.maximum(w, np.finfo(np.float64).tiny))).T.astype(np.float32)  # [k, n]
-  components = np.empty((k, store.dim), np.float32)
-  cols = _column_block(store, n, memory_budget, k * n * 4)
-  block = np.empty((n, cols), np.float32)
-  for c0 in range(0, store.dim, cols):
-    c1 = min(store.dim, c0 + cols)
-    b = store.columns(rows, c0, c1, out=block[:, : c1 - c0])
-    b -= mean[c0:c1].astype(np.float32)
-    components[:, c0:c1] = proj @ b
-  return transforms.PCA(
-      mean=mean.astype(np.float32),
-      components=transforms._sign_fix(components.astype(np.float64)).astype(np.float32),
-      explained_variance=(w / max(n - 1, 1)).astype(np.float32),
-      feature_shape=store.feature_shape,
-  )
-
-
-# ---------------------------------------------------------------------------------------------
-# Randomized PCA over row batches.
-
-
-def _row_passes(store, rows, budget, fixed_bytes):
-  """Rows per batch of a pass that holds ``fixed_bytes`` besides the batch (float32 + source)."""
-  return min(rows.size, _batch_rows(store, budget, fixed_bytes, 4))
-
-
-def randomized_pca_plan(store, rows, k: int, memory_budget: int, n_oversamples=None):
-  """(directions l, rows per batch) of ``fit_randomized_pca``: the batch fits the budget beside
-  its two D x l float32 matrices and the N x l float64 ones."""
-  n, d = np.size(rows), store.dim
-  width = min(n, d, k + (max(10, k // 4) if n_oversamples is None else int(n_oversamples)))
-  fixed = 2 * d * width * 4 + 2 * n * width * 8
-  return width, _row_passes(store, np.asarray(rows), memory_budget, fixed)
-
-
-def fit_randomized_pca(
-    store: FeatureStore,
-    rows,
-    k: int,
-    *,
-    n_iter: int = 1,
-    n_oversamples: int | None = None,
-    memory_budget: int = DEFAULT_BUDGET,
-    seed: int = 0,
-    progress=None,
-) -> transforms.PCA:
-  """A ``transforms.PCA`` of ``store``'s ``rows`` by randomized subspace iteration over row batches.
-
-  Halko et al. (2011), as ``transforms.fit_pca(method='randomized')`` but reading the store a
-  batch of rows at a time: with ``l = k + n_oversamples`` directions (default
-  ``max(10, k // 4)``), ``2 + 2 * n_iter`` passes over the rows, each ``2 N D l`` FLOP (against
-  the Gram path's one pass of ``N^2 D``: cheaper when ``N > (2 + 2 n_iter) l``). Held besides a
-  batch: two D x l float32 matrices (the test matrix, then the row-space basis) and N x l ones.
-  The mean is taken in the first pass and subtracted algebraically (``X_c A = X A - 1 m^T A``).
-  Components: orthonormal rows, sign-normalised; explained variance with divisor N - 1.
-  ``progress(name)``, if given, is called with ``'batch'`` after each batch and ``'pass'`` after
-  each pass (the full-size benchmark extrapolates from them).
-  """
-  rows = np.asarray(rows, np.int64)
-  n, d = rows.size, store.dim
-  report = progress or (lambda name: None)
-  if not 1 <= k <= min(n - 1, d):
-    raise EvalError(f"PCA k={k} must be in [1, {min(n - 1, d)}] for {n} rows")
-  width, batch = randomized_pca_plan(store, rows, k, memory_budget, n_oversamples)
-  rng = np.random.default_rng(seed)
-  omega = rng.standard_normal((d, width), dtype=np.float32)
-  total = np.zeros(d, np.float64)
-  y = np.empty((n, width), np.float32)
-  for pos, x in store.batches(rows, batch):
-    xf = x.astype(np.float32)
-    total += xf.sum(axis=0, dtype=np.float64)
-    y[pos] = xf @ omega
-    # Freed before the next batch is read, so that one batch and its float32 copy are held, as
-    # planned (kept, two float32 batches were: a 9.6 GB peak under a 6 GB budget at full size).
-    del x, xf
-    report("batch")
-  mean = (total / n).astype(np.float32)
-  y -= mean @ omega
-  del omega
-  report("pass")
-
-  def right(q):  # X_c^T q: [D, width]
-    z = np.zeros((d, q.shape[1]), np.float32)
-    for pos, x in store.batches(rows, batch):
-      z += x.astype(np.float32).T @ q[pos]
-      report("batch")
-    z -= np.outer(mean, q.sum(axis=0))
-    report("pass")
-    return z
-
-  def left(z):  # X_c z: [N, width]
-    out = np.empty((n, z.shape[1]), np.float32)
-    for pos, x in store.batches(rows, batch):
-      out[pos] = x.astype(np.float32) @ z
-      report("batch")
-    report("pass")
-    return out - mean @ z
-
-  for _ in range(n_iter):
-    q = np.linalg.qr(y.astype(np.float64))[0].astype(np.float32)
-    z = np.linalg.qr(right(q).astype(np.float64))[0].astype(np.float32)
-    y = left(z)
-  q = np.linalg.qr(y.astype(np.float64))[0].astype(np.float32)
-  b = right(q).T.astype(np.float64)  # Q^T X_c: [width, D]
-  w, u = np.linalg.eigh(b @ b.T)  # B B^T = U S^2 U^T
-  order = np.argsort(w)[::-1][:k]
-  w, u = np.clip(w[order], 0.0, None), u[:, order]
-  components = (u.T @ b) / np.sqrt(np.maximum(w, np.finfo(np.float64).tiny))[:, None]
-  return transforms.PCA(
-      mean=mean,
-      components=transforms._sign_fix(components).astype(np.float32),
-      explained_variance=(w / max(n - 1, 1)).astype(np.float32),
-      feature_shape=store.feature_shape,
-  )
-
-
-def project_store(
-    pca: transforms.PCA, store: FeatureStore, rows, *, memory_budget: int = DEFAULT_BUDGET
-) -> np.ndarray:
-  """``pca.apply`` on ``store``'s ``rows``, a batch at a time: [len(rows), k] float32."""
-  rows = np.asarray(rows, np.int64)
-  comps = np.asarray(pca.components, np.float32).T
-  mean_proj = np.asarray(pca.mean, np.float32) @ comps
-  batch = _row_passes(store, rows, memory_budget, comps.nbytes)
-  out = np.empty((rows.size, comps.shape[1]), np.float32)
-  for pos, x in store.batches(rows, batch):
-    out[pos] = x.astype(np.float32) @ comps - mean_proj
-  return out
-
-
 def _scale(eigvals, n, whiten):
   return pca_lib.code_scale(
       types.SimpleNamespace(explained_variance=eigvals / max(n - 1, 1)), whiten
@@ -693,11 +445,11 @@ def fit_streaming_pca_linear(
   ``method='gram'``: one Gram matrix over train and test rows (one pass over the store, N^2 D
   multiply-adds); each candidate PCA is an eigen-decomposition of a sub-matrix, the candidates'
   PCAs fitted on the train part of the val split, the final one on all training rows, as
-  ``pca_linear`` does. ``method='randomized'``: one ``fit_randomized_pca`` (``n_iter`` power
+  ``pca_linear`` does. ``method='randomized'``: one randomized PCA (``privjax.privacy.pca``, ``n_iter`` power
   iterations) of the largest candidate size on all training rows, then the codes of every row
   (one more pass); candidates are its leading components, so the val rows' features (not their
   labels) are inside the PCA that the val split scores: the price of not fitting a second PCA at
-  ``2 + 2 n_iter`` passes each. ``'auto'``: the Gram path up to ``EXACT_EIGH_MAX`` rows, else
+  ``2 + 2 n_iter`` passes each. ``'auto'``: the Gram path up to ``privjax.privacy.pca.EXACT_EIGH_MAX`` rows, else
   randomized. ``linear_kw`` go to ``fit_linear`` (e.g. ``max_iter``). ``progress(stage)``, if
   given, is called after the PCA and after the fits (the benchmark times them).
   """
@@ -708,7 +460,7 @@ def fit_streaming_pca_linear(
   if y_train.shape[0] != n:
     raise EvalError(f"{y_train.shape[0]} labels for {n} training rows")
   if method == "auto":
-    method = "gram" if n + test_rows.size <= EXACT_EIGH_MAX else "randomized"
+    method = "gram" if n + test_rows.size <= features_pca.EXACT_EIGH_MAX else "randomized"
   if method not in ("gram", "randomized"):
     raise EvalError(f"unknown streaming PCA method {method!r}; valid: auto, gram, randomized")
   if method == "randomized":
@@ -730,7 +482,7 @@ def fit_streaming_pca_linear(
   everything = np.concatenate([train_rows, test_rows])
   t_all = np.arange(n)
   test_pos = np.arange(n, everything.size)
-  gram, _ = gram_matrix(store, everything, t_all, memory_budget=memory_budget)
+  gram, _ = features_pca.gram_matrix(store, everything, t_all, memory_budget=memory_budget)
   info: dict = {
       "base": "linear",
       "pca_method": "gram",
@@ -746,9 +498,9 @@ def fit_streaming_pca_linear(
     if va.size == 0:
       raise EvalError("choosing among PCA sizes needs a non-empty val split")
     largest = max(k for k, _ in candidates)
-    w_tr, u_tr = gram_eigen(gram, tr, largest, seed=seed)
-    codes_tr = gram_codes(gram, tr, tr, w_tr, u_tr)
-    codes_va = gram_codes(gram, va, tr, w_tr, u_tr)
+    w_tr, u_tr = features_pca.gram_eigen(gram, tr, largest, seed=seed)
+    codes_tr = features_pca.gram_codes(gram, tr, tr, w_tr, u_tr)
+    codes_va = features_pca.gram_codes(gram, va, tr, w_tr, u_tr)
     for k, wh in candidates:
       scale = _scale(w_tr[:k], tr.size, wh)
       base = fit_linear(
@@ -765,10 +517,12 @@ def fit_streaming_pca_linear(
     k, wh = candidates[best]
   else:
     ((k, wh),) = candidates
-  w_all, u_all = gram_eigen(gram, t_all, k, seed=seed)
+  w_all, u_all = features_pca.gram_eigen(gram, t_all, k, seed=seed)
   scale = _scale(w_all, n, wh)
-  codes = gram_codes(gram, t_all, t_all, w_all, u_all) / scale
-  test_codes = (gram_codes(gram, test_pos, t_all, w_all, u_all) / scale).astype(np.float32)
+  codes = features_pca.gram_codes(gram, t_all, t_all, w_all, u_all) / scale
+  test_codes = (features_pca.gram_codes(gram, test_pos, t_all, w_all, u_all) / scale).astype(
+      np.float32
+  )
   del gram
   base = fit_linear(codes.astype(np.float32), y_train, seed=seed, standardize=False, **base_kw)
   info.update({key: base.info[key] for key in pca_lib.BASE_INFO if key in base.info})
@@ -795,16 +549,17 @@ def _randomized_pca_linear(
   n = train_rows.size
   whitens = pca_lib._whiten_options(whiten)
   ks = pca_lib.candidate_sizes(sizes, n, store.dim)
-  pca = fit_randomized_pca(
+  pca = features_pca.fit_pca(
       store,
-      train_rows,
       max(ks),
+      rows=train_rows,
+      method="randomized",
       n_iter=n_iter,
       memory_budget=memory_budget,
       seed=seed,
       progress=progress,
   )
-  codes = project_store(
+  codes = features_pca.project(
       pca, store, np.concatenate([train_rows, test_rows]), memory_budget=memory_budget
   )
   codes_train, codes_test = codes[:n].astype(np.float64), codes[n:].astype(np.float64)

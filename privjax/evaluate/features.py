@@ -4,7 +4,7 @@ What lives here: `load_run` (a run's config, parameters and model from its orbax
 else), `extract` (features, logits and labels of one split, cached on disk under
 `RUN/eval/cache/step_<S>/<split>.npz` so a second evaluation does not recompute them; the run
 directory may be a URI, privjax.paths), `feature_batches` (the same features a batch at a time, for
-splits too large to hold: privjax.evaluate.streamed writes them to shards), `feature_bytes` (a
+splits too large to hold: privjax.evaluate.sources writes them to shards), `feature_bytes` (a
 split's float32 feature size) and `split_images` (the raw pixels, the attacker's reference input).
 Must not import privjax.attacks or privjax.report: features flow from here to them.
 """

@@ -44,6 +44,7 @@ SOURCES = (
     'models',
     'evaluate/evaluators',
     'evaluate/protocol.py',
+    'evaluate/shared.py',
     'evaluate/memo.py',
 )
 PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'numpy', 'scipy')

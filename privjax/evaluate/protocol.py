@@ -1,17 +1,18 @@
-"""The paper's privacy measurement of one run: `evaluate_run(workdir, eval_config) -> report dict`.
+"""The privacy measurement of one run: `evaluate_run(workdir, eval_config) -> report dict`.
 
-It restores the run, extracts the frozen cut features of every split, and runs the evaluators named
-in `eval_config.evaluators` (privjax/evaluate/evaluators/, one module each): for every feature
-transform (none, PCA-k fitted on the model owner's training features and then frozen) and every
-noise variance, the evaluators that run per setting (the cloud head's utility, a fresh primary
-probe, each attacker family on each secret, rank privacy, open-set identity...), then those that run
-once (the raw-pixel and reference-run attackers, the reconstruction decoder, white-box inversion,
-re-identification of the reconstructions). The report also holds the run's description, feature
-norms and same/different-pair distances, which evaluator produced which keys, and timings.
+It restores the run, extracts the frozen cut features of every split (in memory, or in a feature
+store on disk for splits over the eval config's memory budget: privjax.evaluate.sources), and runs
+the evaluators named in `eval_config.evaluators` (privjax/evaluate/evaluators/, one module each):
+for every feature transform (none, PCA-k fitted on the model owner's training features and then
+frozen) and every noise variance, those that run per setting (the cloud head's utility, each
+attacker family on each secret, rank privacy, reconstructions and their re-identification...),
+then those that run once (raw-pixel and reference-run attackers, feature statistics).
 
-Progress goes to the terminal (`tqdm.auto`: over the settings, the evaluators run once, and the
-attacker fits of each secret) and every setting's results, as scalars, and the reconstruction grid,
-as an image, to TensorBoard under `RUN/eval/<name>/tensorboard` (privjax.evaluate.tensorboard).
+The report (`privjax.metrics.results.REPORT_FORMAT`) holds the run's description, every setting's metrics and the once
+metrics (`privjax.metrics.results.Metric` as dicts, named `<evaluator>/<name>`), each evaluator's
+details (report.json only), the pictures written, which evaluator produced which metrics and its
+time. Progress goes to the terminal (`tqdm.auto`) and the metrics to TensorBoard under
+`RUN/eval/<name>/tensorboard` (privjax.evaluate.tensorboard).
 
 Must not import privjax.train.loop: evaluation never updates the extractor.
 """
@@ -21,32 +22,20 @@ from __future__ import annotations
 import os
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from tqdm import auto as tqdm
 
+import privjax
 from privjax import metrics, models, paths
-from privjax.attacks import registry
 from privjax.data import pipeline
+from privjax.errors import DataError, EvalError
 from privjax.evaluate import features as features_lib
-from privjax.evaluate import memo, streamed, tensorboard
-from privjax.evaluate.errors import EvalError
+from privjax.evaluate import shared, sources, tensorboard
 from privjax.evaluate.evaluators import common
+from privjax.metrics import results
 from privjax.privacy import transforms
 
-ATTACKER_SPLITS = ('attacker_train', 'attacker_test')
-# The evaluators of eval configs written before `evaluators` was a key (the same as those configs ran).
-LEGACY_EVALUATORS = (
-    'head',
-    'probe',
-    'attackers',
-    'rank_privacy',
-    'pixel_reference',
-    'reference_run',
-    'reconstruction',
-)
+ATTACKER_SPLITS = sources.ATTACKER_SPLITS
 
 _log = common.log
 
@@ -56,7 +45,7 @@ def check_request(run, eval_config) -> list[str]:
   for secret in eval_config.secrets:
     try:
       pipeline.label_num_classes(run.builder, secret)
-    except pipeline.DataError as e:
+    except DataError as e:
       raise EvalError(str(e)) from None
   splits = run.builder.info.splits
   for split in ATTACKER_SPLITS + (run.config.dataset.train_split, run.config.dataset.test_split):
@@ -86,206 +75,38 @@ def check_request(run, eval_config) -> list[str]:
   return list(eval_config.secrets)
 
 
-def report_header(workdir, run, cfg, eval_config, primary: str, secrets) -> dict:
-  """The report's first keys: which run, checkpoint, cut and configs it evaluates."""
-  return {
-      # A local run as an absolute path (as before); a URI unchanged.
-      'workdir': os.fspath(paths.absolute(workdir)),
-      'step': run.step,
-      'mode': run.defence['name'],  # the defence (named `mode` in reports made before defences)
-      'defence': run.defence,
-      'cut': cfg.model.cut,
-      'arch': cfg.model.arch,
-      'primary': primary,
-      'secrets': secrets,
-      'train_config': cfg.to_dict(),
-      'eval_config': eval_config.to_dict(),
-      'margin': run.defence.get('margin'),
-      'seeds': {'train': cfg.seed, 'eval': eval_config.seed},
-  }
-
-
-def evaluator_records(evaluators) -> dict:
-  """report['evaluators'] before any has run: where each runs, its keys and its time so far."""
-  return {
-      name: {'settings': where, 'keys': [], 'seconds': 0.0, 'cpu_seconds': 0.0}
-      for name, _, where in evaluators
-  }
-
-
-def load_evaluators(eval_config) -> list[tuple[str, object, str]]:
-  """(name, module, where it runs) of every enabled evaluator, in the config's order."""
-  names = list(eval_config.get('evaluators', LEGACY_EVALUATORS))
+def load_evaluators(eval_config) -> list[tuple[str, object, object, str]]:
+  """(name, module, settings, where it runs) of every evaluator named, in the config's order."""
+  names = list(eval_config.evaluators)
   dupes = sorted({n for n in names if names.count(n) > 1})
   if dupes:
     raise EvalError(f'evaluators named twice: {", ".join(dupes)}')
   out = []
   for name in names:
     module = common.load(name)
-    if common.is_enabled(module, eval_config, name):
-      out.append((name, module, common.settings_of(module, eval_config, name)))
+    settings = common.settings_for(module, eval_config, name)
+    out.append((name, module, settings, common.where(module, settings)))
   return out
 
 
-def head_factory(run):
-  """Fresh copies of the layers after the cut: the paper's transfer-learning attacker."""
-
-  def factory(num_classes, rngs):
-    return models.build_head(run.config.model.arch, run.config.model.cut, num_classes, rngs=rngs)
-
-  return factory
-
-
-def _fit_transform(spec: str, train_features, cache_path: str):
-  t = transforms.parse_transform(spec)
-  if t.kind == 'none':
-    return None
-  cache = paths.as_path(cache_path)
-  if cache.exists():
-    return transforms.load_pca(cache_path)
-  pca = transforms.fit_pca(train_features, t.k)
-  cache.parent.mkdir(parents=True, exist_ok=True)
-  transforms.save_pca(pca, cache_path)
-  return pca
-
-
-def fit_transform(run, spec: str, train_features):
-  """The transform `spec` fitted on the owner's training features (cached with the run's features)."""
-  return _fit_transform(
-      spec, train_features, paths.join(run.cache_dir, f'{spec.replace(":", "_")}.npz')
-  )
-
-
-def _apply(pca, features):
-  return np.asarray(features if pca is None else pca.apply(features), np.float32)
-
-
-def _noisy(key, z, variance):
-  return np.asarray(transforms.add_gaussian_noise(key, jnp.asarray(z), variance), np.float32)
-
-
-def head_accuracy(run, pca, z, labels, batch_size=512) -> float:
-  """The trained cloud head on uploaded features (mapped back through PCA, as the paper does)."""
-  graphdef, params = nnx.split(run.model.head)
-
-  @jax.jit
-  def logits_fn(params, z):
-    f = z if pca is None else pca.inverse(z)
-    return nnx.merge(graphdef, params)(f)
-
-  logits = np.concatenate(
-      [np.asarray(logits_fn(params, z[i : i + batch_size])) for i in range(0, len(z), batch_size)]
-  )
-  return metrics.topk_accuracy(logits, labels, 1)
-
-
-def attack_secret(
-    families,
-    train,
-    test,
-    y_train,
-    y_test,
-    *,
-    seed,
-    factory,
-    overrides,
-    transfer_inputs=None,
-    head: str | None = None,
-    use_memo: bool = True,
-    desc: str = 'attackers',
-) -> dict:
-  """Every family on one secret label, the strongest (by top-1, then top-5) and the baselines.
-
-  The record is `registry.summarize`'s: each family's accuracies with standard errors, and the
-  chance and majority-class rates.
-
-  `transfer_inputs` = (train, test) in the cut's shape, for the attacker that re-trains the head;
-  `head` names that head's architecture (for example 'vgg_mini:conv4_2'), part of the memo key.
-  With `use_memo`, a result already computed for the same inputs and settings is read back from
-  `privjax.evaluate.memo` (and marked `memo: true`) instead of training the attackers again.
-  """
-  if transfer_inputs is None:
-    transfer_inputs = (train, test)
-  digest = None
-  if use_memo and memo.cache_root() is not None:
-    arrays = {'train': train, 'test': test, 'y_train': y_train, 'y_test': y_test}
-    if 'transfer' in families:
-      arrays.update(transfer_train=transfer_inputs[0], transfer_test=transfer_inputs[1])
-    digest = memo.key(
-        arrays,
-        {
-            'families': list(families),
-            'seed': seed,
-            'overrides': overrides,
-            'head': head if 'transfer' in families else None,
-        },
-    )
-    hit = memo.load(digest)
-    if hit is not None:
-      return dict(hit, memo=True)
-  results = {}
-  bar = tqdm.tqdm(families, desc=desc, unit='fit', leave=False)
-  for family in bar:
-    bar.set_postfix_str(family)
-    x_train, x_test = transfer_inputs if family == 'transfer' else (train, test)
-    results[family] = registry.run_attack(
-        family,
-        x_train,
-        y_train,
-        x_test,
-        y_test,
-        seed=seed,
-        module_factory=factory,
-        **overrides.get(family, {}),
-    )
-  out = registry.summarize(results, y_train, y_test)
-  if digest is not None:
-    memo.save(digest, out)
-  return out
-
-
-def feature_statistics(features, labels) -> dict:
-  """Feature norms and distances of same/different-label pairs (the margin's units)."""
-  f = features.reshape(len(features), -1).astype(np.float64)
-  norms = np.linalg.norm(f, axis=1)
-  rng = np.random.default_rng(0)
-  n = min(len(f), 4000)
-  i, j = rng.integers(len(f), size=n), rng.integers(len(f), size=n)
-  keep = i != j
-  i, j = i[keep], j[keep]
-  d = np.linalg.norm(f[i] - f[j], axis=1)
-  same = labels[i] == labels[j]
-
-  def describe(x):
-    if len(x) == 0:
-      return {}
-    q = np.percentile(x, [5, 25, 50, 75, 95])
-    return {
-        'mean': float(x.mean()),
-        'p5': q[0],
-        'p25': q[1],
-        'median': q[2],
-        'p75': q[3],
-        'p95': q[4],
-    }
-
+def report_header(workdir, run, eval_config, secrets) -> dict:
+  """The report's first keys: which run, checkpoint, cut and configs it evaluates."""
+  cfg = run.config
   return {
-      'norm': describe(norms),
-      'dist_same': describe(d[same]),
-      'dist_diff': describe(d[~same]),
-      'dims': int(f.shape[1]),
-      '_hist': {'same': d[same].tolist(), 'diff': d[~same].tolist()},
+      'format': results.REPORT_FORMAT,
+      'privjax': privjax.__version__,
+      # A local run as an absolute path; a URI unchanged.
+      'workdir': os.fspath(paths.absolute(workdir)),
+      'step': run.step,
+      'defence': run.defence,
+      'cut': cfg.model.cut,
+      'arch': cfg.model.arch,
+      'primary': cfg.dataset.primary,
+      'secrets': secrets,
+      'train_config': cfg.to_dict(),
+      'eval_config': eval_config.to_dict(),
+      'seeds': {'train': cfg.seed, 'eval': eval_config.seed},
   }
-
-
-def _merge(target: dict, results: dict, name: str, owners: dict) -> None:
-  if not isinstance(results, dict):
-    raise EvalError(f'evaluator {name!r} returned {type(results).__name__}, not a dict of results')
-  for k, v in results.items():
-    if k in target or k in owners:
-      raise EvalError(f'evaluator {name!r} returns {k!r}, which {owners.get(k, "the report")} has')
-    target[k] = v
-    owners[k] = name
 
 
 def evaluate_run(
@@ -294,117 +115,112 @@ def evaluate_run(
   run = features_lib.load_run(workdir, step, data_dir=data_dir)
   secrets = check_request(run, eval_config)
   evaluators = load_evaluators(eval_config)
-  for _, module, _ in evaluators:
-    if hasattr(module, 'check'):
-      module.check(run, eval_config)
-  out_dir = report_dir(workdir, eval_config)
   cfg = run.config
-  primary = cfg.dataset.primary
-  overrides = eval_config.attacker_overrides.to_dict()
-  t_start = time.perf_counter()
-
   splits = (cfg.dataset.train_split, cfg.dataset.test_split) + ATTACKER_SPLITS
-  big = streamed.oversized(run, splits, streamed.budget_bytes(eval_config))
-  if big:  # features larger than eval_config.memory_budget_gb: shards, streaming attackers
-    return streamed.evaluate_run(
-        run,
-        eval_config,
-        evaluators=evaluators,
-        secrets=secrets,
-        splits=splits,
-        big=big,
-        t_start=t_start,
-    )
+  big = sources.oversized(run, splits, sources.budget_bytes(eval_config))
+  if big:
+    sources.check_streamable(run, eval_config, big)
+    cannot = [name for name, module, _, _ in evaluators if not getattr(module, 'STORES', False)]
+    if cannot:
+      raise EvalError(
+          f'memory_budget_gb: splits {", ".join(big)} do not fit it, and evaluators '
+          f'{", ".join(cannot)} need whole feature arrays; leave them out of `evaluators`'
+      )
+  for _, module, settings, _ in evaluators:
+    if hasattr(module, 'check'):
+      module.check(run, settings, eval_config)
+  out_dir = report_dir(workdir, eval_config)
+  t_start = time.perf_counter()
   _log('[%s] extracting features at step %d', workdir, run.step)
-  data = {
-      s: features_lib.extract(run, s, batch_size=eval_config.batch_size)
-      for s in (cfg.dataset.train_split, cfg.dataset.test_split) + ATTACKER_SPLITS
-  }
-  train, test = data[cfg.dataset.train_split], data[cfg.dataset.test_split]
+  features = sources.extract(run, splits, eval_config)
+  test = features.splits[cfg.dataset.test_split]
+  overrides = eval_config.attacker_overrides.to_dict()
 
   def attack(families, *args, **kw):
     kw.setdefault('seed', eval_config.seed)
     kw.setdefault('overrides', overrides)
     kw.setdefault('use_memo', eval_config.attack_memo)
-    return attack_secret(families, *args, **kw)
+    return shared.attack_secret(families, *args, **kw)
 
   ctx = common.Context(
       run=run,
       config=eval_config,
       secrets=secrets,
-      data=data,
+      features=features,
       out_dir=out_dir,
       attack=attack,
       data_dir=data_dir,
   )
+  full_model = metrics.topk_accuracy(test.logits, test.labels[cfg.dataset.primary])
   report = {
-      **report_header(workdir, run, cfg, eval_config, primary, secrets),
-      'num_examples': {k: int(len(v['features'])) for k, v in data.items()},
-      'feature_shape': list(train['features'].shape[1:]),
-      'primary_accuracy_full_model': metrics.topk_accuracy(test['logits'], test[primary]),
-      'feature_stats': feature_statistics(test['features'], test[primary]),
-      'sweep': [],
+      **report_header(workdir, run, eval_config, secrets),
+      'num_examples': {k: v.size for k, v in features.splits.items()},
+      'feature_shape': list(features.feature_shape),
+      'streamed_splits': features.streamed,
+      'full_model_accuracy': (
+          shared.accuracy(
+              full_model, test.size, label=f'{cfg.dataset.primary} accuracy, full model'
+          ).to_dict()
+      ),
+      'settings': [],
+      'once': {},
   }
-  produced = evaluator_records(evaluators)
-  # Keys the protocol writes after the evaluators have run are taken too.
-  owners = {k: 'the report' for k in (*report, 'evaluators', 'seconds', 'versions')}
+  produced = {
+      name: {'where': where, 'metrics': [], 'seconds': 0.0, 'cpu_seconds': 0.0}
+      for name, _, _, where in evaluators
+  }
 
-  def run_one(name, module, setting, target, target_owners):
+  def run_one(name, module, settings, setting, target: dict):
+    ctx.evaluator, ctx.where = name, 'once' if setting is None else setting.name
     t0, cpu0 = time.perf_counter(), time.process_time()
-    results = module.run(ctx, setting)
+    out = module.run(ctx, setting, settings)
     produced[name]['seconds'] += time.perf_counter() - t0
     # CPU time of every thread: what the work costs, whatever else shares the machine.
     produced[name]['cpu_seconds'] += time.process_time() - cpu0
-    _merge(target, results, name, target_owners)
-    produced[name]['keys'] = list(dict.fromkeys(produced[name]['keys'] + list(results)))
+    if not isinstance(out, dict) or not all(isinstance(m, results.Metric) for m in out.values()):
+      raise EvalError(f'evaluator {name!r} returned {type(out).__name__}, not {{name: Metric}}')
+    for k, m in results.prefixed(common.short_name(name), out).items():
+      target[k] = m.to_dict()
+    produced[name]['metrics'] = list(dict.fromkeys(produced[name]['metrics'] + list(out)))
 
-  writer = tensorboard.EvalWriter(out_dir)
-  # The untransformed, noiseless setting (else the first): where the 'baseline' evaluators run and
-  # where a secret equal to the primary label is attacked when eval_config.primary_secret_sweep is
-  # off (the probe covers the rest).
-  settings = [(t, v) for t in eval_config.transforms for v in eval_config.noise_variances]
-  baseline_setting = ('none', 0.0) if ('none', 0.0) in settings else settings[0]
-  per_setting = [e for e in evaluators if e[2] != 'once']
-  key = jax.random.key(eval_config.seed)
-  bar = tqdm.tqdm(total=len(settings), desc='evaluation settings', unit='setting')
+  writer = tensorboard.EvalWriter(out_dir, run.step)
+  # The untransformed, noiseless setting (else the first): where the 'baseline' evaluators run.
+  grid = [(t, v) for t in eval_config.transforms for v in eval_config.noise_variances]
+  baseline = ('none', 0.0) if ('none', 0.0) in grid else grid[0]
+  per_setting = [e for e in evaluators if e[3] != 'once']
+  bar = tqdm.tqdm(total=len(grid), desc='evaluation settings', unit='setting')
   for spec in eval_config.transforms:
-    pca = fit_transform(run, spec, train['features'])
-    z = {name: _apply(pca, d['features']) for name, d in data.items()}
+    pca = features.fit_transform(spec, cfg.dataset.train_split)
     for variance in eval_config.noise_variances:
+      setting = features.setting(spec, pca, variance, baseline=(spec, variance) == baseline)
       _log('[%s] transform %s, noise variance %g', workdir, spec, variance)
       bar.set_postfix_str(f'{spec}, noise {variance:g}')
-      key, *keys = jax.random.split(key, 1 + len(z))
-      noisy = {name: _noisy(k, z[name], variance) for k, name in zip(keys, z)}
-      setting = common.Setting(
-          transform=spec,
-          noise_variance=float(variance),
-          pca=pca,
-          clean=z,
-          noisy=noisy,
-          baseline=(spec, variance) == baseline_setting,
-      )
       entry = {
+          'name': setting.name,
           'transform': spec,
           'noise_variance': float(variance),
-          'uploaded_dims': int(np.prod(noisy[cfg.dataset.test_split].shape[1:])),
+          'uploaded_dims': setting.dims(),
+          'baseline': setting.baseline,
+          'metrics': {},
       }
-      entry_owners = {k: 'the sweep entry' for k in entry}
-      for name, module, where in per_setting:
+      for name, module, settings, where in per_setting:
         if where == 'each' or setting.baseline:
-          run_one(name, module, setting, entry, entry_owners)
-      report['sweep'].append(entry)
-      writer.setting(entry, settings.index((spec, variance)))
+          run_one(name, module, settings, setting, entry['metrics'])
+      report['settings'].append(entry)
+      writer.setting(entry)
       bar.update(1)
   bar.close()
 
-  once = [e for e in evaluators if e[2] == 'once']
-  for name, module, _ in tqdm.tqdm(once, desc='evaluators run once', unit='evaluator'):
+  once = [e for e in evaluators if e[3] == 'once']
+  for name, module, settings, _ in tqdm.tqdm(once, desc='evaluators run once', unit='evaluator'):
     _log('[%s] evaluator %s', workdir, name)
-    run_one(name, module, None, report, owners)
+    run_one(name, module, settings, None, report['once'])
+  report['details'] = ctx.details
+  report['images'] = ctx.written_images
   report['evaluators'] = produced
   report['seconds'] = time.perf_counter() - t_start
   report['versions'] = package_versions()
-  writer.once(report, produced, run.step)
+  writer.once(report)
   writer.close()
   return report
 

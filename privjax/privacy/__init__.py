@@ -1,24 +1,5 @@
-"""On-device privacy transforms (PCA projection, Gaussian noise).
+"""What the device does to the cut features before they leave it: PCA (`pca`), noise and the
+transform specs (`transforms`).
 
 Must not import ``privjax.models``, ``privjax.train`` or ``privjax.data``.
 """
-
-from privjax.privacy.transforms import (
-    PCA,
-    TransformSpec,
-    add_gaussian_noise,
-    fit_pca,
-    load_pca,
-    parse_transform,
-    save_pca,
-)
-
-__all__ = [
-    "PCA",
-    "TransformSpec",
-    "add_gaussian_noise",
-    "fit_pca",
-    "load_pca",
-    "parse_transform",
-    "save_pca",
-]

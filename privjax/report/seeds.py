@@ -1,8 +1,8 @@
 """Mean ± sd over training seeds of evaluation reports: one row per (run, transform, noise).
 
 Used by `privjax.reproduce --seeds` (its `compare_seeds.md`) and `benchmarks/seed_table.py` (tables
-over run directories made by separate commands). The cloud head's primary accuracy and the
-strongest attacker's top-1 on each secret (%), mean ± sample sd over the seeds, and each seed's
+over run directories made by separate commands). The best primary accuracy the cloud gets and the
+strongest attack's top-1 on each secret (%), mean ± sample sd over the seeds, and each seed's
 values with the attacker that was strongest. With several evaluations of one run (`names`), the
 strongest attacker is taken over all of them (privacy is judged against the strongest attacker run
 on that run), and a fit that hit its iteration cap is marked †.
@@ -18,9 +18,10 @@ import os
 import statistics
 
 from privjax.errors import EvalError
+from privjax.metrics import results
 
 # per_seed: one dict per seed, run -> [(eval name, report dict), ...] (the first name's report gives
-# the rows and the cloud head's accuracy).
+# the rows and the primary accuracy).
 PerSeed = list[dict[str, list[tuple[str, dict]]]]
 
 
@@ -41,22 +42,27 @@ def load_reports(dirs, runs, names) -> PerSeed:
   return per_seed
 
 
+def _entry(report, transform, noise):
+  return next(
+      (e for e in report['settings'] if (e['transform'], e['noise_variance']) == (transform, noise)),
+      None,
+  )
+
+
 def strongest(reports, secret, transform, noise):
-  """(top-1 in %, 'family[, eval name]', converged) of the strongest attacker on `secret` over
-  `reports` [(name, report)] at the setting, or None where none of them attacked it there."""
+  """(top-1 in %, 'metric label[, eval name]', without a caveat) of the strongest attack on
+  `secret` over `reports` [(name, report)] at the setting, or None where none attacked it there."""
   best = None
   for name, report in reports:
-    for e in report['sweep']:
-      if (e['transform'], e['noise_variance']) != (transform, noise):
-        continue
-      attack = e.get('attacks', {}).get(secret)
-      if attack is None:
-        continue
-      family = attack['strongest']
-      record = attack['families'][family]
-      label = family if len(reports) == 1 else f'{family}, {name}'
-      if best is None or attack['top1'] > best[0] / 100:
-        best = (100 * attack['top1'], label, record.get('converged', True) is not False)
+    e = _entry(report, transform, noise)
+    found = None if e is None else results.best(e['metrics'], 'leak', secret=secret)
+    if found is None:
+      continue
+    metric_name, m = found
+    label = m.label or metric_name
+    label = label if len(reports) == 1 else f'{label}, {name}'
+    if best is None or m.value > best[0]:
+      best = (m.value, label, not m.note.startswith('not converged'))
   return best
 
 
@@ -81,21 +87,19 @@ def table(per_seed: PerSeed, runs, secrets=('identity',)) -> str:
       f'Mean ± sd over {len(per_seed)} training seeds; accuracies in %; {what}: the strongest '
       f'attacker at that setting{over} († marks an attacker whose fit hit its iteration cap).',
       '',
-      f'| run | transform | σ² | {primary} (cloud head) | '
+      f'| run | transform | σ² | {primary} (best utility) | '
       + ''.join(f'{s} top-1 | ' for s in secrets)
       + f'per seed: {" / ".join((primary, *secrets))} (attacker) |',
       '|---|---|---|---|' + '---|' * len(secrets) + '---|',
   ]
   for run in runs:
-    for entry in per_seed[0][run][0][1]['sweep']:
+    for entry in per_seed[0][run][0][1]['settings']:
       t, v = entry['transform'], entry['noise_variance']
       head, tops, cells = [], {s: [] for s in secrets}, []
       for seed in per_seed:
         reports = seed[run]
-        (e,) = [
-            e for e in reports[0][1]['sweep'] if (e['transform'], e['noise_variance']) == (t, v)
-        ]
-        head.append(100 * e['primary_head_accuracy'])
+        utility = results.best(_entry(reports[0][1], t, v)['metrics'], 'utility', uploads=None)
+        head.append(utility[1].value)
         values, who = [f'{head[-1]:.1f}'], []
         for s in secrets:
           best = strongest(reports, s, t, v)

@@ -1,8 +1,9 @@
-"""What every evaluator sees (`Context`, `Setting`) and how evaluators are found by name (`load`).
+"""What every evaluator sees (`Context`), how evaluators are found by name (`load`), and where their
+settings come from (`settings_for`, `config_sections`).
 
 See the package docstring for the evaluator interface. Evaluators must not import
-privjax.train.loop (evaluation never updates the extractor) or privjax.report (they return results;
-the report renders them).
+privjax.train.loop (evaluation never updates the extractor), privjax.report (they return metrics;
+the report renders them) or privjax.evaluate.protocol (which runs them).
 """
 
 from __future__ import annotations
@@ -10,16 +11,20 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import pkgutil
 import types
 from typing import Any, Callable
 
+import ml_collections
 import numpy as np
 
+from privjax import paths
+from privjax.errors import EvalError
 from privjax.evaluate import features as features_lib
-from privjax.evaluate.errors import EvalError
 
-SETTINGS = ('each', 'baseline', 'once')
+WHERE = ('each', 'baseline', 'once')
 PACKAGE = 'privjax.evaluate.evaluators'
+_NOT_EVALUATORS = ('common',)
 
 
 def log(msg, *args):
@@ -28,37 +33,23 @@ def log(msg, *args):
 
 
 @dataclasses.dataclass
-class Setting:
-  """One (transform x noise) setting of the sweep: what the cloud receives from every split."""
-
-  transform: str
-  noise_variance: float
-  pca: Any  # the fitted transforms.PCA, or None for 'none'
-  clean: dict[str, np.ndarray]  # transformed, noiseless features per split
-  noisy: dict[str, np.ndarray]  # what is uploaded: transformed, then noised
-  baseline: bool  # the untransformed noiseless setting (else the first)
-
-  def cut_shaped(self, split: str) -> np.ndarray:
-    """The uploaded features of `split` mapped back to the cut's shape (the transfer attacker's
-    input: it re-trains the layers after the cut)."""
-    z = self.noisy[split]
-    return z if self.pca is None else np.asarray(self.pca.inverse(z), np.float32)
-
-
-@dataclasses.dataclass
 class Context:
-  """The run under evaluation and what evaluators share."""
+  """The run under evaluation, its features and what evaluators share."""
 
   run: Any  # features.Run
   config: Any  # the eval config
   secrets: list[str]
-  data: dict[str, dict]  # split -> features.extract's record (noiseless cut features, labels)
+  features: Any  # sources.Features: every split's frozen cut features and labels
   out_dir: str
-  # attack_secret(families, train, test, y_train, y_test, **kw): protocol.attack_secret with the
-  # eval config's seed, overrides and memo switch filled in.
+  # attack(families, train, test, y_train, y_test, **kw): shared.attack_secret with the eval
+  # config's seed, overrides and memo switch filled in.
   attack: Callable[..., dict]
   data_dir: str | None = None
   store: dict = dataclasses.field(default_factory=dict)  # evaluators' outputs for later ones
+  details: dict = dataclasses.field(default_factory=dict)  # report['details']
+  written_images: dict = dataclasses.field(default_factory=dict)  # report['images']
+  evaluator: str = ''  # which evaluator runs now, and where (set by the orchestrator)
+  where: str = ''
   _images: dict = dataclasses.field(default_factory=dict)
 
   @property
@@ -81,29 +72,64 @@ class Context:
     return self._images[split]
 
   def labels(self, split: str, name: str) -> np.ndarray:
-    return self.data[split][name]
+    return self.features.splits[split].labels[name]
+
+  def split(self, split: str):
+    """The split's frozen, noiseless cut features (sources.Split)."""
+    return self.features.splits[split]
 
   def add_reconstructions(self, method: str, indices, images) -> None:
-    """Record a reconstruction method's images of attacker-test rows `indices` (for reidentify)."""
-    self.store.setdefault('reconstructions', {})[method] = (np.asarray(indices), images)
+    """Record a reconstruction method's images of attacker-test rows `indices` at the current
+    setting (for the evaluators after it that judge reconstructions, such as re-identification)."""
+    self.store.setdefault(('reconstructions', self.where), {})[method] = (
+        np.asarray(indices),
+        images,
+    )
+
+  def reconstructions(self) -> dict:
+    """{method: (attacker-test rows, images)} of the reconstructions made at the current setting."""
+    return self.store.get(('reconstructions', self.where), {})
+
+  def detail(self, **values) -> None:
+    """Keep `values` in report['details'][evaluator][setting] (report.json only: what a reader
+    may want besides the metrics, such as the candidates an attacker chose among)."""
+    self.details.setdefault(self.evaluator, {}).setdefault(self.where, {}).update(values)
+
+  def image_path(self, filename: str, title: str) -> str:
+    """Where an evaluator writes the picture `filename` (in the report folder, which may be a
+    URI); the report lists it under `title`."""
+    paths.as_path(self.out_dir).mkdir(parents=True, exist_ok=True)
+    self.written_images[f'{self.evaluator}: {title}'] = filename
+    return paths.join(self.out_dir, filename)
 
 
-def section(eval_config, name: str):
-  """The evaluator's own settings: `eval_config.<name>` (None when the config has no such key)."""
-  return eval_config.get(name) if hasattr(eval_config, 'get') else None
+# ---------------------------------------------------------------------------------------------
+# Finding evaluators and their settings.
+
+
+def available() -> list[str]:
+  """The built-in evaluators: every module of this package but `common`."""
+  from privjax.evaluate import evaluators
+
+  return sorted(
+      m.name for m in pkgutil.iter_modules(evaluators.__path__) if m.name not in _NOT_EVALUATORS
+  )
 
 
 def load(name: str) -> types.ModuleType:
-  """The evaluator module `name` (see the package docstring); EvalError if there is none."""
+  """The evaluator module `name`: a built-in one, or any importable module by its dotted name (a
+  project's own evaluator outside privjax). EvalError if there is none."""
   module_name = name if '.' in name else f'{PACKAGE}.{name}'
   try:
     module = importlib.import_module(module_name)
   except ModuleNotFoundError as e:
     if e.name is None or not module_name.startswith(e.name):
       raise
-    raise EvalError(f'unknown evaluator {name!r}: no module {module_name}') from None
+    raise EvalError(
+        f'unknown evaluator {name!r}: no module {module_name}; built in: {", ".join(available())}'
+    ) from None
   if not callable(getattr(module, 'run', None)):
-    raise EvalError(f'evaluator {name!r} ({module_name}) has no run(ctx, setting)')
+    raise EvalError(f'evaluator {name!r} ({module_name}) has no run(ctx, setting, settings)')
   return module
 
 
@@ -111,21 +137,48 @@ def short_name(name: str) -> str:
   return name.rsplit('.', 1)[-1]
 
 
-def settings_of(module: types.ModuleType, eval_config, name: str) -> str:
-  """Where the evaluator runs: its section's `settings`, else the module's SETTINGS."""
-  sec = section(eval_config, short_name(name))
-  where = getattr(module, 'SETTINGS', 'once')
-  if sec is not None and hasattr(sec, 'get') and sec.get('settings') is not None:
-    where = sec.get('settings')
-  if where not in SETTINGS:
-    raise EvalError(f'evaluator {name!r}: settings {where!r} is not one of {", ".join(SETTINGS)}')
-  return where
+@dataclasses.dataclass(frozen=True)
+class _NoSettings:
+  pass
 
 
-def is_enabled(module: types.ModuleType, eval_config, name: str) -> bool:
-  if hasattr(module, 'enabled'):
-    return bool(module.enabled(eval_config))
-  sec = section(eval_config, short_name(name))
-  if sec is not None and hasattr(sec, 'get'):
-    return bool(sec.get('enabled', True))
-  return True
+def settings_class(module: types.ModuleType) -> type:
+  return getattr(module, 'Settings', _NoSettings)
+
+
+def _to_config(value):
+  if dataclasses.is_dataclass(value):
+    return ml_collections.ConfigDict(
+        {f.name: _to_config(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    )
+  if isinstance(value, dict):
+    return ml_collections.ConfigDict({k: _to_config(v) for k, v in value.items()})
+  return value
+
+
+def config_sections() -> ml_collections.ConfigDict:
+  """Every built-in evaluator's settings with their defaults, one section per evaluator: what an
+  eval config starts from (it then chooses evaluators and overrides values)."""
+  return ml_collections.ConfigDict(
+      {name: _to_config(settings_class(load(name))()) for name in available()}
+  )
+
+
+def settings_for(module: types.ModuleType, eval_config, name: str):
+  """The evaluator's settings: its `Settings` defaults, overridden by the config's section."""
+  cls = settings_class(module)
+  section = eval_config.get(short_name(name)) if hasattr(eval_config, 'get') else None
+  values = section.to_dict() if hasattr(section, 'to_dict') else {}
+  try:
+    return cls(**values)
+  except TypeError as e:
+    known = ', '.join(f.name for f in dataclasses.fields(cls)) or 'none'
+    raise EvalError(f'evaluator {name!r}: {e}; its settings: {known}') from None
+
+
+def where(module: types.ModuleType, settings) -> str:
+  """Where the evaluator runs: its settings' `where`, else the module's WHERE."""
+  at = getattr(settings, 'where', None) or getattr(module, 'WHERE', 'once')
+  if at not in WHERE:
+    raise EvalError(f'evaluator {module.__name__}: where={at!r} is not one of {", ".join(WHERE)}')
+  return at

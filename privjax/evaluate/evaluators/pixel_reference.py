@@ -1,37 +1,28 @@
 """The attacker families (all but `transfer`, which needs cut-shaped input) on raw pixels: what the
-cloud could learn if the device sent the image itself. Config: `pixel_reference` (on/off). Result:
-`pixel_reference` {secret: record}, once."""
+cloud could learn if the device sent the image itself: 'raw' metrics, the reference a defence is
+read against (not a leak of the uploads)."""
 
 from __future__ import annotations
 
-SETTINGS = 'once'
+from privjax.evaluate import shared
+
+WHERE = 'once'
 
 
-def enabled(eval_config) -> bool:
-  return bool(eval_config.pixel_reference)
-
-
-def pixels(ctx, split: str):
-  """The split's images flattened, float32 in [0, 1]: the raw-pixel attacker's input."""
-  images = ctx.images(split)
-  return images.reshape(len(images), -1)
-
-
-def run(ctx, setting) -> dict:
+def run(ctx, setting, settings) -> dict:
   # The transfer attacker needs cut-shaped input; on pixels it would be a whole new network.
-  families = [f for f in ctx.config.attackers if f != 'transfer']
-  x = {s: pixels(ctx, s) for s in ('attacker_train', 'attacker_test')}
-  return {
-      'pixel_reference': {
-          secret: ctx.attack(
-              families,
-              x['attacker_train'],
-              x['attacker_test'],
-              ctx.labels('attacker_train', secret),
-              ctx.labels('attacker_test', secret),
-              factory=None,
-              desc=f'{secret} on pixels',
-          )
-          for secret in ctx.secrets
-      }
-  }
+  families = [f for f in ctx.config.attacker_families if f != 'transfer']
+  x = {s: shared.pixels(ctx, s) for s in ('attacker_train', 'attacker_test')}
+  out = {}
+  for secret in ctx.secrets:
+    record = ctx.attack(
+        families,
+        x['attacker_train'],
+        x['attacker_test'],
+        ctx.labels('attacker_train', secret),
+        ctx.labels('attacker_test', secret),
+        factory=None,
+        desc=f'{secret} on pixels',
+    )
+    out.update(shared.attack_metrics(secret, record, role='raw', on='raw pixels'))
+  return out

@@ -1,21 +1,20 @@
-"""Rank privacy and log-rank privacy of the noisy attacker-test features against the noiseless ones
-(privjax.metrics.rank_privacy). Config: `rank_privacy` (on/off). Result: `rank_privacy`, at every
-setting."""
+"""Rank privacy and log-rank privacy (privjax.metrics.rank_privacy): how far each attacker-test
+upload's own noiseless features rank among every image's, from the noisy upload."""
 
 from __future__ import annotations
 
 from privjax import metrics
+from privjax.metrics import results
 
-SETTINGS = 'each'
-
-
-def enabled(eval_config) -> bool:
-  return bool(eval_config.rank_privacy)
+WHERE = 'each'
 
 
-def run(ctx, setting) -> dict:
+def run(ctx, setting, settings) -> dict:
+  r = metrics.rank_privacy(setting.clean('attacker_test'), setting.uploaded('attacker_test'))
   return {
-      'rank_privacy': metrics.rank_privacy(
-          setting.clean['attacker_test'], setting.noisy['attacker_test']
-      )
+      'mean_normalized_rank': results.Metric(
+          r['mean_normalized_rank'], label='mean normalised rank (0: always first)'
+      ),
+      'ranked_first': results.percent(r['fraction_first'], label='ranked first'),
+      'normalized_log_rank': results.Metric(r['normalized_log_rank'], label='normalised log-rank'),
   }

@@ -1,34 +1,40 @@
 """Re-identification of reconstructions (privjax.attacks.reidentify): an identity classifier trained
 on the attacker's raw attacker-train images, applied to every reconstruction method's images of
-attacker-test (the methods that ran before it: 'decoder', 'inversion'), and to the originals, the
-ceiling. On the originals with the same family it is the raw-pixel attacker (`pixel_reference`).
+attacker-test made before it at the same setting ('decoder', 'inversion'), and to the originals,
+the ceiling. A reconstruction the classifier names is a leak of the uploads it came from.
 
-Config section `reidentify`: enabled, label (the identity label), family (an attacker family on
-pixels; its `attacker_overrides` apply). Result `reidentify`: family, `originals` (top-1 on every
-attacker-test image), `methods` {method: top-1 on its images, with `ceiling`: the same
-classifier's top-1 on the originals of the same images}, chance and majority-class rates; once.
+Settings: `where` (as the reconstruction methods'), `label` (the identity label), `family` (an
+attacker family on pixels; the eval config's `attacker_overrides` apply).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
 from privjax.attacks.reidentify import ORIGINALS, fit_identity_classifier, reidentify
 from privjax.data import pipeline
-from privjax.evaluate import memo
-from privjax.evaluate.errors import EvalError
-from privjax.evaluate.evaluators import pixel_reference
+from privjax.errors import DataError, EvalError
+from privjax.evaluate import memo, shared
+from privjax.metrics import results
 
-SETTINGS = 'once'
-CEILING = ('top1', 'top1_se', 'top5', 'top5_se', 'num_test')
+WHERE = 'baseline'
 
 
-def check(run, eval_config) -> None:
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  where: str = 'baseline'
+  label: str = 'identity'
+  family: str = 'linear'  # any family but transfer
+
+
+def check(run, settings, eval_config) -> None:
   try:
-    pipeline.label_num_classes(run.builder, eval_config.reidentify.label)
-  except pipeline.DataError as e:
+    pipeline.label_num_classes(run.builder, settings.label)
+  except DataError as e:
     raise EvalError(f'reidentify: {e}') from None
-  if eval_config.reidentify.family == 'transfer':
+  if settings.family == 'transfer':
     raise EvalError('reidentify.family: the transfer attacker needs cut features, not pixels')
 
 
@@ -47,21 +53,31 @@ def _classifier(x_train, y_train, family: str, seed: int, overrides: dict):
   return _FITTED[key]
 
 
-def run(ctx, setting) -> dict:
-  c = ctx.config.reidentify
-  family = c.family
+def run(ctx, setting, settings) -> dict:
+  family, label = settings.family, settings.label
   overrides = ctx.config.attacker_overrides.to_dict().get(family, {})
-  x_train = pixel_reference.pixels(ctx, 'attacker_train')
-  x_test = pixel_reference.pixels(ctx, 'attacker_test')
-  y_train, y_test = ctx.labels('attacker_train', c.label), ctx.labels('attacker_test', c.label)
+  x_train = shared.pixels(ctx, 'attacker_train')
+  x_test = shared.pixels(ctx, 'attacker_test')
+  y_train, y_test = ctx.labels('attacker_train', label), ctx.labels('attacker_test', label)
   classifier = _classifier(x_train, y_train, family, ctx.config.seed, overrides)
-  everything = reidentify(classifier, x_test, y_test, {})
-  out = {'family': family, 'label': c.label, **everything, 'methods': {}}
-  for method, (idx, images) in ctx.store.get('reconstructions', {}).items():
+  everything = reidentify(classifier, x_test, y_test, {})[ORIGINALS]
+  out = {
+      'originals': results.percent(
+          everything['top1'],
+          everything['top1_se'],
+          label=f'{label} top-1 of a {family} pixel classifier on the originals (ceiling)',
+      )
+  }
+  for method, (idx, images) in ctx.reconstructions().items():
     flat = np.asarray(images, np.float32).reshape(len(idx), -1)
     r = reidentify(classifier, x_test[idx], y_test[idx], {method: flat})
-    out['methods'][method] = {
-        **r['methods'][method],
-        'ceiling': {k: r[ORIGINALS][k] for k in CEILING},
-    }
-  return {'reidentify': out}
+    m = r['methods'][method]
+    out[method] = results.percent(
+        m['top1'],
+        m['top1_se'],
+        label=f'{label} top-1 of a {family} pixel classifier on {method} reconstructions',
+        role='leak',
+        secret=label,
+    )
+    ctx.detail(**{method: {'ceiling_on_the_same_images': r[ORIGINALS]['top1'], **m}})
+  return out

@@ -1,0 +1,182 @@
+"""What several evaluators compute the same way: the cloud head on uploads, the attacker families on
+one secret (with the attack memo), and the distances between cut features.
+
+Below the orchestrator (privjax.evaluate.protocol), so evaluators import these and never the module
+that runs them. Must not import privjax.evaluate.protocol, privjax.report or privjax.train.loop.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from flax import nnx
+from tqdm import auto as tqdm
+
+from privjax import metrics, models
+from privjax.attacks import registry
+from privjax.evaluate import memo
+from privjax.metrics import results
+
+
+def head_factory(run):
+  """Fresh copies of the layers after the cut: the paper's transfer-learning attacker."""
+
+  def factory(num_classes, rngs):
+    return models.build_head(run.config.model.arch, run.config.model.cut, num_classes, rngs=rngs)
+
+  return factory
+
+
+def head_logits(run, pca, z, batch_size: int = 512) -> np.ndarray:
+  """The trained cloud head's logits on uploaded features (mapped back through PCA, as the paper
+  does)."""
+  graphdef, params = nnx.split(run.model.head)
+
+  @jax.jit
+  def logits_fn(params, z):
+    f = z if pca is None else pca.inverse(z)
+    return nnx.merge(graphdef, params)(f)
+
+  return np.concatenate(
+      [np.asarray(logits_fn(params, z[i : i + batch_size])) for i in range(0, len(z), batch_size)]
+  )
+
+
+def head_accuracy(run, pca, z, labels, batch_size: int = 512) -> float:
+  return metrics.topk_accuracy(head_logits(run, pca, z, batch_size), labels, 1)
+
+
+def attack_secret(
+    families,
+    train,
+    test,
+    y_train,
+    y_test,
+    *,
+    seed,
+    factory,
+    overrides,
+    transfer_inputs=None,
+    head: str | None = None,
+    use_memo: bool = True,
+    desc: str = 'attacker fits',
+) -> dict:
+  """Every family on one secret label, the strongest (by top-1, then top-5) and the baselines.
+
+  The record is `registry.summarize`'s: each family's accuracies with standard errors, and the
+  chance and majority-class rates. `transfer_inputs` = (train, test) in the cut's shape, for the
+  attacker that re-trains the head; `head` names that head's architecture (for example
+  'vgg_mini:conv4_2'), part of the memo key. With `use_memo`, a result already computed for the
+  same inputs and settings is read back from `privjax.evaluate.memo` (and marked `memo: true`)
+  instead of training the attackers again.
+  """
+  if transfer_inputs is None:
+    transfer_inputs = (train, test)
+  digest = None
+  if use_memo and memo.cache_root() is not None:
+    arrays = {'train': train, 'test': test, 'y_train': y_train, 'y_test': y_test}
+    if 'transfer' in families:
+      arrays.update(transfer_train=transfer_inputs[0], transfer_test=transfer_inputs[1])
+    digest = memo.key(
+        arrays,
+        {
+            'families': list(families),
+            'seed': seed,
+            'overrides': overrides,
+            'transfer_head': head if 'transfer' in families else None,
+        },
+    )
+    hit = memo.load(digest)
+    if hit is not None:
+      return dict(hit, memo=True)
+  results = {}
+  bar = tqdm.tqdm(families, desc=desc, unit='fit', leave=False)
+  for family in bar:
+    bar.set_postfix_str(family)
+    x_train, x_test = transfer_inputs if family == 'transfer' else (train, test)
+    results[family] = registry.run_attack(
+        family,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        seed=seed,
+        module_factory=factory,
+        **overrides.get(family, {}),
+    )
+  out = registry.summarize(results, y_train, y_test)
+  if digest is not None:
+    memo.save(digest, out)
+  return out
+
+
+def pair_distances(features, labels, n: int = 4000, seed: int = 0):
+  """(norms, distances, same label?) of `n` random pairs of rows: the margin's units."""
+  f = np.asarray(features).reshape(len(features), -1).astype(np.float64)
+  rng = np.random.default_rng(seed)
+  n = min(len(f), n)
+  i, j = rng.integers(len(f), size=n), rng.integers(len(f), size=n)
+  keep = i != j
+  i, j = i[keep], j[keep]
+  return np.linalg.norm(f, axis=1), np.linalg.norm(f[i] - f[j], axis=1), labels[i] == labels[j]
+
+
+def family_note(record: dict) -> str:
+  """What a reader must know beside a family's top-1: its own PCA choice, a capped fit."""
+  notes = []
+  if 'pca_k' in record:
+    notes.append(f'PCA-{record["pca_k"]}{", whitened" if record.get("whiten") else ""}')
+  if record.get('converged') is False:
+    notes.append(f'not converged: stopped at {record.get("iterations")} iterations')
+  return '; '.join(notes)
+
+
+def attack_metrics(secret: str, record: dict, *, role: str = 'leak', on: str = '') -> dict:
+  """The metrics of `attack_secret`'s record on `secret`: each family's top-1 (of `role`) and
+  top-5, and the chance and majority-class rates. `on` names what was attacked in the labels
+  ('raw pixels'); nothing for the uploads."""
+  where = f' on {on}' if on else ''
+  leak = {'role': role, 'secret': secret} if role in ('leak', 'raw') else {}
+  out = {}
+  for family, r in record['families'].items():
+    out[f'{secret}/{family}'] = results.percent(
+        r['top1'],
+        r['top1_se'],
+        label=f'{secret} top-1{where}, {family}',
+        note=family_note(r),
+        **leak,
+    )
+    out[f'{secret}/{family}/top5'] = results.percent(
+        r['top5'], r['top5_se'], label=f'{secret} top-5{where}, {family}'
+    )
+  out[f'{secret}/chance'] = results.percent(record['chance_top1'], label=f'{secret} top-1, chance')
+  out[f'{secret}/majority'] = results.percent(
+      record['majority_top1'], label=f'{secret} top-1, majority class'
+  )
+  return out
+
+
+def accuracy(correct: float, n: int, **kw) -> results.Metric:
+  """An accuracy (fraction) over `n` test examples, in %, with its binomial standard error."""
+  return results.percent(correct, metrics.binomial_se(correct, n), **kw)
+
+
+def pixels(ctx, split: str) -> np.ndarray:
+  """The split's images flattened, float32 in [0, 1]: the input of attackers on raw pixels."""
+  images = ctx.images(split)
+  return images.reshape(len(images), -1)
+
+
+def image_quality(originals, images, what: str, role: str = 'fidelity') -> dict:
+  """PSNR (dB) and SSIM of `images` against `originals`: means over the images with their
+  standard errors; the SSIM has `role` ('fidelity' for a reconstruction, '' for a baseline)."""
+  psnr, ssim = metrics.psnr(originals, images), metrics.ssim(originals, images)
+  root_n = np.sqrt(len(originals))
+  return {
+      'psnr': results.Metric(
+          float(np.mean(psnr)), float(np.std(psnr) / root_n), 'dB', f'{what}: PSNR'
+      ),
+      'ssim': results.Metric(
+          float(np.mean(ssim)), float(np.std(ssim) / root_n), label=f'{what}: SSIM', role=role
+      ),
+  }
