@@ -14,6 +14,7 @@ from flax import nnx
 
 from privjax import config as config_lib
 from privjax import cost, cost_report, models
+from privjax.metrics import results
 from privjax.config import ConfigError
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
@@ -138,16 +139,21 @@ def test_command_writes_table_and_plot_with_evaluated_runs(tmp_path):
   (report_dir / 'report.json').write_text(
       json.dumps(
           {
+              'format': results.REPORT_FORMAT,
               'arch': 'vgg_mini',
               'cut': 'fc7',
-              'mode': 'siamese',
+              'defence': {'name': 'siamese'},
               'primary': 'gender',
-              'primary_accuracy_full_model': 0.9,
-              'sweep': [
+              'full_model_accuracy': results.percent(0.9).to_dict(),
+              'settings': [
                   {
                       'transform': 'none',
                       'noise_variance': 0.0,
-                      'attacks': {'identity': {'top1': 0.25}},
+                      'metrics': {
+                          'attackers/identity/linear': (
+                              results.percent(0.25, role='leak', secret='identity').to_dict()
+                          )
+                      },
                   }
               ],
           }
@@ -178,7 +184,7 @@ def test_command_writes_table_and_plot_with_evaluated_runs(tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   data = json.loads((out / 'cost.json').read_text())
   assert [r['cut'] for r in data['rows']] == ['pool4', 'fc7']
-  assert data['evaluations'][0]['identity_top1'] == 0.25
+  assert data['evaluations'][0]['identity_top1'] == 25.0
   assert data['meta']['weights'].startswith('random')
   assert '| fc7 | 256 |' in (out / 'cost.md').read_text()
   assert (out / 'cost.png').stat().st_size > 0

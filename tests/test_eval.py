@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from privjax import config as config_lib
+from privjax.errors import EvalError
 from privjax.evaluate import features as features_lib
 from privjax.evaluate import protocol
-from privjax.evaluate.errors import EvalError
+from privjax.metrics import results
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import loop
 
@@ -44,6 +45,10 @@ def _eval(*args):
   )
 
 
+def _metric(entry, name):
+  return results.Metric.from_dict(entry['metrics'][name])
+
+
 def test_eval_py_writes_a_complete_report_and_compares(trained_runs):
   run = trained_runs['siamese']
   result = _eval(
@@ -51,90 +56,93 @@ def test_eval_py_writes_a_complete_report_and_compares(trained_runs):
       run,
       '--config',
       'configs/eval/default.py:tiny',
-      f'--config.reference_run={trained_runs["simple"]}',
+      "--config.evaluators=('head', 'probe', 'attackers', 'rank_privacy', 'open_set', "
+      "'reconstruction', 'inversion', 'reidentify', 'pixel_reference', 'feature_stats', "
+      "'reference_run')",
+      f'--config.reference_run.workdir={trained_runs["simple"]}',
   )
   assert result.returncode == 0, result.stderr[-3000:]
   out = os.path.join(run, 'eval', 'default')
   for name in ('report.json', 'report.md', 'privacy_accuracy.png', 'reconstruction.png'):
     assert os.path.getsize(os.path.join(out, name)) > 0, name
   report = json.load(open(os.path.join(out, 'report.json')))
-  assert report['step'] == 6 and report['mode'] == 'siamese'
-  assert len(report['sweep']) == 4  # (none, pca:4) x (0, 1)
-  for entry in report['sweep']:
-    baseline = entry['transform'] == 'none' and entry['noise_variance'] == 0
-    # gender is the primary label: with primary_secret_sweep off (tiny) it is attacked only at the
+  assert report['format'] == results.REPORT_FORMAT
+  assert report['step'] == 6 and report['defence']['name'] == 'siamese'
+  assert len(report['settings']) == 4  # (none, pca:4) x (0, 1)
+  for entry in report['settings']:
+    # gender is the primary label: with primary_sweep off (tiny) it is attacked only at the
     # untransformed noiseless setting.
-    assert set(entry['attacks']) == ({'identity', 'gender'} if baseline else {'identity'})
-    for attack in entry['attacks'].values():
-      assert set(attack['families']) == {'linear', 'transfer'}
-      assert attack['top1'] == max(f['top1'] for f in attack['families'].values())
-      assert 0 <= attack['top1'] <= attack['top5'] <= 1
-    assert 0 <= entry['rank_privacy']['mean_normalized_rank'] <= 1
-  noiseless = [e for e in report['sweep'] if e['noise_variance'] == 0]
-  assert all(e['rank_privacy']['fraction_first'] == 1.0 for e in noiseless)
-  pca = [e for e in report['sweep'] if e['transform'] == 'pca:4']
-  assert all(e['uploaded_dims'] == 4 for e in pca)
+    secrets = {m['secret'] for m in entry['metrics'].values() if m.get('role') == 'leak'}
+    assert secrets == ({'identity', 'gender'} if entry['baseline'] else {'identity'})
+    for secret in secrets:
+      for family in ('linear', 'transfer'):
+        m = _metric(entry, f'attackers/{secret}/{family}')
+        assert 0 <= m.value <= 100 and m.unit == '%' and m.se > 0
+    assert 0 <= _metric(entry, 'rank_privacy/mean_normalized_rank').value <= 1
+  noiseless = [e for e in report['settings'] if e['noise_variance'] == 0]
+  assert all(_metric(e, 'rank_privacy/ranked_first').value == 100 for e in noiseless)
+  assert all(e['uploaded_dims'] == 4 for e in report['settings'] if e['transform'] == 'pca:4')
   # The head on untransformed noiseless features is the full model.
-  base = [e for e in noiseless if e['transform'] == 'none'][0]
-  assert base['primary_head_accuracy'] == pytest.approx(report['primary_accuracy_full_model'])
-  assert report['reference_run']['mode'] == 'none'  # the defence; 'simple' is its alias
-  assert set(report['pixel_reference']) == {'identity', 'gender'}
-  assert 0 < report['reconstruction']['ssim'] <= 1 and report['reconstruction']['psnr'] > 0
+  base = [e for e in report['settings'] if e['baseline']][0]
+  assert base['name'] == 'none/0'
+  full = results.Metric.from_dict(report['full_model_accuracy'])
+  assert _metric(base, 'head/accuracy').value == pytest.approx(full.value)
+  assert report['details']['reference_run']['once']['defence']['name'] == 'none'
+  raw = {m['secret'] for m in report['once'].values() if m.get('role') == 'raw'}
+  assert raw == {'identity', 'gender'}
+  assert 0 < _metric(base, 'reconstruction/decoder/ssim').value <= 1
+  assert _metric(base, 'reconstruction/decoder/ssim').role == 'fidelity'
   assert report['versions']['jax'] and report['seeds'] == {'train': 0, 'eval': 0}
   md = open(os.path.join(out, 'report.md')).read()
-  assert 'identity top-1' in md
+  assert '## At a glance' in md and 'identity top-1' in md
 
-  # Every evaluator of the tiny config ran, and says which report keys it produced.
+  # Every evaluator of the tiny config ran, and says which metrics it produced.
   assert list(report['evaluators']) == [
       'head',
       'probe',
       'attackers',
       'rank_privacy',
       'open_set',
-      'pixel_reference',
-      'reference_run',
       'reconstruction',
       'inversion',
       'reidentify',
+      'pixel_reference',
+      'feature_stats',
+      'reference_run',
   ]
   attackers = report['evaluators']['attackers']
-  assert attackers['settings'] == 'each' and attackers['keys'] == ['attacks']
+  assert attackers['where'] == 'each' and 'identity/linear' in attackers['metrics']
   assert 0 < attackers['seconds'] < report['seconds'] and attackers['cpu_seconds'] > 0
   # White-box inversion of 4 fixed attacker-test images, beside the decoder on the same images.
-  inv = report['inversion']
-  assert inv['num_images'] == 4 and inv['steps'] == 5 and inv['transform'] == 'none'
-  assert inv['psnr'] > 0 and 0 < inv['ssim'] <= 1 and inv['decoder']['psnr'] > 0
+  assert report['details']['inversion']['none/0']['num_images'] == 4
+  assert _metric(base, 'inversion/rmle/psnr').value > 0
+  assert _metric(base, 'inversion/decoder/psnr').value > 0
   from PIL import Image
 
-  assert Image.open(os.path.join(out, inv['grid'])).size == (4 * 64, 3 * 64)
+  grid = report['images']['inversion: originals, decoder, rMLE, none/0']
+  assert Image.open(os.path.join(out, grid)).size == (4 * 64, 3 * 64)
   # Re-identification: on the originals it is the raw-pixel attacker of the same family and split.
-  reid = report['reidentify']
-  raw = report['pixel_reference']['identity']['families']['linear']
-  assert reid['family'] == 'linear'
-  assert (
-      reid['originals']['top1'] == raw['top1'] and reid['originals']['num_test'] == raw['num_test']
+  assert _metric(base, 'reidentify/originals').value == pytest.approx(
+      results.Metric.from_dict(report['once']['pixel_reference/identity/linear']).value
   )
-  assert set(reid['methods']) == {'decoder', 'inversion'}
-  assert reid['methods']['decoder']['ceiling']['top1'] == raw['top1']  # every attacker-test image
-  assert reid['methods']['inversion']['num_test'] == 4
+  for method in ('decoder', 'inversion'):
+    assert _metric(base, f'reidentify/{method}').role == 'leak'
+  assert report['details']['reidentify']['none/0']['inversion']['num_test'] == 4
   # Open-set identity at the baseline setting only (tiny and fast), on the owner's test people.
-  with_open_set = [e for e in report['sweep'] if 'open_set' in e]
-  assert [(e['transform'], e['noise_variance']) for e in with_open_set] == [('none', 0.0)]
-  open_set = with_open_set[0]['open_set']
-  assert set(open_set['tar_at_far']) == {'0.01', '0.001'}
-  assert open_set['num_probe'] > 0 and 0 <= open_set['gallery_top1'] <= 1
-  assert 'White-box inversion (rMLE' in md and '## Evaluator `open_set`' in md
-  assert '| reidentify.originals.top1 |' in md
-  # TensorBoard: scalars per setting and the grids as images.
+  with_open_set = [e for e in report['settings'] if 'open_set/gallery_top1' in e['metrics']]
+  assert [e['name'] for e in with_open_set] == ['none/0']
+  assert 0 <= _metric(with_open_set[0], 'open_set/gallery_top1').value <= 100
+  assert '| open-set identity: TAR at FAR 0.01 |' in md
+  # TensorBoard: every metric at the checkpoint's step, per setting, and the grids as images.
   (events,) = [f for f in os.listdir(os.path.join(out, 'tensorboard')) if 'tfevents' in f]
   data = open(os.path.join(out, 'tensorboard', events), 'rb').read()
   for tag in (
-      b'none/attacks/identity/top1',
-      b'pca_4/primary_head_accuracy',
-      b'reconstruction/grid',
+      b'eval/none/0/attackers/identity/linear',
+      b'eval/pca_4/1/head/accuracy',
+      b'eval/pixel_reference/identity/linear',
+      b'eval/images/reconstruction',
   ):
     assert tag in data, tag
-  assert b'inversion/grid' in data and b'reidentify/originals/top1' in data
 
   compare = _eval(
       '--compare', trained_runs['simple'], run, '--out', os.path.join(run, 'compare.md')
@@ -145,20 +153,28 @@ def test_eval_py_writes_a_complete_report_and_compares(trained_runs):
 
 PLUGIN = '''"""A test evaluator: the mean of the uploaded test features."""
 
+import dataclasses
+
 import numpy as np
 
-SETTINGS = 'each'
+from privjax.metrics import results
+
+WHERE = 'each'
 
 
-def run(ctx, setting):
-  z = setting.noisy[ctx.test_split]
-  return {'mean_upload': {'mean': float(np.mean(z)), 'scale': ctx.config.mean_upload.scale}}
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  where: str = 'each'
+  scale: float = 1.0
+
+
+def run(ctx, setting, settings):
+  z = setting.uploaded(ctx.test_split)
+  return {'mean': results.Metric(float(np.mean(z)) * settings.scale, label='mean upload')}
 '''
 
 
-def test_an_evaluator_from_one_file_and_a_config_section_reaches_the_report(
-    trained_runs, tmp_path, monkeypatch
-):
+def test_an_evaluator_from_one_file_reaches_the_report(trained_runs, tmp_path, monkeypatch):
   import ml_collections
 
   from privjax.report import tables
@@ -171,32 +187,26 @@ def test_an_evaluator_from_one_file_and_a_config_section_reaches_the_report(
   config = _tiny_eval_config()
   config.name = 'plugin'
   config.evaluators = ('head', 'my_evals.mean_upload')
-  # Its section: a setting of its own, and where it runs (overriding the module's 'each').
-  config.mean_upload = ml_collections.ConfigDict({'scale': 2.5, 'settings': 'baseline'})
+  # Its section overrides its own defaults: a setting of its own, and where it runs.
+  config.mean_upload = ml_collections.ConfigDict({'scale': 2.5, 'where': 'baseline'})
   run = trained_runs['simple']
   report = protocol.evaluate_run(run, config)
-  assert report['evaluators']['my_evals.mean_upload']['settings'] == 'baseline'
-  assert report['evaluators']['my_evals.mean_upload']['keys'] == ['mean_upload']
-  assert 'pixel_reference' not in report and 'reconstruction' not in report
-  entries = [e for e in report['sweep'] if 'mean_upload' in e]
-  assert [(e['transform'], e['noise_variance']) for e in entries] == [('none', 0.0)]
-  assert all('attacks' not in e for e in report['sweep'])  # only the evaluators named
+  assert report['evaluators']['my_evals.mean_upload']['where'] == 'baseline'
+  assert report['evaluators']['my_evals.mean_upload']['metrics'] == ['mean']
+  assert report['once'] == {}  # only the evaluators named ran
+  entries = [e for e in report['settings'] if 'mean_upload/mean' in e['metrics']]
+  assert [e['name'] for e in entries] == ['none/0']
+  assert set(report['settings'][1]['metrics']) == {'head/accuracy'}
   test_features = features_lib.extract(features_lib.load_run(run), 'test')['features']
-  assert entries[0]['mean_upload'] == {'mean': float(np.mean(test_features)), 'scale': 2.5}
+  expected = 2.5 * float(np.mean(test_features))
+  assert entries[0]['metrics']['mean_upload/mean']['value'] == pytest.approx(expected)
   out = os.path.join(run, 'eval', 'plugin')
   tables.write_report(report, out)
-  saved = json.load(open(os.path.join(out, 'report.json')))
-  assert saved['sweep'][0]['mean_upload']['scale'] == 2.5
   md = open(os.path.join(out, 'report.md')).read()
-  assert '## Evaluator `my_evals.mean_upload`' in md and '| mean_upload.scale | 2.5 |' in md
+  assert '## mean_upload (at the baseline setting)' in md and '| mean upload |' in md
   (events,) = [f for f in os.listdir(os.path.join(out, 'tensorboard')) if 'tfevents' in f]
-  assert b'none/mean_upload/mean' in open(os.path.join(out, 'tensorboard', events), 'rb').read()
-  # Two evaluators may not claim one report key.
-  config.evaluators = ('head', 'my_evals.mean_upload', 'my_evals.again')
-  (package / 'again.py').write_text(PLUGIN)
-  config.again = ml_collections.ConfigDict({'settings': 'baseline'})
-  with pytest.raises(EvalError, match="evaluator 'my_evals.again' returns 'mean_upload', which"):
-    protocol.evaluate_run(run, config)
+  data = open(os.path.join(out, 'tensorboard', events), 'rb').read()
+  assert b'eval/none/0/mean_upload/mean' in data
 
 
 def test_features_are_cached_per_checkpoint_step(trained_runs):
@@ -240,7 +250,7 @@ def test_bad_requests_are_one_line_errors(trained_runs, tmp_path):
   with pytest.raises(EvalError, match="unknown evaluator 'nope'"):
     protocol.evaluate_run(trained_runs['simple'], config)
   config = _tiny_eval_config()
-  config.attackers = ('linear', 'oracle')
+  config.attacker_families = ('linear', 'oracle')
   with pytest.raises(EvalError, match="unknown attacker 'oracle'"):
     protocol.evaluate_run(trained_runs['simple'], config)
   config = _tiny_eval_config()
@@ -275,14 +285,17 @@ def test_compare_table_lists_runs_side_by_side(trained_runs):
       os.path.join(trained_runs['siamese'], 'eval', 'default', 'report.json')
   )
   other = json.loads(json.dumps(report))
-  other['mode'] = 'simple'
-  other['sweep'][0]['attacks']['identity']['top1'] = 0.123
-  text = tables.compare_markdown([other, report], ['simple', 'siamese'])
+  other['defence'] = {'name': 'none'}
+  for m in other['settings'][0]['metrics'].values():
+    if m.get('role') == 'leak' and m.get('secret') == 'identity':
+      m['value'] = 12.3
+  text = tables.compare_markdown([other, report], ['none', 'siamese'])
   lines = text.splitlines()
-  assert lines[0] == '| | simple | siamese |'
-  row = [l for l in lines if l.startswith('| **identity top-1, strongest**')][0]
-  assert '**12.3**' in row.split('|')[2]
-  assert f'**{100 * report["sweep"][0]["attacks"]["identity"]["top1"]:.1f}**' in row.split('|')[3]
+  assert lines[0] == '| | none | siamese |'
+  row = [l for l in lines if l.startswith('|   **identity: strongest attack**')][0]
+  assert row.split('|')[2].strip().startswith('12.3 ± ')
+  strongest = tables.strongest(report['settings'][0]['metrics'], 'identity')[1]
+  assert row.split('|')[3].strip().startswith(f'{strongest.value:.1f} ± ')
 
 
 def test_rerun_after_a_crash_before_the_first_checkpoint_still_uses_init_from(

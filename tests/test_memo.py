@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from privjax.evaluate import memo, protocol
+from privjax.evaluate import memo, shared
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def _data(seed=0):
 
 
 def _attack(data, seed=0, use_memo=True):
-  return protocol.attack_secret(
+  return shared.attack_secret(
       ['linear'], *data, seed=seed, factory=None, overrides={}, use_memo=use_memo
   )
 
@@ -99,7 +99,7 @@ def _edit(path):
         'metrics/classification.py',
         'privacy/transforms.py',
         'models/vgg.py',
-        'evaluate/protocol.py',
+        'evaluate/shared.py',
         'evaluate/evaluators/attackers.py',
         'evaluate/evaluators/pixel_reference.py',
         'evaluate/evaluators/common.py',
@@ -114,7 +114,7 @@ def test_changing_code_that_computes_a_result_misses(cache, package_copy, source
 
 def test_a_new_evaluator_module_misses(cache, package_copy):
   _attack(_data())
-  (package_copy / 'evaluate' / 'evaluators' / 'brand_new.py').write_text('SETTINGS = "once"\n')
+  (package_copy / 'evaluate' / 'evaluators' / 'brand_new.py').write_text('WHERE = "once"\n')
   memo.code_digest.cache_clear()
   assert 'memo' not in _attack(_data())
 
@@ -136,7 +136,7 @@ def test_the_key_covers_the_named_sources_and_library_versions(cache, monkeypatc
   files = memo.source_files(memo.PACKAGE_ROOT)
   for folder in ('attacks/', 'metrics/', 'privacy/', 'models/'):
     assert any(f.startswith(folder) for f in files), folder
-  assert 'evaluate/protocol.py' in files
+  assert {'evaluate/protocol.py', 'evaluate/shared.py'} <= set(files)
   for name in ('common', 'attackers', 'probe', 'pixel_reference', 'reference_run', 'inversion'):
     assert f'evaluate/evaluators/{name}.py' in files, name
   assert not any(f.startswith(('data/', 'train/', 'report/')) for f in files)

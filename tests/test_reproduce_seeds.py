@@ -23,7 +23,7 @@ def _eval_config():
           'evaluators': ('head', 'attackers'),
           'noise_variances': (0.0, 1.0),
           'transforms': ('none',),
-          'attackers': ('linear',),
+          'attacker_families': ('linear',),
       },
   )
 
@@ -45,7 +45,7 @@ def test_two_seeds_give_the_mean_and_sd_of_the_per_seed_reports(tfds_dir, tmp_pa
   assert [r['train_config']['seed'] for r in reports] == [0, 1]
   for d in dirs:
     assert os.path.exists(os.path.join(d, 'compare.md'))
-  assert reports[0]['feature_stats'] != reports[1]['feature_stats']  # two trainings, not one
+  assert reports[0]['settings'] != reports[1]['settings']  # two trainings, not one
   assert open(os.path.join(workdir, reproduce.SEEDS_TABLE)).read() == text
 
   rows = {}
@@ -54,16 +54,18 @@ def test_two_seeds_give_the_mean_and_sd_of_the_per_seed_reports(tfds_dir, tmp_pa
     if line.startswith('| simple |'):
       rows[(cells[1], float(cells[2]))] = cells
   assert set(rows) == {('none', 0.0), ('none', 1.0)}
-  assert '| gender (cloud head) | identity top-1 |' in text  # the primary, then the other secret
+  assert '| gender (best utility) | identity top-1 |' in text  # the primary, then the other secret
   for (transform, noise), cells in rows.items():
     head, ident = [], []
     for r in reports:
-      (e,) = [x for x in r['sweep'] if (x['transform'], x['noise_variance']) == (transform, noise)]
-      head.append(100 * e['primary_head_accuracy'])
-      ident.append(100 * e['attacks']['identity']['top1'])  # one family: it is the strongest
+      (e,) = [
+          x for x in r['settings'] if (x['transform'], x['noise_variance']) == (transform, noise)
+      ]
+      head.append(e['metrics']['head/accuracy']['value'])
+      ident.append(e['metrics']['attackers/identity/linear']['value'])  # one family: the strongest
     for cell, values in ((cells[3], head), (cells[4], ident)):
       assert cell == f'{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}'
-    per_seed = '; '.join(f'{g:.1f} / {i:.1f} (linear)' for g, i in zip(head, ident))
+    per_seed = '; '.join(f'{g:.1f} / {i:.1f} (identity top-1, linear)' for g, i in zip(head, ident))
     assert cells[5] == per_seed
 
 

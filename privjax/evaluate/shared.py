@@ -137,6 +137,8 @@ def attack_metrics(secret: str, record: dict, *, role: str = 'leak', on: str = '
   ('raw pixels'); nothing for the uploads."""
   where = f' on {on}' if on else ''
   leak = {'role': role, 'secret': secret} if role in ('leak', 'raw') else {}
+  # Top-5 among five classes or fewer is 100% by construction: it says nothing.
+  top5 = round(1 / record['chance_top1']) > 5
   out = {}
   for family, r in record['families'].items():
     out[f'{secret}/{family}'] = results.percent(
@@ -146,9 +148,10 @@ def attack_metrics(secret: str, record: dict, *, role: str = 'leak', on: str = '
         note=family_note(r),
         **leak,
     )
-    out[f'{secret}/{family}/top5'] = results.percent(
-        r['top5'], r['top5_se'], label=f'{secret} top-5{where}, {family}'
-    )
+    if top5:
+      out[f'{secret}/{family}/top5'] = results.percent(
+          r['top5'], r['top5_se'], label=f'{secret} top-5{where}, {family}'
+      )
   out[f'{secret}/chance'] = results.percent(record['chance_top1'], label=f'{secret} top-1, chance')
   out[f'{secret}/majority'] = results.percent(
       record['majority_top1'], label=f'{secret} top-1, majority class'

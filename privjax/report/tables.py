@@ -10,6 +10,7 @@ privjax.attacks.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -59,12 +60,13 @@ def best_utility(metrics: dict):
   return results.best(metrics, 'utility', uploads=None)
 
 
-def _named(found, labels=True) -> str:
-  """`45.3 ± 1.1 % (label)` of a (name, metric) pair; '—' for None."""
+def _named(found) -> str:
+  """`45.3 ± 1.1 % (label; note)` of a (name, metric) pair; '—' for None."""
   if found is None:
     return '—'
   name, m = found
-  return f'{cell(m)} ({m.label or name})' if labels else cell(m)
+  note = f'; {m.note}' if m.note else ''
+  return f'{cell(dataclasses.replace(m, note=""))} ({m.label or name}{note})'
 
 
 def glance_table(report) -> list[str]:
