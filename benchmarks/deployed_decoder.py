@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from privjax import metrics
+from privjax.metrics import image_quality
 from privjax.attacks import reconstruction
 from privjax.evaluate.errors import EvalError
 
@@ -57,8 +57,8 @@ def run(ctx, setting) -> dict:
   ctx.add_reconstructions(METHOD, np.arange(len(recon)), recon)
   return {
       'deployed_decoder': {
-          'psnr': float(np.mean(metrics.psnr(originals, recon))),
-          'ssim': float(np.mean(metrics.ssim(originals, recon))),
+          'psnr': float(np.mean(image_quality.psnr(originals, recon))),
+          'ssim': float(np.mean(image_quality.ssim(originals, recon))),
           'transform': setting.transform,
           'noise_variance': setting.noise_variance,
           'uploaded_dims': int(np.prod(setting.noisy['attacker_test'].shape[1:])),

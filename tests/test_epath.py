@@ -396,11 +396,10 @@ def test_frontier_trains_evaluates_and_reports_on_gs(tfds_dir, bucket, tmp_path)
   # it back) and inverts through the PCA that the sweep fitted and cached (read back from gs://).
   # The decoder's grid (reconstruction.png, privjax.attacks.reconstruction) is left out: the same
   # epath write, and 40% of the time.
-  eval_config.evaluators = ('head', 'attackers', 'reference_run', 'inversion')
-  eval_config.attackers = ('linear',)
-  eval_config.transforms = ('pca:4',)
+  eval_config.evaluators = ('head', 'attackers', 'inversion')  # the frontier adds reference_run
+  eval_config.attacker_families = ('linear',)
+  eval_config.transforms = ('pca:4',)  # the only setting, so the baseline: inversion runs there
   eval_config.noise_variances = (0.0,)
-  eval_config.inversion.transform = 'pca:4'
   workdir = 'gs://privjax-test-bucket/frontier'
   result = frontier.run_frontier(workdir, config_for, eval_config, defences=['nopeek'], quick=True)
 
@@ -419,13 +418,14 @@ def test_frontier_trains_evaluates_and_reports_on_gs(tfds_dir, bucket, tmp_path)
     }
     (event,) = [n for n in names if n.startswith(f'{run}/eval/default/tensorboard/events.')]
     values = [v for e in _events(os.path.join(local, event)) for v in e.summary.value]
-    assert {v.tag for v in values if v.HasField('image')} == {'inversion/grid'}
-    assert any(v.tag.startswith('pca_4/') for v in values if v.HasField('simple_value'))
+    images = {v.tag for v in values if v.HasField('image')}
+    assert len(images) == 1 and images.pop().startswith('eval/images/inversion')
+    assert any(v.tag.startswith('eval/pca_4/0/') for v in values if v.HasField('simple_value'))
   report = tables.load_report(f'{workdir}/nopeek_1')  # a run: its eval/default/report.json
   with open(os.path.join(local, 'nopeek_1', 'eval', 'default', 'report.json')) as f:
     assert report == json.load(f)
   assert report['workdir'] == f'{workdir}/nopeek_1'  # the URI, not <cwd>/gs:/...
-  assert report['reference_run']['workdir'] == f'{workdir}/none'
+  assert report['details']['reference_run']['once']['workdir'] == f'{workdir}/none'
   assert report['train_config']['init_from'] == f'{workdir}/none'
   with open(os.path.join(local, 'frontier.json')) as f:
     assert json.load(f)['points'] == json.loads(json.dumps(result['points']))

@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 from PIL import Image
 
-from privjax import metrics
+from privjax.metrics import image_quality
 from privjax.attacks import run_attack
 from privjax.errors import EvalError
 from privjax.evaluate import sources
@@ -106,7 +106,7 @@ def test_inversion_through_an_identity_extractor_recovers_the_images(tmp_path):
   assert out['rmle/ssim'].role == 'fidelity' and out['decoder/ssim'].role == ''
   details = ctx.details['inversion']['none/0']
   assert details['num_images'] == 6 and details['feature_error'] < 1e-3
-  expected = float(np.mean(metrics.psnr(test[idx], decoder[idx])))
+  expected = float(np.mean(image_quality.psnr(test[idx], decoder[idx])))
   assert out['decoder/psnr'].value == pytest.approx(expected, rel=1e-6)
   assert out['rmle/psnr'].value > out['decoder/psnr'].value + 10
   (filename,) = ctx.written_images.values()

@@ -835,7 +835,7 @@ def eval_config():
   config = config.get_config('tiny')
   config.name = EVAL_NAME
   config.evaluators = ('head', 'attackers')
-  config.attackers = ('linear',)
+  config.attacker_families = ('linear',)
   config.noise_variances = (0.0,)
   config.secrets = ('identity',)
   config.attack_memo = False  # every evaluation computes its attacks

@@ -162,6 +162,31 @@ RULES = (
     ),
     Rule('privjax.evaluate.protocol', ('privjax.train.loop',), why='evaluation never trains'),
     Rule(
+        'privjax.evaluate.shared',
+        ('privjax.evaluate.protocol', 'privjax.report', 'privjax.train.loop'),
+        why='evaluators import it; it never imports what runs them',
+    ),
+    Rule(
+        'privjax.evaluate.sources',
+        ('privjax.report', 'privjax.train.loop'),
+        why='features flow from here to the evaluators',
+    ),
+    Rule(
+        'privjax.evaluate.evaluators.*',
+        ('privjax.evaluate.protocol',),
+        why='evaluators never import the orchestrator that runs them',
+    ),
+    Rule(
+        'privjax.metrics.results',
+        only=(),
+        why='report readers import it; it is plain Python',
+    ),
+    Rule(
+        'privjax.privacy.pca',
+        ('privjax.attacks',),
+        why='the PCA reads any row source; feature stores come from privjax.attacks.shards',
+    ),
+    Rule(
         'privjax.evaluate.evaluators.*',
         ('privjax.train.loop', 'privjax.report'),
         why='evaluators never train, and return results for the report to render',

@@ -26,13 +26,13 @@ import numpy as np
 from tqdm import auto as tqdm
 
 import privjax
-from privjax import metrics, models, paths
+from privjax import models, paths
 from privjax.data import pipeline
 from privjax.errors import DataError, EvalError
 from privjax.evaluate import features as features_lib
 from privjax.evaluate import shared, sources, tensorboard
 from privjax.evaluate.evaluators import common
-from privjax.metrics import results
+from privjax.metrics import classification, results
 from privjax.privacy import transforms
 
 ATTACKER_SPLITS = sources.ATTACKER_SPLITS
@@ -151,7 +151,7 @@ def evaluate_run(
       attack=attack,
       data_dir=data_dir,
   )
-  full_model = metrics.topk_accuracy(test.logits, test.labels[cfg.dataset.primary])
+  full_model = classification.topk_accuracy(test.logits, test.labels[cfg.dataset.primary])
   report = {
       **report_header(workdir, run, eval_config, secrets),
       'num_examples': {k: v.size for k, v in features.splits.items()},

@@ -12,10 +12,10 @@ import numpy as np
 from flax import nnx
 from tqdm import auto as tqdm
 
-from privjax import metrics, models
+from privjax import models
 from privjax.attacks import registry
 from privjax.evaluate import memo
-from privjax.metrics import results
+from privjax.metrics import classification, image_quality, results
 
 
 def head_factory(run):
@@ -43,7 +43,7 @@ def head_logits(run, pca, z, batch_size: int = 512) -> np.ndarray:
 
 
 def head_accuracy(run, pca, z, labels, batch_size: int = 512) -> float:
-  return metrics.topk_accuracy(head_logits(run, pca, z, batch_size), labels, 1)
+  return classification.topk_accuracy(head_logits(run, pca, z, batch_size), labels, 1)
 
 
 def attack_secret(
@@ -161,7 +161,7 @@ def attack_metrics(secret: str, record: dict, *, role: str = 'leak', on: str = '
 
 def accuracy(correct: float, n: int, **kw) -> results.Metric:
   """An accuracy (fraction) over `n` test examples, in %, with its binomial standard error."""
-  return results.percent(correct, metrics.binomial_se(correct, n), **kw)
+  return results.percent(correct, classification.binomial_se(correct, n), **kw)
 
 
 def pixels(ctx, split: str) -> np.ndarray:
@@ -173,7 +173,8 @@ def pixels(ctx, split: str) -> np.ndarray:
 def image_quality(originals, images, what: str, role: str = 'fidelity') -> dict:
   """PSNR (dB) and SSIM of `images` against `originals`: means over the images with their
   standard errors; the SSIM has `role` ('fidelity' for a reconstruction, '' for a baseline)."""
-  psnr, ssim = metrics.psnr(originals, images), metrics.ssim(originals, images)
+  psnr = image_quality.psnr(originals, images)
+  ssim = image_quality.ssim(originals, images)
   root_n = np.sqrt(len(originals))
   return {
       'psnr': results.Metric(

@@ -3,14 +3,13 @@ upload's own noiseless features rank among every image's, from the noisy upload.
 
 from __future__ import annotations
 
-from privjax import metrics
-from privjax.metrics import results
+from privjax.metrics import rank_privacy, results
 
 WHERE = 'each'
 
 
 def run(ctx, setting, settings) -> dict:
-  r = metrics.rank_privacy(setting.clean('attacker_test'), setting.uploaded('attacker_test'))
+  r = rank_privacy.rank_privacy(setting.clean('attacker_test'), setting.uploaded('attacker_test'))
   return {
       'mean_normalized_rank': results.Metric(
           r['mean_normalized_rank'], label='mean normalised rank (0: always first)'
