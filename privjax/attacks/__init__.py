@@ -4,8 +4,9 @@ Families: ``linear`` (softmax regression, L-BFGS), ``mlp``, ``transfer``
 (re-train the layers after the cut, the paper's attacker), ``pca_linear`` and
 ``pca_mlp`` (the attacker's own PCA in front of linear / MLP), the
 reconstruction decoder and white-box inversion (``inversion``); on top of them,
-re-identification of reconstructions (``reidentify``) and open-set identity
-with a learned embedding (``open_set``). Everything here works on plain arrays and must not
+re-identification of reconstructions (``reidentify``), open-set identity
+with a learned embedding (``open_set``) and a pretrained face recogniser
+(``face_recognition``, the ``face`` extra). Everything here works on plain arrays and must not
 import ``privjax.train`` or ``privjax.data``.
 """
 
@@ -17,6 +18,12 @@ from privjax.attacks.common import (
     evaluate_attacker,
     fit_standardizer,
     train_val_split,
+)
+from privjax.attacks.face_recognition import (
+    WHOLE_IMAGE,
+    Alignment,
+    FaceRecognizer,
+    fit_alignment,
 )
 from privjax.attacks.inversion import invert, total_variation, tune_tv_weight
 from privjax.attacks.linear import LinearAttacker, fit_linear
@@ -36,10 +43,13 @@ from privjax.attacks.transfer import ModuleAttacker, fit_module
 
 __all__ = [
     "ATTACKERS",
+    "WHOLE_IMAGE",
+    "Alignment",
     "AttackResult",
     "Attacker",
     "ClassMap",
     "Decoder",
+    "FaceRecognizer",
     "LinearAttacker",
     "MLP",
     "ModuleAttacker",
@@ -50,6 +60,7 @@ __all__ = [
     "fit_embedder",
     "fit_identity_classifier",
     "fit_linear",
+    "fit_alignment",
     "fit_mlp",
     "fit_module",
     "fit_pca_attacker",
