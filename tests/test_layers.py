@@ -124,6 +124,11 @@ RULES = (
         why='dlib is the face extra: loaded when the recogniser first runs',
     ),
     Rule(
+        'privjax.attacks.accounts',
+        ('privjax.evaluate',),
+        why='evaluators call it on arrays, not the other way round',
+    ),
+    Rule(
         'privjax.attacks.shards',
         ('privjax.evaluate', 'privjax.models', 'privjax.defences'),
         why='the evaluation writes feature stores; the store knows nothing of it',

@@ -5,11 +5,18 @@ Families: ``linear`` (softmax regression, L-BFGS), ``mlp``, ``transfer``
 ``pca_mlp`` (the attacker's own PCA in front of linear / MLP), the
 reconstruction decoder and white-box inversion (``inversion``); on top of them,
 re-identification of reconstructions (``reidentify``), open-set identity
-with a learned embedding (``open_set``) and a pretrained face recogniser
-(``face_recognition``, the ``face`` extra). Everything here works on plain arrays and must not
+with a learned embedding (``open_set``), a pretrained face recogniser
+(``face_recognition``, the ``face`` extra) and attacks that pool many uploads
+of one account (``accounts``). Everything here works on plain arrays and must not
 import ``privjax.train`` or ``privjax.data``.
 """
 
+from privjax.attacks.accounts import (
+    account_groups,
+    averaged_uploads,
+    pooled_embedding_top1,
+    pooled_top1,
+)
 from privjax.attacks.common import (
     Attacker,
     AttackResult,
@@ -55,6 +62,8 @@ __all__ = [
     "ModuleAttacker",
     "PCAAttacker",
     "Standardizer",
+    "account_groups",
+    "averaged_uploads",
     "evaluate_attacker",
     "fit_decoder",
     "fit_embedder",
@@ -70,6 +79,8 @@ __all__ = [
     "mlp_embedder",
     "mlp_factory",
     "open_set_identity",
+    "pooled_embedding_top1",
+    "pooled_top1",
     "reidentify",
     "run_attack",
     "save_image_grid",

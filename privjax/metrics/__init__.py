@@ -7,6 +7,7 @@ Nothing in this package may import ``privjax.models``, ``privjax.train`` or
 from privjax.metrics.classification import (
     binomial_se,
     chance_accuracy,
+    clustered_se,
     majority_accuracy,
     topk_accuracy,
     topk_correct,
@@ -24,6 +25,7 @@ from privjax.metrics.rank_privacy import (
 __all__ = [
     "binomial_se",
     "chance_accuracy",
+    "clustered_se",
     "majority_accuracy",
     "topk_accuracy",
     "topk_correct",
