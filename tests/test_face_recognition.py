@@ -63,9 +63,18 @@ def test_the_whole_image_and_a_crop_map_their_corners_to_the_chip_corners():
   np.testing.assert_allclose(corners(chip), pixels, atol=1)
 
 
-def test_the_learned_crop_comes_from_detected_faces(faces):
+def test_the_learned_crop_is_dlibs_own_chip_and_averages_detected_faces(faces):
+  dlib, _, landmarks, detector = fr._dlib_models()
+  images = np.rint(faces[0] * 255).astype(np.uint8)
+  detected = [i for i in range(6) if detector(images[i], 2)]
+  assert detected
+  for i in detected:  # fitted on one photo, the crop cuts the chip dlib cuts for its landmarks
+    shape = landmarks(images[i], detector(images[i], 2)[0])
+    reference = dlib.get_face_chip(images[i], shape, 150, 0.25).astype(int)
+    chip = fr.FaceRecognizer(fr.fit_alignment(images[i : i + 1])).chips(images[i : i + 1])[0]
+    np.testing.assert_allclose(chip, reference, atol=1)
   alignment = fr.fit_alignment(faces[0])
-  assert 1 <= alignment.num_fitted <= 6
+  assert alignment.num_fitted == len(detected)
   assert 0.3 < alignment.center_x < 0.7 and 0.3 < alignment.center_y < 0.7
   assert 0.2 < alignment.side < 1.5 and abs(alignment.angle) < 0.5
   with pytest.raises(EvalError, match='no face was detected on any of the 2 images'):

@@ -137,11 +137,11 @@ def fit_alignment(images) -> Alignment:
       continue
     face = max(faces, key=lambda r: r.area())
     rect_angle = dlib.get_face_chip_details(landmarks(image, face), CHIP_SIZE, CHIP_PADDING)
-    r = rect_angle.rect
+    r = rect_angle.rect  # (dlib's rect.center() rounds to whole pixels)
     chips.append(
         (
-            (r.center().x + 0.5) / side,
-            (r.center().y + 0.5) / side,
+            ((r.left() + r.right()) / 2 + 0.5) / side,
+            ((r.top() + r.bottom()) / 2 + 0.5) / side,
             (r.right() - r.left() + 1.0) / side,
             rect_angle.angle,
         )
@@ -169,9 +169,9 @@ class FaceRecognizer:
 
   def embed(self, images) -> np.ndarray:
     """Descriptors [N, 128] float32 of float images [N, S, S, 3] in [0, 1] (or uint8)."""
+    images = _as_uint8(images)
     _, network, _, _ = _dlib_models()
     start = time.perf_counter()
-    images = _as_uint8(images)
     out = np.empty((images.shape[0], EMBEDDING_DIM), np.float32)
     for s in range(0, images.shape[0], EMBED_BATCH):
       chips = list(self.chips(images[s : s + EMBED_BATCH]))
