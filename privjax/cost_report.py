@@ -90,8 +90,7 @@ def markdown(rows: list[dict], meta: dict, points: list[dict]) -> str:
   if points:
     lines += ['', '| run | cut | primary accuracy (%) | identity top-1 (%) |', '|---|---|---|---|']
     lines += [
-        f'| {p["run"]} | {p["cut"]} | {p["primary_accuracy"]:.1f} | '
-        f'{p["identity_top1"]:.1f} |'
+        f'| {p["run"]} | {p["cut"]} | {p["primary_accuracy"]:.1f} | ' f'{p["identity_top1"]:.1f} |'
         for p in points
     ]
   return '\n'.join(lines) + '\n'

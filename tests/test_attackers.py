@@ -28,7 +28,7 @@ from privjax.attacks import (
 from privjax.attacks import linear as linear_lib
 from privjax.attacks import pca as pca_lib
 from privjax.attacks.common import fit_standardizer
-from privjax.privacy import pca as pca_lib
+from privjax.privacy import pca as features_pca
 
 K = 10
 N_TRAIN, N_TEST = 400, 1000
@@ -111,6 +111,33 @@ def test_linear_is_invariant_to_feature_scale():
   assert abs(sa['top1'] - sb['top1']) <= 0.005, (sa, sb)
   agree = np.mean(a.predict(x[N_TRAIN:]) == b.predict(x[N_TRAIN:] * 1e-3))
   assert agree >= 0.99
+
+
+def test_features_constant_on_the_training_rows_contribute_nothing():
+  # Dead ReLU units: exactly zero on every training row, yet firing on test rows. With an
+  # absolute std floor (1e-6) they standardised to |z| ~ 1e6 there, and the MLP's first-layer
+  # weights on them (never trained: their input was always 0) swamped its logits.
+  rng = np.random.default_rng(5)
+  live, y = blobs(N_TRAIN + N_TEST, (16,))
+  dead = np.zeros((N_TRAIN + N_TEST, 8), np.float32)
+  dead[N_TRAIN:] = rng.uniform(0.0, 3.0, size=(N_TEST, 8))
+  dead[:N_TRAIN, -1] = 0.1  # constant but not zero: float32 rounding leaves a tiny std
+  x = np.concatenate([live, dead], axis=1)
+  standardizer = fit_standardizer(x[:N_TRAIN])
+  assert np.all(np.isinf(standardizer.std[16:]))
+  reference = fit_standardizer(live[:N_TRAIN]).apply(live[N_TRAIN:])
+  for z in (
+      standardizer.apply(x[N_TRAIN:]),
+      np.asarray(standardizer.apply(jnp.asarray(x[N_TRAIN:]))),
+  ):
+    assert z.shape == x[N_TRAIN:].shape and np.all(np.abs(z) < 10)
+    np.testing.assert_array_equal(z[:, 16:], 0.0)
+    np.testing.assert_array_equal(z[:, :16], reference)  # live features exactly as before
+  quiet = x[N_TRAIN:].copy()
+  quiet[:, 16:] = dead[:N_TRAIN].mean(axis=0)
+  attacker = FAMILIES['mlp']['fit'](x[:N_TRAIN], y[:N_TRAIN])
+  np.testing.assert_array_equal(attacker.predict(x[N_TRAIN:]), attacker.predict(quiet))
+  assert evaluate_attacker(attacker, x[N_TRAIN:], y[N_TRAIN:])['top1'] >= 0.95
 
 
 def test_label_ids_are_remapped_and_unseen_test_labels_count_as_wrong():
@@ -320,15 +347,17 @@ def test_candidate_sizes_are_capped_by_rows_and_dimension():
 
 
 def test_code_scale_whitens_or_keeps_relative_variances():
-  pca = pca_lib.PCA(
+  pca = features_pca.PCA(
       mean=np.zeros(3, np.float32),
       components=np.eye(3, dtype=np.float32),
       explained_variance=np.array([16.0, 4.0, 0.0], np.float32),
       feature_shape=(3,),
   )
-  floor = pca_lib.RELATIVE_STD_FLOOR * 4.0
-  np.testing.assert_allclose(pca_lib.code_scale(pca, True), [4.0, 2.0, floor], rtol=1e-6)
-  np.testing.assert_allclose(pca_lib.code_scale(pca, False), [np.sqrt(20 / 3)] * 3, rtol=1e-6)
+  # The component without variance gets an infinite divisor: its code is 0.
+  np.testing.assert_allclose(pca_lib.code_scale(pca, True), [4.0, 2.0, np.inf], rtol=1e-6)
+  np.testing.assert_allclose(
+      pca_lib.code_scale(pca, False), [np.sqrt(20 / 3)] * 2 + [np.inf], rtol=1e-6
+  )
 
 
 def _few_rows_many_dims(n, *, d=1500, k=5, signal=16, seed=0):

@@ -14,8 +14,8 @@ from flax import nnx
 
 from privjax import config as config_lib
 from privjax import cost, cost_report, models
-from privjax.metrics import results
 from privjax.config import ConfigError
+from privjax.metrics import results
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 

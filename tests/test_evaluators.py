@@ -14,12 +14,11 @@ import pytest
 from flax import nnx
 from PIL import Image
 
-from privjax.metrics import image_quality
 from privjax.attacks import run_attack
 from privjax.errors import EvalError
 from privjax.evaluate import sources
 from privjax.evaluate.evaluators import common, inversion, open_set, reidentify
-from privjax.metrics import results
+from privjax.metrics import image_quality, results
 from privjax.privacy import pca as pca_lib
 from privjax.report import tables
 

@@ -113,6 +113,22 @@ RULES = (
         why='evaluators call it on arrays, not the other way round',
     ),
     Rule(
+        'privjax.attacks.face_recognition',
+        ('privjax.evaluate',),
+        why='evaluators call it on arrays, not the other way round',
+    ),
+    Rule(
+        'privjax.attacks.face_recognition',
+        ('dlib',),
+        lazy_ok=True,
+        why='dlib is the face extra: loaded when the recogniser first runs',
+    ),
+    Rule(
+        'privjax.attacks.accounts',
+        ('privjax.evaluate',),
+        why='evaluators call it on arrays, not the other way round',
+    ),
+    Rule(
         'privjax.attacks.shards',
         ('privjax.evaluate', 'privjax.models', 'privjax.defences'),
         why='the evaluation writes feature stores; the store knows nothing of it',

@@ -29,7 +29,10 @@ RUNTIME_ONLY = {
     'array-record': 'TFDS writes and grain reads the array_record files',
 }
 # Imported only when a feature asks for it, and declared in that extra.
-OPTIONAL_IMPORTS = {'h5py': 'keras', 'tensorflow': 'tflite'}
+OPTIONAL_IMPORTS = {'h5py': 'keras', 'tensorflow': 'tflite', 'dlib-bin': 'face'}
+# Imported modules whose distribution's metadata does not name them: dlib-bin's top_level.txt
+# lists only its extension module, _dlib_pybind11.
+MODULE_DISTRIBUTIONS = {'dlib': 'dlib-bin'}
 SCRIPTS = ('train', 'eval', 'reproduce', 'sweep', 'frontier', 'cost', 'export')
 
 
@@ -71,7 +74,8 @@ def _imported_distributions() -> dict[str, set[str]]:
   for module, files in imports.items():
     if module in sys.stdlib_module_names or module == 'privjax':
       continue
-    for dist in names.get(module, [module]):  # not installed (an extra): named as imported
+    # not in the metadata (not installed, an extra): named as imported
+    for dist in names.get(module, [MODULE_DISTRIBUTIONS.get(module, module)]):
       found.setdefault(_canonical(dist), set()).update(files)
   return found
 

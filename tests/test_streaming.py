@@ -96,6 +96,19 @@ def test_streaming_standardizer_matches_in_memory(problem):
   np.testing.assert_allclose(got.std, ref.std, rtol=1e-5, atol=1e-5)
 
 
+def test_streaming_standardizer_zeroes_constant_features_as_in_memory(tmp_path):
+  x, y = _synthetic(300, 24, 3)
+  x[:, 3] = 0.0  # a dead unit
+  x[:, 7] = 0.3  # a constant one
+  store = shards.write_store(tmp_path / 's', x, dtype='float32', identity=y)
+  ref = common.fit_standardizer(x)
+  got = streaming.fit_streaming_standardizer(store, np.arange(300), batch_rows=64)
+  np.testing.assert_array_equal(np.isinf(got.std), np.isin(np.arange(24), [3, 7]))
+  np.testing.assert_array_equal(np.isinf(ref.std), np.isinf(got.std))
+  live = np.isfinite(ref.std)
+  np.testing.assert_allclose(got.std[live], ref.std[live], rtol=1e-5)
+
+
 def test_streaming_linear_agrees_with_lbfgs(problem):
   """Minibatch Adam reaches the L-BFGS optimum of the same objective when it says it converged:
   objective within 0.5% of the way from W = 0 to the optimum, test top-1 within 1.5 points (a fit

@@ -23,7 +23,10 @@ import numpy as np
 from privjax.metrics import classification
 from privjax.metrics.rank_privacy import log_rank_privacy
 
-STD_FLOOR = 1e-6
+# A feature whose std on the fitted data is at most this fraction of the median std of the
+# varying features counts as constant there (float32 rounding of a constant column is ~1e-7 of
+# its value); the PCA attacker applies the same rule to its components.
+RELATIVE_STD_FLOOR = 1e-4
 EVAL_BATCH = 1024
 
 
@@ -34,6 +37,12 @@ class Standardizer:
   Siamese fine-tuning can shrink all features by a common factor; without
   this map a fixed L2 / learning rate would see a very different problem
   and the measured privacy would be an artefact of scale.
+
+  ``std`` is the divisor: the feature's std, or ``+inf`` for a feature that
+  was constant on the fitted data (``divisor_from_std``), which therefore
+  standardises to exactly 0 on any finite input. Such a feature carries
+  nothing an attacker could learn from, yet a dead ReLU unit that fires on a
+  test image would otherwise reach |z| ~ 1e5 there.
   """
 
   mean: np.ndarray
@@ -55,12 +64,27 @@ def _moments(x):
   return mean, jnp.sqrt(jnp.mean(jnp.square(x - mean), axis=0))
 
 
-def fit_standardizer(x, std_floor: float = STD_FLOOR) -> Standardizer:
+def divisor_from_std(std) -> np.ndarray:
+  """Per-feature standardisation divisors (float32, same shape): ``std``, or ``+inf`` where constant.
+
+  A feature is constant when its std is at most ``RELATIVE_STD_FLOOR`` times
+  the median of the positive stds (all features, when none is positive).
+  The floor is relative because features may have any common scale; an
+  absolute floor would make an exactly-zero training column's divisor that
+  floor, and its test values enormous.
+  """
+  std = np.asarray(std, np.float64)
+  positive = std[std > 0]
+  floor = RELATIVE_STD_FLOOR * float(np.median(positive)) if positive.size else 0.0
+  return np.where(std > floor, std, np.inf).astype(np.float32)
+
+
+def fit_standardizer(x) -> Standardizer:
   x = np.asarray(x)
   if x.shape[0] == 0:
     raise ValueError("cannot fit a standardizer on zero examples")
   mean, std = (np.asarray(v) for v in _moments(x))
-  return Standardizer(mean=mean, std=np.maximum(std, std_floor).astype(np.float32))
+  return Standardizer(mean=mean, std=divisor_from_std(std))
 
 
 @dataclasses.dataclass(frozen=True)

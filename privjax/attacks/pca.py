@@ -46,11 +46,7 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from privjax.attacks.common import (
-    STD_FLOOR,
-    evaluate_attacker,
-    train_val_split,
-)
+from privjax.attacks.common import divisor_from_std, evaluate_attacker, train_val_split
 from privjax.attacks.linear import fit_linear
 from privjax.attacks.mlp import fit_mlp
 from privjax.privacy import pca as features_pca
@@ -59,9 +55,6 @@ DEFAULT_SIZES = (32, 128, 512)
 # What the final base fit contributes to ``info`` (its L-BFGS convergence).
 BASE_INFO = ("converged", "iterations", "max_iter", "capped_runs")
 BASES = {"linear": fit_linear, "mlp": fit_mlp}
-# Components with less than this fraction of the leading one's standard
-# deviation are float32 rounding, not signal; whitening must not blow them up.
-RELATIVE_STD_FLOOR = 1e-4
 
 
 def candidate_sizes(sizes: Sequence[int], num_rows: int, dim: int) -> list[int]:
@@ -89,13 +82,16 @@ def _whiten_options(whiten) -> tuple[bool, ...]:
 
 
 def code_scale(pca: features_pca.PCA, whiten: bool) -> np.ndarray:
-  """Per-component divisor of the PCA codes: their std (whitening) or one common scale."""
+  """Per-component divisor of the PCA codes: their std (whitening) or one common scale.
+
+  A component without variance on the training rows gets ``+inf`` (code 0), by the rule that
+  every standardisation here follows (``common.divisor_from_std``): whitening must not blow
+  rounding noise up to unit variance.
+  """
   sd = np.sqrt(np.maximum(np.asarray(pca.explained_variance, np.float64), 0.0))
-  floor = max(STD_FLOOR, RELATIVE_STD_FLOOR * float(sd.max()))
-  if whiten:
-    scale = np.maximum(sd, floor)
-  else:
-    scale = np.full(sd.shape, max(float(np.sqrt(np.mean(sd**2))), floor))
+  scale = divisor_from_std(sd)
+  if not whiten:
+    scale = np.where(np.isfinite(scale), np.float32(np.sqrt(np.mean(sd**2))), scale)
   return scale.astype(np.float32)
 
 

@@ -63,10 +63,10 @@ import optax
 from privjax.attacks import pca as pca_lib
 from privjax.attacks import registry
 from privjax.attacks.common import (
-    STD_FLOOR,
     AttackResult,
     ClassMap,
     Standardizer,
+    divisor_from_std,
     evaluate_attacker,
     make_class_map,
     train_val_split,
@@ -123,10 +123,7 @@ def fit_streaming_standardizer(store: FeatureStore, rows, batch_rows: int) -> St
     mean += delta * (b / (n + b))
     m2 += bm2 + delta**2 * (n * b / (n + b))
     n += b
-  std = np.sqrt(m2 / n)
-  return Standardizer(
-      mean=mean.astype(np.float32), std=np.maximum(std, STD_FLOOR).astype(np.float32)
-  )
+  return Standardizer(mean=mean.astype(np.float32), std=divisor_from_std(np.sqrt(m2 / n)))
 
 
 # ---------------------------------------------------------------------------------------------

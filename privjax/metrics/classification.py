@@ -24,6 +24,7 @@ __all__ = [
     "chance_accuracy",
     "majority_accuracy",
     "binomial_se",
+    "clustered_se",
 ]
 
 
@@ -90,3 +91,28 @@ def binomial_se(p: float, n: int) -> float:
   if not 0.0 <= p <= 1.0:
     raise ValueError(f"an accuracy must lie in [0, 1], got {p}")
   return math.sqrt(p * (1.0 - p) / n)
+
+
+def clustered_se(correct, clusters) -> float | None:
+  """Standard error of the accuracy ``mean(correct)`` when outcomes within a cluster are dependent.
+
+  The cluster-robust (sandwich) standard error of a ratio estimator: with ``c_j`` correct out of
+  ``m_j`` outcomes in cluster j of J and ``p = sum c / sum m``,
+  ``sqrt(J / (J - 1) * sum_j (c_j - p m_j)^2) / sum m``. For several test groups of one person
+  (who may simply be hard to tell apart from someone else) this counts the person once, where
+  ``binomial_se`` would treat every group as independent evidence. ``None`` with fewer than two
+  clusters: the spread between clusters cannot be estimated.
+  """
+  correct = np.asarray(correct, np.float64).reshape(-1)
+  clusters = np.asarray(clusters).reshape(-1)
+  if correct.size == 0 or correct.shape != clusters.shape:
+    raise ValueError(f"need one cluster per outcome, got {correct.shape} and {clusters.shape}")
+  _, index = np.unique(clusters, return_inverse=True)
+  num_clusters = int(index.max()) + 1
+  if num_clusters < 2:
+    return None
+  hits = np.bincount(index, weights=correct, minlength=num_clusters)
+  sizes = np.bincount(index, minlength=num_clusters).astype(np.float64)
+  p = hits.sum() / sizes.sum()
+  spread = num_clusters / (num_clusters - 1) * np.sum(np.square(hits - p * sizes))
+  return float(math.sqrt(spread) / sizes.sum())

@@ -110,9 +110,7 @@ def best(
   return found
 
 
-def most_uploads(
-    metrics: Mapping[str, Metric | Mapping], secret: str
-) -> tuple[str, Metric] | None:
+def most_uploads(metrics: Mapping[str, Metric | Mapping], secret: str) -> tuple[str, Metric] | None:
   """The strongest 'leak' of `secret` at the largest upload count above one that has any."""
   counts = [as_metric(m).uploads for m in metrics.values() if as_metric(m).role == 'leak']
   many = sorted({u for u in counts if u > 1})

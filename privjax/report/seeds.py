@@ -44,7 +44,11 @@ def load_reports(dirs, runs, names) -> PerSeed:
 
 def _entry(report, transform, noise):
   return next(
-      (e for e in report['settings'] if (e['transform'], e['noise_variance']) == (transform, noise)),
+      (
+          e
+          for e in report['settings']
+          if (e['transform'], e['noise_variance']) == (transform, noise)
+      ),
       None,
   )
 

@@ -73,9 +73,7 @@ def glance_table(report) -> list[str]:
   """Per setting: what the cloud gets (best utility) and what leaks (strongest attack per secret,
   and with more uploads where an evaluator measured it)."""
   secrets = report['secrets']
-  many = any(
-      results.most_uploads(e['metrics'], s) for e in report['settings'] for s in secrets
-  )
+  many = any(results.most_uploads(e['metrics'], s) for e in report['settings'] for s in secrets)
   head = ['setting', 'upload dims', f'{report["primary"]}: best utility']
   head += [f'{s}: strongest attack' for s in secrets]
   if many:
@@ -87,9 +85,7 @@ def glance_table(report) -> list[str]:
     if many:
       for s in secrets:
         found = results.most_uploads(e['metrics'], s)
-        row.append(
-            '—' if found is None else f'{_named(found)}, {found[1].uploads} uploads'
-        )
+        row.append('—' if found is None else f'{_named(found)}, {found[1].uploads} uploads')
     lines.append('| ' + ' | '.join(row) + ' |')
   return lines
 
