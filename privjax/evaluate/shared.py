@@ -15,7 +15,8 @@ from tqdm import auto as tqdm
 from privjax import models
 from privjax.attacks import registry
 from privjax.evaluate import memo
-from privjax.metrics import classification, image_quality, results
+from privjax.metrics import classification, results
+from privjax.metrics import image_quality as quality_lib
 
 
 def head_factory(run):
@@ -173,8 +174,8 @@ def pixels(ctx, split: str) -> np.ndarray:
 def image_quality(originals, images, what: str, role: str = 'fidelity') -> dict:
   """PSNR (dB) and SSIM of `images` against `originals`: means over the images with their
   standard errors; the SSIM has `role` ('fidelity' for a reconstruction, '' for a baseline)."""
-  psnr = image_quality.psnr(originals, images)
-  ssim = image_quality.ssim(originals, images)
+  psnr = quality_lib.psnr(originals, images)
+  ssim = quality_lib.ssim(originals, images)
   root_n = np.sqrt(len(originals))
   return {
       'psnr': results.Metric(
