@@ -41,6 +41,10 @@ RESUMABLE_KEYS = (
     'data_workers',
     'dataset.data_dir',
     'distributed',
+    # Checked on their own (privjax.data.pipeline.check_run_data): a different data set is refused,
+    # in one line naming both digests, unless dataset.allow_new_data is set for that resumption.
+    'dataset.digest',
+    'dataset.allow_new_data',
 )
 # Keys of a defence section that describe the frontier, not the run.
 _FRONTIER_KEYS = ('strength', 'strengths')
