@@ -50,6 +50,9 @@ def get_config(arg: str = ''):
   c.dataset.secret = 'identity'
   c.dataset.train_split = 'train'
   c.dataset.test_split = 'test'
+  # A resumed run whose data set changed (its content digest, recorded in config.json) is refused;
+  # True continues it on the new data (the digest recorded then is the new one).
+  c.dataset.allow_new_data = False
 
   c.model = ml_collections.ConfigDict()
   c.model.arch = 'vgg_mini'

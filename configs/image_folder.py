@@ -9,7 +9,8 @@ The CSV has a header line and the columns `path` (image file, relative to the CS
 size and format Pillow reads), `identity` (who is pictured) and attribute columns such as
 `gender` (string or integer values; strings become class indices in sorted order).  The photos are
 prepared once into the TFDS data dir (centre square, resized to model.image_size, PNG); missing or
-unreadable files are reported and skipped.  Editing the CSV prepares a new data set.
+unreadable files are reported and skipped, and duplicates dropped.  Editing the CSV prepares a new
+data set, which a run trained on the old one refuses to resume on (--config.dataset.allow_new_data).
 
 Arguments after the colon, comma-separated: those of configs/default.py (simple | siamese,
 calibrated, normalized, tiny) plus

@@ -34,6 +34,15 @@ evaluations at 3 and 6) on the tiny data set; one uninterrupted run (`reference`
   command line    a missing config file, a syntax error or exception in one, an unknown or misspelt
                   --config key, an unwritable workdir, a workdir under a file, export into a
                   non-empty --out, export with too large a --pca_k; OS errors of any command
+  duplicates      a symlink, a byte copy or a JPEG re-encoding of a photo, a file listed twice, a
+                  photo listed as two people: one copy kept (none of the last), one warning line,
+                  no image in two splits
+  not photos      a FIFO, a directory or a device listed as a photo: skipped unopened, with a warning
+  data changed    a run's CSV edited (a person's rows dropped, genders swapped) or a photo edited
+                  and prepared again: resuming and evaluating refused in one line naming both
+                  digests; dataset.allow_new_data=True continues and records the new digest
+  bad config      values that trained something else (a bogus schedule, a cosine without
+                  decay_steps, a NaN rate, a crop fraction of 5): a one-line ConfigError
   data prep kill  SIGKILL while preparing synthetic_faces (an example, a shard, before
                   dataset_info.json, after metadata.json, before the final rename) or image_folder
                   (reading the CSV, checking images, loading faces): nothing reads as prepared,
@@ -57,11 +66,14 @@ evaluations at 3 and 6) on the tiny data set; one uninterrupted run (`reference`
 import gc
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import faultlib
@@ -73,9 +85,9 @@ from PIL import Image
 
 from privjax import cli, export
 from privjax import config as config_lib
-from privjax.data import face_renderer, image_folder, synthetic_faces
+from privjax.data import face_renderer, image_folder, photo_builder, synthetic_faces
 from privjax.errors import ConfigError, RunError
-from privjax.evaluate import protocol
+from privjax.evaluate import features, protocol
 from privjax.report import tables
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import loop
@@ -777,20 +789,26 @@ DATA_KILLS = faultlib.Cases(
         ),
         'before_the_final_rename': (
             'synthetic_faces, everything written, before the incomplete folder is renamed',
-            # its repr: (PosixGPath('<...>/incomplete.XXXXXX_1.0.0'), '<...>/1.0.0')
-            ('synthetic', dict(target='etils.epath.gpath._GPath.rename', match="_1.0.0'), ")),
+            # its repr: (PosixGPath('<...>/incomplete.XXXXXX_1.1.0'), '<...>/1.1.0')
+            (
+                'synthetic',
+                dict(
+                    target='etils.epath.gpath._GPath.rename',
+                    match=f"_{synthetic_faces.SyntheticFaces.VERSION}'), ",
+                ),
+            ),
         ),
         'reading_the_csv': (
             'image_folder, while reading the CSV',
             ('photos', dict(target='privjax.data.image_folder._read_table')),
         ),
         'checking_images': (
-            'image_folder, while checking the 7th photo',
-            ('photos', dict(target='privjax.data.photo_builder.check_image', call=7)),
+            'image_folder, while inspecting the 7th photo',
+            ('photos', dict(target='privjax.data.photo_builder.inspect_image', call=7)),
         ),
         'loading_faces': (
-            'image_folder, while loading the 20th face',
-            ('photos', dict(target='privjax.data.photo_builder.load_face', call=20)),
+            'image_folder, while loading the 20th face it writes (after inspecting all 50)',
+            ('photos', dict(target='privjax.data.photo_builder.load_face', call=70)),
         ),
     },
 )
@@ -801,7 +819,8 @@ def test_sigkill_while_preparing_data_then_rerun(tfds_dir, photos, tmp_path, nam
   kind, fault = DATA_KILLS[name]
   data_dir = str(tmp_path / 'tfds')
   if kind == 'synthetic':
-    ref_dir, prepared = tfds_dir, os.path.join('synthetic_faces', 'tiny', '1.0.0')
+    ref_dir = tfds_dir
+    prepared = os.path.join('synthetic_faces', 'tiny', str(synthetic_faces.SyntheticFaces.VERSION))
     child = faultlib.call(
         [faultlib.Fault(**fault)], 'privjax.data.synthetic_faces:build', 'tiny', data_dir=data_dir
     )
@@ -821,6 +840,374 @@ def test_sigkill_while_preparing_data_then_rerun(tfds_dir, photos, tmp_path, nam
   reference = tfds.builder_from_directory(os.path.join(ref_dir, prepared))
   assert _prepared(builder) == _prepared(reference)
   assert sorted(os.listdir(builder.data_dir)) == sorted(os.listdir(reference.data_dir))
+
+
+# ---------------------------------------------------------------------------------------------
+# What a run's data is: duplicates found by content, files that are not photos, a data set that
+# changed under a run, and config values that would train something else than asked.
+
+
+def _photo_folder(photos, root) -> str:
+  """A private copy of the photos' folder (symlinks kept); its CSV."""
+  folder = os.path.join(root, 'photos')
+  shutil.copytree(os.path.dirname(photos[0]), folder, symlinks=True)
+  return os.path.join(folder, 'faces.csv')
+
+
+def _add_rows(csv, *rows):
+  with open(csv, 'a') as f:
+    f.write(''.join(r + '\n' for r in rows))
+
+
+def _first_row(csv) -> tuple[str, str]:
+  """(the first photo's file, the rest of its CSV row: identity and labels)."""
+  with open(csv) as f:
+    path, rest = f.read().splitlines()[1].split(',', 1)
+  return os.path.join(os.path.dirname(csv), path), rest
+
+
+def _symlink(csv):
+  photo, rest = _first_row(csv)
+  os.symlink(photo, os.path.join(os.path.dirname(csv), 'img', 'link.png'))
+  _add_rows(csv, f'img/link.png,{rest}')
+
+
+def _byte_copy(csv):
+  photo, rest = _first_row(csv)
+  shutil.copyfile(photo, os.path.join(os.path.dirname(csv), 'img', 'copy.png'))
+  _add_rows(csv, f'img/copy.png,{rest}')
+
+
+def _re_encoded(csv):
+  photo, rest = _first_row(csv)
+  Image.open(photo).save(os.path.join(os.path.dirname(csv), 'img', 'again.jpg'), quality=90)
+  _add_rows(csv, f'img/again.jpg,{rest}')
+
+
+def _listed_twice(csv):
+  photo, rest = _first_row(csv)
+  _add_rows(csv, f'{os.path.relpath(photo, os.path.dirname(csv))},{rest}')
+
+
+def _as_another_person(csv):
+  photo, rest = _first_row(csv)
+  shutil.copyfile(photo, os.path.join(os.path.dirname(csv), 'img', 'copy.png'))
+  _add_rows(csv, f'img/copy.png,p9,{rest.split(",", 1)[1]}')
+
+
+DUPLICATES = faultlib.Cases(
+    'duplicate photos (image_folder)',
+    'one warning line says how many images were dropped; one copy is kept (none of a photo listed '
+    'as two people); no prepared image is in two splits, by pixels or near-identical thumbnails',
+    {
+        # name: (description, (the change, images dropped, photos lost))
+        'symlink': ('a symlink to a photo, listed under its own name', (_symlink, 1, 0)),
+        'byte_copy': ('a byte copy of a photo under another name', (_byte_copy, 1, 0)),
+        're_encoded_jpeg': (
+            'the photo (a PNG) saved again as a JPEG of quality 90: near-identical pixels',
+            (_re_encoded, 1, 0),
+        ),
+        'listed_twice': ('the same file on two lines of the CSV', (_listed_twice, 1, 0)),
+        'under_two_identities': (
+            'a copy of a photo listed as another person: no one can say which is right, both go',
+            (_as_another_person, 2, 1),
+        ),
+    },
+)
+
+
+def _thumbnails(builder) -> np.ndarray:
+  return np.stack(
+      [
+          np.asarray(
+              Image.fromarray(source[i]['image']).convert('L').resize((16, 16), Image.BOX)
+          ).ravel()
+          for split in builder.info.splits
+          for source in [builder.as_data_source(split)]
+          for i in range(len(source))
+      ]
+  )
+
+
+@pytest.mark.parametrize('name', list(DUPLICATES))
+def test_duplicate_photos_are_kept_once(photos, tmp_path, caplog, name):
+  change, dropped, lost = DUPLICATES[name]
+  csv = _photo_folder(photos, str(tmp_path))
+  change(csv)
+  with caplog.at_level('WARNING'):
+    builder = image_folder.build(str(tmp_path / 'tfds'), **PHOTOS_KWARGS(csv))
+  lines = [r.getMessage() for r in caplog.records if 'duplicate images' in r.getMessage()]
+  assert len(lines) == 1 and f'dropped {dropped} duplicate images (' in lines[0], lines
+  assert_one_line(lines[0])
+  assert builder.info.metadata['duplicates']['count'] == dropped
+  prepared = _prepared(builder)
+  images = [e['image'] for split in builder.info.splits for e in prepared[split]]
+  assert len(images) == len(set(images)) == 50 - lost
+  assert photo_builder.near_pairs(_thumbnails(builder)) == []
+
+
+def _fifo(path):
+  os.mkfifo(path)
+
+
+def _device(path):
+  os.symlink('/dev/zero', path)  # a link to a character device that never ends
+
+
+NOT_PHOTOS = faultlib.Cases(
+    'files that are not photos (image_folder)',
+    'skipped without being opened, with a warning that names the file and what it is; the '
+    'preparation completes with the other photos (it hung on a FIFO or a device before)',
+    {
+        'fifo': ('a FIFO listed as a photo', (_fifo, 'a FIFO')),
+        'directory': ('a directory listed as a photo', (os.mkdir, 'a directory')),
+        'device': ('a symlink to /dev/zero listed as a photo', (_device, 'a character device')),
+    },
+)
+
+
+@pytest.mark.parametrize('name', list(NOT_PHOTOS))
+def test_files_that_are_not_photos_are_skipped(photos, tmp_path, caplog, name):
+  make, kind = NOT_PHOTOS[name]
+  csv = _photo_folder(photos, str(tmp_path))
+  # A name of its own: the same CSV would be the same data set, already prepared in this process.
+  path = os.path.join(os.path.dirname(csv), 'img', f'{name}.png')
+  make(path)
+  _add_rows(csv, f'img/{name}.png,p0,female,0')
+  # A builder that opened the FIFO would wait for a writer: this one ends the wait after a minute,
+  # so that the test fails instead of hanging.
+  done = threading.Event()
+
+  def unblock():
+    if not done.wait(60) and name == 'fifo':
+      with open(path, 'wb'):
+        pass
+
+  threading.Thread(target=unblock, daemon=True).start()
+  try:
+    with caplog.at_level('WARNING'):
+      builder = image_folder.build(str(tmp_path / 'tfds'), **PHOTOS_KWARGS(csv))
+  finally:
+    done.set()
+  assert builder.info.metadata['skipped']['first'] == [f'{path}: not a regular file ({kind})']
+  assert f'skipped 1 of 51 images: {path}: not a regular file ({kind})' in caplog.text
+  assert sum(builder.info.splits[s].num_examples for s in builder.info.splits) == 50
+
+
+@pytest.fixture(scope='module')
+def photo_run(photos, tmp_path_factory):
+  """(config(**changes), workdir, CSV) of a 3-step training on a private copy of the photos."""
+  root = str(tmp_path_factory.mktemp('photo_run'))
+  csv = _photo_folder(photos, root)
+  module = config_lib.config_module(os.path.join(ROOT, 'configs', 'image_folder.py'))
+
+  def config(**changes):
+    c = module.get_config(f'simple,tiny,csv={csv},attributes=smiling')
+    c.dataset.data_dir = os.path.join(root, 'tfds')
+    # Its own data set name: `photos` has the same CSV, whose data set this process has prepared
+    # (image_folder names a data set by its CSV's content, and reads the files of the first CSV).
+    c.dataset.builder_kwargs.prefix = 'photo_run'
+    c.total_steps = 3
+    for key, value in changes.items():
+      section, _, leaf = key.rpartition('.')
+      (c[section] if section else c)[leaf] = value
+    return c
+
+  workdir = os.path.join(root, 'run')
+  loop.train_and_evaluate(config(), workdir)
+  return config, workdir, csv
+
+
+@pytest.fixture
+def edited(photo_run):
+  """The photo run's CSV and photos, put back as they were after the test."""
+  folder = os.path.dirname(photo_run[2])
+  kept = {}
+  for d, _, files in os.walk(folder):
+    for name in files:
+      with open(os.path.join(d, name), 'rb') as f:
+        kept[os.path.join(d, name)] = f.read()
+  yield folder
+  for path, data in kept.items():
+    with open(path, 'wb') as f:
+      f.write(data)
+
+
+def _without_p5(folder, tmp_path):
+  csv = os.path.join(folder, 'faces.csv')
+  with open(csv) as f:
+    lines = f.read().splitlines(keepends=True)
+  with open(csv, 'w') as f:
+    f.writelines(l for l in lines if ',p5,' not in l)
+  return {}
+
+
+def _genders_swapped(folder, tmp_path):
+  csv = os.path.join(folder, 'faces.csv')
+  with open(csv) as f:
+    text = f.read()
+  with open(csv, 'w') as f:
+    f.write(text.replace(',female,', ',x,').replace(',male,', ',female,').replace(',x,', ',male,'))
+  return {}
+
+
+def _photo_changed_and_prepared_again(folder, tmp_path):
+  path = os.path.join(folder, 'img', '7.png')
+  pixels = np.asarray(Image.open(path)).copy()
+  pixels[:8] = 255 - pixels[:8]
+  Image.fromarray(pixels).save(path)
+  return {'dataset.data_dir': str(tmp_path / 'tfds')}  # the same CSV, prepared again
+
+
+DATA_CHANGED = faultlib.Cases(
+    "a run's data set changed",
+    'a one-line RunError naming the digest the run recorded and the new one; nothing on disk '
+    'changed (a resume used to train on the new data, an evaluation to measure on it, silently)',
+    {
+        # name: (description, (the change, resume or evaluate))
+        'resume_on_edited_csv': (
+            "the CSV lost a person's rows, then the run is resumed",
+            (_without_p5, 'resume'),
+        ),
+        'evaluate_on_edited_csv': (
+            "the CSV lost a person's rows, then the run is evaluated",
+            (_without_p5, 'evaluate'),
+        ),
+        'resume_on_relabelled_csv': (
+            'the CSV swapped the genders, then the run is resumed',
+            (_genders_swapped, 'resume'),
+        ),
+        'resume_after_photo_changed': (
+            'a photo edited (the CSV unchanged) and the data set prepared again, then resumed',
+            (_photo_changed_and_prepared_again, 'resume'),
+        ),
+    },
+)
+
+
+@pytest.mark.parametrize('name', list(DATA_CHANGED))
+def test_a_run_on_a_changed_data_set_is_refused(photo_run, edited, tmp_path, name):
+  change, action = DATA_CHANGED[name]
+  config, reference_dir, _ = photo_run
+  workdir = copy_run((reference_dir,), tmp_path)
+  recorded = ckpt_lib.read_config(workdir)['dataset']['digest']
+  changes = change(edited, tmp_path)
+  before = snapshot(workdir)
+  with pytest.raises(RunError) as e:
+    if action == 'resume':
+      loop.train_and_evaluate(config(total_steps=6, **changes), workdir)
+    else:
+      features.load_run(workdir)
+  text = assert_one_line(e)
+  assert re.search(
+      f'^cannot {action}: {workdir} was trained on data set digest {recorded}, but '
+      'image_folder/photo_run_s64_[0-9a-f]{10} has digest [0-9a-f]{20} now',
+      text,
+  ), text
+  assert snapshot(workdir) == before
+
+
+def test_allow_new_data_continues_on_the_changed_data_set(photo_run, edited, tmp_path, caplog):
+  """dataset.allow_new_data=True resumes on an edited CSV with a warning naming both digests and
+  records the new digest: a later resume needs no flag, and the new checkpoint evaluates."""
+  config, reference_dir, _ = photo_run
+  workdir = copy_run((reference_dir,), tmp_path)
+  old = ckpt_lib.read_config(workdir)['dataset']['digest']
+  _without_p5(edited, tmp_path)
+  with caplog.at_level('WARNING'):
+    result = loop.train_and_evaluate(
+        config(total_steps=6, **{'dataset.allow_new_data': True}), workdir
+    )
+  assert result['step'] == 6
+  new = ckpt_lib.read_config(workdir)['dataset']['digest']
+  assert new != old
+  assert f'trained on data set digest {old}, but ' in caplog.text
+  assert f'has digest {new} now' in caplog.text and 'continuing on the new data' in caplog.text
+  loop.train_and_evaluate(config(total_steps=6), workdir)  # finished; nothing refused
+  assert features.load_run(workdir).step == 6
+  with pytest.raises(RunError, match=f'digest {old}, but '):
+    features.load_run(workdir, step=3)  # the checkpoint trained on the old data
+
+
+def test_the_same_data_prepared_again_resumes(photo_run, tmp_path):
+  """The photos prepared again into another data dir (nothing changed): the same digest, resumed."""
+  config, reference_dir, _ = photo_run
+  workdir = copy_run((reference_dir,), tmp_path)
+  digest = ckpt_lib.read_config(workdir)['dataset']['digest']
+  result = loop.train_and_evaluate(
+      config(total_steps=6, **{'dataset.data_dir': str(tmp_path / 'tfds')}), workdir
+  )
+  assert result['step'] == 6 and ckpt_lib.read_config(workdir)['dataset']['digest'] == digest
+
+
+def test_a_run_without_a_digest_resumes_and_records_one(photo_run, tmp_path, caplog):
+  """A run from before digests (no dataset.digest in config.json) resumes with a warning that
+  its data cannot be checked, and records the digest of the data it resumes on."""
+  config, reference_dir, _ = photo_run
+  workdir = copy_run((reference_dir,), tmp_path)
+  recorded = ckpt_lib.read_config(workdir)
+  digest = recorded['dataset'].pop('digest')
+  with open(os.path.join(workdir, ckpt_lib.CONFIG_FILE), 'w') as f:
+    json.dump(recorded, f)
+  with caplog.at_level('WARNING'):
+    loop.train_and_evaluate(config(total_steps=6), workdir)
+  assert 'it recorded no data digest (trained before privjax recorded them)' in caplog.text
+  assert ckpt_lib.read_config(workdir)['dataset']['digest'] == digest
+
+
+BAD_CONFIG = faultlib.Cases(
+    'config value that trains something else',
+    'a one-line ConfigError naming the key and what it allows, before anything is written (every '
+    'key of config.KEYS is refused the same way: tests/test_config.py)',
+    {
+        # name: (description, (changes, the error's start))
+        'schedule_bogus': (
+            'optimizer.schedule=bogus (trained a cosine of one step: rate 0 after step 1)',
+            ({'optimizer.schedule': 'bogus'}, "optimizer.schedule='bogus' is not valid"),
+        ),
+        'cosine_without_decay_steps': (
+            'optimizer.schedule=cosine with the default decay_steps=0 (the same)',
+            ({'optimizer.schedule': 'cosine'}, "optimizer.schedule='cosine' needs"),
+        ),
+        'warmup_with_constant_schedule': (
+            'optimizer.warmup_steps=100 with the constant schedule (ignored)',
+            ({'optimizer.warmup_steps': 100}, 'optimizer.warmup_steps=100 has no effect'),
+        ),
+        'random_crop_above_one': (
+            'input.random_crop=5.0 (a crop fraction)',
+            ({'input.random_crop': 5.0}, 'input.random_crop must be a finite number in (0, 1]'),
+        ),
+        'lr_nan': (
+            'optimizer.lr=nan (passed the lr <= 0 check)',
+            ({'optimizer.lr': math.nan}, 'optimizer.lr must be a finite number > 0, got nan'),
+        ),
+        'lr_inf': (
+            'optimizer.lr=inf',
+            ({'optimizer.lr': math.inf}, 'optimizer.lr must be a finite number > 0, got inf'),
+        ),
+        'b2_one': (
+            'optimizer.b2=1.0 (Adam divides by 1 - b2^t)',
+            ({'optimizer.b2': 1.0}, 'optimizer.b2 must be a finite number in [0, 1)'),
+        ),
+        'negative_seed': (
+            'seed=-1 (numpy refuses it in a loader thread)',
+            ({'seed': -1}, 'seed must be an integer >= 0, got -1'),
+        ),
+    },
+)
+
+
+@pytest.mark.parametrize('name', list(BAD_CONFIG))
+def test_config_values_that_train_something_else_are_refused(tfds_dir, tmp_path, name):
+  changes, message = BAD_CONFIG[name]
+  config = make_config(tfds_dir)
+  for key, value in changes.items():
+    section, _, leaf = key.rpartition('.')
+    (config[section] if section else config)[leaf] = value
+  with pytest.raises(ConfigError) as e:
+    loop.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert assert_one_line(e).startswith(message), str(e.value)
+  assert not os.path.exists(tmp_path / 'run')
 
 
 # ---------------------------------------------------------------------------------------------

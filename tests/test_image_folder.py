@@ -4,7 +4,9 @@ import csv
 import hashlib
 import logging
 import os
+import shutil
 import sys
+import threading
 
 import ml_collections
 import numpy as np
@@ -301,3 +303,133 @@ def test_train_four_steps_on_your_own_photos(built, folder, tmp_path):
   result = loop.train_and_evaluate(c, str(tmp_path / 'run'))
   assert result['step'] == 4 and 0.0 <= result['test_accuracy'] <= 1.0
   assert os.path.exists(tmp_path / 'run' / 'metrics.jsonl')
+
+
+# ---------------------------------------------------------------------------
+# The same photo under other names, files that are not photos, the content digest.
+# ---------------------------------------------------------------------------
+
+
+def _prepared_images(builder):
+  """{split: uint8 [N, S, S, 3]} of a prepared data set."""
+  return {s: np.stack([e['image'] for e in _read(builder, s)]) for s in splits.SPLITS}
+
+
+def test_the_same_photo_under_other_names_is_kept_once(tmp_path, caplog):
+  csv_path, rows = _write_folder(str(tmp_path))
+  folder = os.path.dirname(csv_path)
+  photo, other = rows[0], rows[3]  # a PNG of p0; a JPEG of p0 or p1, listed again under 'p7'
+  src = os.path.join(folder, photo[0])
+  os.symlink(src, os.path.join(folder, 'img', 'link.png'))
+  shutil.copyfile(src, os.path.join(folder, 'img', 'copy.png'))
+  Image.open(src).convert('RGB').save(os.path.join(folder, 'img', 'q90.jpg'), quality=90)
+  extra = [['img/link.png', *photo[1:]], ['img/copy.png', *photo[1:]], ['img/q90.jpg', *photo[1:]]]
+  extra.append([other[0], 'p7', *other[2:]])  # the same file under another identity
+  with open(csv_path, 'a', newline='') as f:
+    csv.writer(f).writerows(extra)
+  with caplog.at_level(logging.WARNING):
+    builder = imf.build(data_dir=str(tmp_path / 'tfds'), csv=csv_path)
+  # The original is kept; its symlink and copy (same pixels) and JPEG (near) are dropped; the
+  # photo listed under two identities is dropped in both copies.
+  dups = builder.info.metadata['duplicates']
+  assert (dups['count'], dups['same_pixels'], dups['near_identical'], dups['conflicting']) == (
+      5,
+      2,
+      1,
+      2,
+  )
+  assert 'dropped 5 duplicate images (2 with the same pixels as a kept one, 1 near-identical, ' in (
+      caplog.text
+  )
+  assert any(d.endswith(f'q90.jpg: near-identical to {src}') for d in dups['first'])
+  assert any(d.startswith(os.path.join(folder, other[0])) for d in dups['first'])
+  images = _prepared_images(builder)
+  total = sum(len(v) for v in images.values())
+  assert total == len(rows) - SKIPPED - 1  # one photo less: the one listed as two people
+  # No image in two splits, by pixels or near-identical thumbnails of what was prepared.
+  thumbs = [
+      np.asarray(Image.fromarray(im).convert('L').resize((16, 16), Image.Resampling.BOX)).ravel()
+      for s in splits.SPLITS
+      for im in images[s]
+  ]
+  assert photo_builder.near_pairs(np.stack(thumbs)) == []
+  want = np.asarray(photo_builder.load_face(src, 64, 1.0))
+  assert sum(np.array_equal(im, want) for s in images for im in images[s]) == 1
+
+
+def test_files_that_are_not_regular_are_skipped_unopened(tmp_path, caplog):
+  csv_path, rows = _write_folder(str(tmp_path))
+  folder = os.path.dirname(csv_path)
+  fifo = os.path.join(folder, 'img', 'fifo.jpg')
+  os.mkfifo(fifo)
+  os.mkdir(os.path.join(folder, 'img', 'folder.jpg'))
+  os.symlink('/dev/zero', os.path.join(folder, 'img', 'zero.jpg'))
+  with open(csv_path, 'a', newline='') as f:
+    csv.writer(f).writerows(
+        [[f'img/{n}.jpg', 'p0', 'female', 0, ''] for n in ('fifo', 'folder', 'zero')]
+    )
+
+  # Opening the FIFO for reading would wait for a writer: if the builder does, this writer ends
+  # the wait after a minute, and the test fails instead of hanging.
+  done = threading.Event()
+
+  def unblock():
+    if not done.wait(60):
+      with open(fifo, 'wb'):
+        pass
+
+  watchdog = threading.Thread(target=unblock, daemon=True)
+  watchdog.start()
+  try:
+    with caplog.at_level(logging.WARNING):
+      builder = imf.build(data_dir=str(tmp_path / 'tfds'), csv=csv_path)
+  finally:
+    done.set()
+  skipped = builder.info.metadata['skipped']
+  assert skipped['count'] == SKIPPED + 3
+  for name, kind in (('fifo', 'a FIFO'), ('folder', 'a directory'), ('zero', 'a character device')):
+    assert f'{name}.jpg: not a regular file ({kind})' in ' '.join(skipped['first'])
+  assert f'skipped {SKIPPED + 3} of {len(rows) + 3} images' in caplog.text
+
+
+def test_near_pairs_are_every_pair_within_the_distance(monkeypatch):
+  rng = np.random.default_rng(0)
+  base = rng.integers(0, 256, (60, 256))
+  noise = rng.integers(-6, 7, (60, 256))
+  # Planted copies at known distances, and rows of one mean (the band search's worst case).
+  thumbs = np.concatenate(
+      [base, np.clip(base[:20] + noise[:20] // 3, 0, 255), np.full((5, 256), 9)]
+  )
+  thumbs[-1, :128] += 1
+  monkeypatch.setattr(photo_builder, '_NEAR_CHUNK', 7)  # many blocks, pairs across them
+  for max_rms in (0.5, 2.0, 4.0, 40.0):
+    d = np.sqrt(((thumbs[:, None, :] - thumbs[None]) ** 2).mean(-1))
+    want = [(i, j) for i in range(len(d)) for j in range(i + 1, len(d)) if d[i, j] <= max_rms]
+    assert photo_builder.near_pairs(thumbs.astype(np.uint8), max_rms) == want, max_rms
+
+
+def test_the_content_digest_follows_the_data_not_its_folder(built, folder, tmp_path):
+  digest = built.info.metadata['digest']
+  assert len(digest) == 20
+  # The same photos and CSV in another folder: the same data set, the same digest.
+  moved = str(tmp_path / 'moved')
+  shutil.copytree(os.path.dirname(folder[0]), moved, symlinks=True)
+  again = imf.build(
+      data_dir=str(tmp_path / 'a'), csv=os.path.join(moved, 'faces.csv'), attributes=('smiling',)
+  )
+  assert again.info.metadata['digest'] == digest
+  # One label changed: another data set.
+  with open(os.path.join(moved, 'faces.csv')) as f:
+    text = f.read()
+  line = text.splitlines()[1]
+  flipped = (
+      line.replace(',female,', ',male,')
+      if ',female,' in line
+      else line.replace(',male,', ',female,')
+  )
+  with open(os.path.join(moved, 'faces.csv'), 'w') as f:
+    f.write(text.replace(line, flipped, 1))
+  edited = imf.build(
+      data_dir=str(tmp_path / 'b'), csv=os.path.join(moved, 'faces.csv'), attributes=('smiling',)
+  )
+  assert edited.info.metadata['digest'] != digest

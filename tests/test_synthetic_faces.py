@@ -1,6 +1,8 @@
 """Tests for the synthetic faces: the renderer (face_renderer), protocol splits and TFDS builder
 (synthetic_faces)."""
 
+import hashlib
+import json
 import os
 import sys
 
@@ -8,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from privjax.data import builder_base
+from privjax.data import builder_base, digest
 from privjax.data import face_renderer as fr
 from privjax.data import synthetic_faces as sf
 
@@ -230,6 +232,23 @@ def test_builder_end_to_end_without_tensorflow(tmp_path, tiny):
   assert os.path.exists(os.path.join(builder.data_dir, 'metadata.json'))
   from_files = tfds.builder_from_directory(builder.data_dir)
   assert builder_base.split_identities(from_files) == groups
+
+  # The content digest, computed here from its documented format: a JSON header line, then one
+  # line per example (split, sha256 of the pixels, labels by class name), split by split.
+  def line(value):
+    return json.dumps(value, sort_keys=True, separators=(',', ':')) + '\n'
+
+  text = line({'generator': 1, 'version': '1.1.0'})
+  for split in sf.SPLITS:
+    for i in idx[split]:
+      labels = {
+          'identity': str(tiny['identity'][i]),
+          'gender': ('female', 'male')[tiny['gender'][i]],
+          'smiling': ('no', 'yes')[tiny['smiling'][i]],
+      }
+      text += line([split, hashlib.sha256(tiny['image'][i].tobytes()).hexdigest(), labels])
+  want = hashlib.sha256(text.encode()).hexdigest()[:20]
+  assert digest.of_builder(builder) == digest.of_builder(from_files) == want
 
   # idempotent: a second build reuses the prepared files
   record = os.path.join(builder.data_dir, 'synthetic_faces-train.array_record-00000-of-00001')

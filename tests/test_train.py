@@ -163,7 +163,7 @@ def test_non_privjax_directory_is_refused(tiny_config, tmp_path):
     'key,value,match',
     [
         ('model.cut', 'conv9_9', "unknown cut layer 'conv9_9'"),
-        ('model.arch', 'resnet', "unknown architecture 'resnet'"),
+        ('model.arch', 'resnet', "model.arch='resnet' is not valid; choose one of: vgg16"),
         ('model.image_size', 32, 'model.image_size=32 but vgg_mini takes 64x64'),
         ('mode', 'triplet', "mode='triplet' is not valid"),
         ('dataset.primary', 'age', "label 'age' is not in data set"),

@@ -4,6 +4,9 @@ The CSV has the columns ``path`` (relative to the CSV's folder), ``identity`` an
 (``gender``, ``smiling``, ...; string or integer values).  Checking the images, the identity splits
 and the image processing are every photo builder's (``privjax.data.photo_builder``).
 
+A photo listed twice, under the same or another name (a symlink, a copy, a re-encoding), is kept
+once, or dropped in every copy when its labels differ (see ``photo_builder``).
+
 Builder parameters come from a config object or from keyword arguments (``tfds.builder(
 'image_folder', csv=..., primary='gender', attributes=('smiling',), image_size=64)``; the
 training configs pass ``dataset.builder_kwargs``).  The config name is derived from the CSV's
@@ -175,17 +178,14 @@ class ImageFolder(photo_builder.FaceBuilder):
     folder = os.path.dirname(cfg.csv)
     attributes = (cfg.primary,) + cfg.attributes
     index = {a: {n: i for i, n in enumerate(cfg.table.classes[a])} for a in attributes}
-    records, problems, seen = [], [], {}
+    records, problems = [], []
     for line, row in cfg.table.rows:
       empty = [c for c in ('path', 'identity') + attributes if not row[c]]
       if empty:
         problems.append(f'{os.path.basename(cfg.csv)} line {line}: empty {", ".join(empty)}')
         continue
+      # A file listed twice is a duplicate like any other (photo_builder drops it by content).
       path = os.path.normpath(os.path.join(folder, row['path']))
-      if path in seen:
-        problems.append(f'{path}: listed again on line {line} (first on line {seen[path]})')
-        continue
-      seen[path] = line
       records.append(
           photo_builder.Record(
               line,

@@ -1,6 +1,8 @@
 """Input pipelines: TFDS array_record sources read with grain, without TensorFlow.
 
-What lives here: opening a prepared data set split (`load_split`), per-image preprocessing
+What lives here: opening a prepared data set split (`load_split`), checking that a run sees the
+data it was trained on (`check_run_data`, by the content digests of privjax.data.digest: resuming
+and evaluating both call it), per-image preprocessing
 (centre crop, resize, random flip; all uint8 on the host, normalisation happens in the model), the
 Siamese pair batches for training, padded evaluation batches, and device prefetch.
 Must not import TensorFlow, privjax.models or privjax.train: data flows out of here, nothing in.
@@ -12,7 +14,8 @@ import collections
 import dataclasses
 import importlib
 import itertools
-from typing import Iterator
+import logging
+from typing import Any, Iterator
 
 import grain
 import jax
@@ -21,8 +24,9 @@ import tensorflow_datasets as tfds
 from absl import flags
 from PIL import Image
 
+from privjax.data import digest as digest_lib
 from privjax.data.pairs import PairSampler
-from privjax.errors import DataError
+from privjax.errors import DataError, RunError
 
 # Data sets defined in privjax; importing the module registers the builder with TFDS.
 # `generated` ones are prepared on first use (made locally, or from `dataset.manual_dir` files or a
@@ -85,6 +89,60 @@ def label_classes(builder) -> tuple[tuple[str, int], ...]:
       for k in sorted(features.keys())
       if hasattr(features[k], 'num_classes')
   )
+
+
+_ALLOW = 'dataset.allow_new_data=True'
+
+
+def _dataset_name(builder) -> str:
+  config = getattr(builder, 'builder_config', None)
+  return f'{builder.name}/{config.name}' if config is not None else builder.name
+
+
+def check_run_data(
+    config: Any,
+    builder,
+    *,
+    run: str = 'the run',
+    action: str = 'evaluate',
+    allow_new_data: bool = False,
+) -> str | None:
+  """The digest of `builder`'s data, after checking it against the one `config` recorded.
+
+  `config` is a run's saved config (a dict or ConfigDict; None for a new run, which records the
+  digest returned). A digest that differs is a RunError naming both, unless `allow_new_data` (a
+  resumption that continues on the new data: a warning naming both). A run that recorded no digest
+  (trained before digests) or a data set without one cannot be checked: a warning says so.
+  """
+  current = digest_lib.of_builder(builder)
+  if config is None:
+    return current
+  recorded = (config.get('dataset') or {}).get('digest')
+  if not recorded or not current:
+    logging.warning(
+        'cannot check that %s %s the data it was trained on: %s',
+        run,
+        'resumes on' if action == 'resume' else 'is evaluated on',
+        f'data set {_dataset_name(builder)} has no content digest'
+        if not current
+        else 'it recorded no data digest (trained before privjax recorded them)',
+    )
+    return current
+  if recorded == current:
+    return current
+  differs = (
+      f'{run} was trained on data set digest {recorded}, but {_dataset_name(builder)} has digest '
+      f'{current} now (its images, labels or splits changed)'
+  )
+  if allow_new_data:
+    logging.warning('%s; continuing on the new data (%s)', differs, _ALLOW)
+    return current
+  hint = (
+      f'restore the data it was trained on, or set {_ALLOW} to continue on the new data'
+      if action == 'resume'
+      else f'restore the data it was trained on to {action} it'
+  )
+  raise RunError(f'cannot {action}: {differs}; {hint}')
 
 
 @dataclasses.dataclass

@@ -8,7 +8,8 @@ What lives here:
   *same* people, disjoint images: closed-set re-identification).
 * ``SyntheticFaces`` -- the TFDS builder that writes the faces of
   ``privjax.data.face_renderer.generate_faces`` as ``array_record`` into the usual TFDS data dir,
-  with configs named by their parameters (``ids200_img40_s64_seed0``), plus the ``build`` and
+  with configs named by their parameters (``ids200_img40_s64_seed0``) and the content digest of
+  the pixels and labels in metadata.json (``privjax.data.digest``), plus the ``build`` and
   ``make_config`` helpers.
 
 The output is a pure function of (generator version, config).
@@ -20,6 +21,7 @@ privjax.models / privjax.train: data must stay independent of the models trained
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from typing import Any
 
@@ -27,6 +29,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from privjax.data import builder_base, encoding, face_renderer, splits
+from privjax.data import digest as digest_lib
 
 DEFAULT_NUM_IDENTITIES = 200
 DEFAULT_IMAGES_PER_IDENTITY = 40
@@ -183,8 +186,11 @@ class SyntheticFacesConfig(builder_base.NamedConfig):
 class SyntheticFaces(builder_base.BaseBuilder):
   """Face-like portraits with gender / identity / smiling labels (no download)."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.1.0': 'A content digest in metadata.json (the examples are unchanged).',
+      '1.0.0': 'Initial release.',
+  }
   CONFIG_CLASS = SyntheticFacesConfig
   BUILDER_CONFIGS = [
       SyntheticFacesConfig(name='default'),
@@ -246,6 +252,18 @@ class SyntheticFaces(builder_base.BaseBuilder):
         cfg.owner_fraction,
         cfg.owner_test_fraction,
     )
+    content = digest_lib.ContentHash(
+        version=str(self.VERSION), generator=face_renderer.GENERATOR_VERSION
+    )
+    features = self.info.features
+    for split in SPLITS:
+      for i in idx[split]:
+        content.add(
+            split,
+            hashlib.sha256(data['image'][i].tobytes()).hexdigest(),
+            {k: features[k].int2str(int(data[k][i])) for k in ('identity', 'gender', 'smiling')},
+        )
+    self.info.metadata[digest_lib.METADATA_KEY] = content.hexdigest()
     return {split: self._generate_examples(data, idx[split]) for split in SPLITS}
 
   def _generate_examples(self, data, indices):

@@ -51,6 +51,7 @@ def load_run(workdir: str, step: int | None = None, *, data_dir: str | None = No
   if data_dir is not None:
     config.dataset.data_dir = data_dir
   builder = pipeline.get_builder(config.dataset)
+  pipeline.check_run_data(config, builder, run=workdir)
   num_classes = pipeline.label_num_classes(builder, config.dataset.primary)
   context = defences.context_for(config, pipeline.label_classes(builder))
   model, defence = defences.model_from_config(config, num_classes, context, rngs=nnx.Rngs(0))

@@ -62,8 +62,27 @@ def read_config(workdir: str) -> dict:
   return json.loads(path.read_text())
 
 
-def _check_workdir(workdir: str, config_dict: dict) -> bool:
-  """prepare_workdir's refusals, reading only; True when `workdir` holds this run."""
+def update_config(workdir: str, key: str, value: Any) -> None:
+  """Sets the dotted `key` of a run's config.json (on process 0, atomically): what a resumption
+  changed on the user's request (dataset.digest when it continued on new data)."""
+  if jax.process_index() != 0:
+    return
+  config_dict = read_config(workdir)
+  *parents, leaf = key.split('.')
+  node = config_dict
+  for part in parents:
+    node = node.setdefault(part, {})
+  node[leaf] = value
+  try:
+    paths.write_atomic(
+        paths.join(workdir, CONFIG_FILE), json.dumps(config_dict, indent=2, sort_keys=True)
+    )
+  except OSError as e:
+    raise RunError(f'cannot write --workdir {workdir}: {e.strerror or e}') from None
+
+
+def check_workdir(workdir: str, config_dict: dict) -> bool:
+  """prepare_workdir's refusals, reading only; True when `workdir` holds this run (a resume)."""
   path = paths.as_path(workdir)
   try:
     is_dir = path.is_dir()
@@ -101,7 +120,7 @@ def prepare_workdir(workdir: str, config_dict: dict) -> bool:
   A workdir holding another experiment, or files privjax did not write, is refused untouched; one
   that cannot be created or written is a RunError too.
   """
-  if _check_workdir(workdir, config_dict):
+  if check_workdir(workdir, config_dict):
     return True
   if jax.process_index() == 0:
     try:
@@ -119,7 +138,7 @@ def prepare_workdir(workdir: str, config_dict: dict) -> bool:
 def claim_workdir(workdir: str, config_dict: dict) -> tuple[bool, WorkdirLock]:
   """(resume?, lock) for a training in `workdir`: prepare_workdir's checks and config.json, under
   the workdir's lock (taken by process 0 only). Refused untouched when another training holds it."""
-  resume = _check_workdir(workdir, config_dict)  # refusals first: nothing is written
+  resume = check_workdir(workdir, config_dict)  # refusals first: nothing is written
   if jax.process_index() == 0 and not resume:
     try:
       paths.as_path(workdir).mkdir(parents=True, exist_ok=True)

@@ -11,9 +11,11 @@ Faults: the workdir is locked while a training runs in it (train.lock; a second 
 the lock of a killed one is taken over). A resume restores the newest checkpoint that restores
 (privjax.train.checkpoint sets a broken newer one aside), drops the rows the killed run logged
 after it from metrics.jsonl, and carries the running means of the logging interval the checkpoint
-cut in two (saved in its meta), so the history equals the uninterrupted run's. A run whose training
-is over returns its result again without writing (final_metrics.json is rebuilt from metrics.jsonl
-when a kill after the last checkpoint left none).
+cut in two (saved in its meta), so the history equals the uninterrupted run's. A resume on data
+whose content digest differs from the one config.json recorded is refused in one line
+(privjax.data.pipeline.check_run_data) unless dataset.allow_new_data. A run whose training is over
+returns its result again without writing (final_metrics.json is rebuilt from metrics.jsonl when a
+kill after the last checkpoint left none).
 The workdir may be a URI (`gs://bucket/run`): every file goes through etils.epath
 (privjax.paths; the train lock is best effort on an object store). TensorBoard gets the scalars and,
 for its HPARAMS tab, the config (privjax.train.writer).
@@ -197,6 +199,16 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   check_defence_labels(defence, builder)
   if config.init_from:
     ckpt_lib.restore_run(config.init_from)  # fails early on a missing or empty run
+  # A resumed run must see the data it was trained on (dataset.allow_new_data: on purpose); the
+  # workdir's own refusals (another experiment there) come first.
+  recorded = ckpt_lib.read_config(workdir) if ckpt_lib.check_workdir(workdir, config_dict) else None
+  config_dict['dataset']['digest'] = pipeline.check_run_data(
+      recorded,
+      builder,
+      run=workdir,
+      action='resume',
+      allow_new_data=config.dataset.get('allow_new_data', False),
+  )
   weights = None
   if config.model.get('pretrained') and not config.init_from:
     weights = pretrained.check_config(config, num_classes)
@@ -210,6 +222,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
   distributed.decide_on_first_process(claim, f'claim --workdir {workdir}')
   try:
+    if (
+        recorded is not None
+        and recorded['dataset'].get('digest') != config_dict['dataset']['digest']
+    ):
+      ckpt_lib.update_config(workdir, 'dataset.digest', config_dict['dataset']['digest'])
     checkpoints = ckpt_lib.Checkpoints(
         workdir, every=config.checkpoint_every, keep=config.keep_checkpoints
     )

@@ -23,8 +23,10 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from privjax import config as config_lib
 from privjax import defences as defences_lib
 from privjax import objectives
+from privjax.errors import ConfigError
 
 
 def _group_labels(device_layers: tuple[str, ...]):
@@ -47,11 +49,17 @@ def _group_labels(device_layers: tuple[str, ...]):
 
 def learning_rate(opt_cfg, lr: float):
   """`lr`, or a warm-up then cosine decay to 0 over `decay_steps` (optimizer.schedule='cosine')."""
-  if opt_cfg.get('schedule', 'constant') == 'constant':
+  schedule = opt_cfg.get('schedule', 'constant')
+  if schedule == 'constant':
     return lr
-  return optax.warmup_cosine_decay_schedule(
-      0.0, lr, opt_cfg.warmup_steps, max(opt_cfg.decay_steps, opt_cfg.warmup_steps + 1)
-  )
+  if schedule != 'cosine' or opt_cfg.decay_steps <= opt_cfg.warmup_steps:
+    # config.validate refuses both; this guards the callers that build an optimizer directly.
+    raise ConfigError(
+        f'optimizer.schedule={schedule!r} with warmup_steps={opt_cfg.warmup_steps}, '
+        f'decay_steps={opt_cfg.decay_steps}: choose {" or ".join(config_lib.SCHEDULES)}, and '
+        'for cosine decay_steps > warmup_steps'
+    )
+  return optax.warmup_cosine_decay_schedule(0.0, lr, opt_cfg.warmup_steps, opt_cfg.decay_steps)
 
 
 def make_optimizer(opt_cfg, device_layers: tuple[str, ...] = (), device_lr: float | None = None):
