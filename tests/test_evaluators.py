@@ -379,3 +379,90 @@ def test_generic_rendering_of_an_evaluators_metrics():
   assert '| | none, σ² 0 |' in lines  # only the settings it ran at
   assert '| identity top-1, mine | 50.0 ± 5.0 % |' in lines
   assert '| late: PSNR | 12.3 dB |' in tables.once_sections(report)
+
+
+def _noisy_people(people, per_person, noise, seed, dims=16):
+  """Features of `people` with a fixed centre each and heavy per-photo noise."""
+  centres = np.random.default_rng(7).normal(size=(people, dims))
+  y = np.repeat(np.arange(people), per_person)
+  x = centres[y] + np.random.default_rng(seed).normal(scale=noise, size=(len(y), dims))
+  return x.astype(np.float32), y
+
+
+def test_accounts_pool_photos_of_one_person_and_report_the_k_with_enough_people(tmp_path):
+  from privjax.evaluate.evaluators import accounts
+
+  x_tr, y_tr = _noisy_people(40, 8, 1.5, seed=0)
+  x_te, y_te = _noisy_people(40, 8, 1.5, seed=1)
+  data = {
+      'attacker_train': {'features': x_tr, 'identity': y_tr},
+      'attacker_test': {'features': x_te, 'identity': y_te},
+  }
+  config = ml_collections.ConfigDict({'seed': 0, 'attacker_overrides': {}})
+  ctx = make_ctx(tmp_path, config, {}, data)
+  ctx.evaluator = 'accounts'
+  out = accounts.run(ctx, baseline(ctx), accounts.Settings(ks=(1, 2, 4, 8, 16), min_people=30))
+  top1 = {k: out[f'linear/k{k}'].value for k in (1, 2, 4, 8)}
+  assert top1[1] < 80 and top1[8] > top1[1] + 10, top1  # pooling names people a photo cannot
+  assert 'linear/k16' not in out  # nobody has 16 test photos
+  leaks = {n: m for n, m in out.items() if m.role == 'leak'}
+  assert list(leaks) == ['linear/k8'] and leaks['linear/k8'].uploads == 8
+  records = ctx.details['accounts']['none/0']['linear']
+  assert records['8']['num_people'] == 40 and records['8']['num_groups'] == 40
+  assert records['2']['num_groups'] == 160
+  # With too few people at every k > 1, no pooled figure is a leak.
+  out = accounts.run(ctx, baseline(ctx), accounts.Settings(ks=(1, 2), min_people=50))
+  assert not [m for m in out.values() if m.role == 'leak']
+
+
+def test_repeated_uploads_average_the_noise_away(tmp_path):
+  from privjax.evaluate.evaluators import repeated_upload
+
+  x_tr, y_tr = _noisy_people(10, 20, 0.3, seed=0)
+  x_te, y_te = _noisy_people(10, 10, 0.3, seed=1)
+  data = {
+      'attacker_train': {'features': x_tr, 'identity': y_tr},
+      'attacker_test': {'features': x_te, 'identity': y_te},
+  }
+  config = ml_collections.ConfigDict({'seed': 0, 'attacker_overrides': {}})
+  ctx = make_ctx(tmp_path, config, {}, data)
+  settings = repeated_upload.Settings(ks=(1, 8))
+  assert repeated_upload.run(ctx, baseline(ctx), settings) == {}  # no noise, nothing to average
+  noisy = ctx.features.setting('none', None, 9.0, baseline=False)
+  # The mean of 8 uploads has a noise variance of 9 / 8.
+  mean8 = repeated_upload.averaged(ctx, noisy, 'attacker_test', 8)
+  assert np.var(mean8 - x_te) == pytest.approx(9.0 / 8, rel=0.1)
+  out = repeated_upload.run(ctx, noisy, settings)
+  assert out['k8'].value > out['k1'].value + 15, out
+  assert out['k8'].role == 'leak' and out['k8'].uploads == 8 and out['k1'].role == ''
+
+
+def test_the_face_recogniser_names_perfect_reconstructions_and_not_noise(tmp_path):
+  from privjax.data import face_renderer
+
+  faces = face_renderer.generate_faces(
+      num_identities=4, images_per_identity=4, image_size=64, seed=0
+  )
+  images, labels = faces['image'].astype(np.float32) / 255.0, faces['identity']
+  train, test = np.arange(16) % 4 < 2, np.arange(16) % 4 >= 2
+  data = {
+      'attacker_train': {'features': images[train], 'identity': labels[train]},
+      'attacker_test': {'features': images[test], 'identity': labels[test]},
+  }
+  # Two photos a person to train on: one l2, no val split to choose it on.
+  config = ml_collections.ConfigDict({'seed': 0, 'attacker_overrides': {'linear': {'l2': 1e-2}}})
+  ctx = make_ctx(
+      tmp_path, config, {'attacker_train': images[train], 'attacker_test': images[test]}, data
+  )
+  ctx.evaluator = 'reidentify'
+  ctx.add_reconstructions('perfect', np.arange(8), images[test])
+  rng = np.random.default_rng(0)
+  ctx.add_reconstructions('noise', np.arange(8), rng.uniform(size=images[test].shape))
+  settings = reidentify.Settings(ks=(1, 2), min_people=4)
+  out = reidentify.run(ctx, baseline(ctx), settings)
+  assert out['face/originals'].role == 'raw'
+  assert out['face/perfect'].value == out['face/originals'].value  # the originals themselves
+  assert out['face/perfect'].role == 'leak' and out['face/noise'].role == 'leak'
+  assert out['face/noise'].value < out['face/perfect'].value
+  assert out['face/perfect/k2'].uploads == 2  # two photos of each of 4 people pooled
+  assert 'face/perfect/tar_at_far_0.01' in out

@@ -2,12 +2,14 @@
 
 Arguments after the colon, comma-separated:
   fast    noise variances 0, 0.1, 1; the primary label attacked only without PCA and noise; 300
-          decoder steps; rMLE on 32 images for 200 steps (the README's main job and the notebook)
+          decoder steps; rMLE on 32 images for 200 steps; repeated uploads averaged over 8 only
+          (the README's main job and the notebook)
   tiny    smallest settings, for tests
 
 What `fast` leaves to the full config: noise variances 1e-4, 1e-2 and 9; the primary label attacked
 at every setting; the attacker families pca_mlp and pca_linear's 32/128 components; 1500 decoder
-steps; rMLE on 128 images for 300 steps with its TV weight tuned on the attacker's own images.
+steps; rMLE on 128 images for 300 steps with its TV weight tuned on the attacker's own images;
+repeated uploads averaged over 1, 2 and 4 as well.
 
 Every evaluator's settings and their defaults live in its module (privjax/evaluate/evaluators/);
 this file chooses which evaluators run (`evaluators`, in order) and overrides settings, each in
@@ -46,6 +48,8 @@ def get_config(arg: str = ''):
       'head',
       'probe',
       'attackers',
+      'accounts',
+      'repeated_upload',
       'rank_privacy',
       'open_set',
       'reconstruction',
@@ -76,6 +80,7 @@ def get_config(arg: str = ''):
     c.inversion.num_images = 32
     c.inversion.steps = 200
     c.inversion.tv_weights = ()
+    c.repeated_upload.ks = (8,)
   if 'tiny' in args:
     c.transforms = ('none', 'pca:4')
     c.noise_variances = (0.0, 1.0)
@@ -89,5 +94,8 @@ def get_config(arg: str = ''):
     c.inversion.batch_size = 4
     c.open_set.hidden = (16,)
     c.open_set.mlp = ml_collections.ConfigDict({'max_epochs': 3})
+    c.accounts.ks = (1, 2)
+    c.accounts.min_people = 3
+    c.repeated_upload.ks = (2,)
     c.batch_size = 32
   return c

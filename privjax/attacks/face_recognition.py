@@ -65,6 +65,11 @@ def _models_dir() -> str:
   return os.path.join(package_dir, "models")
 
 
+def check_installed() -> None:
+  """One line naming the extra when dlib or the model files are missing (nothing is loaded)."""
+  _models_dir()
+
+
 @functools.cache
 def _dlib_models():
   """(dlib module, descriptor network, 5-point landmark model, face detector), loaded once."""

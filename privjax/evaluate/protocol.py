@@ -129,6 +129,18 @@ def evaluate_run(
   for _, module, settings, _ in evaluators:
     if hasattr(module, 'check'):
       module.check(run, settings, eval_config)
+  # The untransformed, noiseless setting (else the first): where the 'baseline' evaluators run.
+  grid = [(t, v) for t in eval_config.transforms for v in eval_config.noise_variances]
+  baseline = ('none', 0.0) if ('none', 0.0) in grid else grid[0]
+  per_setting = [e for e in evaluators if e[3] != 'once']
+  names = {f'{t}/{v:g}' for t, v in grid}
+  for name, _, _, where in per_setting:
+    missing = sorted(set(where) - names) if isinstance(where, tuple) else []
+    if missing:
+      raise EvalError(
+          f'evaluator {name!r}: where names settings {", ".join(missing)} that the sweep does not '
+          f'have; it has: {", ".join(sorted(names))}'
+      )
   out_dir = report_dir(workdir, eval_config)
   t_start = time.perf_counter()
   _log('[%s] extracting features at step %d', workdir, run.step)
@@ -184,10 +196,6 @@ def evaluate_run(
     produced[name]['metrics'] = list(dict.fromkeys(produced[name]['metrics'] + list(out)))
 
   writer = tensorboard.EvalWriter(out_dir, run.step)
-  # The untransformed, noiseless setting (else the first): where the 'baseline' evaluators run.
-  grid = [(t, v) for t in eval_config.transforms for v in eval_config.noise_variances]
-  baseline = ('none', 0.0) if ('none', 0.0) in grid else grid[0]
-  per_setting = [e for e in evaluators if e[3] != 'once']
   bar = tqdm.tqdm(total=len(grid), desc='evaluation settings', unit='setting')
   for spec in eval_config.transforms:
     pca = features.fit_transform(spec, cfg.dataset.train_split)
@@ -204,7 +212,7 @@ def evaluate_run(
           'metrics': {},
       }
       for name, module, settings, where in per_setting:
-        if where == 'each' or setting.baseline:
+        if common.runs_at(where, setting):
           run_one(name, module, settings, setting, entry['metrics'])
       report['settings'].append(entry)
       writer.setting(entry)

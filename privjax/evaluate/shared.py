@@ -185,3 +185,25 @@ def image_quality(originals, images, what: str, role: str = 'fidelity') -> dict:
           float(np.mean(ssim)), float(np.std(ssim) / root_n), label=f'{what}: SSIM', role=role
       ),
   }
+
+
+def chosen_k(records: dict, min_people: int) -> int | None:
+  """The largest group size k whose accounts cover at least `min_people` people (None if none)."""
+  ok = [k for k, r in records.items() if r['top1'] is not None and r['num_people'] >= min_people]
+  return max(ok) if ok else None
+
+
+def pooled_metrics(records: dict, min_people: int, what: str, secret: str) -> dict:
+  """A metric per k of privjax.attacks.accounts' records ({k: record}); the one at `chosen_k`
+  (k > 1) is the leak seeing k uploads."""
+  k_star = chosen_k(records, min_people)
+  out = {}
+  for k, r in records.items():
+    if r['top1'] is None:
+      continue
+    note = f'{r["num_people"]} people, {r["num_groups"]} groups'
+    leak = {'role': 'leak', 'secret': secret, 'uploads': int(k)} if k == k_star and k > 1 else {}
+    out[f'k{k}'] = results.percent(
+        r['top1'], r['top1_se'], label=f'{secret} top-1 {what}, {k} pooled', note=note, **leak
+    )
+  return out

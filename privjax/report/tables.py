@@ -122,7 +122,9 @@ def setting_sections(report) -> list[str]:
   return lines
 
 
-def _where(where: str) -> str:
+def _where(where) -> str:
+  if isinstance(where, (list, tuple)):
+    return ', '.join(where)
   return {'each': 'every setting', 'baseline': 'the baseline setting'}.get(where, where)
 
 

@@ -176,9 +176,22 @@ def settings_for(module: types.ModuleType, eval_config, name: str):
     raise EvalError(f'evaluator {name!r}: {e}; its settings: {known}') from None
 
 
-def where(module: types.ModuleType, settings) -> str:
-  """Where the evaluator runs: its settings' `where`, else the module's WHERE."""
+def where(module: types.ModuleType, settings):
+  """Where the evaluator runs: its settings' `where`, else the module's WHERE. 'each', 'baseline',
+  'once', or a tuple of setting names ('pca:32/0.1': transform / noise variance)."""
   at = getattr(settings, 'where', None) or getattr(module, 'WHERE', 'once')
+  if isinstance(at, (tuple, list)):
+    return tuple(str(a) for a in at)
   if at not in WHERE:
-    raise EvalError(f'evaluator {module.__name__}: where={at!r} is not one of {", ".join(WHERE)}')
+    raise EvalError(
+        f'evaluator {module.__name__}: where={at!r} is not one of {", ".join(WHERE)} or a tuple '
+        "of setting names such as ('none/0', 'pca:32/0.1')"
+    )
   return at
+
+
+def runs_at(where, setting) -> bool:
+  """Whether an evaluator with `where` runs at `setting` (a sources.Setting)."""
+  if isinstance(where, tuple):
+    return setting.name in where
+  return where == 'each' or (where == 'baseline' and setting.baseline)

@@ -1,10 +1,22 @@
-"""Re-identification of reconstructions (privjax.attacks.reidentify): an identity classifier trained
-on the attacker's raw attacker-train images, applied to every reconstruction method's images of
-attacker-test made before it at the same setting ('decoder', 'inversion'), and to the originals,
-the ceiling. A reconstruction the classifier names is a leak of the uploads it came from.
+"""Re-identification of reconstructions: can the person be named from what an attacker redrew from
+the uploads? Two identifiers, each applied to every reconstruction method's images of attacker-test
+made before it at the same setting ('decoder', 'inversion') and to the original photos (the
+ceiling):
 
-Settings: `where` (as the reconstruction methods'), `label` (the identity label), `family` (an
-attacker family on pixels; the eval config's `attacker_overrides` apply).
+* a classifier trained on the attacker's raw attacker-train images (privjax.attacks.reidentify;
+  `family`, with the eval config's `attacker_overrides`);
+* with `face`, dlib's pretrained face recogniser (privjax.attacks.face_recognition; the `face`
+  extra): the nearest attacker-train original by descriptor names the person (gallery: the
+  attacker's own photos, learned crop from them), with open-set verification of the
+  reconstructions against that gallery (TAR at each FAR in `fars`) and accounts (the mean
+  descriptor of k reconstructions of one person, top-1 per k in `ks`; privjax.attacks.accounts).
+
+A reconstruction an identifier names is a leak of the uploads it came from ('leak' metrics; the
+pooled one at the largest k with at least `min_people` people sees k uploads). The face
+recogniser on the originals is what the cloud would learn from the photos themselves ('raw').
+
+Settings: `where` (as the reconstruction methods'), `label` (the identity label), `family`, `face`,
+`fars`, `ks`, `min_people`.
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ import dataclasses
 
 import numpy as np
 
+from privjax.attacks import accounts, face_recognition
 from privjax.attacks.reidentify import ORIGINALS, fit_identity_classifier, reidentify
 from privjax.data import pipeline
 from privjax.errors import DataError, EvalError
@@ -27,6 +40,10 @@ class Settings:
   where: str = 'baseline'
   label: str = 'identity'
   family: str = 'linear'  # any family but transfer
+  face: bool = True
+  fars: tuple = (1e-2, 1e-3)
+  ks: tuple = (1, 2, 4, 8)
+  min_people: int = 30
 
 
 def check(run, settings, eval_config) -> None:
@@ -36,6 +53,8 @@ def check(run, settings, eval_config) -> None:
     raise EvalError(f'reidentify: {e}') from None
   if settings.family == 'transfer':
     raise EvalError('reidentify.family: the transfer attacker needs cut features, not pixels')
+  if settings.face:
+    face_recognition.check_installed()
 
 
 # The classifier depends only on the attacker's raw images, labels and settings, which every run of
@@ -51,6 +70,65 @@ def _classifier(x_train, y_train, family: str, seed: int, overrides: dict):
     _FITTED.clear()  # one data set at a time: keep memory bounded
     _FITTED[key] = fit_identity_classifier(x_train, y_train, family=family, seed=seed, **overrides)
   return _FITTED[key]
+
+
+def _recogniser(gallery_images):
+  """(FaceRecognizer with the crop learned on the attacker's photos, their descriptors), once per
+  data set in a process, like the classifier."""
+  key = ('face', memo.key({'x': gallery_images}, {}))
+  if key not in _FITTED:
+    recogniser = face_recognition.FaceRecognizer(face_recognition.fit_alignment(gallery_images))
+    _FITTED[key] = (recogniser, recogniser.embed(gallery_images))
+  return _FITTED[key]
+
+
+def _face(ctx, settings) -> dict:
+  label = settings.label
+  own, test = ctx.images('attacker_train'), ctx.images('attacker_test')
+  y_train, y_test = ctx.labels('attacker_train', label), ctx.labels('attacker_test', label)
+  recogniser, gallery = _recogniser(own)
+  r = face_recognition.identify(recogniser.embed(test), y_test, gallery, y_train)
+  out = {
+      'face/originals': results.percent(
+          r['top1'],
+          r['top1_se'],
+          label=f"{label} top-1 of dlib's face recogniser on the originals",
+          role='raw',
+          secret=label,
+      )
+  }
+  details = {'alignment': dataclasses.asdict(recogniser.alignment), 'originals': r}
+  for method, (idx, images) in ctx.reconstructions().items():
+    probes = recogniser.embed(images)
+    r = face_recognition.identify(probes, y_test[idx], gallery, y_train)
+    out[f'face/{method}'] = results.percent(
+        r['top1'],
+        r['top1_se'],
+        label=f"{label} top-1 of dlib's face recogniser on {method} reconstructions",
+        role='leak',
+        secret=label,
+    )
+    tars = face_recognition.verify(probes, y_test[idx], gallery, y_train, tuple(settings.fars))
+    for far, t in tars.items():
+      out[f'face/{method}/tar_at_far_{far}'] = results.percent(
+          t['tar'],
+          t['tar_se'],
+          label=f"{method} reconstructions verified against the attacker's photos: TAR at FAR {far}",
+          note='' if t['resolved'] else 'too few impostor pairs to resolve this FAR',
+      )
+    pooled = accounts.pooled_embedding_top1(
+        probes, y_test[idx], gallery, y_train, tuple(settings.ks), ctx.config.seed
+    )
+    what = f'of the face recogniser on {method} reconstructions of accounts'
+    metrics = shared.pooled_metrics(pooled, settings.min_people, what, label)
+    out.update({f'face/{method}/{k}': m for k, m in metrics.items()})
+    details[method] = {
+        'identify': r,
+        'verify': tars,
+        'accounts': {str(k): v for k, v in pooled.items()},
+    }
+  ctx.detail(face=details)
+  return out
 
 
 def run(ctx, setting, settings) -> dict:
@@ -80,4 +158,6 @@ def run(ctx, setting, settings) -> dict:
         secret=label,
     )
     ctx.detail(**{method: {'ceiling_on_the_same_images': r[ORIGINALS]['top1'], **m}})
+  if settings.face:
+    out.update(_face(ctx, settings))
   return out
