@@ -230,7 +230,7 @@ def test_wheel_holds_the_package_its_configs_and_the_console_scripts(tmp_path):
   extras = {
       line.split(':', 1)[1].strip() for line in metadata.splitlines() if 'Provides-Extra' in line
   }
-  assert extras == {'keras', 'tflite', 'cuda', 'tpu', 'gcs', 'test'}
+  assert extras == {'keras', 'tflite', 'face', 'cuda', 'tpu', 'gcs', 'test'}
 
 
 # Config files named outside a clone.
