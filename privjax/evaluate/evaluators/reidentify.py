@@ -125,7 +125,7 @@ def _face(ctx, settings) -> dict:
     details[method] = {
         'identify': r,
         'verify': tars,
-        'accounts': {str(k): v for k, v in pooled.items()},
+        'pooled': {str(k): v for k, v in pooled.items()},
     }
   ctx.detail(face=details)
   return out
