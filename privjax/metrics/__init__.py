@@ -1,4 +1,4 @@
-"""Array-only evaluation metrics (privacy ranks, image quality, accuracy).
+"""Array-only evaluation metrics (privacy ranks, image quality, accuracy; LPIPS in ``lpips``).
 
 Nothing in this package may import ``privjax.models``, ``privjax.train`` or
 ``privjax.data``.
