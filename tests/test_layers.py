@@ -90,6 +90,12 @@ RULES = (
         why='transforms are shared by training, evaluation and attacks',
     ),
     Rule(
+        'privjax.privacy.dp',
+        ('dp_accounting',),
+        lazy_ok=True,
+        why='the [dp] extra is needed by epsilon alone',
+    ),
+    Rule(
         'privjax.objectives.*', ('flax', 'optax', 'privjax.train'), why='these are plain functions'
     ),
     Rule(

@@ -29,9 +29,9 @@ RUNTIME_ONLY = {
     'array-record': 'TFDS writes and grain reads the array_record files',
 }
 # Imported only when a feature asks for it, and declared in that extra.
-OPTIONAL_IMPORTS = {'h5py': 'keras', 'tensorflow': 'tflite'}
+OPTIONAL_IMPORTS = {'h5py': 'keras', 'tensorflow': 'tflite', 'dp-accounting': 'dp'}
 # Extras that a clone installs too (requirements.txt pins them): the tests use them.
-PINNED_EXTRAS = ('imagenet',)
+PINNED_EXTRAS = ('imagenet', 'dp')
 SCRIPTS = ('train', 'eval', 'reproduce', 'sweep', 'frontier', 'cost', 'export')
 
 
@@ -230,7 +230,7 @@ def test_wheel_holds_the_package_its_configs_and_the_console_scripts(tmp_path):
   extras = {
       line.split(':', 1)[1].strip() for line in metadata.splitlines() if 'Provides-Extra' in line
   }
-  assert extras == {'keras', 'imagenet', 'tflite', 'cuda', 'tpu', 'gcs', 'test'}
+  assert extras == {'keras', 'imagenet', 'dp', 'tflite', 'cuda', 'tpu', 'gcs', 'test'}
 
 
 # Config files named outside a clone.
