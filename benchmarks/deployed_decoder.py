@@ -21,9 +21,9 @@ import time
 
 import numpy as np
 
-from privjax.metrics import image_quality
 from privjax.attacks import reconstruction
 from privjax.evaluate.errors import EvalError
+from privjax.metrics import image_quality
 
 SETTINGS = 'each'
 METHOD = 'decoder_deployed'

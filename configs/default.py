@@ -59,8 +59,9 @@ def get_config(arg: str = ''):
   c.model.cut = 'conv4_2'
   c.model.image_size = 64
   c.model.dtype = 'float32'
-  # A torchvision .pth or Keras .h5 VGG-16 weight file loaded into a fresh run (not with init_from);
-  # config.input must then be the file's normalisation (privjax.models.pretrained.normalization_for).
+  # A torchvision .pth or Keras .h5 VGG-16 weight file, or 'imagenet' (the ImageNet convolutions
+  # installed with the [imagenet] extra), loaded into a fresh run (not with init_from); config.input
+  # must then be the weights' normalisation (privjax.models.pretrained.normalization_for).
   c.model.pretrained = ''
 
   # Normalisation is the first op of the extractor, so the device-side artifact takes raw pixels.

@@ -4,6 +4,7 @@ evaluators are found, configured and validated, that nothing outside an evaluato
 it, and the report's generic rendering of their metrics."""
 
 import ast
+import dataclasses
 import os
 import pathlib
 import types
@@ -271,7 +272,10 @@ def test_unknown_or_broken_evaluators_are_one_line_errors(tmp_path, monkeypatch)
 def test_settings_come_from_the_module_and_the_config_overrides_them():
   sections = common.config_sections()
   assert set(sections) == set(common.available())  # a section per evaluator, nothing else
-  assert sections.inversion.steps == inversion.Settings().steps  # defaults written once
+  for name in common.available():  # read from the source: the dataclass's own defaults
+    cls = common.settings_class(common.load(name))
+    assert common.declared_defaults(name) == dataclasses.asdict(cls()), name
+  assert sections.inversion.steps == inversion.Settings().steps
   config = ml_collections.ConfigDict({'inversion': {'steps': 7, 'where': 'each'}})
   settings = common.settings_for(inversion, config, 'inversion')
   assert settings.steps == 7 and settings.lr == inversion.Settings().lr

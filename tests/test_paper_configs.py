@@ -36,7 +36,7 @@ def paper():
 @pytest.mark.parametrize('mode', ['simple', 'siamese'])
 def test_every_cut_and_mode_resolves_and_validates(paper, dataset, builder, mode):
   for cut in paper.CUTS:
-    for weights, suffix in (('keras', '.h5'), ('torchvision', '.pth')):
+    for weights, suffix in (('imagenet', 'imagenet'), ('keras', '.h5'), ('torchvision', '.pth')):
       c = paper.get_config(f'dataset={dataset},cut={cut},mode={mode},weights={weights}')
       config_lib.validate(c)
       resolved = c.to_dict()  # references (builder_kwargs.image_size) resolve
@@ -65,6 +65,13 @@ def test_every_cut_and_mode_resolves_and_validates(paper, dataset, builder, mode
       assert c.defence.siamese.margin == 10.0
       assert c.defence.siamese.weight == (0.001 if cut == 'conv5_1' else 0.01)
       assert c.total_steps == 45000
+
+
+def test_the_installed_imagenet_weights_are_the_default(paper):
+  c = paper.get_config('dataset=lfw')
+  assert c.model.pretrained == 'imagenet'
+  assert (tuple(c.input.mean), tuple(c.input.std)) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+  assert paper.get_config('dataset=lfw,pretrained=imagenet').model.pretrained == 'imagenet'
 
 
 def test_bare_mode_words_as_reproduce_passes_them(paper):

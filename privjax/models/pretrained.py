@@ -1,4 +1,5 @@
-"""Pretrained VGG-16 weights from a torchvision `.pth` or a Keras `.h5` file, as privjax layers.
+"""Pretrained VGG-16 weights from a torchvision `.pth` or a Keras `.h5` file, or the installed
+ImageNet convolutions (`imagenet`, privjax.models.imagenet_weights), as privjax layers.
 
 What lives here: a reader for each file type (torch's zip and legacy pickle formats read without
 torch, by an unpickler that builds nothing but tensors and dicts; Keras files with h5py), their
@@ -30,8 +31,8 @@ import numpy as np
 from flax import nnx
 
 from privjax.errors import PretrainedError
-from privjax.models import vgg
-from privjax.weight_formats import SUFFIXES, normalization_for, source_for  # noqa: F401
+from privjax.models import imagenet_weights, vgg
+from privjax.weight_formats import NAMED, SUFFIXES, normalization_for, source_for  # noqa: F401
 
 BLOCK_SIZES = (2, 2, 3, 3, 3)  # convolutions per block in VGG-16 (configuration D)
 CONV_NAMES = tuple(
@@ -362,8 +363,17 @@ def _keras_params(path: str):
 
 
 def read(path: str) -> Pretrained:
-  """The weights in `path` (.pth/.pt: torchvision state_dict; .h5/.hdf5: Keras VGG16 weights)."""
+  """The weights in `path` (.pth/.pt: torchvision state_dict; .h5/.hdf5: Keras VGG16 weights;
+  `imagenet`: the installed ImageNet convolutions, without fully connected layers)."""
   source = source_for(path)
+  if source == 'imagenet':
+    file = imagenet_weights.checkpoint_path()
+    params = imagenet_weights.vgg16_params(imagenet_weights.read_checkpoint(file), file)
+    widths = tuple(
+        tuple(params[f'conv{b}_{i}']['conv']['bias'].shape[0] for i in range(1, n + 1))
+        for b, n in enumerate(BLOCK_SIZES, start=1)
+    )
+    return Pretrained(file, source, params, widths, (), None, None)
   if not os.path.isfile(path):
     raise FileNotFoundError(f'pretrained weights {path} do not exist')
   if source == 'torchvision':
@@ -440,7 +450,7 @@ def check_config(config, num_classes: int) -> Pretrained:
         f'({expected}); set config.input from privjax.models.pretrained.normalization_for('
         f'{source!r}) (configs/paper/vgg16.py does)'
     )
-  if not os.path.isfile(path):
+  if source not in NAMED and not os.path.isfile(path):
     raise FileNotFoundError(
         f'model.pretrained={path} does not exist; download the weights first '
         '(see configs/paper/vgg16.py)'

@@ -58,15 +58,22 @@ def _architecture(name, image_size, blocks, fc, first_cut, default_cut, **option
   return Architecture(name, image_size, tuple(layers), valid, default_cut, **options)
 
 
+VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+
 ARCHITECTURES: dict[str, Architecture] = {
     # Simonyan & Zisserman configuration D, as used (pretrained) by the paper; cut from conv4_x to fc7.
     'vgg16': _architecture(
-        'vgg16',
-        224,
-        [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
-        [4096, 4096],
-        first_cut='conv4_1',
-        default_cut='conv5_3',
+        'vgg16', 224, VGG16_BLOCKS, [4096, 4096], first_cut='conv4_1', default_cut='conv5_3'
+    ),
+    # The same network on smaller photos: the convolutions (and so ImageNet weights) do not depend
+    # on the input size, only fc6's input does (pool5 is 2x2x512 at 64 px; at 112 px it is 3x3x512,
+    # as pooling drops conv5_3's 7th row and column). Any layer can be the cut: small photos make
+    # early cuts affordable (conv1_2 uploads 64x64x64 values at 64 px).
+    'vgg16_64': _architecture(
+        'vgg16_64', 64, VGG16_BLOCKS, [4096, 4096], first_cut='conv1_1', default_cut='conv5_3'
+    ),
+    'vgg16_112': _architecture(
+        'vgg16_112', 112, VGG16_BLOCKS, [4096, 4096], first_cut='conv1_1', default_cut='conv5_3'
     ),
     # Same naming idea at 64x64, narrow enough to train on two CPU cores in minutes.
     'vgg_mini': _architecture(

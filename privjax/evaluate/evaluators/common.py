@@ -3,14 +3,17 @@ settings come from (`settings_for`, `config_sections`).
 
 See the package docstring for the evaluator interface. Evaluators must not import
 privjax.train.loop (evaluation never updates the extractor), privjax.report (they return metrics;
-the report renders them) or privjax.evaluate.protocol (which runs them).
+the report renders them) or privjax.evaluate.protocol (which runs them). This module imports no
+jax at module level: an eval config builds its sections from it, and naming a config stays light.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
 import logging
+import os
 import pkgutil
 import types
 from typing import Any, Callable
@@ -20,7 +23,6 @@ import numpy as np
 
 from privjax import paths
 from privjax.errors import EvalError
-from privjax.evaluate import features as features_lib
 
 WHERE = ('each', 'baseline', 'once')
 PACKAGE = 'privjax.evaluate.evaluators'
@@ -67,6 +69,8 @@ class Context:
   def images(self, split: str) -> np.ndarray:
     """All images of `split` as float32 [N, S, S, 3] in [0, 1] (read once per evaluation)."""
     if split not in self._images:
+      from privjax.evaluate import features as features_lib
+
       raw = features_lib.split_images(self.run.builder, self.run.config, split)
       self._images[split] = raw.astype(np.float32) / 255.0
     return self._images[split]
@@ -146,11 +150,43 @@ def settings_class(module: types.ModuleType) -> type:
   return getattr(module, 'Settings', _NoSettings)
 
 
+_FACTORIES = {'dict': {}, 'list': [], 'tuple': ()}
+
+
+def _default(node: ast.expr):
+  """The value of a `Settings` field's default: a literal, or `dataclasses.field(default=...)` /
+  `field(default_factory=dict|list|tuple)`."""
+  if isinstance(node, ast.Call) and getattr(node.func, 'attr', getattr(node.func, 'id', '')) == (
+      'field'
+  ):
+    for kw in node.keywords:
+      if kw.arg == 'default':
+        return ast.literal_eval(kw.value)
+      if kw.arg == 'default_factory' and getattr(kw.value, 'id', None) in _FACTORIES:
+        return _FACTORIES[kw.value.id]
+  return ast.literal_eval(node)
+
+
+def declared_defaults(name: str) -> dict:
+  """The defaults of evaluator `name`'s `Settings`, read from its source without importing it (an
+  eval config names evaluators before anything heavy is loaded; tests check that they are the
+  dataclass's own)."""
+  from privjax.evaluate import evaluators
+
+  path = os.path.join(evaluators.__path__[0], f'{name}.py')
+  with open(path) as f:
+    tree = ast.parse(f.read(), path)
+  for node in tree.body:
+    if isinstance(node, ast.ClassDef) and node.name == 'Settings':
+      return {
+          stmt.target.id: _default(stmt.value)
+          for stmt in node.body
+          if isinstance(stmt, ast.AnnAssign) and stmt.value is not None
+      }
+  return {}
+
+
 def _to_config(value):
-  if dataclasses.is_dataclass(value):
-    return ml_collections.ConfigDict(
-        {f.name: _to_config(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    )
   if isinstance(value, dict):
     return ml_collections.ConfigDict({k: _to_config(v) for k, v in value.items()})
   return value
@@ -160,7 +196,7 @@ def config_sections() -> ml_collections.ConfigDict:
   """Every built-in evaluator's settings with their defaults, one section per evaluator: what an
   eval config starts from (it then chooses evaluators and overrides values)."""
   return ml_collections.ConfigDict(
-      {name: _to_config(settings_class(load(name))()) for name in available()}
+      {name: _to_config(declared_defaults(name)) for name in available()}
   )
 
 
