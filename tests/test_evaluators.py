@@ -72,9 +72,13 @@ def make_ctx(tmp_path, eval_config, images, data, model=None):
   return ctx
 
 
+def deployed(pca=None, clip=None):
+  return sources.Deployed('none' if pca is None else f'pca:{pca.k}', pca, clip)
+
+
 def baseline(ctx, pca=None):
-  """The untransformed (or `pca`) noiseless setting of the context's features."""
-  return ctx.features.setting('none' if pca is None else f'pca:{pca.k}', pca, 0.0, baseline=True)
+  """The untransformed (or `pca`) noiseless setting of the context's features, without a clip."""
+  return ctx.features.setting(deployed(pca), 0.0, baseline=True)
 
 
 def inversion_settings(**kw):
@@ -435,7 +439,7 @@ def test_repeated_uploads_average_the_noise_away(tmp_path):
   ctx = make_ctx(tmp_path, config, {}, data)
   settings = repeated_upload.Settings(ks=(1, 8))
   assert repeated_upload.run(ctx, baseline(ctx), settings) == {}  # no noise, nothing to average
-  noisy = ctx.features.setting('none', None, 9.0, baseline=False)
+  noisy = ctx.features.setting(deployed(), 9.0, baseline=False)
   # The mean of 8 uploads has a noise variance of 9 / 8.
   mean8 = repeated_upload.averaged(ctx, noisy, 'attacker_test', 8)
   assert np.var(mean8 - x_te) == pytest.approx(9.0 / 8, rel=0.1)
@@ -473,3 +477,36 @@ def test_the_face_recogniser_names_perfect_reconstructions_and_not_noise(tmp_pat
   assert out['face/noise'].value < out['face/perfect'].value
   assert out['face/perfect/k2'].uploads == 2  # two photos of each of 4 people pooled
   assert 'face/perfect/tar_at_far_0.01' in out
+
+
+def test_the_bound_is_epsilon_of_the_clip_and_the_noise_and_infinite_without_noise(tmp_path):
+  from privjax.evaluate.evaluators import dp_bound
+  from privjax.privacy import dp
+
+  x, y = _noisy_people(4, 10, 1.0, seed=0)
+  ctx = make_ctx(tmp_path, ml_collections.ConfigDict({'seed': 0}), {}, {'test': {'features': x}})
+  settings = dp_bound.Settings(uploads=(1, 8))
+  noisy = ctx.features.setting(deployed(clip=2.0), 0.25, baseline=False)
+  out = dp_bound.run(ctx, noisy, settings)
+  assert out['mu'].value == pytest.approx(2 * 2.0 / 0.5)  # 2C / sigma
+  assert out['epsilon_1'].value == pytest.approx(dp.epsilon_closed_form(8.0), rel=1e-4)
+  assert out['epsilon_8'].uploads == 8 and out['epsilon_8'].role == 'guarantee'
+  assert out['epsilon_8'].value == pytest.approx(dp.epsilon_closed_form(8.0, uploads=8), rel=1e-3)
+  clean = dp_bound.run(ctx, ctx.features.setting(deployed(clip=2.0), 0.0, False), settings)
+  assert clean['epsilon_1'].value == float('inf') and 'no noise' in clean['epsilon_1'].note
+  unclipped = dp_bound.run(ctx, ctx.features.setting(deployed(), 0.25, False), settings)
+  assert 'no clip' in unclipped['epsilon_1'].note
+
+
+def test_the_deployed_clip_bounds_every_upload_before_the_noise(tmp_path):
+  x, _ = _noisy_people(4, 10, 1.0, seed=0)
+  x *= np.linspace(0.5, 3, len(x))[:, None].astype(np.float32)  # a range of norms
+  ctx = make_ctx(tmp_path, ml_collections.ConfigDict({'seed': 0}), {}, {'test': {'features': x}})
+  clip = float(np.median(np.linalg.norm(x, axis=1)))
+  clean = ctx.features.setting(deployed(clip=clip), 0.0, False).uploaded('test')
+  norms = np.linalg.norm(clean, axis=1)
+  assert norms.max() <= clip * (1 + 1e-5)
+  short = np.linalg.norm(x, axis=1) <= clip
+  np.testing.assert_array_equal(clean[short], x[short])  # rows under C are untouched
+  noisy = ctx.features.setting(deployed(clip=clip), 4.0, False).uploaded('test')
+  assert np.var(noisy - clean) == pytest.approx(4.0, rel=0.2)  # the noise comes after the clip

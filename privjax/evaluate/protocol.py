@@ -198,15 +198,16 @@ def evaluate_run(
   writer = tensorboard.EvalWriter(out_dir, run.step)
   bar = tqdm.tqdm(total=len(grid), desc='evaluation settings', unit='setting')
   for spec in eval_config.transforms:
-    pca = features.fit_transform(spec, cfg.dataset.train_split)
+    deployed = features.fit_transform(spec, cfg.dataset.train_split, eval_config.clip_percentile)
     for variance in eval_config.noise_variances:
-      setting = features.setting(spec, pca, variance, baseline=(spec, variance) == baseline)
+      setting = features.setting(deployed, variance, baseline=(spec, variance) == baseline)
       _log('[%s] transform %s, noise variance %g', workdir, spec, variance)
       bar.set_postfix_str(f'{spec}, noise {variance:g}')
       entry = {
           'name': setting.name,
           'transform': spec,
           'noise_variance': float(variance),
+          'clip': setting.clip,
           'uploaded_dims': setting.dims(),
           'baseline': setting.baseline,
           'metrics': {},

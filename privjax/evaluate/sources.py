@@ -8,8 +8,12 @@ by a later evaluation). The attacker's two splits share one store, since a strea
 the rows it trains on and the rows it scores from one store.
 
 `Features.setting(transform, pca, variance)` is what the cloud receives from every split at one
-setting of the sweep (`Setting.uploaded(split)`): the features, PCA-projected when the transform
-is `pca:k`, plus Gaussian noise of the given variance. The noise has one rule whatever the source
+setting of the sweep (`Setting.uploaded(split)`): the deployed transform of the features
+(PCA-projected when the transform is `pca:k`, then each upload clipped to L2 norm C, the
+`clip_percentile` of the owner's transformed training features: the clip that gives the noise its
+formal bound, privjax.privacy.dp) plus Gaussian noise of the given variance. The PCA and C are
+fitted once on the owner's training features and cached with the run's features, as the device
+would receive them. The noise has one rule whatever the source
 (`privjax.privacy.transforms.upload_noise`): row r of a split gets the noise of (eval seed, split,
 setting, r), so every pass over a split sees the same uploads, in memory or read from a store in
 batches. What `uploaded` returns:
@@ -34,8 +38,8 @@ from privjax.attacks import shards
 from privjax.data import pipeline
 from privjax.errors import ConfigError
 from privjax.evaluate import features as features_lib
+from privjax.privacy import dp, transforms
 from privjax.privacy import pca as pca_lib
-from privjax.privacy import transforms
 
 ATTACKER_SPLITS = ('attacker_train', 'attacker_test')
 
@@ -95,6 +99,7 @@ class NoisyStore:
   seed: int
   setting: str
   split_names: tuple[str, ...]
+  scale: np.ndarray | None = None  # per store row: the clip's factor (None: no clip)
 
   def __post_init__(self):
     object.__setattr__(self, '_split', self.store.labels('split'))
@@ -119,21 +124,24 @@ class NoisyStore:
       )
     return out[:, start:stop]
 
+  def _upload(self, rows, x, start=0, stop=None) -> np.ndarray:
+    rows = np.asarray(rows, np.int64)
+    if self.scale is not None:
+      x *= self.scale[rows][:, None]
+    if self.variance:
+      x += self._noise(rows, start, stop)
+    return x
+
   def rows(self, rows) -> np.ndarray:
-    out = self.store.rows(rows).astype(np.float32)
-    return out + self._noise(rows) if self.variance else out
+    return self._upload(rows, self.store.rows(rows).astype(np.float32))
 
   def columns(self, rows, start: int, stop: int, out=None) -> np.ndarray:
-    out = self.store.columns(rows, start, stop, out)
-    if self.variance:
-      out += self._noise(rows, start, stop)
-    return out
+    return self._upload(rows, self.store.columns(rows, start, stop, out), start, stop)
 
   def batches(self, rows, batch_rows: int, *, shuffle_seed: int | None = None):
     rows = np.asarray(rows, np.int64)
     for pos, x in self.store.batches(rows, batch_rows, shuffle_seed=shuffle_seed):
-      x = x.astype(np.float32)
-      yield pos, x + self._noise(rows[pos]) if self.variance else x
+      yield pos, self._upload(rows[pos], x.astype(np.float32))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,16 +155,52 @@ class Uploads:
     return int(self.rows.size)
 
 
+@dataclasses.dataclass(frozen=True)
+class Deployed:
+  """The transform the device applies before its noise: a PCA (or none), then the clip to norm C
+  (None: no clip)."""
+
+  spec: str
+  pca: pca_lib.PCA | None
+  clip: float | None
+
+  def apply(self, z) -> np.ndarray:
+    """The deployed transform of features [N, ...] (float32)."""
+    z = np.asarray(z if self.pca is None else self.pca.apply(z), np.float32)
+    return z if self.clip is None else clip_rows(z, self.clip)
+
+
+def clip_rows(z: np.ndarray, clip: float) -> np.ndarray:
+  """Each row of `z` scaled to L2 norm at most `clip` (privjax.privacy.dp.clip_norm, in numpy)."""
+  return z * row_scales(np.linalg.norm(z.reshape(len(z), -1), axis=1), clip).reshape(
+      (-1,) + (1,) * (z.ndim - 1)
+  )
+
+
+def row_scales(norms: np.ndarray, clip: float) -> np.ndarray:
+  """The factor each row's clip multiplies it by: min(1, C / norm)."""
+  norms = np.asarray(norms, np.float64)
+  return np.where(norms > clip, clip / np.maximum(norms, 1e-30), 1.0).astype(np.float32)
+
+
 @dataclasses.dataclass
 class Setting:
   """One (transform x noise) setting of the sweep: what the cloud receives from every split."""
 
   transform: str
   noise_variance: float
-  pca: pca_lib.PCA | None
+  deployed: Deployed
   baseline: bool  # the untransformed noiseless setting (else the first)
   features: Features
   _cache: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def pca(self) -> pca_lib.PCA | None:
+    return self.deployed.pca
+
+  @property
+  def clip(self) -> float | None:
+    return self.deployed.clip
 
   @property
   def name(self) -> str:
@@ -166,7 +210,7 @@ class Setting:
     """The split's transformed, noiseless features (array, or the store when untransformed)."""
     key = ('clean', split)
     if key not in self._cache:
-      self._cache[key] = self.features.transformed(split, self.pca)
+      self._cache[key] = self.features.transformed(split, self.deployed)
     return self._cache[key]
 
   def uploaded(self, split: str):
@@ -185,7 +229,8 @@ class Setting:
         self._cache[key] = z
       else:
         s = self.features.splits[split]
-        noisy = NoisyStore(s.store, self.noise_variance, seed, self.name, s.store_splits)
+        scale = self.features.store_scales(s, self.clip)
+        noisy = NoisyStore(s.store, self.noise_variance, seed, self.name, s.store_splits, scale)
         self._cache[key] = Uploads(noisy, s.rows)
     return self._cache[key]
 
@@ -209,6 +254,7 @@ class Features:
   seed: int
   budget: int  # bytes a pass over a store may hold (0: everything is in memory)
   feature_shape: tuple[int, ...]
+  _scales: dict = dataclasses.field(default_factory=dict)
 
   @classmethod
   def from_arrays(cls, splits: dict[str, dict], *, seed: int = 0, run=None) -> Features:
@@ -227,17 +273,34 @@ class Features:
   def streamed(self) -> list[str]:
     return [name for name, s in self.splits.items() if not s.in_memory]
 
-  def transformed(self, split: str, pca):
+  def transformed(self, split: str, deployed: Deployed):
+    """The split's deployed transform without noise: an array, or its store when the transform
+    keeps the features' size (the clip is then applied as the store is read)."""
     s = self.splits[split]
     if s.in_memory:
-      return s.features if pca is None else np.asarray(pca.apply(s.features), np.float32)
-    if pca is None:
+      return deployed.apply(s.features)
+    if deployed.pca is None:
       return s.store
-    return pca_lib.project(pca, s.store, s.rows, memory_budget=self.budget)
+    z = pca_lib.project(deployed.pca, s.store, s.rows, memory_budget=self.budget)
+    return z if deployed.clip is None else clip_rows(z, deployed.clip)
 
-  def fit_transform(self, spec: str, train_split: str):
-    """The transform `spec` fitted on the owner's training features, cached with the run's
-    features (a later evaluation reads it back)."""
+  def store_scales(self, split: Split, clip: float | None) -> np.ndarray | None:
+    """The clip's factor for every row of `split`'s store (one pass over it, kept per C)."""
+    if clip is None:
+      return None
+    key = (split.store.directory, clip)
+    if key not in self._scales:
+      norms = np.zeros(split.store.num_rows, np.float64)
+      every = np.arange(split.store.num_rows)
+      batch = split.store.rows_within(max(self.budget, 1 << 20) // 2)
+      for pos, x in split.store.batches(every, batch):
+        norms[pos] = np.linalg.norm(x.astype(np.float32), axis=1)
+      self._scales[key] = row_scales(norms, clip)
+    return self._scales[key]
+
+  def fit_pca(self, spec: str, train_split: str):
+    """The PCA of `spec` (None for 'none') fitted on the owner's training features, cached with
+    the run's features (a later evaluation reads it back)."""
     t = transforms.parse_transform(spec)
     if t.kind == 'none':
       return None
@@ -256,8 +319,32 @@ class Features:
     pca_lib.save_pca(pca, path)
     return pca
 
-  def setting(self, transform: str, pca, variance: float, baseline: bool) -> Setting:
-    return Setting(transform, float(variance), pca, baseline, self)
+  def fit_transform(self, spec: str, train_split: str, clip_percentile: float) -> Deployed:
+    """The deployed transform of `spec`: its PCA, then the clip at `clip_percentile` of the
+    owner's transformed training features' norms (0: no clip)."""
+    pca = self.fit_pca(spec, train_split)
+    if not clip_percentile:
+      return Deployed(spec, pca, None)
+    s = self.splits[train_split]
+    if s.in_memory:
+      z = np.asarray(s.features if pca is None else pca.apply(s.features), np.float32)
+      norms = np.linalg.norm(z.reshape(len(z), -1), axis=1)
+    elif pca is None:
+      norms = self.store_norms(s)
+    else:
+      z = pca_lib.project(pca, s.store, s.rows, memory_budget=self.budget)
+      norms = np.linalg.norm(z, axis=1)
+    return Deployed(spec, pca, dp.clip_from_norms(norms, clip_percentile))
+
+  def store_norms(self, split: Split) -> np.ndarray:
+    batch = split.store.rows_within(max(self.budget, 1 << 20) // 2)
+    norms = np.zeros(split.rows.size, np.float64)
+    for pos, x in split.store.batches(split.rows, batch):
+      norms[pos] = np.linalg.norm(x.astype(np.float32), axis=1)
+    return norms
+
+  def setting(self, transform: Deployed, variance: float, baseline: bool) -> Setting:
+    return Setting(transform.spec, float(variance), transform, baseline, self)
 
 
 def _store_dir(run, splits, dtype) -> str:

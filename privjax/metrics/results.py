@@ -11,6 +11,8 @@ privacy-utility trade-off (`role`):
   'fidelity'  how close a reconstruction is to the image (SSIM, 1 = identical);
   'raw'       the same identification from the raw images themselves: what the cloud would learn
               if the device sent the photo (the reference a defence is read against);
+  'guarantee' a formal bound that holds against any attacker (epsilon at a delta, for `uploads`
+              uploads; lower is more private, inf: none);
   ''          anything else: baselines (chance, majority class), references, diagnostics.
 
 The report, TensorBoard, the frontier, `cost` and the comparison tables find what they show by role,
@@ -29,7 +31,7 @@ from typing import Iterable, Mapping
 
 # The report dict's format (privjax.evaluate.protocol writes it; every reader checks it).
 REPORT_FORMAT = 'privjax.report/2'
-ROLES = ('utility', 'leak', 'fidelity', 'raw', '')
+ROLES = ('utility', 'leak', 'fidelity', 'raw', 'guarantee', '')
 UNITS = ('%', 'dB', 's', '')
 
 

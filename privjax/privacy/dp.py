@@ -98,12 +98,20 @@ def clip_norm(z, clip):
 def fit_clip(features, percentile: float = DEFAULT_PERCENTILE) -> float:
   """C: the ``percentile`` of the L2 norms of the rows of ``features`` ([N, ...], the owner's
   training features at the cut), see DEFAULT_PERCENTILE."""
-  if not 0 < percentile <= 100:
-    raise ConfigError(f"percentile must be in (0, 100], got {percentile}")
   x = jnp.asarray(features)
   if x.ndim < 2 or x.shape[0] == 0:
     raise ConfigError(f"fit_clip expects features of shape [N, ...] with N > 0, got {x.shape}")
   norms = np.asarray(jnp.sqrt(jnp.sum(jnp.square(x.astype(jnp.float32)), axis=range(1, x.ndim))))
+  return clip_from_norms(norms, percentile)
+
+
+def clip_from_norms(norms, percentile: float = DEFAULT_PERCENTILE) -> float:
+  """C from the L2 norms of the owner's training features (``fit_clip`` without the features)."""
+  if not 0 < percentile <= 100:
+    raise ConfigError(f"percentile must be in (0, 100], got {percentile}")
+  norms = np.asarray(norms, np.float64).reshape(-1)
+  if norms.size == 0:
+    raise ConfigError("no feature norms to fit the clip on")
   clip = float(np.percentile(norms, percentile))
   if not clip > 0:
     raise ConfigError(

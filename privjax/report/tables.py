@@ -70,22 +70,38 @@ def _named(found) -> str:
 
 
 def glance_table(report) -> list[str]:
-  """Per setting: what the cloud gets (best utility) and what leaks (strongest attack per secret,
-  and with more uploads where an evaluator measured it)."""
+  """Per setting: what the cloud gets (best utility), what leaks (the strongest attack per secret,
+  and with many uploads where an evaluator measured that) and the formal bound (epsilon) where the
+  evaluation computed one."""
   secrets = report['secrets']
-  many = any(results.most_uploads(e['metrics'], s) for e in report['settings'] for s in secrets)
+  settings = report['settings']
+  many = [s for s in secrets if any(results.most_uploads(e['metrics'], s) for e in settings)]
+  bounds = sorted(
+      {
+          as_metric(m).uploads
+          for e in settings
+          for m in e['metrics'].values()
+          if as_metric(m).role == 'guarantee'
+      }
+  )
   head = ['setting', 'upload dims', f'{report["primary"]}: best utility']
   head += [f'{s}: strongest attack' for s in secrets]
-  if many:
-    head += [f'{s}: strongest, many uploads' for s in secrets]
+  head += [f'{s}: strongest, many uploads' for s in many]
+  head += [f'ε, {k} upload{"s" * (k > 1)}' for k in bounds]
   lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-  for e in report['settings']:
+  for e in settings:
     row = [setting_title(e), str(e['uploaded_dims']), _named(best_utility(e['metrics']))]
     row += [_named(strongest(e['metrics'], s)) for s in secrets]
-    if many:
-      for s in secrets:
-        found = results.most_uploads(e['metrics'], s)
-        row.append('—' if found is None else f'{_named(found)}, {found[1].uploads} uploads')
+    for s in many:
+      found = results.most_uploads(e['metrics'], s)
+      row.append('—' if found is None else f'{_named(found)}, {found[1].uploads} uploads')
+    for k in bounds:
+      found = [
+          as_metric(m)
+          for m in e['metrics'].values()
+          if as_metric(m).role == 'guarantee' and as_metric(m).uploads == k
+      ]
+      row.append(f'{found[0].value:.3g}' if found else '—')
     lines.append('| ' + ' | '.join(row) + ' |')
   return lines
 

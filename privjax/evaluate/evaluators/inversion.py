@@ -23,7 +23,7 @@ from privjax import paths
 from privjax.attacks import inversion
 from privjax.errors import EvalError
 from privjax.evaluate import shared
-from privjax.privacy import transforms
+from privjax.privacy import dp, transforms
 
 WHERE = 'baseline'
 GRID = 'reconstructions{}.png'
@@ -58,9 +58,9 @@ def subset(n_total: int, n: int, seed: int) -> np.ndarray:
   return np.sort(np.random.default_rng(seed).permutation(n_total)[: min(n, n_total)])
 
 
-def deployed_extractor(model, pca, variance: float):
+def deployed_extractor(model, pca, variance: float, clip: float | None = None):
   """`f(x, key)`: images in [0, 1] -> uploads, as the device computes them (the extractor on
-  0..255 pixels, its own random layers drawn from `key`, then PCA, then noise)."""
+  0..255 pixels, its own random layers drawn from `key`, then PCA, the clip, then noise)."""
   graphdef, params = nnx.split(model.extractor)
 
   def extractor(x, key):
@@ -68,6 +68,8 @@ def deployed_extractor(model, pca, variance: float):
     f = nnx.merge(graphdef, params)(x * 255.0, rng=k_device)
     if pca is not None:
       f = pca.apply(f)
+    if clip is not None:
+      f = dp.clip_norm(f, clip)
     return transforms.add_gaussian_noise(k_noise, f, variance) if variance > 0 else f
 
   return extractor
@@ -94,7 +96,7 @@ def run(ctx, setting, settings) -> dict:
   key = jax.random.fold_in(jax.random.key(ctx.config.seed), 0x1A7E)
   k_tune, k_invert = jax.random.split(key)
   target = np.asarray(setting.uploaded('attacker_test'))[idx]
-  extractor = deployed_extractor(ctx.run.model, setting.pca, setting.noise_variance)
+  extractor = deployed_extractor(ctx.run.model, setting.pca, setting.noise_variance, setting.clip)
   own = ctx.images('attacker_train')
   init = own.mean(axis=0) if c.init == 'mean' else None
   kw = dict(steps=int(c.steps), lr=float(c.lr), init=init, batch_size=int(c.batch_size))
