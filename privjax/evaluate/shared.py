@@ -7,6 +7,8 @@ that runs them. Must not import privjax.evaluate.protocol, privjax.report or pri
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 from flax import nnx
@@ -171,13 +173,33 @@ def pixels(ctx, split: str) -> np.ndarray:
   return images.reshape(len(images), -1)
 
 
+# LPIPS runs VGG-16 on both images: on the first this many of a method's images (its standard error
+# says how well they stand for the rest).
+LPIPS_IMAGES = 256
+
+
+@functools.cache
+def _lpips():
+  """(LPIPS parameters from the imagenet extra, jitted distance), loaded once; None without it."""
+  from privjax.errors import PretrainedError
+  from privjax.metrics import lpips
+  from privjax.models import imagenet_weights
+
+  try:
+    params = imagenet_weights.lpips_params()
+  except PretrainedError:
+    return None
+  return params, jax.jit(lpips.distance)
+
+
 def image_quality(originals, images, what: str, role: str = 'fidelity') -> dict:
-  """PSNR (dB) and SSIM of `images` against `originals`: means over the images with their
-  standard errors; the SSIM has `role` ('fidelity' for a reconstruction, '' for a baseline)."""
+  """PSNR (dB), SSIM and LPIPS (where the imagenet extra is installed) of `images` against
+  `originals`: means over the images with their standard errors; the SSIM has `role` ('fidelity'
+  for a reconstruction, '' for a baseline)."""
   psnr = quality_lib.psnr(originals, images)
   ssim = quality_lib.ssim(originals, images)
   root_n = np.sqrt(len(originals))
-  return {
+  out = {
       'psnr': results.Metric(
           float(np.mean(psnr)), float(np.std(psnr) / root_n), 'dB', f'{what}: PSNR'
       ),
@@ -185,6 +207,24 @@ def image_quality(originals, images, what: str, role: str = 'fidelity') -> dict:
           float(np.mean(ssim)), float(np.std(ssim) / root_n), label=f'{what}: SSIM', role=role
       ),
   }
+  loaded = _lpips()
+  if loaded is not None:
+    params, distance = loaded
+    n = min(len(originals), LPIPS_IMAGES)
+    d = np.concatenate(
+        [
+            np.asarray(distance(params, originals[i : i + 64], images[i : i + 64]))
+            for i in range(0, n, 64)
+        ]
+    )
+    note = f'on {n} of {len(originals)} images' if n < len(originals) else ''
+    out['lpips'] = results.Metric(
+        float(np.mean(d)),
+        float(np.std(d) / np.sqrt(n)),
+        label=f'{what}: LPIPS (VGG, lower = closer)',
+        note=note,
+    )
+  return out
 
 
 def chosen_k(records: dict, min_people: int) -> int | None:
