@@ -8,6 +8,7 @@ that runs them. Must not import privjax.evaluate.protocol, privjax.report or pri
 from __future__ import annotations
 
 import functools
+import logging
 
 import jax
 import numpy as np
@@ -187,7 +188,9 @@ def _lpips():
 
   try:
     params = imagenet_weights.lpips_params()
-  except PretrainedError:
+  except PretrainedError as e:
+    logging.warning('reconstructions are judged without LPIPS: %s', e)
+    print(f'warning: reconstructions are judged without LPIPS: {e}', flush=True)
     return None
   return params, jax.jit(lpips.distance)
 
