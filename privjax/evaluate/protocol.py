@@ -30,23 +30,13 @@ from tqdm import auto as tqdm
 from privjax import metrics, models, paths
 from privjax.attacks import registry
 from privjax.data import pipeline
+from privjax.errors import DataError, EvalError
 from privjax.evaluate import features as features_lib
 from privjax.evaluate import memo, streamed, tensorboard
-from privjax.evaluate.errors import EvalError
 from privjax.evaluate.evaluators import common
 from privjax.privacy import transforms
 
 ATTACKER_SPLITS = ('attacker_train', 'attacker_test')
-# The evaluators of eval configs written before `evaluators` was a key (the same as those configs ran).
-LEGACY_EVALUATORS = (
-    'head',
-    'probe',
-    'attackers',
-    'rank_privacy',
-    'pixel_reference',
-    'reference_run',
-    'reconstruction',
-)
 
 _log = common.log
 
@@ -56,7 +46,7 @@ def check_request(run, eval_config) -> list[str]:
   for secret in eval_config.secrets:
     try:
       pipeline.label_num_classes(run.builder, secret)
-    except pipeline.DataError as e:
+    except DataError as e:
       raise EvalError(str(e)) from None
   splits = run.builder.info.splits
   for split in ATTACKER_SPLITS + (run.config.dataset.train_split, run.config.dataset.test_split):
@@ -115,7 +105,7 @@ def evaluator_records(evaluators) -> dict:
 
 def load_evaluators(eval_config) -> list[tuple[str, object, str]]:
   """(name, module, where it runs) of every enabled evaluator, in the config's order."""
-  names = list(eval_config.get('evaluators', LEGACY_EVALUATORS))
+  names = list(eval_config.evaluators)
   dupes = sorted({n for n in names if names.count(n) > 1})
   if dupes:
     raise EvalError(f'evaluators named twice: {", ".join(dupes)}')

@@ -17,8 +17,8 @@ family runs as usual but `transfer`, which needs the features mapped back to the
 from __future__ import annotations
 
 from privjax.attacks import registry, streaming
+from privjax.errors import EvalError
 from privjax.evaluate import protocol
-from privjax.evaluate.errors import EvalError
 from privjax.evaluate.evaluators import common
 
 SETTINGS = 'each'

@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from privjax.errors import EvalError
 from privjax.evaluate import features as features_lib
-from privjax.evaluate.errors import EvalError
 
 SETTINGS = ('each', 'baseline', 'once')
 PACKAGE = 'privjax.evaluate.evaluators'

@@ -30,8 +30,8 @@ from flax import nnx
 
 from privjax import metrics, paths
 from privjax.attacks import inversion
+from privjax.errors import EvalError
 from privjax.evaluate import protocol
-from privjax.evaluate.errors import EvalError
 from privjax.privacy import transforms
 
 SETTINGS = 'once'

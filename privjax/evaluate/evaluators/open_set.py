@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from privjax.attacks import open_set
 from privjax.data import pipeline
-from privjax.evaluate.errors import EvalError
+from privjax.errors import DataError, EvalError
 
 SETTINGS = 'each'
 
@@ -22,7 +22,7 @@ SETTINGS = 'each'
 def check(run, eval_config) -> None:
   try:
     pipeline.label_num_classes(run.builder, eval_config.open_set.label)
-  except pipeline.DataError as e:
+  except DataError as e:
     raise EvalError(f'open_set: {e}') from None
 
 

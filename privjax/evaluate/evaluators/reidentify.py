@@ -15,8 +15,8 @@ import numpy as np
 
 from privjax.attacks.reidentify import ORIGINALS, fit_identity_classifier, reidentify
 from privjax.data import pipeline
+from privjax.errors import DataError, EvalError
 from privjax.evaluate import memo
-from privjax.evaluate.errors import EvalError
 from privjax.evaluate.evaluators import pixel_reference
 
 SETTINGS = 'once'
@@ -26,7 +26,7 @@ CEILING = ('top1', 'top1_se', 'top5', 'top5_se', 'num_test')
 def check(run, eval_config) -> None:
   try:
     pipeline.label_num_classes(run.builder, eval_config.reidentify.label)
-  except pipeline.DataError as e:
+  except DataError as e:
     raise EvalError(f'reidentify: {e}') from None
   if eval_config.reidentify.family == 'transfer':
     raise EvalError('reidentify.family: the transfer attacker needs cut features, not pixels')
