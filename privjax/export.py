@@ -1,12 +1,10 @@
 r"""The device side of a split model as a portable, versioned artifact (StableHLO via `jax.export`).
 
-  python -m privjax.export --workdir RUN --out DIR [--step N] [--pca_k K] [--noise_variance V] \
-      [--batch_size B] [--input_dtype uint8|float32] [--platforms cpu,cuda] [--tflite] [--overwrite]
-
-The output directory must be new or empty: one that holds anything (another export, other files) is
-refused untouched unless `--overwrite` (`overwrite=True`) is given.
---workdir and --out may be URIs (`gs://bucket/...`, through etils.epath: privjax.paths);
-`load_exported` reads a local directory only (it uses nothing but jax and the standard library).
+The command is `privjax export` (privjax.commands.export). The output directory must be new or
+empty: one that holds anything (another export, other files) is refused untouched unless
+`overwrite=True` (`--overwrite`). The run and the output directory may be URIs (`gs://bucket/...`,
+through etils.epath: privjax.paths); `load_exported` reads a local directory only (it uses nothing
+but jax and the standard library).
 
 What lives here: `export_extractor`, which serialises pixels -> extractor (its `Normalize` input
 layer included, so it takes raw 0..255 RGB pixels [B, S, S, 3]) -> optional frozen PCA projection ->
@@ -15,8 +13,8 @@ optional Gaussian noise, and writes to the output directory
   manifest.json      format version, privjax/jax versions, arch, cut, checkpoint step, input and
                      output shapes and dtypes, normalisation, PCA k, noise variance
   load_extractor.py  `load_exported`'s source: an application needs it and jax, not privjax;
-`load_exported` itself; and `export_run`, the command (restore a run, fit or reuse the evaluation's
-PCA, export).
+`load_exported` itself; and `export_run`, what the command does (restore a run, fit or reuse the
+evaluation's PCA, export).
 
 Noise: with noise_variance > 0, or a defence's learned noise in the extractor (privjax.defences), the
 function takes a second argument, `key`, uint32[2]: the raw data
@@ -37,12 +35,11 @@ import os
 
 import jax
 import jax.numpy as jnp
-from absl import app, flags
 from flax import nnx
 
 import privjax
-from privjax import cli, models, paths
-from privjax.config import ConfigError
+from privjax import models, paths
+from privjax.errors import ConfigError
 from privjax.evaluate import features as features_lib
 from privjax.privacy import transforms
 from privjax.train import checkpoint as ckpt_lib
@@ -409,58 +406,3 @@ def export_run(
       tflite=tflite,
       overwrite=overwrite,
   )
-
-
-def define_flags():
-  """The command's flags; defined only when run as a program, so importing this module in a process
-  that has other entry points' flags (tests, notebooks) cannot clash with them."""
-  flags.DEFINE_string('workdir', None, 'Run directory to export.')
-  flags.DEFINE_string('out', None, 'Output directory of the artifact.')
-  flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
-  flags.DEFINE_integer('pca_k', None, "Project onto the evaluation's PCA-k (default: no PCA).")
-  flags.DEFINE_float(
-      'noise_variance',
-      0.0,
-      'Gaussian noise added on the device (then the ' 'artifact takes a uint32[2] key).',
-  )
-  flags.DEFINE_integer('batch_size', None, 'Fixed batch size (default: any).')
-  flags.DEFINE_enum('input_dtype', 'uint8', INPUT_DTYPES, 'dtype of the pixel input.')
-  flags.DEFINE_list('platforms', ['cpu'], 'Platforms to lower for (cpu, cuda, rocm, tpu).')
-  flags.DEFINE_string('data_dir', None, "Override the run's TFDS data dir (for fitting PCA).")
-  flags.DEFINE_bool('tflite', False, 'Also write extractor.tflite (needs TensorFlow).')
-  flags.DEFINE_bool('overwrite', False, 'Write into a non-empty --out, replacing an export there.')
-  flags.mark_flags_as_required(['workdir', 'out'])
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  f = flags.FLAGS
-  manifest = cli.run_or_exit(
-      lambda: export_run(
-          f.workdir,
-          f.out,
-          step=f.step,
-          pca_k=f.pca_k,
-          noise_variance=f.noise_variance,
-          data_dir=f.data_dir,
-          batch_size=f.batch_size,
-          input_dtype=f.input_dtype,
-          platforms=tuple(f.platforms),
-          tflite=f.tflite,
-          overwrite=f.overwrite,
-      )
-  )
-  size = (paths.as_path(f.out) / ARTIFACT).stat().length
-  ins = ', '.join(f'{i["name"]} {i["dtype"]}{i["shape"]}' for i in manifest['inputs'])
-  out = manifest['output']
-  print(
-      f'{manifest["arch"]} cut {manifest["cut"]} at step {manifest["checkpoint_step"]}: '
-      f'({ins}) -> {out["dtype"]}{out["shape"]}; {size / 2**20:.2f} MiB written to '
-      f'{paths.join(f.out, ARTIFACT)}'
-  )
-
-
-if __name__ == '__main__':
-  define_flags()
-  cli.run_app(main)

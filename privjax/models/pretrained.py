@@ -31,7 +31,7 @@ from flax import nnx
 
 from privjax.errors import PretrainedError
 from privjax.models import vgg
-from privjax.weight_formats import SUFFIXES, normalization_for, source_for  # noqa: F401
+from privjax.models.weight_formats import SUFFIXES, normalization_for, source_for  # noqa: F401
 
 BLOCK_SIZES = (2, 2, 3, 3, 3)  # convolutions per block in VGG-16 (configuration D)
 CONV_NAMES = tuple(

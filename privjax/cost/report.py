@@ -3,7 +3,7 @@
 The plot shows device FLOPs and upload bytes per cut and, given evaluation points, the cloud's
 primary accuracy and the identity attacker's top-1 against those costs.
 
-Must not import jax: it renders the rows that `privjax.cost` measured.
+Must not import jax: it renders the rows that `privjax.cost.analysis` measured.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def plot(rows: list[dict], points: list[dict], path: str) -> str:
       )
       for p in points:
         ax.annotate(
-            f'{p["cut"]} {p["mode"]}',
+            f'{p["cut"]} {p["defence"]}',
             (by_cut[p['cut']][key], 100 * p[metric]),
             fontsize=7,
             alpha=0.7,
