@@ -23,7 +23,7 @@ import numpy as np
 
 from privjax import metrics
 from privjax.attacks import reconstruction
-from privjax.evaluate.errors import EvalError
+from privjax.errors import EvalError
 
 SETTINGS = 'each'
 METHOD = 'decoder_deployed'

@@ -1,6 +1,6 @@
 r"""Mean ± sd over training seeds of evaluation reports: one row per (run, transform, noise).
 
-  python benchmarks/seed_table.py --name target_full,target runs/frontier_lfw_quick \
+  python -m benchmarks.seed_table --name target_full,target runs/frontier_lfw_quick \
       runs/lfw_seeds/seed1 runs/lfw_seeds/seed2 --runs none,siamese_1 \
       [--out benchmarks/results/lfw_target_seeds.md]
 
@@ -9,7 +9,7 @@ reports the cloud head's primary accuracy and the strongest identity attacker's 
 sample sd over the seeds, and each seed's values with the attacker that was strongest. With several
 names, the strongest attacker is taken over all of those evaluations (privacy is judged against the
 strongest attacker run on that run), and a fit that hit its iteration cap is marked †. The table is
-privjax.report.seeds's (the one `python -m privjax.reproduce --seeds` writes).
+privjax.report.seeds's (the one `python -m privjax reproduce --seeds` writes).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Benchmark: privjax's Siamese training step, feature extraction, attacker fit and input pipeline,
 against a PyTorch reference of the same step.
 
-    python benchmarks/train_step.py [--models vgg_mini,vgg16] [--batch 32] [--windows 5]
+    python -m benchmarks.train_step [--models vgg_mini,vgg16] [--batch 32] [--windows 5]
                                     [--dtype float32|bfloat16] [--torch auto|off] [--json PATH]
 
 For each model at its default cut (vgg_mini 64x64, vgg16 224x224), each rate is the median of
@@ -55,7 +55,6 @@ import queue as queue_lib
 import re
 import shutil
 import statistics
-import sys
 import time
 
 import jax
@@ -65,11 +64,6 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-
-try:
-  import privjax  # noqa: F401
-except ImportError:  # run from a checkout without installing the package
-  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 from privjax import cost, models
 from privjax.train import step as step_lib
@@ -371,8 +365,7 @@ def torch_runners(arch, cut, batch, dtype, args) -> tuple[dict, dict]:
     import torch
   except ImportError:
     return {'torch': 'not installed'}, {}
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  import torch_reference
+  from benchmarks import torch_reference
 
   torch.set_num_threads(cpu_count())
   device = 'cuda' if jax.default_backend() == 'gpu' and torch.cuda.is_available() else 'cpu'
@@ -512,10 +505,8 @@ def prepare_pipeline_data(arch_name: str, data_dir: str) -> str:
   when prepared before: the data set is named by its CSV's content); returns the CSV's path."""
   import tempfile
 
+  from benchmarks import make_photo_folder
   from privjax.data import pipeline
-
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  import make_photo_folder
 
   folder = tempfile.mkdtemp(prefix='privjax-pipeline-photos-')
   csv = make_photo_folder.write_folder(folder, *PIPELINE_PHOTOS)
