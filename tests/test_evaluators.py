@@ -13,10 +13,12 @@ from PIL import Image
 
 from privjax import metrics
 from privjax.attacks import run_attack
-from privjax.evaluate.errors import EvalError
+from privjax.errors import EvalError
 from privjax.evaluate.evaluators import common, inversion, open_set, reidentify
 from privjax.privacy import transforms
 from privjax.report import tables
+
+pytestmark = pytest.mark.unit
 
 S = 16  # image side: SSIM needs at least 7 x 7
 K = 8  # people

@@ -11,9 +11,12 @@ import pytest
 from flax import nnx
 
 from privjax import config as config_lib
-from privjax import cost, export
-from privjax.config import ConfigError
+from privjax import export
+from privjax.cost import analysis
+from privjax.errors import ConfigError
 from privjax.privacy import transforms
+
+pytestmark = pytest.mark.unit
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 
@@ -30,7 +33,7 @@ def assert_close(got, want):
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
-def load_config(arg='simple'):
+def load_config(arg='none'):
   module = config_lib.config_module(os.path.join(ROOT, 'configs', 'default.py'))
   return module.get_config(arg)
 
@@ -42,7 +45,7 @@ def model():
   config.input.mean = (0.4, 0.5, 0.6)
   config.input.channel_order = 'BGR'
   # numpy-drawn weights: nnx's initialisers would compile one program per parameter shape.
-  return cost.random_model(config, 2, seed=0)
+  return analysis.random_model(config, 2, seed=0)
 
 
 @pytest.fixture(scope='module')
@@ -155,13 +158,17 @@ def make_run(config, workdir, step):
   num_classes = pipeline.label_num_classes(
       pipeline.get_builder(config.dataset), config.dataset.primary
   )
-  model = cost.random_model(config, num_classes, seed=3)
+  model = analysis.random_model(config, num_classes, seed=3)
   params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
   ckpt_lib.prepare_workdir(workdir, config.to_dict())
   checkpoints = ckpt_lib.Checkpoints(workdir)
   opt_state = step_lib.make_optimizer(config.optimizer).init(params)
   checkpoints.save(
-      step, {'params': params, 'opt_state': opt_state, 'margin': 1.0}, config.to_dict(), force=True
+      step,
+      {'params': params, 'opt_state': opt_state},
+      config.to_dict(),
+      force=True,
+      meta_fn=lambda: {'defence': {}},  # the summary of defence none, as training saves it
   )
   checkpoints.close()
   return model
@@ -171,7 +178,18 @@ def test_export_command_uses_the_evaluations_pca(tiny_config, tmp_path):
   workdir, out = str(tmp_path / 'run'), str(tmp_path / 'artifact')
   model = make_run(tiny_config(), workdir, step=5)
   proc = subprocess.run(
-      [sys.executable, '-m', 'privjax.export', '--workdir', workdir, '--out', out, '--pca_k', '4'],
+      [
+          sys.executable,
+          '-m',
+          'privjax',
+          'export',
+          '--workdir',
+          workdir,
+          '--out',
+          out,
+          '--pca_k',
+          '4',
+      ],
       cwd=ROOT,
       capture_output=True,
       text=True,

@@ -10,6 +10,8 @@ import pytest
 
 from privjax.evaluate import memo, protocol
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):

@@ -2,7 +2,11 @@
 
 import copy
 
+import pytest
+
 from privjax.report import tables
+
+pytestmark = pytest.mark.unit
 
 
 def _attack(top1, se, strongest='linear', converged=True):

@@ -15,6 +15,8 @@ from privjax.privacy.transforms import (
     save_pca,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def _low_rank(n, d, rank, seed=0, offset=3.0):
   rng = np.random.default_rng(seed)
