@@ -43,10 +43,11 @@ def overview() -> str:
 
 def main(argv=None) -> None:
   """`privjax <command> [flags]`: runs the command with the rest of the command line."""
+  from privjax.commands import _cli
+
   argv = list(sys.argv if argv is None else argv)
-  if len(argv) > 1 and argv[1] in ('-h', '-?', '--help', '--helpshort', 'help'):
-    print(overview())
-    sys.exit(0)
+  if len(argv) > 1 and argv[1] in (*_cli.HELP_FLAGS, 'help'):
+    _cli.print_help(overview())
   if len(argv) < 2 or argv[1] not in COMMANDS:
     given = f'unknown command {argv[1]!r}' if len(argv) > 1 else 'no command given'
     print(
@@ -54,8 +55,6 @@ def main(argv=None) -> None:
         file=sys.stderr,
     )
     sys.exit(2)
-  from privjax.commands import _cli
-
   prog = f'{PROG} {argv[1]}'
   sys.argv = [prog, *argv[2:]]  # ml_collections reads --config.key=value overrides from sys.argv
   _cli.run_command(f'{__name__}.{argv[1]}', prog)

@@ -53,6 +53,15 @@ def _fail(message: str):
   sys.exit(2)
 
 
+def print_help(text: str):
+  """Prints `text` and exits 0, also when the reader stops early (`privjax train --help | head`)."""
+  try:
+    print(text, flush=True)
+  except BrokenPipeError:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+  sys.exit(0)
+
+
 def run_or_exit(fn):
   """`fn()`, with a known failure as one `error:` line and exit status 2."""
   try:
@@ -185,8 +194,7 @@ def _parser(module, prog: str):
   def parse(argv):
     options = argv[1 : argv.index('--')] if '--' in argv else argv[1:]
     if any(a in HELP_FLAGS for a in options):
-      print(help_text(module, prog))
-      sys.exit(0)
+      print_help(help_text(module, prog))
     try:
       rest = flags.FLAGS(argv)
     except flags.UnrecognizedFlagError as e:
