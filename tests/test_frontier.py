@@ -79,6 +79,7 @@ def test_frontier_job_trains_evaluates_and_resumes(tiny_config, tmp_path):
       workdir, make_config, eval_config, defences=['nopeek', 'learned_noise'], quick=True
   )
   assert again['points'] == result['points']
+  assert again['runs'] == result['runs']  # each run's training time is its first one's
   assert stamp == {
       r: os.path.getmtime(os.path.join(workdir, r, 'eval', 'default', 'report.json')) for r in runs
   }
