@@ -171,7 +171,7 @@ def _flag_default(flag) -> str | None:
   return flag.default_as_str.strip("'")
 
 
-def help_text(module, prog: str) -> str:
+def help_text(module) -> str:
   """What `--help` prints: the command's docstring, then its flags with their defaults."""
   lines = [inspect.cleandoc(module.__doc__), '', 'flags:']
   required = getattr(module, 'REQUIRED', ())
@@ -194,7 +194,7 @@ def _parser(module, prog: str):
   def parse(argv):
     options = argv[1 : argv.index('--')] if '--' in argv else argv[1:]
     if any(a in HELP_FLAGS for a in options):
-      print_help(help_text(module, prog))
+      print_help(help_text(module))
     try:
       rest = flags.FLAGS(argv)
     except flags.UnrecognizedFlagError as e:
