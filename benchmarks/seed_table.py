@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from privjax import cli
+from privjax.commands import _cli
 from privjax.report import seeds
 
 
@@ -32,7 +32,7 @@ def main():
   parser.add_argument('--secret', default='identity')
   parser.add_argument('--out', default='')
   args = parser.parse_args()
-  text = cli.run_or_exit(
+  text = _cli.run_or_exit(
       lambda: table(args.dirs, args.runs.split(','), args.name.split(','), args.secret)
   )
   print(text)

@@ -14,9 +14,9 @@ them alike:
             counted (2 x --batch images per step); the batch is random uint8 already on the
             device, so the step is timed without its input. Achieved FLOP/s by two counts: XLA's
             cost_analysis() of the compiled step (exact on CPU; on GPU it leaves cuDNN's
-            convolutions out) and the textbook count (privjax.cost.textbook_flops, 3x forward);
-            on GPU/TPU the model FLOP utilisation from the textbook count against the chip's bf16
-            dense peak (PEAK_BF16; also for --dtype float32). Where
+            convolutions out) and the textbook count (privjax.cost.analysis.textbook_flops, 3x
+            forward); on GPU/TPU the model FLOP utilisation from the textbook count against the
+            chip's bf16 dense peak (PEAK_BF16; also for --dtype float32). Where
             privjax.train.step.compiler_options sets XLA options (CPU), the same step compiled
             with XLA's defaults is timed beside it ("XLA defaults").
   extract   the extractor alone (the part that runs on the user's device), images/s, compiled with
@@ -65,7 +65,8 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from privjax import cost, models
+from privjax import models
+from privjax.cost import analysis as cost_analysis
 from privjax.train import step as step_lib
 
 # bf16 dense peak FLOP/s per chip, by a substring of jax.devices()[0].device_kind (first match).
@@ -266,8 +267,10 @@ def privjax_runners(arch, cut, batch, dtype) -> tuple[dict, dict]:
   out = {
       'compile_s': time.perf_counter() - start,
       'flops_per_step': flops_of(compiled),
-      # 3x the textbook forward count of both branches' images (privjax.cost.textbook_flops).
-      'textbook_flops_per_step': 3 * 2 * batch * sum(cost.textbook_flops(arch, 2).values()),
+      # 3x the textbook forward count of both branches' images (cost_analysis.textbook_flops).
+      'textbook_flops_per_step': (
+          3 * 2 * batch * sum(cost_analysis.textbook_flops(arch, 2).values())
+      ),
   }
   box = [state]
 
