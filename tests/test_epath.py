@@ -170,7 +170,7 @@ def make_config(tfds_dir, arg=ARG):
   return conftest.tiny_config_for(tfds_dir, arg)
 
 
-@pytest.fixture
+@pytest.fixture(scope='module')
 def reference(trained_run):
   """(workdir, result) of an uninterrupted run in a local workdir: the session's (read only)."""
   return trained_run

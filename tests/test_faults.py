@@ -116,7 +116,7 @@ def make_config(tfds_dir, arg=ARG):
   return conftest.tiny_config_for(tfds_dir, arg)
 
 
-@pytest.fixture
+@pytest.fixture(scope='module')
 def reference(trained_run):
   """(workdir, result) of the uninterrupted run: the session's (read only; `copy_run` copies it)."""
   return trained_run
