@@ -1,8 +1,8 @@
 """Benchmark: privjax linear attacker vs scikit-learn, plus the MLP attacker.
 
-    python benchmarks/attackers.py [--n 10000 --d 8192 --classes 100]
+    python -m benchmarks.attackers [--n 10000 --d 8192 --classes 100]
 
-Synthetic features shaped like the issue's probe: ``--n`` attacker-training
+Synthetic features: ``--n`` attacker-training
 rows (plus ``--n-test`` test rows) of ``--d`` features, ``--classes`` classes
 made of class means + isotropic noise + a strong low-rank nuisance, so test
 accuracy is neither chance nor 1.0. Both libraries get the same standardised
@@ -27,17 +27,12 @@ scikit-learn is optional; its rows are skipped when it is not installed.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-if importlib.util.find_spec("privjax") is None:  # run from a checkout, not installed
-  sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def make_features(n, d, k, *, seed=0, signal=0.06, nuisance_rank=32, nuisance=3.0):
@@ -162,7 +157,7 @@ def main():
   l2 = sweep.l2
 
   # A fresh process, so the compile is counted like in a first call.
-  cmd = [sys.executable, __file__, "--single-l2-cold", repr(l2)] + [
+  cmd = [sys.executable, "-m", __spec__.name, "--single-l2-cold", repr(l2)] + [
       f"--{k.replace('_', '-')}={v}"
       for k, v in vars(args).items()
       if k in ("n", "n_test", "d", "classes", "signal", "max_iter", "seed")

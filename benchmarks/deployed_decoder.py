@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from privjax.attacks import reconstruction
-from privjax.evaluate.errors import EvalError
+from privjax.errors import EvalError
 from privjax.metrics import image_quality
 
 SETTINGS = 'each'

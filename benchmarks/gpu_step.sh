@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue #14 item 3 in one device call: VGG-16 bf16 training step on one GPU, privjax against
+# The VGG-16 bf16 training step on one GPU in one device call: privjax against
 # torch.compile in the same run, and the variants that may move privjax's number.
 #
 #   bash benchmarks/gpu_step.sh [OUTDIR]        # OUTDIR defaults to $OUT, else /tmp/gpu_step
@@ -14,7 +14,7 @@
 #   nocmdbuf  64 pairs, XLA's CUDA-graph command buffers off
 #   triton    64 pairs, XLA's Triton GEMM emitter for every matmul it supports
 #   best      the fastest of those settings again, with torch, so its ratio is from one run
-# Render the baseline with: python benchmarks/speed_table.py gpu OUTDIR/base.json --out ...
+# Render the baseline with: python -m benchmarks.speed_table gpu OUTDIR/base.json --out ...
 # jax.checkpoint policies are not among the variants: at 64-256 pairs VGG-16 fits the GPU's
 # memory several times over, so rematerialising can only add work.
 set -uo pipefail
@@ -41,7 +41,7 @@ bench() {  # output name, variant, extra train_step.py arguments
     tee -a "$out/gpu_step.log"
   # A variant's flags replace the caller's XLA_FLAGS; ${args[...]} is unquoted: several words.
   env ${flags[$variant]:+XLA_FLAGS=${flags[$variant]}} \
-    timeout 300 python3 benchmarks/train_step.py --models vgg16 \
+    timeout 300 python3 -m benchmarks.train_step --models vgg16 \
     --dtype bfloat16 --skip pipeline,attack --windows 5 --json "$out/$name.json" \
     ${args[$variant]} "$@" 2>&1 |
     grep -E '^ |^vgg|^NVIDIA|^gpu|Error|error' | tee -a "$out/gpu_step.log"

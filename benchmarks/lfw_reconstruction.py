@@ -1,7 +1,7 @@
 r"""The LFW reconstruction / re-identification / open-set tables from the reports of
 benchmarks/lfw_reconstruction.sh (and the closed-set attackers of benchmarks/lfw_target_seeds.sh).
 
-  python benchmarks/lfw_reconstruction.py runs/frontier_lfw_quick \
+  python -m benchmarks.lfw_reconstruction runs/frontier_lfw_quick \
       [--seed_dirs runs/lfw_seeds/seed1,runs/lfw_seeds/seed2] \
       [--out benchmarks/results/lfw_reconstruction.md]
 
@@ -14,9 +14,13 @@ reports' means over the images (the reports carry no spread for them).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
+
+import ml_collections
+
+from privjax.evaluate import protocol
+from privjax.report import tables
 
 RUNS = ('none', 'siamese_1')
 CLEAN, DEPLOYED = 'recon_lfw_clean', 'recon_lfw_deployed'
@@ -24,8 +28,9 @@ CLOSED = ('target_full', 'target')
 
 
 def _load(d, run, name):
-  with open(os.path.join(d, run, 'eval', name, 'report.json')) as f:
-    return json.load(f)
+  """The report of `run`'s evaluation named `name` (an eval config's name is what places it)."""
+  eval_config = ml_collections.ConfigDict({'name': name})
+  return tables.load_report(protocol.report_dir(os.path.join(d, run), eval_config))
 
 
 def _pct(value, se, n=None) -> str:

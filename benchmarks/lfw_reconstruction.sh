@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Reconstruction, re-identification and open-set identity on the LFW photos (issue #12's must-show):
+# Reconstruction, re-identification and open-set identity on the LFW photos:
 # `none` and the quick frontier's best defence, `siamese` at weight 1 (training seed 0, the runs of
-# `python -m privjax.frontier --config configs/lfw_photos.py:csv=CSV --workdir
+# `python -m privjax frontier --config configs/lfw_photos.py:csv=CSV --workdir
 # runs/frontier_lfw_quick --quick`), each evaluated twice with the fast evaluation's settings:
 #   recon_lfw_deployed  at the deployed setting, PCA-32 + noise variance 0.1: open-set identity
 #       (also at none / PCA-32 and noise 0 / 0.1), the learned decoder on the noiseless cut
@@ -18,7 +18,7 @@
 # the photos' CSV. From the repository root:
 #   bash benchmarks/lfw_reconstruction.sh      (a rerun skips finished evaluations; RUNS="none" and
 #       EVALS="recon_lfw_clean" pick a part, e.g. to run two parts side by side)
-#   python benchmarks/lfw_reconstruction.py runs/frontier_lfw_quick \
+#   python -m benchmarks.lfw_reconstruction runs/frontier_lfw_quick \
 #       --out benchmarks/results/lfw_reconstruction.md
 set -euo pipefail
 dir=runs/frontier_lfw_quick

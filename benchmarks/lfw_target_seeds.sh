@@ -5,7 +5,7 @@
 # the settings the target is about: no transform and PCA-32, noise 0, 0.03 and 0.1 (gender, the
 # primary task, is attacked only untransformed and noiseless; the probe measures it elsewhere).
 #   bash benchmarks/lfw_target_seeds.sh CSV   →   runs/lfw_seeds/, then
-#   python benchmarks/seed_table.py --name target_full,target runs/frontier_lfw_quick \
+#   python -m benchmarks.seed_table --name target_full,target runs/frontier_lfw_quick \
 #       runs/lfw_seeds/seed1 runs/lfw_seeds/seed2 --runs none,siamese_1 \
 #       --out benchmarks/results/lfw_target_seeds.md
 # Each run gets both the full evaluation (`target_full`) and the fast one (`target`: pca_linear at

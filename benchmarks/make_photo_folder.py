@@ -1,6 +1,6 @@
 """Writes a folder of "your own photos" for `image_folder`, and optionally times preparing it.
 
-    python benchmarks/make_photo_folder.py OUT_DIR [--identities 100 --per-identity 30]
+    python -m benchmarks.make_photo_folder OUT_DIR [--identities 100 --per-identity 30]
         [--build TFDS_DIR]
 
 Synthetic faces (`privjax.data.face_renderer.generate_faces`, 64x64) are upscaled to random
@@ -19,16 +19,10 @@ import argparse
 import csv
 import json
 import os
-import sys
 import time
 
 import numpy as np
 from PIL import Image
-
-try:
-  import privjax  # noqa: F401
-except ImportError:  # run from a checkout without installing the package
-  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 from privjax.data import face_renderer
 

@@ -1,6 +1,6 @@
 r"""Mean ± sd over training seeds of evaluation reports: one row per (run, transform, noise).
 
-  python benchmarks/seed_table.py --name target_full,target runs/frontier_lfw_quick \
+  python -m benchmarks.seed_table --name target_full,target runs/frontier_lfw_quick \
       runs/lfw_seeds/seed1 runs/lfw_seeds/seed2 --runs none,siamese_1 \
       [--out benchmarks/results/lfw_target_seeds.md]
 
@@ -9,14 +9,14 @@ reports the cloud head's primary accuracy and the strongest identity attacker's 
 sample sd over the seeds, and each seed's values with the attacker that was strongest. With several
 names, the strongest attacker is taken over all of those evaluations (privacy is judged against the
 strongest attacker run on that run), and a fit that hit its iteration cap is marked †. The table is
-privjax.report.seeds's (the one `python -m privjax.reproduce --seeds` writes).
+privjax.report.seeds's (the one `python -m privjax reproduce --seeds` writes).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from privjax import cli
+from privjax.commands import _cli
 from privjax.report import seeds
 
 
@@ -32,7 +32,7 @@ def main():
   parser.add_argument('--secret', default='identity')
   parser.add_argument('--out', default='')
   args = parser.parse_args()
-  text = cli.run_or_exit(
+  text = _cli.run_or_exit(
       lambda: table(args.dirs, args.runs.split(','), args.name.split(','), args.secret)
   )
   print(text)

@@ -1,16 +1,17 @@
-r"""What does it take for Siamese fine-tuning to cut identity leakage? Variants of one `simple` run.
+r"""What does it take for Siamese fine-tuning to cut identity leakage? Variants of one `none` run.
 
-    python benchmarks/siamese_ablation.py --simple runs/demo/simple --workdir runs/ablation \
+    python -m benchmarks.siamese_ablation --baseline runs/demo/none --workdir runs/ablation \
         [--variants paper,calibrated,lambda0.1,lambda1,normalized_lambda1,steps1500,
                     lambda0_steps1500]
 
-Each variant fine-tunes from the given `simple` run (configs/default.py:siamese plus the variant's
-overrides below), then the attackers of configs/eval/default.py:fast (linear, MLP, transfer and the
-attacker's own PCA-512 + linear; standardised inputs, the same settings as the main job) are trained
-on its frozen, untransformed, noiseless cut features of the attacker identities. Nothing about the data or the attackers changes between
-variants; only the fine-tuning objective does. Prints and writes WORKDIR/ablation.md: gender
-accuracy of the full model, identity top-1 of each attacker family and the strongest, and the
-feature statistics, with the `simple` run itself as the first row.
+Each variant fine-tunes from the given trained `none` run (configs/default.py:siamese plus the
+variant's overrides below), then the attackers of configs/eval/default.py:fast (linear, MLP,
+transfer and the attacker's own PCA-512 + linear; standardised inputs, the same settings as the
+main job) are trained on its frozen, untransformed, noiseless cut features of the attacker
+identities (privjax.experiments.runner trains and evaluates them). Nothing about the data or the
+attackers changes between variants; only the fine-tuning objective does. Prints and writes
+WORKDIR/ablation.md: gender accuracy of the full model, identity top-1 of each attacker family and
+the strongest, and the feature statistics, with the `none` run itself as the first row.
 
 A rerun resumes: finished runs and evaluations are read back, not redone.
 """
@@ -18,18 +19,10 @@ A rerun resumes: finished runs and evaluations are read back, not redone.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
-try:
-  import privjax  # noqa: F401
-except ImportError:  # run from a checkout without installing the package
-  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-
-from privjax import reproduce
-from privjax.evaluate import protocol
-from privjax.report import tables
+from privjax.experiments import reproduce, runner
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 
@@ -60,24 +53,6 @@ def eval_config(name: str):
   return c
 
 
-def set_path(config, dotted: str, value):
-  *parents, leaf = dotted.split('.')
-  node = config
-  for p in parents:
-    node = node[p]
-  node[leaf] = value
-
-
-def evaluate(workdir: str, ec, data_dir) -> dict:
-  path = os.path.join(workdir, 'eval', ec.name, 'report.json')
-  if os.path.exists(path):
-    with open(path) as f:
-      return json.load(f)
-  report = protocol.evaluate_run(workdir, ec, data_dir=data_dir)
-  tables.write_report(report, os.path.dirname(path))  # report.json and report.md
-  return report
-
-
 def _g(x) -> str:
   return '–' if x is None else f'{x:.3g}'
 
@@ -102,13 +77,12 @@ def row(name: str, report: dict) -> str:
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--simple', required=True, help='the trained `simple` run to start from')
+  parser.add_argument('--baseline', required=True, help='the trained `none` run to start from')
   parser.add_argument('--workdir', required=True)
   parser.add_argument('--variants', default=','.join(VARIANTS))
   parser.add_argument('--data_dir', default=None)
   parser.add_argument('--out', default='', help='also write the table (with this command) here')
   args = parser.parse_args(argv)
-  from privjax.train import loop
 
   names = [v for v in args.variants.split(',') if v]
   unknown = [v for v in names if v not in VARIANTS]
@@ -121,27 +95,26 @@ def main(argv=None):
       + ' | **strongest** ± se | gender attacker | feature norm | dist. same / diff. |',
       '|---' * (9 + len(FAMILIES)) + '|',
   ]
-  lines.append(row('simple (start)', evaluate(args.simple, ec, args.data_dir)))
+  baseline, _, _ = runner.evaluate_run(args.baseline, ec, data_dir=args.data_dir, reuse_report=True)
+  lines.append(row('none (start)', baseline))
   print(lines[-1], flush=True)
+  plan = []
   for name in names:
     config_args, overrides = VARIANTS[name]
-    config = reproduce.load_config(os.path.join(ROOT, 'configs', 'default.py'), config_args)
-    for key, value in overrides.items():
-      set_path(config, key, value)
-    config.init_from = args.simple
+    config = reproduce.load_config(
+        os.path.join(ROOT, 'configs', 'default.py'), config_args, overrides
+    )
+    config.init_from = args.baseline
     config.progress = False
-    if args.data_dir:
-      config.dataset.data_dir = args.data_dir
-    workdir = os.path.join(args.workdir, name)
-    loop.train_and_evaluate(config, workdir)
-    lines.append(row(name, evaluate(workdir, ec, args.data_dir)))
-    print(lines[-1], flush=True)
+    plan.append(runner.Planned(name, config))
+  outcomes = runner.run_plan(args.workdir, plan, ec, data_dir=args.data_dir, reuse_reports=True)
+  lines += [row(o.name, o.report) for o in outcomes]
   text = '\n'.join(lines) + '\n'
   os.makedirs(args.workdir, exist_ok=True)
   with open(os.path.join(args.workdir, 'ablation.md'), 'w') as f:
     f.write(text)
   if args.out:
-    command = 'python benchmarks/siamese_ablation.py ' + ' '.join(sys.argv[1:])
+    command = 'python -m benchmarks.siamese_ablation ' + ' '.join(sys.argv[1:])
     with open(args.out, 'w') as f:
       f.write(
           f'`{command}`; identity top-1 of each attacker family on the untransformed, noiseless '

@@ -1,8 +1,8 @@
 r"""README speed tables rendered from `benchmarks/train_step.py`'s JSON output.
 
-  python benchmarks/speed_table.py cpu benchmarks/results/cpu_2core_vgg_mini.json \
+  python -m benchmarks.speed_table cpu benchmarks/results/cpu_2core_vgg_mini.json \
       --out benchmarks/results/speed_cpu_2core.md
-  python benchmarks/speed_table.py gpu benchmarks/results/h200_bf16.json \
+  python -m benchmarks.speed_table gpu benchmarks/results/h200_bf16.json \
       --out benchmarks/results/speed_h200.md
 
 `cpu`: one table per model, privjax's step against XLA's default options and the PyTorch settings

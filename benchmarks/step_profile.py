@@ -1,6 +1,6 @@
 """Where the training step's time goes: XLA's profiler over the step that train_step.py times.
 
-    taskset -c 0 python benchmarks/step_profile.py [--model vgg_mini] [--steps 10] [--out PATH]
+    taskset -c 0 python -m benchmarks.step_profile [--model vgg_mini] [--steps 10] [--out PATH]
 
 Compiles the same step as benchmarks/train_step.py (privjax.train.step.compiled_steps with the
 demo's Siamese objective, random uint8 pairs on the device), runs --steps steps under
@@ -25,12 +25,8 @@ import time
 
 import jax
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import train_step as bench  # noqa: E402
-
-from privjax import models  # noqa: E402
+from benchmarks import train_step as bench
+from privjax import models
 
 _KINDS = (  # (kind, pattern on the instruction's name), first match wins
     ('convolution', r'^(conv_general_dilated|convolution)(\.\d+)?$'),

@@ -1,9 +1,9 @@
 """Benchmark: the streaming attackers at VGG-16 conv4_3 scale, against the in-memory ones where they fit.
 
-    nice -n 10 python benchmarks/streaming_eval.py                  # the issue's size (~10.6 GB store)
-    nice -n 10 python benchmarks/streaming_eval.py --dims 16384     # scaled down, extrapolated
+    nice -n 10 python -m benchmarks.streaming_eval                  # full size (~10.6 GB store)
+    nice -n 10 python -m benchmarks.streaming_eval --dims 16384     # scaled down, extrapolated
 
-The issue's setting: an LFW-sized split (13,233 rows, 80% attacker-train, 20% attacker-test) of
+The setting: an LFW-sized split (13,233 rows, 80% attacker-train, 20% attacker-test) of
 VGG-16 ``conv4_3`` features (28 x 28 x 512 = 401,408 dims), written directly as synthetic float16
 shards (class means in a rank-32 subspace, a strong rank-4 nuisance, noise, offset, ReLU; labels
 ``identity`` of ``--classes`` classes): a VGG-16 forward pass over 13k images takes hours on two
@@ -28,7 +28,6 @@ refuses to overwrite it unless ``--overwrite``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -40,9 +39,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-if importlib.util.find_spec("privjax") is None:  # run from a checkout, not installed
-  sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CONV4_3 = (28, 28, 512)
 FULL_DIMS = 28 * 28 * 512
@@ -134,7 +130,8 @@ def child(args) -> dict:
 def run_child(args, family, store, cap_gb) -> dict:
   cmd = [
       sys.executable,
-      __file__,
+      "-m",
+      __spec__.name,
       "--child",
       family,
       "--store",
@@ -233,7 +230,7 @@ def main():
   root = Path(args.store_dir)
   if root.exists():
     sys.exit(f"error: {root} exists; the benchmark writes its stores there and deletes them")
-  command = "nice -n 10 python benchmarks/streaming_eval.py " + " ".join(sys.argv[1:])
+  command = "nice -n 10 python -m benchmarks.streaming_eval " + " ".join(sys.argv[1:])
   load_before = os.getloadavg()
   started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
   records, writes = [], {}
@@ -261,7 +258,7 @@ def main():
   load_after = os.getloadavg()
 
   lines = [
-      "# Streaming evaluation at VGG-16 conv4_3 scale (issue #14 item 1)",
+      "# Streaming evaluation at VGG-16 conv4_3 scale",
       "",
       f"Command: `{command}`  ",
       f"Started {started} on {platform.node()} ({os.cpu_count()} CPUs), shared with other jobs: "
@@ -310,7 +307,7 @@ def main():
         "weights, Adam moments, gradient) plus batches within the budget; the Gram path's largest "
         f"arrays are the {args.rows}^2 Gram matrix and its centred copies, which do not grow with D."
     )
-    lines.append("* full-size command: `nice -n 10 python benchmarks/streaming_eval.py`")
+    lines.append("* full-size command: `nice -n 10 python -m benchmarks.streaming_eval`")
   if extraction:
     per = extraction["per_image"]
     lines += [

@@ -1,6 +1,6 @@
-"""Benchmark: streaming evaluation at the issue's full size, stage by stage, under a peak-RSS cap.
+"""Benchmark: streaming evaluation at full LFW size, stage by stage, under a peak-RSS cap.
 
-    nice -n 19 python benchmarks/streaming_eval_full.py
+    nice -n 19 python -m benchmarks.streaming_eval_full
 
 An LFW-sized split (13,233 rows, 80% attacker-train / 20% attacker-test) of VGG-16 ``conv4_3``
 features (28 x 28 x 512 = 401,408 dims), written directly as synthetic float16 shards with a
@@ -34,7 +34,6 @@ benchmarks/results/streaming_eval_full.md).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -46,11 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-if importlib.util.find_spec("privjax") is None:  # run from a checkout, not installed
-  sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import streaming_eval as base  # noqa: E402
+from benchmarks import streaming_eval as base
 
 FULL_DIMS = base.FULL_DIMS
 L2 = base.L2
@@ -241,7 +236,7 @@ STAGES = {
 
 
 def run_stage(args, name, minutes, **extra) -> dict:
-  cmd = [sys.executable, __file__, "--child", name]
+  cmd = [sys.executable, "-m", __spec__.name, "--child", name]
   for key in (
       "store", "rows", "dims", "classes", "budget_gb", "pca_k", "n_iter", "max_iter",
       "linear_steps", "extract_batch",
@@ -288,7 +283,7 @@ def report(args, records, command, started, load_before, store_gb, load_after) -
   rec = {r["stage"] + (":" + r["which"] if "which" in r else ""): r for r in records}
   n_train = int(round(0.8 * args.rows))
   lines = [
-      "# Streaming evaluation at VGG-16 conv4_3 scale, full size (issue #14 item 1)",
+      "# Streaming evaluation at VGG-16 conv4_3 scale, full size",
       "",
       f"Command: `{command}`  ",
       f"Started {started} on {platform.node()} ({os.cpu_count()} CPUs): load average "
@@ -511,7 +506,7 @@ def main():
     )
     lines.insert(
         3,
-        f"Rendered from `{args.render}` by `python benchmarks/streaming_eval_full.py "
+        f"Rendered from `{args.render}` by `python -m benchmarks.streaming_eval_full "
         f"--render {args.render} --out {args.out}`.  ",
     )
     Path(args.out).write_text("\n".join(lines) + "\n")
@@ -526,7 +521,7 @@ def main():
     sys.exit(f"error: {root} exists; the benchmark writes its stores there and deletes them")
   niceness = os.nice(0)
   prefix = f"nice -n {niceness} " if niceness else ""
-  command = f"{prefix}python benchmarks/streaming_eval_full.py {' '.join(sys.argv[1:])}"
+  command = f"{prefix}python -m benchmarks.streaming_eval_full {' '.join(sys.argv[1:])}"
   started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
   load_before = os.getloadavg()
   records = []

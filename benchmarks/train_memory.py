@@ -1,6 +1,6 @@
 """Memory of the compiled VGG-16 Siamese training step, from XLA's buffer assignment (no run).
 
-    python benchmarks/train_memory.py [--cuts conv4_3,conv5_3,fc6] [--batches 10,64]
+    python -m benchmarks.train_memory [--cuts conv4_3,conv5_3,fc6] [--batches 10,64]
 
 Compiles privjax's training step (privjax.train.step.compiled_steps, the demo's Adam and contrastive
 settings) for `vgg16` at 224x224 on this machine's backend for each cut, dtype and batch (pairs),
@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -24,15 +22,8 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-try:
-  import privjax  # noqa: F401
-except ImportError:  # run from a checkout without installing the package
-  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-
-from train_step import compiled_siamese_step  # noqa: E402
-
-from privjax import models  # noqa: E402
+from benchmarks.train_step import compiled_siamese_step
+from privjax import models
 
 
 def step_memory(cut: str, dtype, batch: int, mesh) -> dict:

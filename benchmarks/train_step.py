@@ -1,7 +1,7 @@
 """Benchmark: privjax's Siamese training step, feature extraction, attacker fit and input pipeline,
 against a PyTorch reference of the same step.
 
-    python benchmarks/train_step.py [--models vgg_mini,vgg16] [--batch 32] [--windows 5]
+    python -m benchmarks.train_step [--models vgg_mini,vgg16] [--batch 32] [--windows 5]
                                     [--dtype float32|bfloat16] [--torch auto|off] [--json PATH]
 
 For each model at its default cut (vgg_mini 64x64, vgg16 224x224), each rate is the median of
@@ -14,9 +14,9 @@ them alike:
             counted (2 x --batch images per step); the batch is random uint8 already on the
             device, so the step is timed without its input. Achieved FLOP/s by two counts: XLA's
             cost_analysis() of the compiled step (exact on CPU; on GPU it leaves cuDNN's
-            convolutions out) and the textbook count (privjax.cost.textbook_flops, 3x forward);
-            on GPU/TPU the model FLOP utilisation from the textbook count against the chip's bf16
-            dense peak (PEAK_BF16; also for --dtype float32). Where
+            convolutions out) and the textbook count (privjax.cost.analysis.textbook_flops, 3x
+            forward); on GPU/TPU the model FLOP utilisation from the textbook count against the
+            chip's bf16 dense peak (PEAK_BF16; also for --dtype float32). Where
             privjax.train.step.compiler_options sets XLA options (CPU), the same step compiled
             with XLA's defaults is timed beside it ("XLA defaults").
   extract   the extractor alone (the part that runs on the user's device), images/s, compiled with
@@ -55,7 +55,6 @@ import queue as queue_lib
 import re
 import shutil
 import statistics
-import sys
 import time
 
 import jax
@@ -66,12 +65,8 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-try:
-  import privjax  # noqa: F401
-except ImportError:  # run from a checkout without installing the package
-  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-
-from privjax import cost, models
+from privjax import models
+from privjax.cost import analysis as cost_analysis
 from privjax.train import step as step_lib
 
 # bf16 dense peak FLOP/s per chip, by a substring of jax.devices()[0].device_kind (first match).
@@ -272,8 +267,10 @@ def privjax_runners(arch, cut, batch, dtype) -> tuple[dict, dict]:
   out = {
       'compile_s': time.perf_counter() - start,
       'flops_per_step': flops_of(compiled),
-      # 3x the textbook forward count of both branches' images (privjax.cost.textbook_flops).
-      'textbook_flops_per_step': 3 * 2 * batch * sum(cost.textbook_flops(arch, 2).values()),
+      # 3x the textbook forward count of both branches' images (cost_analysis.textbook_flops).
+      'textbook_flops_per_step': (
+          3 * 2 * batch * sum(cost_analysis.textbook_flops(arch, 2).values())
+      ),
   }
   box = [state]
 
@@ -371,8 +368,7 @@ def torch_runners(arch, cut, batch, dtype, args) -> tuple[dict, dict]:
     import torch
   except ImportError:
     return {'torch': 'not installed'}, {}
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  import torch_reference
+  from benchmarks import torch_reference
 
   torch.set_num_threads(cpu_count())
   device = 'cuda' if jax.default_backend() == 'gpu' and torch.cuda.is_available() else 'cpu'
@@ -512,10 +508,8 @@ def prepare_pipeline_data(arch_name: str, data_dir: str) -> str:
   when prepared before: the data set is named by its CSV's content); returns the CSV's path."""
   import tempfile
 
+  from benchmarks import make_photo_folder
   from privjax.data import pipeline
-
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  import make_photo_folder
 
   folder = tempfile.mkdtemp(prefix='privjax-pipeline-photos-')
   csv = make_photo_folder.write_folder(folder, *PIPELINE_PHOTOS)

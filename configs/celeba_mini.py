@@ -1,9 +1,9 @@
 r"""CelebA with identities: `vgg_mini` at 64x64 on `celeba_faces`, built from the official files.
 
-  python train.py --config configs/celeba_mini.py:simple --workdir runs/celeba/simple \
+  python train.py --config configs/celeba_mini.py:none --workdir runs/celeba/none \
       --config.dataset.manual_dir=/path/to/celeba
   python train.py --config configs/celeba_mini.py:siamese --workdir runs/celeba/siamese \
-      --config.dataset.manual_dir=/path/to/celeba --config.init_from=runs/celeba/simple
+      --config.dataset.manual_dir=/path/to/celeba --config.init_from=runs/celeba/none
 
 The manual_dir holds, from the official CelebA page (Google Drive): img_align_celeba/ (or
 img_align_celeba.zip), list_attr_celeba.txt, identity_CelebA.txt and list_eval_partition.txt.  The

@@ -2,19 +2,19 @@
 
 The paper's pipeline in two commands (the README's main job runs both, then evaluates):
 
-  python train.py --config configs/default.py:simple --workdir runs/demo/simple
+  python train.py --config configs/default.py:none --workdir runs/demo/none
   python train.py --config configs/default.py:siamese --workdir runs/demo/siamese \
-      --config.init_from=runs/demo/simple
+      --config.init_from=runs/demo/none
 
 Arguments after the colon, comma-separated:
-  simple | siamese   the defence: none (`simple`, the default) or siamese; any defence by name
+  none | siamese     the defence: none (the default) or siamese; any defence by name
                      (`nopeek`, `adversarial`, `learned_noise`, `siamese+adversarial`, ...)
   calibrated         siamese margin = margin_scale x median different-pair distance at the start
   normalized         contrastive loss on L2-normalised cut features (margin in [0, 2] units)
   tiny               a few steps on the tiny data set configuration, for tests and smoke runs
 
 Defences (privjax/defences/<name>.py) each have a section `defence.<name>` below; `strength` names
-the key the frontier varies (privjax.frontier) and `strengths` its default grid. A new defence is
+the key the frontier varies (`privjax frontier`) and `strengths` its default grid. A new defence is
 one module plus its section here.
 """
 
@@ -22,7 +22,7 @@ import ml_collections
 
 from privjax import config_args
 
-WORDS = ('simple', 'siamese', 'calibrated', 'normalized', 'tiny')
+WORDS = ('calibrated', 'normalized', 'tiny')
 
 
 def get_config(arg: str = ''):
@@ -33,14 +33,12 @@ def get_config(arg: str = ''):
       valid=f'{", ".join(WORDS)} or a defence name (privjax/defences/<name>.py, joined by +)',
   )
   defence_args = [a for a in args.words if a not in WORDS]
-  if len(defence_args) + ('siamese' in args) > 1:
+  if len(defence_args) > 1:
     raise ValueError(
         f'config arguments name more than one defence: {list(args.words)}; combine with +'
     )
   c = ml_collections.ConfigDict()
   c.seed = 0
-  # Before defences were plug-ins: `simple` or `siamese`, now aliases of defence.name none/siamese.
-  c.mode = ''
 
   c.dataset = ml_collections.ConfigDict()
   c.dataset.name = 'synthetic_faces'
@@ -94,7 +92,7 @@ def get_config(arg: str = ''):
   c.optimizer.weight_decay = 0.0  # > 0: AdamW
 
   c.defence = d = ml_collections.ConfigDict()
-  d.name = defence_args[0] if defence_args else ('siamese' if 'siamese' in args else 'none')
+  d.name = defence_args[0] if defence_args else 'none'
   d.calibration_batches = 4  # batches seen before training by defences that calibrate
 
   d.none = ml_collections.ConfigDict()
@@ -167,9 +165,10 @@ def get_config(arg: str = ''):
 
 def _is_defence(name: str) -> bool:
   from privjax import defences
+  from privjax.errors import DefenceError
 
   try:
     defences.parse(name)
-  except defences.DefenceError:
+  except DefenceError:
     return False
   return True

@@ -1,9 +1,9 @@
 r"""Your own face photos: `vgg_mini` at 64x64 on an `image_folder` data set (a CSV of photos).
 
-  python train.py --config configs/image_folder.py:simple,csv=/path/to/faces.csv \
-      --workdir runs/mine/simple
+  python train.py --config configs/image_folder.py:none,csv=/path/to/faces.csv \
+      --workdir runs/mine/none
   python train.py --config configs/image_folder.py:siamese,csv=/path/to/faces.csv \
-      --workdir runs/mine/siamese --config.init_from=runs/mine/simple
+      --workdir runs/mine/siamese --config.init_from=runs/mine/none
 
 The CSV has a header line and the columns `path` (image file, relative to the CSV's folder; any
 size and format Pillow reads), `identity` (who is pictured) and attribute columns such as
@@ -12,7 +12,7 @@ prepared once into the TFDS data dir (centre square, resized to model.image_size
 unreadable files are reported and skipped, and duplicates dropped.  Editing the CSV prepares a new
 data set, which a run trained on the old one refuses to resume on (--config.dataset.allow_new_data).
 
-Arguments after the colon, comma-separated: those of configs/default.py (simple | siamese,
+Arguments after the colon, comma-separated: those of configs/default.py (none | siamese,
 calibrated, normalized, tiny) plus
   csv=PATH        the CSV (or --config.dataset.builder_kwargs.csv=PATH, e.g. for a path with commas)
   primary=COLUMN  the model owner's task, default gender (--config.dataset.primary)

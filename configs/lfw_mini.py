@@ -1,9 +1,9 @@
 r"""LFW with gender: `vgg_mini` at 64x64 on `lfw_faces`.
 
-  python train.py --config configs/lfw_mini.py:simple --workdir runs/lfw/simple \
+  python train.py --config configs/lfw_mini.py:none --workdir runs/lfw/none \
       [--config.dataset.manual_dir=/path/to/lfw_files]
   python train.py --config configs/lfw_mini.py:siamese --workdir runs/lfw/siamese \
-      --config.init_from=runs/lfw/simple
+      --config.init_from=runs/lfw/none
 
 The first run prepares the data set into the TFDS data dir from lfw.tgz (or its extracted lfw/
 folder) and the gender labels, taken from the manual_dir when there, else downloaded (see

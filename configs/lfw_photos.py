@@ -2,7 +2,7 @@ r"""Real face photos from scratch: `vgg_mini_photo` at 64x64 on an `image_folder
 
   python train.py --config configs/lfw_photos.py:csv=../shared/data/lfw_faces/labels.csv \
       --workdir runs/lfw/none
-  python -m privjax.frontier --config configs/lfw_photos.py:csv=../shared/data/lfw_faces/labels.csv \
+  python -m privjax frontier --config configs/lfw_photos.py:csv=../shared/data/lfw_faces/labels.csv \
       --workdir runs/frontier_lfw --quick
 
 The recipe for a `none` model worth protecting on a few thousand real photos: dropout 0.5 in the

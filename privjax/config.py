@@ -19,7 +19,7 @@ from collections.abc import Callable
 import ml_collections
 
 from privjax import defences
-from privjax.errors import ConfigError
+from privjax.errors import ConfigError, DefenceError
 
 
 def config_module(path: str):
@@ -57,48 +57,10 @@ def _choice(value, valid, key):
     raise ConfigError(f'{key}={value!r} is not valid; choose one of: {", ".join(valid)}')
 
 
-def resolved(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A copy with the `mode` alias folded into `defence.name` (one spelling is saved)."""
-  config = config.copy_and_resolve_references()
-  mode = config.get('mode') or ''
-  if mode:
-    _choice(mode, defences.LEGACY_MODES, 'mode')
-    name = defences.ALIASES.get(mode, mode)
-    if config.defence.name not in ('none', name):
-      raise ConfigError(
-          f'mode={mode!r} and defence.name={config.defence.name!r} disagree; set defence.name only'
-      )
-    with config.unlocked():
-      config.mode = ''
-      config.defence.name = name
-  return config
-
-
-def upgrade(config_dict: dict) -> dict:
-  """A run's saved config in today's layout: runs from before defences had `mode` and the
-  section of their only defence (privjax.defences.upgrade_legacy_config)."""
-  if 'defence' in config_dict:
-    return config_dict
-  d = dict(config_dict)
-  d['defence'] = defences.upgrade_legacy_config(d)
-  d.pop('contrastive', None)
-  d['mode'] = ''
-  # Keys added with defences, at the values that reproduce what those runs did.
-  d['optimizer'] = {
-      'schedule': 'constant',
-      'warmup_steps': 0,
-      'decay_steps': 0,
-      'weight_decay': 0.0,
-      **d.get('optimizer', {}),
-  }
-  d['input'] = {'random_crop': 1.0, **d.get('input', {})}
-  return d
-
-
 def active_defences(config) -> tuple[str, ...]:
   try:
     return defences.parse(config.defence.name)
-  except defences.DefenceError as e:
+  except DefenceError as e:
     raise ConfigError(str(e)) from None
 
 
@@ -178,7 +140,6 @@ _POSITIVE_INT = Range(1, integer=True)
 # fails for a key of a training config that is in neither KEYS nor UNCHECKED.
 KEYS: dict[str, Choice | Range] = {
     'seed': Range(0, integer=True),  # numpy seeds the batches with it: no negative seed
-    'mode': Choice(('',) + defences.LEGACY_MODES),
     'dataset.allow_new_data': _BOOL,
     'model.arch': Choice(_architectures),
     'model.image_size': Range(8, integer=True),
@@ -301,10 +262,9 @@ def flatten(config) -> dict:
 
 def _training_keys(config_dict: dict) -> dict:
   """Flattened keys that shape training: inactive defences' sections and frontier keys left out."""
-  config_dict = upgrade(config_dict)
   try:
     active = set(defences.parse(config_dict['defence']['name']))
-  except defences.DefenceError:
+  except DefenceError:
     active = set()
   out = {}
   for k, v in flatten(config_dict).items():

@@ -59,7 +59,7 @@ def parse(
     options: Collection[str] | None = (),
     valid: str = '',
 ) -> Args:
-  """'simple,tiny,csv=a.csv' → Args(('simple', 'tiny'), {'csv': 'a.csv'}), checked.
+  """'calibrated,tiny,csv=a.csv' → Args(('calibrated', 'tiny'), {'csv': 'a.csv'}), checked.
 
   `words`: the bare words the config takes (a collection or a predicate), or None for any (they are
   passed on to the config it extends, which checks them). `options`: the KEYs of KEY=VALUE it
@@ -92,7 +92,7 @@ def parse(
 
 
 def join(*args: str) -> str:
-  """Several `arg` strings as one: join('simple', '', 'csv=a') == 'simple,csv=a'."""
+  """Several `arg` strings as one: join('tiny', '', 'csv=a') == 'tiny,csv=a'."""
   return ','.join(a for a in args if a)
 
 

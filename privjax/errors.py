@@ -2,13 +2,12 @@
 
 What lives here: `PrivjaxError`, the base of them all, and one subclass per kind of failure (a
 config value, a pretrained weight file, a data set, a workdir or checkpoint, a diverged run,
-another process of a multi-host job, an evaluation request, a defence request). `privjax.cli`
-prints any `PrivjaxError` as `error: <message>` and exits with status 2; any other exception is a
-bug and keeps its traceback. A new kind of error belongs here, so the command line knows it.
+another process of a multi-host job, an evaluation request, a defence request). The commands
+(privjax.commands) print any `PrivjaxError` as `error: <message>` and exit with status 2; any other
+exception is a bug and keeps its traceback. A new kind of error belongs here, so the command line
+knows it. Import them from here: no other module re-exports them.
 
-Each class keeps the built-in base it had before it moved here (ValueError, RuntimeError), so an
-`except ValueError` still catches it, and the module that raises it still exports it under its old
-name (`privjax.config.ConfigError`, `privjax.data.pipeline.DataError`, ...).
+Each class also has a built-in base (ValueError, RuntimeError), so `except ValueError` catches it.
 
 Must import nothing but the standard library (no jax, nothing from privjax): the command-line
 error handler and config validation import it before anything heavy is loaded.

@@ -1,12 +1,10 @@
 r"""The device side of a split model as a portable, versioned artifact (StableHLO via `jax.export`).
 
-  python -m privjax.export --workdir RUN --out DIR [--step N] [--pca_k K] [--noise_variance V] \
-      [--batch_size B] [--input_dtype uint8|float32] [--platforms cpu,cuda] [--tflite] [--overwrite]
-
-The output directory must be new or empty: one that holds anything (another export, other files) is
-refused untouched unless `--overwrite` (`overwrite=True`) is given.
---workdir and --out may be URIs (`gs://bucket/...`, through etils.epath: privjax.paths);
-`load_exported` reads a local directory only (it uses nothing but jax and the standard library).
+The command is `privjax export` (privjax.commands.export). The output directory must be new or
+empty: one that holds anything (another export, other files) is refused untouched unless
+`overwrite=True` (`--overwrite`). The run and the output directory may be URIs (`gs://bucket/...`,
+through etils.epath: privjax.paths); `load_exported` reads a local directory only (it uses nothing
+but jax and the standard library).
 
 What lives here: `export_extractor`, which serialises pixels -> extractor (its `Normalize` input
 layer included, so it takes raw 0..255 RGB pixels [B, S, S, 3]) -> optional frozen PCA projection ->
@@ -15,8 +13,8 @@ optional Gaussian noise, and writes to the output directory
   manifest.json      format version, privjax/jax versions, arch, cut, checkpoint step, input and
                      output shapes and dtypes, normalisation, PCA k, noise variance
   load_extractor.py  `load_exported`'s source: an application needs it and jax, not privjax;
-`load_exported` itself; and `export_run`, the command (restore a run, fit or reuse the evaluation's
-PCA, export).
+`load_exported` itself; and `export_run`, what the command does (restore a run, fit or reuse the
+evaluation's PCA, export).
 
 Noise: with noise_variance > 0, or a defence's learned noise in the extractor (privjax.defences), the
 function takes a second argument, `key`, uint32[2]: the raw data
@@ -37,15 +35,13 @@ import os
 
 import jax
 import jax.numpy as jnp
-from absl import app, flags
 from flax import nnx
 
 import privjax
-from privjax import cli, models, paths
-from privjax.config import ConfigError
+from privjax import models, paths
+from privjax.errors import ConfigError
 from privjax.evaluate import features as features_lib
-from privjax.privacy import pca as pca_lib
-from privjax.privacy import transforms
+from privjax.privacy import dp, transforms
 from privjax.train import checkpoint as ckpt_lib
 
 FORMAT = 'privjax-extractor'
@@ -92,13 +88,14 @@ def _shape(dims) -> list:
   return [d if isinstance(d, int) else str(d) for d in dims]
 
 
-def _device_function(model: models.SplitModel, pca, noise_variance: float):
+def _device_function(model: models.SplitModel, pca, clip, noise_variance: float):
   graphdef, state = nnx.split(model.extractor)
   samples = model.extractor.samples  # a defence's learned noise draws on the device
 
   def features(pixels, key=None):
     z = nnx.merge(graphdef, state)(pixels, rng=key)
-    return z if pca is None else pca.apply(z)
+    z = z if pca is None else pca.apply(z)
+    return z if clip is None else dp.clip_norm(z, clip)
 
   if noise_variance == 0 and not samples:
     return features
@@ -179,6 +176,7 @@ def export_extractor(
     out_path: str,
     *,
     pca=None,
+    clip: float | None = None,
     noise_variance: float = 0.0,
     batch_size: int | None = None,
     platforms=('cpu',),
@@ -192,7 +190,8 @@ def export_extractor(
 
   `run_workdir_or_model`: a run's workdir (restored at `step`, default latest), a loaded
   `features.Run` or a `SplitModel`. `pca`: a fitted `pca.PCA` of this cut's features or
-  None.
+  None. `clip`: the L2 norm each upload is scaled down to after the PCA, before the noise (the
+  evaluation's deployed transform, privjax.evaluate.sources), or None.
   `batch_size=None` exports a symbolic batch dimension: one artifact serves any batch size.
   `tflite=True` also writes extractor.tflite through jax2tf and TensorFlow; without TensorFlow that
   is an error, raised before anything is written. `out_path` must be new or empty unless
@@ -209,7 +208,7 @@ def export_extractor(
   takes_key = noise_variance > 0 or model.extractor.samples
   if takes_key:
     specs.append(jax.ShapeDtypeStruct((2,), jnp.uint32))
-  fn = _device_function(model, pca, noise_variance)
+  fn = _device_function(model, pca, clip, noise_variance)
   exported = jax.export.export(jax.jit(fn), platforms=tuple(platforms))(*specs)
 
   normalize = model.extractor.input
@@ -249,6 +248,7 @@ def export_extractor(
           models.feature_shape(models.get_architecture(model.arch), model.cut)
       ),
       'pca_k': None if pca is None else pca.k,
+      'clip_norm': clip,
       'noise_variance': noise_variance,
       'normalization': {
           'mean': list(normalize.mean),
@@ -350,27 +350,28 @@ def check_pca_k(arch: str, cut: str, k: int) -> None:
     raise ConfigError(f'--pca_k must be in [1, {dims}] (the features of cut {cut}), got {k}')
 
 
-def run_pca(run: features_lib.Run, k: int) -> pca_lib.PCA:
-  """The frozen PCA-k that evaluation uses for `run`: fitted on the training split's cut features
-  and cached beside them (RUN/eval/cache/step_<S>/pca_<k>.npz), so export and evaluation agree."""
-  from privjax.evaluate.protocol import _fit_transform
+def run_transform(run: features_lib.Run, k: int | None, clip_percentile: float):
+  """(PCA-k or None, clip norm C or None): the deployed transform evaluation uses for `run`, fitted
+  on the training split's cut features. The PCA is the evaluation's own (cached beside the features,
+  RUN/eval/cache/step_<S>/pca_<k>.npz), so export and evaluation agree."""
+  from privjax.evaluate import sources
 
-  check_pca_k(run.model.arch, run.model.cut, k)
   split = run.config.dataset.train_split
-  try:
-    n = run.builder.info.splits[split].num_examples
-  except (KeyError, AttributeError, TypeError):
-    n = None  # unknown before the features are read: fit_pca checks
-  if n and k > n:
-    raise ConfigError(
-        f'--pca_k {k} is more than the {n} images of the training split {split!r} the PCA is '
-        f'fitted on; use --pca_k <= {n}'
-    )
-  spec = f'pca:{k}'
-  train = features_lib.extract(run, run.config.dataset.train_split)
-  return _fit_transform(
-      spec, train['features'], paths.join(run.cache_dir, f'{spec.replace(":", "_")}.npz')
-  )
+  if k is not None:
+    check_pca_k(run.model.arch, run.model.cut, k)
+    try:
+      n = run.builder.info.splits[split].num_examples
+    except (KeyError, AttributeError, TypeError):
+      n = None  # unknown before the features are read: the PCA fit checks
+    if n and k > n:
+      raise ConfigError(
+          f'--pca_k {k} is more than the {n} images of the training split {split!r} the PCA is '
+          f'fitted on; use --pca_k <= {n}'
+      )
+  train = features_lib.extract(run, split)
+  features = sources.Features.from_arrays({split: {'features': train['features']}}, run=run)
+  deployed = features.fit_transform('none' if k is None else f'pca:{k}', split, clip_percentile)
+  return deployed.pca, deployed.clip
 
 
 def export_run(
@@ -379,6 +380,7 @@ def export_run(
     *,
     step: int | None = None,
     pca_k: int | None = None,
+    clip_percentile: float = dp.DEFAULT_PERCENTILE,
     noise_variance: float = 0.0,
     batch_size: int | None = None,
     platforms=('cpu',),
@@ -387,22 +389,26 @@ def export_run(
     tflite: bool = False,
     overwrite: bool = False,
 ) -> dict:
-  """The command: restore `workdir`, take the evaluation's PCA-`pca_k` if asked, export.
+  """The command: restore `workdir`, fit the evaluation's deployed transform (its PCA-`pca_k` if
+  asked, then the clip at `clip_percentile` of the training features' norms; 0: no clip), export.
 
   Requests that cannot work (bad noise, batch, dtype, PCA size; TFLite without TensorFlow; an
   output directory that is not empty, without `overwrite`) fail before the slow restore.
   """
   _check_request(float(noise_variance), batch_size, input_dtype, platforms, tflite)
+  if clip_percentile and not 0 < clip_percentile <= 100:
+    raise ConfigError(f'--clip_percentile must be in (0, 100] (0: no clip), got {clip_percentile}')
   check_out_dir(out_dir, overwrite)
   if pca_k is not None:
     saved = ckpt_lib.read_config(workdir)
     check_pca_k(saved['model']['arch'], saved['model']['cut'], pca_k)
   run = features_lib.load_run(workdir, step, data_dir=data_dir)
-  pca = None if pca_k is None else run_pca(run, pca_k)
+  pca, clip = run_transform(run, pca_k, clip_percentile)
   return export_extractor(
       run,
       out_dir,
       pca=pca,
+      clip=clip,
       noise_variance=noise_variance,
       batch_size=batch_size,
       platforms=platforms,
@@ -410,58 +416,3 @@ def export_run(
       tflite=tflite,
       overwrite=overwrite,
   )
-
-
-def define_flags():
-  """The command's flags; defined only when run as a program, so importing this module in a process
-  that has other entry points' flags (tests, notebooks) cannot clash with them."""
-  flags.DEFINE_string('workdir', None, 'Run directory to export.')
-  flags.DEFINE_string('out', None, 'Output directory of the artifact.')
-  flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
-  flags.DEFINE_integer('pca_k', None, "Project onto the evaluation's PCA-k (default: no PCA).")
-  flags.DEFINE_float(
-      'noise_variance',
-      0.0,
-      'Gaussian noise added on the device (then the ' 'artifact takes a uint32[2] key).',
-  )
-  flags.DEFINE_integer('batch_size', None, 'Fixed batch size (default: any).')
-  flags.DEFINE_enum('input_dtype', 'uint8', INPUT_DTYPES, 'dtype of the pixel input.')
-  flags.DEFINE_list('platforms', ['cpu'], 'Platforms to lower for (cpu, cuda, rocm, tpu).')
-  flags.DEFINE_string('data_dir', None, "Override the run's TFDS data dir (for fitting PCA).")
-  flags.DEFINE_bool('tflite', False, 'Also write extractor.tflite (needs TensorFlow).')
-  flags.DEFINE_bool('overwrite', False, 'Write into a non-empty --out, replacing an export there.')
-  flags.mark_flags_as_required(['workdir', 'out'])
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  f = flags.FLAGS
-  manifest = cli.run_or_exit(
-      lambda: export_run(
-          f.workdir,
-          f.out,
-          step=f.step,
-          pca_k=f.pca_k,
-          noise_variance=f.noise_variance,
-          data_dir=f.data_dir,
-          batch_size=f.batch_size,
-          input_dtype=f.input_dtype,
-          platforms=tuple(f.platforms),
-          tflite=f.tflite,
-          overwrite=f.overwrite,
-      )
-  )
-  size = (paths.as_path(f.out) / ARTIFACT).stat().length
-  ins = ', '.join(f'{i["name"]} {i["dtype"]}{i["shape"]}' for i in manifest['inputs'])
-  out = manifest['output']
-  print(
-      f'{manifest["arch"]} cut {manifest["cut"]} at step {manifest["checkpoint_step"]}: '
-      f'({ins}) -> {out["dtype"]}{out["shape"]}; {size / 2**20:.2f} MiB written to '
-      f'{paths.join(f.out, ARTIFACT)}'
-  )
-
-
-if __name__ == '__main__':
-  define_flags()
-  cli.run_app(main)

@@ -1,6 +1,14 @@
-"""Shared fixtures: the tiny synthetic data set, built once per session in a temporary TFDS dir."""
+"""Shared fixtures: the tiny synthetic data set and one tiny trained run, made once per session.
 
+`trained_run` is for every test that needs *a* trained run, not a particular training: tests read
+it and never write into it (an evaluation writes its caches and reports into the run: evaluate a
+copy, `trained_run_copy`); the session checks at its end that nothing changed it. Tests of training
+itself (resuming, faults in a training, defences) train their own runs.
+"""
+
+import collections
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -10,6 +18,30 @@ os.environ.setdefault('TFDS_DISABLE_GCS', '1')
 os.environ.setdefault('NO_GCE_CHECK', 'true')
 # Attack results are memoised under the user's cache; tests keep theirs in a throw-away folder.
 os.environ['PRIVJAX_CACHE_DIR'] = tempfile.mkdtemp(prefix='privjax-test-cache-')
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAINED_RUN_ARG = 'none,tiny'  # the session's trained run: configs/default.py with these arguments
+
+TrainedRun = collections.namedtuple('TrainedRun', ['workdir', 'result'])
+
+
+def tiny_config_for(tfds_dir: str, arg: str):
+  """configs/default.py's config for `arg`, on the session's tiny data set."""
+  from privjax import config as config_lib
+
+  config = config_lib.config_module(os.path.join(ROOT, 'configs', 'default.py')).get_config(arg)
+  config.dataset.data_dir = tfds_dir
+  return config
+
+
+def _snapshot(directory: str) -> dict:
+  """{relative path: (size, mtime)} of every file under `directory`."""
+  out = {}
+  for d, _, files in os.walk(directory):
+    for name in files:
+      stat = os.stat(os.path.join(d, name))
+      out[os.path.relpath(os.path.join(d, name), directory)] = (stat.st_size, stat.st_mtime_ns)
+  return out
 
 
 @pytest.fixture(scope='session')
@@ -21,18 +53,33 @@ def tfds_dir(tmp_path_factory):
   return path
 
 
+@pytest.fixture(scope='session')
+def trained_run(tfds_dir, tmp_path_factory):
+  """(workdir, result) of configs/default.py:none,tiny trained for its 6 steps (checkpoints at 3
+  and 6), once per session. Read only: copy it (`trained_run_copy`) to evaluate or change it."""
+  from privjax.train import loop
+
+  workdir = str(tmp_path_factory.mktemp('trained_run') / 'none')
+  result = loop.train_and_evaluate(tiny_config_for(tfds_dir, TRAINED_RUN_ARG), workdir)
+  before = _snapshot(workdir)
+  yield TrainedRun(workdir, result)
+  assert (
+      _snapshot(workdir) == before
+  ), f'a test changed the shared trained run {workdir}; use trained_run_copy to write into one'
+
+
+@pytest.fixture
+def trained_run_copy(trained_run, tmp_path):
+  """A copy of the session's trained run in this test's tmp_path, to evaluate or change."""
+  workdir = str(tmp_path / 'none')
+  shutil.copytree(trained_run.workdir, workdir)
+  return workdir
+
+
 @pytest.fixture
 def tiny_config(tfds_dir):
-  from privjax import config as config_lib
-
-  module = config_lib.config_module(
-      os.path.join(os.path.dirname(__file__), '..', 'configs', 'default.py')
-  )
-
-  def make(arg='simple,tiny'):
-    config = module.get_config(arg)
-    config.dataset.data_dir = tfds_dir
-    return config
+  def make(arg=TRAINED_RUN_ARG):
+    return tiny_config_for(tfds_dir, arg)
 
   return make
 

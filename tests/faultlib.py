@@ -17,11 +17,11 @@ function), the file it opens writes half of its first write, then the fault acts
 
 In process, `inject(*faults)` is a context manager (the patches are undone on exit). In a child
 process, `command(faults, script_or_module, *args)` is the command line that installs the faults and
-runs the script (`train.py`) or module (`-m privjax.export`) as `__main__`, and `call(faults, fn,
+runs the script (`train.py`) or module (`-m privjax export`) as `__main__`, and `call(faults, fn,
 *args)` the one that runs the function `module:name` with JSON arguments:
 
   python tests/faultlib.py FAULTS_JSON train.py --config ...
-  python tests/faultlib.py FAULTS_JSON -m privjax.export --workdir ...
+  python tests/faultlib.py FAULTS_JSON -m privjax export --workdir ...
   python tests/faultlib.py FAULTS_JSON --call privjax.data.synthetic_faces:build '["tiny", "/d"]'
 
 Python-level only: a write done by C++ (tensorstore's array files) fails at the Python call that

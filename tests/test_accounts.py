@@ -12,6 +12,8 @@ from privjax.attacks.common import ClassMap
 from privjax.metrics import classification
 from privjax.privacy import transforms
 
+pytestmark = pytest.mark.unit
+
 # people 10, 11, 12, 13 with 5, 3, 1 and 8 photos, interleaved
 LABELS = np.array([10] * 5 + [11] * 3 + [12] + [13] * 8)[np.random.default_rng(0).permutation(17)]
 

@@ -30,6 +30,8 @@ from privjax.attacks import pca as pca_lib
 from privjax.attacks.common import fit_standardizer
 from privjax.privacy import pca as features_pca
 
+pytestmark = pytest.mark.unit
+
 K = 10
 N_TRAIN, N_TEST = 400, 1000
 OFFSET = 100  # arbitrary label ids 100..109

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from privjax import cost
+from privjax.cost import analysis
+
+pytestmark = pytest.mark.unit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,7 +25,8 @@ def test_train_step_benchmark_reports_rates_and_the_textbook_count(tmp_path):
   out = tmp_path / 'speed.json'
   proc = _run(
       [
-          'benchmarks/train_step.py',
+          '-m',
+          'benchmarks.train_step',
           '--models=vgg_mini',
           '--batch=2',
           '--windows=2',
@@ -39,7 +42,7 @@ def test_train_step_benchmark_reports_rates_and_the_textbook_count(tmp_path):
   assert row['train_images_per_s'] > 0 and row['extract_images_per_s'] > 0
   assert row['train_images_per_s'] == pytest.approx(4e3 / row['step_ms'])  # both branches
   # 3x the forward pass of 4 images (textbook_flops itself is checked by hand in test_cost.py).
-  forward = sum(cost.textbook_flops('vgg_mini', 2).values())
+  forward = sum(analysis.textbook_flops('vgg_mini', 2).values())
   assert row['textbook_flops_per_step'] == 3 * 4 * forward
   assert row['textbook_tflops'] == pytest.approx(
       row['textbook_flops_per_step'] / row['step_ms'] / 1e9
@@ -49,7 +52,7 @@ def test_train_step_benchmark_reports_rates_and_the_textbook_count(tmp_path):
 
 def test_step_profile_attributes_most_of_the_step_to_named_instructions(tmp_path):
   out = tmp_path / 'profile.md'
-  proc = _run(['benchmarks/step_profile.py', '--steps=2', '--top=3', f'--out={out}'])
+  proc = _run(['-m', 'benchmarks.step_profile', '--steps=2', '--top=3', f'--out={out}'])
   assert proc.returncode == 0, proc.stderr[-2000:]
   text = out.read_text()
   kinds = dict(

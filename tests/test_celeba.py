@@ -11,7 +11,10 @@ import pytest
 from PIL import Image
 
 from privjax import config as config_lib
+from privjax import errors
 from privjax.data import celeba, face_renderer, pipeline, splits
+
+pytestmark = pytest.mark.unit
 
 # The 40 attribute names of list_attr_celeba.txt, in the official order.
 ATTRS = (
@@ -118,7 +121,7 @@ def test_missing_file_names_the_file_and_where_to_get_it(tmp_path, missing):
       (tmp_path / f).write_text('1\n' + ' '.join(ATTRS) + '\n')
   (tmp_path / celeba.IMAGE_DIR).mkdir()
   builder = celeba.CelebaFaces(data_dir=str(tmp_path / 'tfds'), image_size=16)
-  with pytest.raises(pipeline.DataError) as e:
+  with pytest.raises(errors.DataError) as e:
     builder.download_and_prepare(download_config=_download(tmp_path))
   assert str(e.value) == (
       f'CelebA needs {missing} in {tmp_path}; download it from the official '
@@ -138,9 +141,9 @@ def test_missing_images_and_missing_manual_dir(tmp_path):
   for f in FILES:
     (tmp_path / f).write_text('x\n')
   builder = celeba.CelebaFaces(data_dir=str(tmp_path / 'tfds'), image_size=16)
-  with pytest.raises(pipeline.DataError, match=f'CelebA needs img_align_celeba/ .* in {tmp_path}'):
+  with pytest.raises(errors.DataError, match=f'CelebA needs img_align_celeba/ .* in {tmp_path}'):
     builder.download_and_prepare(download_config=_download(tmp_path))
-  with pytest.raises(pipeline.DataError, match='set --config.dataset.manual_dir'):
+  with pytest.raises(errors.DataError, match='set --config.dataset.manual_dir'):
     builder.download_and_prepare(download_config=_download(tmp_path / 'empty'))
 
 

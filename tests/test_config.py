@@ -16,6 +16,8 @@ from privjax import config as config_lib
 from privjax.errors import ConfigError
 from privjax.train import step as step_lib
 
+pytestmark = pytest.mark.unit
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Every training config file, with the arguments that make each of its shapes.
 TRAINING_CONFIGS = (

@@ -13,9 +13,13 @@ import pytest
 from flax import nnx
 
 from privjax import config as config_lib
-from privjax import cost, cost_report, models
-from privjax.config import ConfigError
+from privjax import models
+from privjax.cost import analysis
+from privjax.cost import report as cost_report
+from privjax.errors import ConfigError
 from privjax.metrics import results
+
+pytestmark = pytest.mark.unit
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 
@@ -39,7 +43,7 @@ def test_one_conv_layer_flops_match_the_exact_count():
   layer = models.vgg.Conv(3, 16, dtype=None, rngs=nnx.Rngs(0))
   graphdef, params = nnx.split(layer)
   x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
-  flops = cost.compiled_cost(lambda p, x: nnx.merge(graphdef, p)(x), params, x)['flops']
+  flops = analysis.compiled_cost(lambda p, x: nnx.merge(graphdef, p)(x), params, x)['flops']
   assert flops == conv_flops(64, 64, 3, 16)
   # The textbook count is an upper bound: padding taps are not computed.
   assert flops < 2 * 64 * 64 * 3 * 16 * 9 + 2 * 64 * 64 * 16
@@ -48,8 +52,8 @@ def test_one_conv_layer_flops_match_the_exact_count():
 @pytest.fixture(scope='module')
 def table():
   module = config_lib.config_module(os.path.join(ROOT, 'configs', 'default.py'))
-  config = module.get_config('simple')
-  return config, {r['cut']: r for r in cost.cost_table(config, pca_k=8, repeats=1)}
+  config = module.get_config('none')
+  return config, {r['cut']: r for r in analysis.cost_table(config, pca_k=8, repeats=1)}
 
 
 def test_table_has_a_row_per_valid_cut_with_the_models_parameter_counts(table):
@@ -105,13 +109,13 @@ def test_table_flops_per_layer_are_exact(table):
 def test_unknown_cut_and_bad_sizes_are_one_line_errors(table):
   config, _ = table
   with pytest.raises(ConfigError, match=r'vgg_mini has no cut conv1_1; valid: conv2_1, pool2'):
-    cost.cost_table(config, pca_k=8, repeats=1, cuts=['conv1_1'])
+    analysis.cost_table(config, pca_k=8, repeats=1, cuts=['conv1_1'])
   with pytest.raises(ConfigError, match='must be positive'):
-    cost.cost_table(config, pca_k=0, repeats=1)
+    analysis.cost_table(config, pca_k=0, repeats=1)
   bad = config.copy_and_resolve_references()
   bad.model.arch = 'vgg99'
   with pytest.raises(ConfigError, match="unknown architecture 'vgg99'"):
-    cost.cost_table(bad, pca_k=8, repeats=1)
+    analysis.cost_table(bad, pca_k=8, repeats=1)
 
 
 def test_report_leaves_the_callers_matplotlib_backend_alone(table, tmp_path, monkeypatch):
@@ -125,7 +129,7 @@ def test_report_leaves_the_callers_matplotlib_backend_alone(table, tmp_path, mon
       'dtype': 'float32',
       'pca_k': 8,
       'repeats': 1,
-      'machine': cost.machine(),
+      'machine': analysis.machine(),
   }
   paths = cost_report.write(list(rows.values()), meta, [], str(tmp_path))
   assert matplotlib.rcParams['backend'] == 'svg'
@@ -164,7 +168,8 @@ def test_command_writes_table_and_plot_with_evaluated_runs(tmp_path):
       [
           sys.executable,
           '-m',
-          'privjax.cost',
+          'privjax',
+          'cost',
           '--config',
           'configs/default.py',
           '--cuts',
@@ -192,14 +197,14 @@ def test_command_writes_table_and_plot_with_evaluated_runs(tmp_path):
 
 def test_textbook_flops_of_vgg16_are_the_published_15_47_gmacs():
   # VGG-16 at 224x224 with 1000 classes: 15,470,264,320 multiply-adds, the figure quoted for it.
-  per_layer = cost.textbook_flops('vgg16', 1000)
+  per_layer = analysis.textbook_flops('vgg16', 1000)
   assert sum(per_layer.values()) == 2 * 15_470_264_320
   assert per_layer['conv1_1'] == 2 * 224 * 224 * 3 * 64 * 9
   assert per_layer['fc6'] == 2 * 7 * 7 * 512 * 4096
   assert per_layer['classifier'] == 2 * 4096 * 1000
   assert 'pool1' not in per_layer
   # vgg_mini (64x64): 16, 32, 64, 64, 128, 128 channels over 64, 32, 16, 16, 8, 8 pixels a side.
-  mini = cost.textbook_flops('vgg_mini', 2)
+  mini = analysis.textbook_flops('vgg_mini', 2)
   convs = [(64, 3, 16), (32, 16, 32), (16, 32, 64), (16, 64, 64), (8, 64, 128), (8, 128, 128)]
   assert sum(v for k, v in mini.items() if k.startswith('conv')) == sum(
       2 * h * h * a * b * 9 for h, a, b in convs

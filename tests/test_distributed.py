@@ -17,9 +17,12 @@ import numpy as np
 import pytest
 
 from privjax import config as config_lib
+from privjax import errors
 from privjax.data import pipeline
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import distributed, loop
+
+pytestmark = pytest.mark.e2e
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 TRAIN_KEYS = (
@@ -50,7 +53,7 @@ def _worker(job):
     try:
       result = loop.train_and_evaluate(config, run['workdir'])
       out = {'result': result, 'process': jax.process_index(), 'devices': jax.device_count()}
-    except (config_lib.ConfigError, ckpt_lib.RunError) as e:
+    except (errors.ConfigError, errors.RunError) as e:
       out = {'error': type(e).__name__, 'message': str(e)}
     print('RESULT ' + json.dumps(out), flush=True)
 

@@ -14,6 +14,8 @@ from scipy.stats import norm
 from privjax.errors import ConfigError
 from privjax.privacy import dp
 
+pytestmark = pytest.mark.unit
+
 needs_dp_accounting = pytest.mark.skipif(
     importlib.util.find_spec('dp_accounting') is None, reason='dp-accounting is not installed'
 )

@@ -25,6 +25,7 @@ import socket
 import struct
 import sys
 
+import conftest
 import faultlib
 import jax
 import numpy as np
@@ -33,14 +34,15 @@ from etils.epath import backend as epath_backend
 from etils.epath import gpath
 from orbax.checkpoint._src.path import gcs_utils
 
-from privjax import config as config_lib
-from privjax import export, paths
+from privjax import errors, export, paths
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import loop
 from privjax.train import writer as writer_lib
 
+pytestmark = pytest.mark.e2e
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ARG = 'siamese,tiny'
+ARG = conftest.TRAINED_RUN_ARG  # the reference run is the session's trained run
 WORKDIR = 'gs://privjax-test-bucket/runs/r'
 FS_EVENTS = (
     'open',
@@ -165,16 +167,13 @@ def bucket(tmp_path, monkeypatch):
 
 
 def make_config(tfds_dir, arg=ARG):
-  config = config_lib.config_module(os.path.join(ROOT, 'configs', 'default.py')).get_config(arg)
-  config.dataset.data_dir = tfds_dir
-  return config
+  return conftest.tiny_config_for(tfds_dir, arg)
 
 
 @pytest.fixture(scope='module')
-def reference(tfds_dir, tmp_path_factory):
-  """(workdir, result) of an uninterrupted run in a local workdir."""
-  workdir = str(tmp_path_factory.mktemp('reference') / 'run')
-  return workdir, loop.train_and_evaluate(make_config(tfds_dir), workdir)
+def reference(trained_run):
+  """(workdir, result) of an uninterrupted run in a local workdir: the session's (read only)."""
+  return trained_run
 
 
 def saved_steps(workdir) -> list[int]:
@@ -261,7 +260,7 @@ def test_a_broken_checkpoint_on_gs_is_set_aside_and_the_lock_works(reference, tf
     f.truncate(os.path.getsize(broken) // 2)
   with open(os.path.join(run, ckpt_lib.LOCK_FILE), 'w') as f:  # a killed run's lock
     json.dump({'host': 'x', 'pid': -1, 'started': 'then'}, f)
-  with pytest.raises(ckpt_lib.RunError, match='in use by another training .*delete the lock'):
+  with pytest.raises(errors.RunError, match='in use by another training .*delete the lock'):
     loop.train_and_evaluate(make_config(tfds_dir), WORKDIR)  # another host's: refused
   with open(os.path.join(run, ckpt_lib.LOCK_FILE), 'w') as f:  # a dead pid of this host
     json.dump({'host': socket.gethostname(), 'pid': 2**22 + 1, 'started': 'then'}, f)
@@ -285,7 +284,7 @@ def test_export_from_and_to_gs(reference, bucket):
   local_out = os.path.join(bucket.root, 'privjax-test-bucket', 'exports', 'e')
   assert sorted(os.listdir(local_out)) == sorted([export.ARTIFACT, export.LOADER, export.MANIFEST])
   assert manifest['run'] == 'r' and manifest['checkpoint_step'] == 6
-  with pytest.raises(config_lib.ConfigError, match='is not empty: it holds another export'):
+  with pytest.raises(errors.ConfigError, match='is not empty: it holds another export'):
     export.export_extractor(WORKDIR, out)
   assert export.load_exported(local_out).manifest == manifest
 
@@ -338,16 +337,20 @@ def test_tensorboard_lists_the_config_in_its_hparams_tab(reference, tfds_dir):
   assert set(metrics) <= set(scalars)
   assert scalars['test_accuracy'][-1] == (6, pytest.approx(result['test_accuracy'], rel=1e-6))
 
-  config = config_lib.resolved(make_config(tfds_dir)).to_dict()
+  config = make_config(tfds_dir).to_dict()
   hparams = plugin['_hparams_/session_start_info'].session_start_info.hparams
   assert hparams['optimizer.lr'].number_value == pytest.approx(config['optimizer']['lr'])
   assert hparams['total_steps'].number_value == 6
-  assert hparams['defence.name'].string_value == 'siamese'
+  assert hparams['defence.name'].string_value == 'none'
   assert hparams['model.cut'].string_value == config['model']['cut']
   assert hparams['progress'].bool_value is False
   assert hparams['dataset.data_dir'].string_value == tfds_dir
   infos = {h.name for h in plugin['_hparams_/experiment'].experiment.hparam_infos}
-  assert infos == set(hparams) == set(writer_lib.flat_hparams(config))
+  # The run's config as saved: the config above, plus the data set's digest that training records.
+  with open(os.path.join(workdir, 'config.json')) as f:
+    saved = json.load(f)
+  assert hparams['dataset.digest'].string_value == saved['dataset']['digest']
+  assert infos == set(hparams) == set(writer_lib.flat_hparams(saved))
   end = plugin['_hparams_/session_end_info'].session_end_info
   assert end.status == 1  # STATUS_SUCCESS
 
@@ -361,7 +364,7 @@ def test_gs_without_a_gcs_backend_is_a_one_line_error(tfds_dir, tmp_path, monkey
       (lambda: loop.train_and_evaluate(make_config(tfds_dir), 'gs://b/r'), '--workdir gs://b/r'),
       (lambda: ckpt_lib.restore_run('gs://b/r'), 'run directory gs://b/r'),
   ):
-    with pytest.raises(ckpt_lib.RunError, match=f'^cannot reach {where}: .*gcsfs') as e:
+    with pytest.raises(errors.RunError, match=f'^cannot reach {where}: .*gcsfs') as e:
       attempt()
     assert '\n' not in str(e.value)
   assert os.listdir(tmp_path) == []
@@ -370,7 +373,7 @@ def test_gs_without_a_gcs_backend_is_a_one_line_error(tfds_dir, tmp_path, monkey
 @pytest.mark.skipif(_installed('google.cloud.storage'), reason='orbax would reach the network')
 def test_orbax_on_gs_without_the_gcs_client_is_a_one_line_error(bucket, monkeypatch):
   monkeypatch.setattr(gcs_utils, 'is_hierarchical_namespace_enabled', REAL_HNS_CHECK)
-  with pytest.raises(ckpt_lib.RunError, match='needs google-cloud-storage for gs://') as e:
+  with pytest.raises(errors.RunError, match='needs google-cloud-storage for gs://') as e:
     ckpt_lib.Checkpoints(WORKDIR)
   assert str(e.value).startswith(f'cannot open the checkpoints {WORKDIR}/checkpoints: ')
   assert '\n' not in str(e.value)
@@ -384,11 +387,11 @@ def test_frontier_trains_evaluates_and_reports_on_gs(tfds_dir, bucket, tmp_path)
   reference run on gs://) and renders frontier.json/md/png; a rerun reuses every report,
   and the reports load back from gs://. The bucket fixture asserts that no local path was made from
   the URI."""
-  from privjax import frontier
+  from privjax.experiments import frontier, runner
   from privjax.report import frontier_report, tables
 
   def config_for(defence):
-    return make_config(tfds_dir, ('simple' if defence == 'none' else defence) + ',tiny')
+    return make_config(tfds_dir, defence + ',tiny')
 
   eval_config = frontier.load_eval_config(os.path.join(ROOT, 'configs/eval/default.py:tiny'), True)
   # Cut to the evaluators that write or read files (and those the frontier's points need), at one
@@ -406,7 +409,7 @@ def test_frontier_trains_evaluates_and_reports_on_gs(tfds_dir, bucket, tmp_path)
   local = os.path.join(bucket.root, 'privjax-test-bucket', 'frontier')
   names = files_under(local)
   for run in ('none', 'nopeek_1'):
-    assert f'{run}/config.json' in names and f'{run}/frontier_timing.json' in names
+    assert f'{run}/config.json' in names and f'{run}/{runner.TIMING}' in names
     for name in ('report.json', 'report.md', 'privacy_accuracy.png', 'reconstructions.png'):
       assert f'{run}/eval/default/{name}' in names, (run, name)
     cache = [n for n in names if n.startswith(f'{run}/eval/cache/step_')]

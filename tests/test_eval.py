@@ -2,13 +2,16 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import conftest
 import numpy as np
 import pytest
 
 from privjax import config as config_lib
+from privjax import errors
 from privjax.errors import EvalError
 from privjax.evaluate import features as features_lib
 from privjax.evaluate import protocol
@@ -16,22 +19,21 @@ from privjax.metrics import results
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import loop
 
+pytestmark = pytest.mark.e2e
+
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 
 
 @pytest.fixture(scope='module')
-def trained_runs(tmp_path_factory, tfds_dir):
-  """A tiny `simple` run and a `siamese` run fine-tuned from it."""
-  module = config_lib.config_module(os.path.join(ROOT, 'configs', 'default.py'))
+def trained_runs(trained_run, tmp_path_factory, tfds_dir):
+  """A copy of the session's tiny `none` run (these tests evaluate it) and a `siamese` run
+  fine-tuned from it."""
   root = tmp_path_factory.mktemp('runs')
-  runs = {}
-  for mode in ('simple', 'siamese'):
-    config = module.get_config(f'{mode},tiny')
-    config.dataset.data_dir = tfds_dir
-    if mode == 'siamese':
-      config.init_from = runs['simple']
-    runs[mode] = str(root / mode)
-    loop.train_and_evaluate(config, runs[mode])
+  runs = {'none': str(root / 'none'), 'siamese': str(root / 'siamese')}
+  shutil.copytree(trained_run.workdir, runs['none'])
+  config = conftest.tiny_config_for(tfds_dir, 'siamese,tiny')
+  config.init_from = runs['none']
+  loop.train_and_evaluate(config, runs['siamese'])
   return runs
 
 
@@ -59,7 +61,7 @@ def test_eval_py_writes_a_complete_report_and_compares(trained_runs):
       "--config.evaluators=('head', 'probe', 'attackers', 'rank_privacy', 'open_set', "
       "'reconstruction', 'inversion', 'reidentify', 'pixel_reference', 'feature_stats', "
       "'reference_run')",
-      f'--config.reference_run.workdir={trained_runs["simple"]}',
+      f'--config.reference_run.workdir={trained_runs["none"]}',
   )
   assert result.returncode == 0, result.stderr[-3000:]
   out = os.path.join(run, 'eval', 'default')
@@ -144,10 +146,8 @@ def test_eval_py_writes_a_complete_report_and_compares(trained_runs):
   ):
     assert tag in data, tag
 
-  compare = _eval(
-      '--compare', trained_runs['simple'], run, '--out', os.path.join(run, 'compare.md')
-  )
-  assert compare.returncode == 2  # simple has not been evaluated yet
+  compare = _eval('--compare', trained_runs['none'], run, '--out', os.path.join(run, 'compare.md'))
+  assert compare.returncode == 2  # none has not been evaluated yet
   assert 'no report at' in compare.stderr and 'Traceback' not in compare.stderr
 
 
@@ -189,7 +189,7 @@ def test_an_evaluator_from_one_file_reaches_the_report(trained_runs, tmp_path, m
   config.evaluators = ('head', 'my_evals.mean_upload')
   # Its section overrides its own defaults: a setting of its own, and where it runs.
   config.mean_upload = ml_collections.ConfigDict({'scale': 2.5, 'where': 'baseline'})
-  run = trained_runs['simple']
+  run = trained_runs['none']
   report = protocol.evaluate_run(run, config)
   assert report['evaluators']['my_evals.mean_upload']['where'] == 'baseline'
   assert report['evaluators']['my_evals.mean_upload']['metrics'] == ['mean']
@@ -210,7 +210,7 @@ def test_an_evaluator_from_one_file_reaches_the_report(trained_runs, tmp_path, m
 
 
 def test_features_are_cached_per_checkpoint_step(trained_runs):
-  run = features_lib.load_run(trained_runs['simple'])
+  run = features_lib.load_run(trained_runs['none'])
   first = features_lib.extract(run, 'attacker_test')
   path = os.path.join(run.cache_dir, 'attacker_test.npz')
   assert os.path.exists(path) and f'step_{run.step}' in path
@@ -233,48 +233,48 @@ def _tiny_eval_config():
 def test_bad_requests_are_one_line_errors(trained_runs, tmp_path):
   empty = tmp_path / 'empty'
   empty.mkdir()
-  with pytest.raises(ckpt_lib.RunError, match='has no checkpoint'):
+  with pytest.raises(errors.RunError, match='has no checkpoint'):
     protocol.evaluate_run(str(empty), _tiny_eval_config())
-  with pytest.raises(ckpt_lib.RunError, match=r'step 99 has no checkpoint .*available: 3, 6'):
-    protocol.evaluate_run(trained_runs['simple'], _tiny_eval_config(), step=99)
+  with pytest.raises(errors.RunError, match=r'step 99 has no checkpoint .*available: 3, 6'):
+    protocol.evaluate_run(trained_runs['none'], _tiny_eval_config(), step=99)
   config = _tiny_eval_config()
   config.secrets = ('age',)
   with pytest.raises(EvalError, match="label 'age' is not in data set synthetic_faces"):
-    protocol.evaluate_run(trained_runs['simple'], config)
+    protocol.evaluate_run(trained_runs['none'], config)
   config = _tiny_eval_config()
   config.transforms = ('pca:9000',)
   with pytest.raises(EvalError, match='PCA size 9000 is larger than the feature dimension 8192'):
-    protocol.evaluate_run(trained_runs['simple'], config)
+    protocol.evaluate_run(trained_runs['none'], config)
   config = _tiny_eval_config()
   config.evaluators = ('head', 'attackers', 'nope')
   with pytest.raises(EvalError, match="unknown evaluator 'nope'"):
-    protocol.evaluate_run(trained_runs['simple'], config)
+    protocol.evaluate_run(trained_runs['none'], config)
   config = _tiny_eval_config()
   config.attacker_families = ('linear', 'oracle')
   with pytest.raises(EvalError, match="unknown attacker 'oracle'"):
-    protocol.evaluate_run(trained_runs['simple'], config)
+    protocol.evaluate_run(trained_runs['none'], config)
   config = _tiny_eval_config()
   config.open_set.label = 'shoe_size'
   with pytest.raises(EvalError, match="open_set: label 'shoe_size'"):
-    protocol.evaluate_run(trained_runs['simple'], config)
+    protocol.evaluate_run(trained_runs['none'], config)
   result = _eval('--workdir', str(empty), '--config', 'configs/eval/default.py:tiny')
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1].startswith('error: ')
   assert 'has no checkpoint' in result.stderr and 'Traceback' not in result.stderr
 
 
-def test_siamese_run_starts_from_the_simple_runs_parameters(trained_runs):
+def test_siamese_run_starts_from_the_none_runs_parameters(trained_runs):
   from flax import nnx
 
   from privjax import models
 
-  simple = ckpt_lib.restore_run(trained_runs['simple'])[1]
+  start = ckpt_lib.restore_run(trained_runs['none'])[1]
   model = models.SplitModel('vgg_mini', 'conv4_2', 2, rngs=nnx.Rngs(123))
-  loaded, skipped = loop.init_params_from_run(model, trained_runs['simple'])
+  loaded, skipped = loop.init_params_from_run(model, trained_runs['none'])
   assert skipped == [] and len(loaded) == 9
   np.testing.assert_array_equal(
       np.asarray(model.extractor.conv1_1.conv.kernel[...]),
-      simple['extractor']['conv1_1']['conv']['kernel'],
+      start['extractor']['conv1_1']['conv']['kernel'],
   )
 
 
@@ -304,7 +304,7 @@ def test_rerun_after_a_crash_before_the_first_checkpoint_still_uses_init_from(
   from privjax.data import pipeline
 
   config = tiny_config('siamese,tiny')
-  config.init_from = trained_runs['simple']
+  config.init_from = trained_runs['none']
   real = pipeline.pair_batches
 
   def dying(*args, **kwargs):
@@ -320,6 +320,6 @@ def test_rerun_after_a_crash_before_the_first_checkpoint_still_uses_init_from(
   capsys.readouterr()
   monkeypatch.setattr(pipeline, 'pair_batches', real)
   config = tiny_config('siamese,tiny')
-  config.init_from = trained_runs['simple']
+  config.init_from = trained_runs['none']
   loop.train_and_evaluate(config, str(tmp_path / 'run'))
-  assert f'init_from {trained_runs["simple"]}: loaded conv1_1' in capsys.readouterr().out
+  assert f'init_from {trained_runs["none"]}: loaded conv1_1' in capsys.readouterr().out

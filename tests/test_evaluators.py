@@ -24,6 +24,7 @@ from privjax.privacy import pca as pca_lib
 from privjax.report import tables
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.unit
 
 S = 16  # image side: SSIM needs at least 7 x 7
 K = 8  # people

@@ -11,10 +11,14 @@ import pytest
 from flax import nnx
 
 from privjax import config as config_lib
-from privjax import cost, export
-from privjax.config import ConfigError
+from privjax import export
+from privjax.cost import analysis
+from privjax.errors import ConfigError
+from privjax.evaluate import features as features_lib
 from privjax.privacy import pca as pca_lib
 from privjax.privacy import transforms
+
+pytestmark = pytest.mark.unit
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 
@@ -31,7 +35,7 @@ def assert_close(got, want):
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
-def load_config(arg='simple'):
+def load_config(arg='none'):
   module = config_lib.config_module(os.path.join(ROOT, 'configs', 'default.py'))
   return module.get_config(arg)
 
@@ -43,7 +47,7 @@ def model():
   config.input.mean = (0.4, 0.5, 0.6)
   config.input.channel_order = 'BGR'
   # numpy-drawn weights: nnx's initialisers would compile one program per parameter shape.
-  return cost.random_model(config, 2, seed=0)
+  return analysis.random_model(config, 2, seed=0)
 
 
 @pytest.fixture(scope='module')
@@ -156,13 +160,17 @@ def make_run(config, workdir, step):
   num_classes = pipeline.label_num_classes(
       pipeline.get_builder(config.dataset), config.dataset.primary
   )
-  model = cost.random_model(config, num_classes, seed=3)
+  model = analysis.random_model(config, num_classes, seed=3)
   params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
   ckpt_lib.prepare_workdir(workdir, config.to_dict())
   checkpoints = ckpt_lib.Checkpoints(workdir)
   opt_state = step_lib.make_optimizer(config.optimizer).init(params)
   checkpoints.save(
-      step, {'params': params, 'opt_state': opt_state, 'margin': 1.0}, config.to_dict(), force=True
+      step,
+      {'params': params, 'opt_state': opt_state},
+      config.to_dict(),
+      force=True,
+      meta_fn=lambda: {'defence': {}},  # the summary of defence none, as training saves it
   )
   checkpoints.close()
   return model
@@ -172,7 +180,18 @@ def test_export_command_uses_the_evaluations_pca(tiny_config, tmp_path):
   workdir, out = str(tmp_path / 'run'), str(tmp_path / 'artifact')
   model = make_run(tiny_config(), workdir, step=5)
   proc = subprocess.run(
-      [sys.executable, '-m', 'privjax.export', '--workdir', workdir, '--out', out, '--pca_k', '4'],
+      [
+          sys.executable,
+          '-m',
+          'privjax',
+          'export',
+          '--workdir',
+          workdir,
+          '--out',
+          out,
+          '--pca_k',
+          '4',
+      ],
       cwd=ROOT,
       capture_output=True,
       text=True,
@@ -181,13 +200,24 @@ def test_export_command_uses_the_evaluations_pca(tiny_config, tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert 'vgg_mini cut conv4_2 at step 5: (pixels uint8[' in proc.stdout
 
-  # The PCA is the one evaluation fits for 'pca:4', cached where evaluation looks for it.
+  # The PCA is the one evaluation fits for 'pca:4', cached where evaluation looks for it; the clip
+  # is the 99th percentile of the projected training features' norms, as evaluation's.
   pca = pca_lib.load_pca(os.path.join(workdir, 'eval', 'cache', 'step_5', 'pca_4.npz'))
   extractor = export.load_exported(out)
+  clip = extractor.manifest['clip_norm']
+  run = features_lib.load_run(workdir)
+  train = np.asarray(pca.apply(features_lib.extract(run, 'train')['features']))
+  assert clip == pytest.approx(np.percentile(np.linalg.norm(train, axis=1), 99), rel=1e-5)
   x = pixels(4)
-  assert_close(extractor(x), pca.apply(model.extractor(x)))
+  z = np.asarray(pca.apply(model.extractor(x)))
+  norms = np.linalg.norm(z, axis=1, keepdims=True)
+  assert_close(extractor(x), z * np.minimum(1, clip / norms))
   assert extractor.manifest['checkpoint_step'] == 5 and extractor.manifest['pca_k'] == 4
   assert extractor.manifest['run'] == 'run'
+  # --clip_percentile 0 exports the projection alone.
+  unclipped = export.export_run(workdir, str(tmp_path / 'unclipped'), pca_k=4, clip_percentile=0)
+  assert unclipped['clip_norm'] is None
+  assert_close(export.load_exported(str(tmp_path / 'unclipped'))(x), z)
 
   # Checked against the run's config before anything is restored.
   with pytest.raises(ConfigError, match=r'--pca_k must be in \[1, 8192\] \(the features of cut'):

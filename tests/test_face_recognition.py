@@ -10,6 +10,8 @@ from privjax.attacks import face_recognition as fr
 from privjax.data import face_renderer
 from privjax.errors import EvalError
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope='module')
 def faces():

@@ -11,8 +11,9 @@ Faults are placed at named calls by tests/faultlib.py (a kill, a hang, an interr
 process or in a child process. Every table is a `faultlib.Cases` with a one-line description per
 case; tools/fault_table.py collects them into benchmarks/results/fault_cases.md.
 
-All runs are the tiny config (`siamese,tiny`: 6 steps, checkpoints at 3 and 6, rows every 2 steps,
-evaluations at 3 and 6) on the tiny data set; one uninterrupted run (`reference`) is compared with.
+All runs are the tiny config (`none,tiny`: 6 steps, checkpoints at 3 and 6, rows every 2 steps,
+evaluations at 3 and 6) on the tiny data set; one uninterrupted run (`reference`, the session's
+trained run) is compared with.
 
   kind            cases
   finished run    rerun unchanged; final_metrics.json removed, cut short, or `{"step": N}` (a
@@ -76,6 +77,7 @@ import sys
 import threading
 import time
 
+import conftest
 import faultlib
 import jax
 import numpy as np
@@ -83,8 +85,9 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from privjax import cli, export
 from privjax import config as config_lib
+from privjax import export
+from privjax.commands import _cli
 from privjax.data import face_renderer, image_folder, photo_builder, synthetic_faces
 from privjax.errors import ConfigError, RunError
 from privjax.evaluate import features, protocol
@@ -94,10 +97,13 @@ from privjax.train import loop
 from privjax.train import writer as writer_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ARG = 'siamese,tiny'
+ARG = conftest.TRAINED_RUN_ARG  # the reference run is the session's trained run
 # A failed restore leaves orbax's other array reads unawaited: they raise when collected, which
 # pytest reports (a command prints nothing); collected in each test, where this filter holds.
-pytestmark = pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning'),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -119,16 +125,13 @@ def snapshot(*paths) -> dict:
 
 
 def make_config(tfds_dir, arg=ARG):
-  config = config_lib.config_module(os.path.join(ROOT, 'configs', 'default.py')).get_config(arg)
-  config.dataset.data_dir = tfds_dir
-  return config
+  return conftest.tiny_config_for(tfds_dir, arg)
 
 
 @pytest.fixture(scope='module')
-def reference(tfds_dir, tmp_path_factory):
-  """(workdir, result) of the uninterrupted run."""
-  workdir = str(tmp_path_factory.mktemp('reference') / 'run')
-  return workdir, loop.train_and_evaluate(make_config(tfds_dir), workdir)
+def reference(trained_run):
+  """(workdir, result) of the uninterrupted run: the session's (read only; `copy_run` copies it)."""
+  return trained_run
 
 
 def copy_run(reference, tmp_path, name='run') -> str:
@@ -546,7 +549,7 @@ def _config_file(directory, text):
 
 TRAIN = [sys.executable, 'train.py']
 TINY = ['--config', 'configs/default.py:tiny']
-EXPORT_CLI = [sys.executable, '-m', 'privjax.export']
+EXPORT_CLI = [sys.executable, '-m', 'privjax', 'export']
 _CLI = {
     # name: (the command line, from tmp_path t, the reference run r and the data dir d; what the
     # error line says)
@@ -612,8 +615,8 @@ _CLI_ABOUT = {
     'misspelt_config_key': '--config.model.cutt=..., a misspelt key (the close match is named)',
     'unwritable_workdir': 'a --workdir that cannot be created',
     'workdir_under_a_file': 'a --workdir below a file',
-    'export_into_non_empty_out': 'privjax.export into a non-empty --out',
-    'export_pca_k_above_training_images': 'privjax.export --pca_k above the training images',
+    'export_into_non_empty_out': 'privjax export into a non-empty --out',
+    'export_pca_k_above_training_images': 'privjax export --pca_k above the training images',
 }
 CLI = faultlib.Cases(
     'command line',
@@ -668,7 +671,7 @@ def test_known_errors_of_any_command_are_one_line(capsys, name):
     raise error
 
   with pytest.raises(SystemExit) as e:
-    cli.run_or_exit(fail)
+    _cli.run_or_exit(fail)
   assert e.value.code == 2
   assert capsys.readouterr().err == f'error: {message}\n'
 
@@ -680,7 +683,7 @@ def test_a_bug_keeps_its_traceback():
     raise OSError('no errno: a library bug')
 
   with pytest.raises(OSError, match='a library bug'):
-    cli.run_or_exit(bug)
+    _cli.run_or_exit(bug)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1475,7 +1478,7 @@ def test_full_disk_is_one_line_and_keeps_what_was_there(
   capsys.readouterr()
   with faultlib.inject(fault), caplog.at_level('WARNING'):
     with pytest.raises(SystemExit) as e:
-      cli.run_or_exit(job)
+      _cli.run_or_exit(job)
   assert e.value.code == 2
   err = capsys.readouterr().err
   (line,) = [l for l in err.splitlines() if l.startswith('error:')]  # (and progress bars)

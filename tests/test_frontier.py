@@ -7,8 +7,10 @@ import sys
 
 import pytest
 
-from privjax import config as config_lib
-from privjax import frontier
+from privjax import errors
+from privjax.experiments import frontier
+
+pytestmark = pytest.mark.e2e
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
 
@@ -25,19 +27,19 @@ def test_pareto_front_by_hand():
 
 
 def test_plan_takes_each_grid_or_its_middle(tiny_config):
-  base = tiny_config('simple,tiny')
+  base = tiny_config('none,tiny')
   base.defence.nopeek.strengths = (0.1, 1.0, 10.0)
   runs = frontier.plan(base, ['nopeek', 'siamese+adversarial'])
   assert runs[0] == ('none', 'none', None)
   assert [r[0] for r in runs[1:4]] == ['nopeek_0.1', 'nopeek_1', 'nopeek_10']
   assert frontier.plan(base, ['nopeek'], quick=True)[1:] == [('nopeek_1', 'nopeek', 1.0)]
-  with pytest.raises(config_lib.ConfigError, match="unknown defence 'bogus'"):
+  with pytest.raises(errors.ConfigError, match="unknown defence 'bogus'"):
     frontier.plan(base, ['bogus'])
 
 
 def test_frontier_job_trains_evaluates_and_resumes(tiny_config, tmp_path):
   def make_config(defence):
-    return tiny_config(('simple' if defence == 'none' else defence) + ',tiny')
+    return tiny_config(defence + ',tiny')
 
   eval_config = frontier.load_eval_config(os.path.join(ROOT, 'configs/eval/default.py:tiny'), True)
   workdir = str(tmp_path / 'frontier')
@@ -77,13 +79,14 @@ def test_frontier_job_trains_evaluates_and_resumes(tiny_config, tmp_path):
       workdir, make_config, eval_config, defences=['nopeek', 'learned_noise'], quick=True
   )
   assert again['points'] == result['points']
+  assert again['runs'] == result['runs']  # each run's training time is its first one's
   assert stamp == {
       r: os.path.getmtime(os.path.join(workdir, r, 'eval', 'default', 'report.json')) for r in runs
   }
 
 
 def test_frontier_refuses_a_config_that_is_not_none(tiny_config, tmp_path):
-  with pytest.raises(config_lib.ConfigError, match='starts from defence none'):
+  with pytest.raises(errors.ConfigError, match='starts from defence none'):
     frontier.run_frontier(
         str(tmp_path), lambda d: tiny_config('siamese,tiny'), None, defences=['nopeek']
     )
@@ -95,7 +98,8 @@ def test_frontier_cli_takes_config_overrides(tfds_dir, tmp_path):
       [
           sys.executable,
           '-m',
-          'privjax.frontier',
+          'privjax',
+          'frontier',
           '--config',
           'configs/default.py:tiny',
           f'--config.dataset.data_dir={tfds_dir}',

@@ -14,9 +14,12 @@ import pytest
 from PIL import Image
 
 from privjax import config as config_lib
+from privjax import errors
 from privjax.data import face_renderer, photo_builder, pipeline, splits
 from privjax.data import image_folder as imf
 from privjax.data import synthetic_faces as sf
+
+pytestmark = pytest.mark.e2e
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 NUM_IDS, PER_ID = 10, 6
@@ -200,10 +203,10 @@ def test_read_back_through_the_pipeline_without_tensorflow(built, folder):
 def test_bad_csv_is_a_one_line_error(tmp_path, header, body, attributes, match):
   path = tmp_path / 'faces.csv'
   path.write_text(f'{header}\n{body}\n')
-  with pytest.raises(pipeline.DataError, match=match) as e:
+  with pytest.raises(errors.DataError, match=match) as e:
     imf.ImageFolder(data_dir=str(tmp_path), csv=str(path), attributes=attributes)
   # Through the pipeline, without TFDS's "Failed to construct" context.
-  with pytest.raises(pipeline.DataError) as e2:
+  with pytest.raises(errors.DataError) as e2:
     pipeline.get_builder(
         _dataset_cfg(data_dir=str(tmp_path), csv=str(path), attributes=list(attributes))
     )
@@ -211,9 +214,9 @@ def test_bad_csv_is_a_one_line_error(tmp_path, header, body, attributes, match):
 
 
 def test_missing_csv_and_no_csv_are_clear_errors(tmp_path):
-  with pytest.raises(pipeline.DataError, match='does not exist'):
+  with pytest.raises(errors.DataError, match='does not exist'):
     imf.ImageFolder(data_dir=str(tmp_path), csv=str(tmp_path / 'nope.csv'))
-  with pytest.raises(pipeline.DataError, match='builder_kwargs.csv'):
+  with pytest.raises(errors.DataError, match='builder_kwargs.csv'):
     pipeline.get_builder(_dataset_cfg(data_dir=str(tmp_path), csv=''))
 
 
@@ -296,7 +299,7 @@ def test_config_arguments():
 def test_train_four_steps_on_your_own_photos(built, folder, tmp_path):
   from privjax.train import loop
 
-  c = _config_module().get_config(f'simple,tiny,csv={folder[0]},attributes=smiling')
+  c = _config_module().get_config(f'none,tiny,csv={folder[0]},attributes=smiling')
   c.dataset.data_dir = os.path.dirname(os.path.dirname(os.path.dirname(built.data_dir)))
   c.total_steps = 4
   c.eval_every = c.checkpoint_every = 4

@@ -9,6 +9,8 @@ import scipy.ndimage
 
 from privjax.metrics.image_quality import psnr, ssim
 
+pytestmark = pytest.mark.unit
+
 C1 = (0.01 * 1.0) ** 2
 C2 = (0.03 * 1.0) ** 2
 

@@ -18,6 +18,8 @@ from flax import nnx
 from privjax.models import imagenet_weights, pretrained, vgg
 from privjax.train import checkpoint, loop
 
+pytestmark = pytest.mark.e2e
+
 # One width throughout: fewer shapes to compile for (building the first model dominates).
 NARROW = ((4, 4), (4, 4), (4, 4, 4), (4, 4, 4), (4, 4, 4))
 WIDE = vgg.VGG16_BLOCKS

@@ -4,9 +4,12 @@ non-invertible one is beaten with the prior, noise keys, and batching that chang
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from privjax.attacks import inversion
 from privjax.metrics.image_quality import psnr
+
+pytestmark = pytest.mark.unit
 
 S = 16
 

@@ -34,6 +34,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.meta
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 JAX = ('jax', 'jaxlib', 'flax', 'optax', 'orbax', 'chex')  # jax and the libraries built on it
@@ -52,7 +54,7 @@ class Rule:
 RULES = (
     # Importable without jax: error handling and everything a command reads before `--help`.
     Rule('privjax.errors', only=(), why='the error handler imports it before anything heavy'),
-    Rule('privjax.cli', JAX + TF, lazy_ok=True, why='`--help` answers before jax is loaded'),
+    Rule('privjax.commands.*', JAX + TF, lazy_ok=True, why='`--help` answers before jax is loaded'),
     Rule(
         'privjax.config',
         JAX + TF + ('privjax.models',),
@@ -61,20 +63,23 @@ RULES = (
     ),
     Rule('privjax.config', ('privjax.data', 'privjax.train'), why='it only reads the config'),
     Rule('privjax.config_args', JAX + ('privjax',), why='config files import it to be named'),
-    Rule('privjax.weight_formats', JAX + TF, why='config files that name weight files import it'),
+    Rule(
+        'privjax.models.weight_formats',
+        JAX + TF,
+        why='config files that name weight files import it',
+    ),
     Rule(
         'privjax.paths',
         only=('etils',),
         why='every module that names a directory uses it, the jax-free ones included',
     ),
     Rule('privjax.defences', JAX + TF, lazy_ok=True, why='config validation reads the registry'),
-    Rule('privjax.evaluate.errors', JAX + TF, why='the error handler imports it'),
     # Report rendering reads report dicts; it never computes.
     Rule('privjax.report.*', JAX + TF, why='it renders report dicts'),
     Rule('privjax.report.tables', ('privjax.attacks',), why='every number comes from a report'),
-    Rule('privjax.cost_report', JAX + TF, why='it renders the rows privjax.cost measured'),
+    Rule('privjax.cost.report', JAX + TF, why='it renders the rows privjax.cost.analysis measured'),
     Rule(
-        'privjax.cost',
+        'privjax.cost.analysis',
         ('privjax.train', 'privjax.data', 'privjax.attacks', 'matplotlib', 'absl.flags'),
         why='costs need neither data nor a run; rendering and the command live elsewhere',
     ),
@@ -219,6 +224,11 @@ RULES = (
         why='evaluators never train, and return results for the report to render',
     ),
     Rule('privjax.export', ('privjax.train.loop',), why='exporting never trains'),
+    Rule(
+        'privjax.experiments.runner',
+        ('privjax.attacks', 'privjax.evaluate.evaluators'),
+        why='it trains and evaluates through privjax.train.loop and privjax.evaluate.protocol',
+    ),
     Rule('privjax.export:load_exported', only=('jax',), why='applications copy it without privjax'),
 )
 
@@ -405,6 +415,21 @@ def test_every_import_rule_a_docstring_states_is_data_here():
   assert not missing, f'docstrings state import rules that RULES lacks: {missing}'
 
 
+def test_only_the_commands_define_flags():
+  """Library code takes arguments; flags, usage and exit codes belong to privjax.commands (and
+  privjax.config_args, which gives them config-file flags)."""
+  defining = re.compile(r'^(DEFINE\w*|mark_flags?_as_required|adopt_module_key_flags)$')
+  found = [
+      f'{path.relative_to(ROOT)}:{node.lineno}'
+      for module, path in MODULES.items()
+      if not _matches(module, ['privjax.commands', 'privjax.config_args'])
+      for node in ast.walk(ast.parse(path.read_text()))
+      if isinstance(node, ast.Call)
+      and defining.match(getattr(node.func, 'attr', getattr(node.func, 'id', '')))
+  ]
+  assert not found, f'flags defined outside privjax.commands: {found}'
+
+
 def test_jax_free_modules_load_no_jax():
   """Importing each jax-free module, third-party imports included, loads none of jax's stack."""
   modules = sorted(
@@ -434,9 +459,9 @@ def test_jax_free_modules_load_no_jax():
 
 
 def test_errors_are_defined_once_in_privjax_errors():
-  """Every exception class lives in privjax.errors, under one base the CLI catches, and the
-  modules that raise them still export them under their old names."""
-  from privjax import cli, errors
+  """Every exception class lives in privjax.errors, under one base the commands catch."""
+  from privjax import errors
+  from privjax.commands import _cli
 
   elsewhere = [
       f'{path.relative_to(ROOT)}:{node.lineno} {node.name}'
@@ -449,18 +474,24 @@ def test_errors_are_defined_once_in_privjax_errors():
   assert not elsewhere, f'exception classes outside privjax/errors.py: {elsewhere}'
   classes = [c for c in vars(errors).values() if isinstance(c, type)]
   assert all(issubclass(c, errors.PrivjaxError) for c in classes), classes
-  assert errors.PrivjaxError in cli.KNOWN_ERRORS
+  assert errors.PrivjaxError in _cli.KNOWN_ERRORS
 
-  old_homes = {
-      'privjax.config': 'ConfigError',
-      'privjax.models.pretrained': 'PretrainedError',
-      'privjax.data.pipeline': 'DataError',
-      'privjax.train.checkpoint': 'RunError',
-      'privjax.train.loop': 'TrainingError',
-      'privjax.train.distributed': 'DistributedError',
-      'privjax.evaluate.errors': 'EvalError',
-      'privjax.defences': 'DefenceError',
-  }
-  for module, name in old_homes.items():
-    assert getattr(__import__(module, fromlist=[name]), name) is getattr(errors, name), module
-  assert set(old_homes.values()) | {'PrivjaxError'} == {c.__name__ for c in classes}
+
+def test_errors_are_imported_from_privjax_errors():
+  """No module reaches an error through another module (`config.ConfigError`): one home."""
+  from privjax import errors
+
+  names = {c.__name__ for c in vars(errors).values() if isinstance(c, type)}
+  found = []
+  for path in MODULES.values():
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.Attribute) and node.attr in names:
+        if not (isinstance(node.value, ast.Name) and node.value.id == 'errors'):
+          found.append(f'{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}')
+      elif isinstance(node, ast.ImportFrom) and node.module != 'privjax.errors':
+        found += [
+            f'{path.relative_to(ROOT)}:{node.lineno} from {node.module} import {a.name}'
+            for a in node.names
+            if a.name in names
+        ]
+  assert not found, f'errors reached outside privjax.errors: {found}'

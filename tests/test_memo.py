@@ -10,6 +10,8 @@ import pytest
 
 from privjax.evaluate import memo, shared
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):

@@ -8,6 +8,8 @@ from flax import nnx
 
 from privjax import models
 
+pytestmark = pytest.mark.unit
+
 
 def _images(n, size, seed=0):
   return jax.random.uniform(jax.random.key(seed), (n, size, size, 3), minval=0, maxval=255)

@@ -12,6 +12,8 @@ import jax
 import nbformat
 import pytest
 
+pytestmark = pytest.mark.meta
+
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 PATH = os.path.join(ROOT, 'notebooks', 'privjax_tour.ipynb')
 NB = nbformat.read(PATH, as_version=4)

@@ -3,8 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from privjax import objectives
+
+pytestmark = pytest.mark.unit
 
 
 def test_contrastive_same_pair_is_half_squared_distance():

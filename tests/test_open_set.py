@@ -7,6 +7,8 @@ import pytest
 from privjax.attacks import open_set
 from privjax.attacks.common import ClassMap
 
+pytestmark = pytest.mark.unit
+
 FARS = ('0.01', '0.001')
 
 

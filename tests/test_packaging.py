@@ -20,6 +20,8 @@ from packaging.requirements import Requirement
 
 from privjax import config_args
 
+pytestmark = pytest.mark.meta
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYPROJECT = tomllib.load(open(os.path.join(ROOT, 'pyproject.toml'), 'rb'))
 PROJECT = PYPROJECT['project']
@@ -40,7 +42,9 @@ OPTIONAL_IMPORTS = {
 MODULE_DISTRIBUTIONS = {'dlib': 'dlib-bin'}
 # Extras that a clone installs too (requirements.txt pins them): the tests use them.
 PINNED_EXTRAS = ('face', 'imagenet', 'dp')
-SCRIPTS = ('train', 'eval', 'reproduce', 'sweep', 'frontier', 'cost', 'export')
+# `privjax <command>` and the `privjax-<command>` scripts.
+COMMANDS = ('train', 'eval', 'reproduce', 'sweep', 'frontier', 'cost', 'export')
+SCRIPTS = ('privjax', *(f'privjax-{c}' for c in COMMANDS))
 
 
 def _canonical(name: str) -> str:
@@ -159,8 +163,13 @@ def test_listed_packages_are_the_tree():
 
 
 def test_console_scripts_name_existing_functions():
+  from privjax import commands
+
   scripts = PROJECT['scripts']
-  assert sorted(scripts) == sorted(f'privjax-{s}' for s in SCRIPTS)
+  assert sorted(scripts) == sorted(SCRIPTS) and commands.COMMANDS == COMMANDS
+  assert scripts['privjax'] == 'privjax.commands:main'
+  for command in COMMANDS:
+    assert scripts[f'privjax-{command}'] == f'privjax.commands.{command}:run'
   for target in scripts.values():
     module, _, function = target.partition(':')
     assert callable(getattr(importlib.import_module(module), function)), target
@@ -228,7 +237,7 @@ def test_wheel_holds_the_package_its_configs_and_the_console_scripts(tmp_path):
   assert not any(n.startswith(('configs/', 'tests/')) for n in names)
   assert f'{dist_info}/licenses/LICENSE' in names
   for script in SCRIPTS:
-    assert f'privjax-{script} = {PROJECT["scripts"][f"privjax-{script}"]}' in entry_points
+    assert f'{script} = {PROJECT["scripts"][script]}' in entry_points
   assert 'License-Expression: Apache-2.0' in metadata
   requires = {
       _requirement_name(line.split(':', 1)[1].strip())

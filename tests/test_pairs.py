@@ -5,6 +5,8 @@ import pytest
 
 from privjax.data.pairs import PairSampler
 
+pytestmark = pytest.mark.unit
+
 
 def test_pairs_are_balanced_and_labelled_correctly():
   labels = np.array([0] * 30 + [1] * 10 + [2] * 5)

@@ -1,4 +1,4 @@
-"""The paper configs resolve and validate for every cut, mode and data set; VGG-16 trains at 224 on
+"""The paper configs resolve and validate for every cut, defence and data set; VGG-16 trains at 224 on
 CPU; the sweep runs the pipeline once per cut."""
 
 import os
@@ -10,9 +10,12 @@ import pytest
 from flax import nnx
 
 from privjax import config as config_lib
-from privjax import models, reproduce, sweep
+from privjax import errors, models
+from privjax.experiments import reproduce, sweep
 from privjax.models import pretrained
 from privjax.train import step as step_lib
+
+pytestmark = pytest.mark.unit
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 PAPER = os.path.join(ROOT, 'configs', 'paper', 'vgg16.py')
@@ -33,14 +36,13 @@ def paper():
     'dataset,builder',
     [('celeba', 'celeba_faces'), ('lfw', 'lfw_faces'), ('image_folder', 'image_folder')],
 )
-@pytest.mark.parametrize('mode', ['simple', 'siamese'])
-def test_every_cut_and_mode_resolves_and_validates(paper, dataset, builder, mode):
+@pytest.mark.parametrize('defence', ['none', 'siamese'])
+def test_every_cut_and_defence_resolves_and_validates(paper, dataset, builder, defence):
   for cut in paper.CUTS:
     for weights, suffix in (('imagenet', 'imagenet'), ('keras', '.h5'), ('torchvision', '.pth')):
-      c = paper.get_config(f'dataset={dataset},cut={cut},mode={mode},weights={weights}')
+      c = paper.get_config(f'dataset={dataset},cut={cut},{defence},weights={weights}')
       config_lib.validate(c)
       resolved = c.to_dict()  # references (builder_kwargs.image_size) resolve
-      defence = {'simple': 'none', 'siamese': 'siamese'}[mode]
       assert (c.defence.name, c.model.arch, c.model.cut, c.model.image_size) == (
           defence,
           'vgg16',
@@ -74,12 +76,13 @@ def test_the_installed_imagenet_weights_are_the_default(paper):
   assert paper.get_config('dataset=lfw,pretrained=imagenet').model.pretrained == 'imagenet'
 
 
-def test_bare_mode_words_as_reproduce_passes_them(paper):
+def test_defence_words_as_reproduce_passes_them(paper):
   calibrated = paper.get_config('siamese,calibrated,dataset=lfw')
   assert calibrated.defence.siamese.margin_mode == 'calibrated'
   assert paper.get_config('siamese,cut=fc6').defence.name == 'siamese'
-  image_folder = paper.get_config('simple,dataset=image_folder,csv=/data/faces.csv')
+  image_folder = paper.get_config('none,dataset=image_folder,csv=/data/faces.csv')
   assert image_folder.dataset.builder_kwargs.csv == '/data/faces.csv'
+  assert image_folder.defence.name == 'none'
 
 
 def test_arguments_for_what_the_sweep_cannot_override(paper):
@@ -99,7 +102,9 @@ def test_arguments_for_what_the_sweep_cannot_override(paper):
         ('cut=conv3_1', "cut='conv3_1' is not valid; choose one of: conv4_3"),
         ('dataset=imagenet', "dataset='imagenet' is not valid"),
         ('weights=caffe', "weights='caffe' is not valid"),
-        ('simple,mode=siamese', 'conflicting modes'),
+        ('none,siamese', 'name more than one defence'),
+        ('mode=siamese', r"unknown config argument\(s\) \['mode'\]"),
+        ('simple', r"unknown config argument\(s\) \['simple'\]"),
         ('lr=1', r"unknown config argument\(s\) \['lr'\]"),
         ('tiny', r"unknown config argument\(s\) \['tiny'\]"),
         ('dataset=lfw,csv=x.csv', 'csv=... is an argument of dataset=image_folder'),
@@ -147,7 +152,7 @@ def test_sweep_runs_the_pipeline_once_per_cut(tmp_path, monkeypatch):
       'configs/paper/vgg16.py:dataset=lfw',
       ['conv4_3', 'fc6'],
       None,
-      ('simple', 'siamese'),
+      ('none', 'siamese'),
       data_dir='/tfds',
       extra_args='weights=keras',
       overrides={'total_steps': 5},
@@ -157,7 +162,7 @@ def test_sweep_runs_the_pipeline_once_per_cut(tmp_path, monkeypatch):
           str(tmp_path / cut),
           'configs/paper/vgg16.py',
           f'dataset=lfw,weights=keras,cut={cut}',
-          ('simple', 'siamese'),
+          ('none', 'siamese'),
           '/tfds',
           {'total_steps': 5},
       )
@@ -177,22 +182,23 @@ def test_sweep_runs_the_pipeline_once_per_cut(tmp_path, monkeypatch):
     ],
 )
 def test_sweep_refuses_arguments_it_sets_itself(tmp_path, config, cuts, match):
-  with pytest.raises(config_lib.ConfigError, match=match):
-    sweep.run_sweep(str(tmp_path), config, cuts, None, ('simple',))
+  with pytest.raises(errors.ConfigError, match=match):
+    sweep.run_sweep(str(tmp_path), config, cuts, None, ('none',))
 
 
 @pytest.mark.parametrize('key', ['model.cut', 'defence.name', 'init_from'])
 def test_sweep_and_pipeline_refuse_overrides_of_what_they_set(tmp_path, key):
-  with pytest.raises(config_lib.ConfigError, match=f'--config.{key} is set by the sweep'):
-    sweep.run_sweep(str(tmp_path), PAPER, ['fc6'], None, ('simple',), overrides={key: 'x'})
+  with pytest.raises(errors.ConfigError, match=f'--config.{key} is set by the sweep'):
+    sweep.run_sweep(str(tmp_path), PAPER, ['fc6'], None, ('none',), overrides={key: 'x'})
   if key != 'model.cut':
-    with pytest.raises(config_lib.ConfigError, match=f'--config.{key} is set by each run'):
-      reproduce.run_pipeline(str(tmp_path), PAPER, '', None, ['simple'], overrides={key: 'x'})
+    with pytest.raises(errors.ConfigError, match=f'--config.{key} is set by each run'):
+      reproduce.run_pipeline(str(tmp_path), PAPER, '', None, ['none'], overrides={key: 'x'})
   assert os.listdir(tmp_path) == []
 
 
 def test_weight_files_as_the_config_names_them_are_as_pretrained_reads_them(paper):
-  """One table of weight formats (privjax.weight_formats, no jax) for the config and the importer."""
+  """One table of weight formats (privjax.models.weight_formats, no jax) for the config and the
+  importer."""
   assert paper.source_for is pretrained.source_for
   assert paper.normalization_for is pretrained.normalization_for
   for source in paper.WEIGHTS:
@@ -201,7 +207,7 @@ def test_weight_files_as_the_config_names_them_are_as_pretrained_reads_them(pape
 
 def test_vgg16_siamese_train_step_and_evaluation_on_224_images(paper, make_step):
   """One jitted Siamese step (2 pairs) and one evaluation of the paper's network, on CPU."""
-  config = paper.get_config('dataset=lfw,cut=conv5_3,mode=siamese')
+  config = paper.get_config('dataset=lfw,cut=conv5_3,siamese')
   setup = make_step(config)
   graphdef, state = setup.graphdef, setup.state
   params = state['params']

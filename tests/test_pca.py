@@ -19,6 +19,8 @@ from privjax.privacy.pca import (
     save_pca,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def _low_rank(n, d, rank, seed=0, offset=3.0):
   rng = np.random.default_rng(seed)

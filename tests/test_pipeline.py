@@ -9,6 +9,8 @@ import pytest
 
 from privjax.data import pipeline
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope='module')
 def split(tfds_dir):
@@ -85,7 +87,7 @@ def test_training_passes_config_data_workers_to_the_pipeline(tiny_config, tmp_pa
       yield batch
 
   monkeypatch.setattr(pipeline, 'pair_batches', recording)
-  config = tiny_config('simple,tiny')
+  config = tiny_config('none,tiny')
   assert config.data_workers == 0  # the default: threads in this process, as before
   config.data_workers = 2
   with pytest.raises(KeyboardInterrupt, match='first batch'):

@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from privjax import errors
 from privjax.models import pretrained, vgg
 from privjax.train import checkpoint, loop
+
+pytestmark = pytest.mark.e2e
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
 FILES = {
@@ -133,7 +136,7 @@ def test_other_class_count_reinitialises_only_the_classifier(capsys):
 
 def test_model_from_file_with_another_class_count_needs_rngs():
   path = _fixture('vgg16_narrow_torchvision.pth')
-  with pytest.raises(pretrained.PretrainedError, match='does not fill every layer.*pass rngs'):
+  with pytest.raises(errors.PretrainedError, match='does not fill every layer.*pass rngs'):
     pretrained.model_from_file(path, 'fc6', num_classes=3)
   model = pretrained.model_from_file(path, 'fc6', num_classes=3, rngs=nnx.Rngs(0))
   assert model.head.classifier.linear.kernel.shape == (64, 3)
@@ -145,7 +148,7 @@ def test_file_of_another_network_is_refused():
   )
   model = vgg.SplitModel(arch, 'conv5_3', 5, rngs=nnx.Rngs(0))
   with pytest.raises(
-      pretrained.PretrainedError,
+      errors.PretrainedError,
       match=r'layer conv5_3 has shapes .* in the file but .*another network',
   ):
     pretrained.load_pretrained(model, _fixture('vgg16_narrow_torchvision.pth'))
@@ -172,37 +175,37 @@ def test_torch_files_that_are_not_plain_state_dicts_are_refused(tmp_path):
   evil = tmp_path / 'evil.pth'
   _write_zip_pickle(evil, pickle.dumps(os.system))  # a global that must never be looked up
   with pytest.raises(
-      pretrained.PretrainedError,
+      errors.PretrainedError,
       match=r'holds a (posix|nt)\.system, not just '
       r'tensors; save the weights with torch.save\(model.state_dict\(\), path\)',
   ):
     pretrained.read(str(evil))
   not_torch = tmp_path / 'random.pth'
   not_torch.write_bytes(b'not a torch file at all')
-  with pytest.raises(pretrained.PretrainedError, match='neither a torch zip archive nor a legacy'):
+  with pytest.raises(errors.PretrainedError, match='neither a torch zip archive nor a legacy'):
     pretrained.read(str(not_torch))
   truncated = tmp_path / 'truncated.pth'
   data = open(_fixture('vgg16_narrow_torchvision_legacy.pth'), 'rb').read()
   truncated.write_bytes(data[: len(data) - 1000])
-  with pytest.raises(pretrained.PretrainedError, match='ends early'):
+  with pytest.raises(errors.PretrainedError, match='ends early'):
     pretrained.read(str(truncated))
   wrong_keys = tmp_path / 'wrong.pth'
   _write_zip_pickle(wrong_keys, pickle.dumps({'fc.weight': 1}))
   with pytest.raises(
-      pretrained.PretrainedError,
+      errors.PretrainedError,
       match='not a torchvision VGG-16 state_dict: it has no features.0.weight',
   ):
     pretrained.read(str(wrong_keys))
 
 
 def test_unknown_suffix_missing_file_and_missing_h5py(tmp_path, monkeypatch):
-  with pytest.raises(pretrained.PretrainedError, match=r"unknown weight file type '.npz'"):
+  with pytest.raises(errors.PretrainedError, match=r"unknown weight file type '.npz'"):
     pretrained.read(str(tmp_path / 'w.npz'))
   with pytest.raises(FileNotFoundError, match='do not exist'):
     pretrained.read(str(tmp_path / 'w.pth'))
   monkeypatch.setitem(sys.modules, 'h5py', None)  # import h5py raises ImportError
   with pytest.raises(
-      pretrained.PretrainedError, match=r'^reading Keras .h5 weights needs h5py: pip install h5py$'
+      errors.PretrainedError, match=r'^reading Keras .h5 weights needs h5py: pip install h5py$'
   ):
     pretrained.read(_fixture('vgg16_narrow_keras.h5'))
 
@@ -216,7 +219,7 @@ def test_h5_file_without_vgg_layers_is_refused(tmp_path):
     f.create_group('layers')
     f.create_group('vars')
   with pytest.raises(
-      pretrained.PretrainedError,
+      errors.PretrainedError,
       match='not a Keras VGG16 weights file: it has no ' 'block1_conv1 group',
   ):
     pretrained.read(str(path))
@@ -234,7 +237,7 @@ def narrow_arch(monkeypatch):
 
 
 def _pretrained_config(tiny_config, **input_overrides):
-  config = tiny_config('simple,tiny')
+  config = tiny_config('none,tiny')
   config.model.arch = 'vgg16_narrow'
   config.model.cut = 'conv5_3'
   config.model.pretrained = _fixture('vgg16_narrow_torchvision.pth')
@@ -262,7 +265,7 @@ def test_training_refuses_a_file_that_does_not_fit_before_writing(
 ):
   config = _pretrained_config(tiny_config, channel_order='BGR')
   with pytest.raises(
-      pretrained.PretrainedError,
+      errors.PretrainedError,
       match='differs from the one torchvision weights '
       r'were trained with.*normalization_for\(.torchvision.\)',
   ):
@@ -270,6 +273,6 @@ def test_training_refuses_a_file_that_does_not_fit_before_writing(
   config = _pretrained_config(tiny_config)
   config.model.arch = 'vgg_mini'
   config.model.cut = 'conv4_2'
-  with pytest.raises(pretrained.PretrainedError, match='layer conv1_1 has shapes'):
+  with pytest.raises(errors.PretrainedError, match='layer conv1_1 has shapes'):
     loop.train_and_evaluate(config, str(tmp_path / 'b'))
   assert not os.path.exists(tmp_path / 'a') and not os.path.exists(tmp_path / 'b')

@@ -14,6 +14,8 @@ from privjax.metrics.rank_privacy import (
     summarize_ranks,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def _argsort_ranks(clean, noisy):
   """Independent reference: position in a likelihood-sorted candidate list,

@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+pytestmark = pytest.mark.meta
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location(
     'readme_tables', os.path.join(ROOT, 'tools', 'readme_tables.py')

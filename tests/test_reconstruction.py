@@ -7,6 +7,8 @@ from PIL import Image
 from privjax.attacks import fit_decoder, save_image_grid
 from privjax.metrics.image_quality import psnr
 
+pytestmark = pytest.mark.unit
+
 S = 8
 
 

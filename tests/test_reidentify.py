@@ -6,6 +6,8 @@ import pytest
 
 from privjax.attacks import fit_identity_classifier, reidentify, run_attack
 
+pytestmark = pytest.mark.unit
+
 K = 10
 S = 8
 

@@ -10,6 +10,8 @@ from privjax.evaluate import shared
 from privjax.metrics import results
 from privjax.report import tables
 
+pytestmark = pytest.mark.unit
+
 
 def _family(top1, se, **info):
   return {'top1': top1, 'top1_se': se, 'top5': 0.9, 'top5_se': 0.01, 'num_test': 2000, **info}

@@ -1,13 +1,16 @@
-"""`privjax.reproduce --seeds`: one pipeline per training seed, and the mean ± sd table over them."""
+"""`privjax reproduce --seeds`: one pipeline per training seed, and the mean ± sd table of them."""
 
-import json
 import os
 import statistics
 
 import pytest
 
-from privjax import reproduce
 from privjax.errors import ConfigError
+from privjax.evaluate import protocol
+from privjax.experiments import reproduce
+from privjax.report import tables
+
+pytestmark = pytest.mark.e2e
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, 'configs', 'default.py')
@@ -29,14 +32,13 @@ def _eval_config():
 
 
 def _report(d):
-  with open(os.path.join(d, 'simple', 'eval', 'seeds', 'report.json')) as f:
-    return json.load(f)
+  return tables.load_report(protocol.report_dir(os.path.join(d, 'none'), _eval_config()))
 
 
 def test_two_seeds_give_the_mean_and_sd_of_the_per_seed_reports(tfds_dir, tmp_path):
   workdir = str(tmp_path / 'demo')
   text = reproduce.run_pipeline(
-      workdir, CONFIG, 'tiny', _eval_config(), ['simple'], data_dir=tfds_dir, seeds=['0', '1']
+      workdir, CONFIG, 'tiny', _eval_config(), ['none'], data_dir=tfds_dir, seeds=['0', '1']
   )
   # Seed 0 (the config's own) keeps the layout of a run without --seeds; seed 1 goes to seed1/.
   dirs = [workdir, os.path.join(workdir, 'seed1')]
@@ -51,7 +53,7 @@ def test_two_seeds_give_the_mean_and_sd_of_the_per_seed_reports(tfds_dir, tmp_pa
   rows = {}
   for line in text.splitlines():
     cells = [c.strip() for c in line.strip('|').split('|')]
-    if line.startswith('| simple |'):
+    if line.startswith('| none |'):
       rows[(cells[1], float(cells[2]))] = cells
   assert set(rows) == {('none', 0.0), ('none', 1.0)}
   assert '| gender (best utility) | identity top-1 |' in text  # the primary, then the other secret
@@ -79,7 +81,7 @@ def test_bad_seeds_are_refused_before_anything_is_written(tmp_path):
   ]
   for kw, message in cases:
     with pytest.raises(ConfigError, match=message):
-      reproduce.run_pipeline(str(workdir), CONFIG, 'tiny', _eval_config(), ['simple'], **kw)
+      reproduce.run_pipeline(str(workdir), CONFIG, 'tiny', _eval_config(), ['none'], **kw)
   assert not workdir.exists()
 
 

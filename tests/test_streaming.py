@@ -19,6 +19,8 @@ import pytest
 from privjax.attacks import common, linear, registry, shards, streaming
 from privjax.errors import DataError, RunError
 
+pytestmark = pytest.mark.e2e
+
 
 def _synthetic(n, d, k, seed=0, rank=16):
   """Class means in a rank-`rank` subspace, a strong rank-4 nuisance, noise, offset and ReLU."""
@@ -271,7 +273,7 @@ def test_shards_module_itself_loads_no_jax():
   assert json.loads(out.stdout) == []
 
 
-def test_evaluation_over_a_memory_budget_streams_with_the_same_report(tiny_config, tmp_path):
+def test_evaluation_over_a_memory_budget_streams_with_the_same_report(trained_run_copy, tmp_path):
   """An evaluation whose `memory_budget_gb` is below the tiny run's attacker features reads them
   from a feature store (shards, streaming families, noise added per batch, PCA from the store)
   and reports what the in-memory evaluation reports, in the same structure; `transfer` is listed
@@ -286,11 +288,8 @@ def test_evaluation_over_a_memory_budget_streams_with_the_same_report(tiny_confi
   from privjax.evaluate import features as features_lib
   from privjax.evaluate import protocol
   from privjax.metrics import results
-  from privjax.train import loop
 
-  config = tiny_config('none,tiny')
-  workdir = str(tmp_path / 'run')
-  loop.train_and_evaluate(config, workdir)
+  workdir = trained_run_copy
   module = config_lib.config_module(
       str(__import__('pathlib').Path(__file__).parents[1] / 'configs' / 'eval' / 'default.py')
   )

@@ -14,6 +14,8 @@ from privjax.data import builder_base, digest
 from privjax.data import face_renderer as fr
 from privjax.data import synthetic_faces as sf
 
+pytestmark = pytest.mark.unit
+
 TINY = dict(num_identities=24, images_per_identity=12, image_size=64, seed=0)
 
 

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -10,11 +11,13 @@ import jax
 import numpy as np
 import pytest
 
-from privjax import config as config_lib
+from privjax import errors
 from privjax.data import pipeline
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import loop
 from privjax.train import step as step_lib
+
+pytestmark = pytest.mark.e2e
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 
@@ -128,7 +131,7 @@ def test_training_learns_the_primary_task_on_its_training_data(tiny_config, tmp_
   images). Seed 0 reaches 0.25 and 90%, the same on every run; seeds 1-3 reached 0.003-0.41 and
   79-100%, so the bounds leave room for other rounding.
   """
-  config = tiny_config('simple,tiny')
+  config = tiny_config('none,tiny')
   config.optimizer.lr = 5e-4
   config.total_steps = config.log_every = config.eval_every = config.checkpoint_every = 30
   config.dataset.test_split = 'train'
@@ -139,14 +142,13 @@ def test_training_learns_the_primary_task_on_its_training_data(tiny_config, tmp_
   assert result['test_accuracy'] >= majority + 0.15, (result, majority)
 
 
-def test_incompatible_workdir_is_refused_untouched(tiny_config, tmp_path):
-  workdir = str(tmp_path / 'run')
-  loop.train_and_evaluate(tiny_config('simple,tiny'), workdir)
+def test_incompatible_workdir_is_refused_untouched(trained_run, tiny_config):
+  workdir = trained_run.workdir
   before = _snapshot(workdir)
-  other = tiny_config('simple,tiny')
+  other = tiny_config('none,tiny')
   other.model.cut = 'pool4'
   with pytest.raises(
-      ckpt_lib.RunError, match=r"different config \(model.cut: 'conv4_2' -> 'pool4'\)"
+      errors.RunError, match=r"different config \(model.cut: 'conv4_2' -> 'pool4'\)"
   ):
     loop.train_and_evaluate(other, workdir)
   assert _snapshot(workdir) == before
@@ -154,7 +156,7 @@ def test_incompatible_workdir_is_refused_untouched(tiny_config, tmp_path):
 
 def test_non_privjax_directory_is_refused(tiny_config, tmp_path):
   (tmp_path / 'notes.txt').write_text('mine')
-  with pytest.raises(ckpt_lib.RunError, match='not empty and holds no privjax run'):
+  with pytest.raises(errors.RunError, match='not empty and holds no privjax run'):
     loop.train_and_evaluate(tiny_config(), str(tmp_path))
   assert os.listdir(tmp_path) == ['notes.txt']
 
@@ -165,7 +167,6 @@ def test_non_privjax_directory_is_refused(tiny_config, tmp_path):
         ('model.cut', 'conv9_9', "unknown cut layer 'conv9_9'"),
         ('model.arch', 'resnet', "model.arch='resnet' is not valid; choose one of: vgg16"),
         ('model.image_size', 32, 'model.image_size=32 but vgg_mini takes 64x64'),
-        ('mode', 'triplet', "mode='triplet' is not valid"),
         ('dataset.primary', 'age', "label 'age' is not in data set"),
     ],
 )
@@ -173,14 +174,14 @@ def test_bad_config_values_fail_before_writing(tiny_config, tmp_path, key, value
   config = tiny_config()
   section, _, leaf = key.rpartition('.')
   (config[section] if section else config)[leaf] = value
-  with pytest.raises((config_lib.ConfigError, pipeline.DataError), match=match):
+  with pytest.raises((errors.ConfigError, errors.DataError), match=match):
     loop.train_and_evaluate(config, str(tmp_path / 'run'))
   assert not os.path.exists(tmp_path / 'run')
 
 
 def test_image_size_that_does_not_match_the_model():
   pre = pipeline.Preprocess(size=64, resize=False, center_crop=1.0, flip=False)
-  with pytest.raises(pipeline.DataError, match='images are 32x32 but the model takes 64x64'):
+  with pytest.raises(errors.DataError, match='images are 32x32 but the model takes 64x64'):
     pre(np.zeros((32, 32, 3), np.uint8), None)
   resized = pipeline.Preprocess(size=64, resize=True, center_crop=1.0, flip=False)
   assert resized(np.zeros((32, 48, 3), np.uint8), None).shape == (64, 64, 3)
@@ -189,7 +190,7 @@ def test_image_size_that_does_not_match_the_model():
 def test_nan_loss_stops_with_a_clear_error(tiny_config, tmp_path):
   config = tiny_config('siamese,tiny')
   config.optimizer.lr = 1e30
-  with pytest.raises(loop.TrainingError, match='non-finite loss between steps'):
+  with pytest.raises(errors.TrainingError, match='non-finite loss between steps'):
     loop.train_and_evaluate(config, str(tmp_path / 'run'))
 
 
@@ -227,3 +228,51 @@ def test_train_py_end_to_end_and_one_line_errors(tfds_dir, tmp_path):
   assert "unknown config argument(s) ['bogus']" in line
   assert not os.path.exists(tmp_path / 'x') and not os.path.exists(tmp_path / 'y')
   assert not os.path.exists(tmp_path / 'z')
+
+
+def _unstamp(record: dict, version=None, run_format=None) -> dict:
+  """`record` as a privjax of another run format wrote it (no stamp at all: privjax 0.1.0)."""
+  record = {k: v for k, v in record.items() if k not in ('privjax_version', 'run_format')}
+  if version is not None:
+    record.update(privjax_version=version, run_format=run_format)
+  return record
+
+
+@pytest.mark.parametrize(
+    'version,run_format,wrote',
+    [(None, None, 'privjax 0.1.0 (run format 0)'), ('9.1.0', 7, 'privjax 9.1.0 (run format 7)')],
+)
+def test_a_run_of_another_format_is_refused_in_one_line(
+    trained_run, tiny_config, tmp_path, version, run_format, wrote
+):
+  """Every run records which privjax wrote it; one of another run format (or from before runs
+  recorded theirs) is refused when resumed and when loaded, in one line naming that privjax."""
+  import privjax
+  from privjax.evaluate import features as features_lib
+
+  saved = json.load(open(os.path.join(trained_run.workdir, 'config.json')))
+  assert (saved['privjax_version'], saved['run_format']) == (privjax.__version__, 1)
+  workdir = str(tmp_path / 'old')
+  shutil.copytree(trained_run.workdir, workdir)
+  for path in [os.path.join(workdir, 'config.json')] + [
+      os.path.join(workdir, 'checkpoints', step, 'meta', 'metadata') for step in ('3', '6')
+  ]:
+    record = json.load(open(path))
+    assert record['run_format'] == 1
+    with open(path, 'w') as f:
+      json.dump(_unstamp(record, version, run_format), f)
+  before = _snapshot(workdir)
+  message = (
+      f'{workdir} was written by {wrote}; privjax {privjax.__version__} reads run format 1 only: '
+      'train it again in a new workdir'
+  )
+  with pytest.raises(errors.RunError) as resumed:
+    loop.train_and_evaluate(tiny_config('none,tiny'), workdir)
+  with pytest.raises(errors.RunError) as loaded:
+    features_lib.load_run(workdir)
+  config = tiny_config('siamese,tiny')
+  config.init_from = workdir
+  with pytest.raises(errors.RunError) as started_from:
+    loop.train_and_evaluate(config, str(tmp_path / 'new'))
+  assert str(resumed.value) == str(loaded.value) == str(started_from.value) == message
+  assert _snapshot(workdir) == before and not os.path.exists(tmp_path / 'new')

@@ -12,6 +12,8 @@ from privjax.privacy.transforms import (
     upload_noise,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def test_parse_transform():
   assert parse_transform("none") == TransformSpec("none", None)

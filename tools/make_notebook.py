@@ -12,7 +12,7 @@ CELLS = [
         'md',
         """# privjax: a tour
 
-Split inference with Siamese fine-tuning (Osia et al., 2017): train the non-private `simple` model
+Split inference with Siamese fine-tuning (Osia et al., 2017): train the non-private `none` model
 and a `siamese` model fine-tuned from it on the embedded `synthetic_faces` data, evaluate both, and
 look at what the cloud could learn. Runs top to bottom in Colab (CPU, GPU or TPU runtime) and
 locally. Set `PRIVJAX_NOTEBOOK_TINY=1` for the tiny smoke configuration (what CI runs).""",
@@ -35,34 +35,35 @@ print('JAX devices:', jax.devices())""",
     ),
     (
         'code',
-        """# Parameters: an existing run directory (from `python -m privjax.reproduce --workdir DIR`) is
+        """# Parameters: an existing run directory (from `privjax reproduce --workdir DIR`) is
 # loaded as it is; otherwise the runs are trained here.
 import os
 TINY = os.environ.get('PRIVJAX_NOTEBOOK_TINY') == '1'
 WORKDIR = os.environ.get('PRIVJAX_NOTEBOOK_WORKDIR', 'runs/notebook_tiny' if TINY else 'runs/notebook')
 DATA_DIR = os.environ.get('PRIVJAX_NOTEBOOK_DATA_DIR') or None
-VARIANTS = ['simple', 'siamese']
+VARIANTS = ['none', 'siamese']
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__import__('privjax').__file__)))""",
     ),
     (
         'md',
         """## Train and evaluate
-`privjax.reproduce.run_pipeline` is the README's main job: train `simple`, fine-tune `siamese` from
-it, evaluate both (attackers, PCA + noise sweep, rank privacy, reconstruction).""",
+`privjax.experiments.reproduce.run_pipeline` is the README's main job: train `none`, fine-tune
+`siamese` from it, evaluate both (attackers, PCA + noise sweep, rank privacy, reconstruction).""",
     ),
     (
         'code',
-        """from privjax import reproduce
+        """from privjax.evaluate import protocol
+from privjax.experiments import reproduce
 from privjax.report import tables
 
 eval_args = 'tiny' if TINY else 'fast'
 eval_config = reproduce.load_config(os.path.join(REPO, 'configs/eval/default.py'), eval_args)
-reports_exist = all(os.path.exists(os.path.join(WORKDIR, v, 'eval', 'default', 'report.json'))
-                    for v in VARIANTS)
+report_dirs = [protocol.report_dir(os.path.join(WORKDIR, v), eval_config) for v in VARIANTS]
+reports_exist = all(os.path.exists(os.path.join(d, 'report.json')) for d in report_dirs)
 if not reports_exist:
     reproduce.run_pipeline(WORKDIR, os.path.join(REPO, 'configs/default.py'), 'tiny' if TINY else '',
                            eval_config, VARIANTS, data_dir=DATA_DIR)
-reports = [tables.load_report(os.path.join(WORKDIR, v)) for v in VARIANTS]""",
+reports = [tables.load_report(d) for d in report_dirs]""",
     ),
     (
         'md',
@@ -93,7 +94,7 @@ display(Image(paths['privacy_accuracy_plot']))""",
         'md',
         """## What the cloud sees: 2-D projection of the cut features
 Attacker-test features projected on their first two principal components, coloured by gender and
-by identity (first 8 identities), for `simple` and `siamese`: the paper's visual argument is that
+by identity (first 8 identities), for `none` and `siamese`: the paper's visual argument is that
 Siamese fine-tuning keeps gender apart and mixes identities.""",
     ),
     (
@@ -126,10 +127,10 @@ A decoder trained on attacker-train features → images; originals (top) and rec
     ),
     (
         'code',
-        """for variant, report in zip(VARIANTS, reports):
+        """for variant, report, report_dir in zip(VARIANTS, reports, report_dirs):
     rec = report['reconstruction']
     print(f"{variant}: PSNR {rec['psnr']:.2f} dB, SSIM {rec['ssim']:.3f}")
-    display(Image(os.path.join(WORKDIR, variant, 'eval', 'default', rec['grid'])))""",
+    display(Image(os.path.join(report_dir, rec['grid'])))""",
     ),
 ]
 

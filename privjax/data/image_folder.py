@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import tensorflow_datasets as tfds
 
 from privjax.data import photo_builder
-from privjax.data.pipeline import DataError
+from privjax.errors import DataError
 
 _RESERVED = ('path', 'identity', 'image')
 

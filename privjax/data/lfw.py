@@ -53,7 +53,7 @@ from etils import epath
 from tensorflow_datasets.core.download import download_manager
 
 from privjax.data import photo_builder
-from privjax.data.pipeline import DataError
+from privjax.errors import DataError
 
 HOMEPAGE = 'http://vis-www.cs.umass.edu/lfw/'
 CITATION = """\

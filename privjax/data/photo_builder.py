@@ -47,7 +47,7 @@ from PIL import Image, ImageOps
 
 from privjax.data import builder_base, encoding, splits
 from privjax.data import digest as digest_lib
-from privjax.data.pipeline import DataError
+from privjax.errors import DataError
 
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_CROP_FRACTION = 1.0

@@ -18,9 +18,6 @@ import pkgutil
 
 from privjax.errors import DefenceError
 
-# The names that runs made before defences existed used (`mode`, the `:simple` config argument).
-ALIASES = {'simple': 'none'}
-LEGACY_MODES = ('simple', 'siamese')
 _NOT_DEFENCES = {'base', 'combined'}
 
 
@@ -31,8 +28,8 @@ def names() -> tuple[str, ...]:
 
 
 def parse(name: str) -> tuple[str, ...]:
-  """'siamese+adversarial' → ('siamese', 'adversarial'); aliases resolved, errors in one line."""
-  parts = tuple(ALIASES.get(p.strip(), p.strip()) for p in str(name).split('+'))
+  """'siamese+adversarial' → ('siamese', 'adversarial'); errors in one line."""
+  parts = tuple(p.strip() for p in str(name).split('+'))
   valid = names()
   unknown = [p for p in parts if p not in valid]
   if unknown or not parts:
@@ -45,17 +42,6 @@ def parse(name: str) -> tuple[str, ...]:
   if 'none' in parts and len(parts) > 1:
     raise DefenceError(f'defence.name={name!r}: none cannot be combined with another defence')
   return parts
-
-
-def upgrade_legacy_config(config_dict: dict) -> dict:
-  """`config.defence` of a run saved before defences: `mode` and the `contrastive` section."""
-  contrastive = dict(config_dict.get('contrastive', {}))
-  mode = config_dict.get('mode') or 'simple'
-  return {
-      'name': ALIASES.get(mode, mode),
-      'calibration_batches': contrastive.pop('calibration_batches', 4),
-      'siamese': contrastive,
-  }
 
 
 def check_config(defence_cfg) -> None:

@@ -60,9 +60,6 @@ class Adversarial(Defence):
   def _tx(self):
     return optax.adam(self.cfg.proxy_lr)
 
-  def restore_legacy(self, meta):
-    return None
-
   def init_state(self, rng) -> dict:
     dim = math.prod(self.context.feature_shape)
     sizes = [dim] + [self.cfg.proxy_hidden] * self.cfg.proxy_layers

@@ -75,11 +75,6 @@ class Defence:
     """The state after calibration, from `calibration_output` of each calibration batch."""
     return state
 
-  def restore_legacy(self, meta: dict) -> dict | None:
-    """The state from the checkpoint metadata of a run saved before defences had state (None: it
-    cannot be restored from there). A defence without state has nothing to restore."""
-    return {}
-
   # --- training ----------------------------------------------------------------------------------
   def loss(self, state: dict, features, batch: dict, rng, params) -> tuple[Any, dict]:
     """(loss term added to the primary loss, metrics); differentiable in `features`.

@@ -47,10 +47,6 @@ class Combined(Defence):
         for d in self.parts
     }
 
-  def restore_legacy(self, meta):
-    states = {d.name: d.restore_legacy(meta) for d in self.parts}
-    return None if any(s is None for s in states.values()) else states
-
   def loss(self, state, features, batch, rng, params):
     total, metrics = None, {}
     for i, d in enumerate(self.parts):

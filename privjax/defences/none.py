@@ -1,4 +1,4 @@
-"""`none`: the primary task alone (the undefended baseline; `mode: simple` before defences)."""
+"""`none`: the primary task alone (the undefended baseline)."""
 
 from __future__ import annotations
 

@@ -50,9 +50,6 @@ class Siamese(Defence):
     diffs = np.concatenate([o[0][o[1] == 0] for o in outputs])
     return dict(state, margin=np.float32(self.cfg.margin_scale * np.median(diffs)))
 
-  def restore_legacy(self, meta):
-    return {'margin': np.float32(meta['margin'])} if 'margin' in meta else None
-
   def loss(self, state, features, batch, rng, params):
     d2 = pair_distances_squared(features, normalize=self.cfg.normalize)
     contrastive = objectives.contrastive_from_distances(d2, batch['same'], state['margin'])

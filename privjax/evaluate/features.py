@@ -56,11 +56,7 @@ def load_run(workdir: str, step: int | None = None, *, data_dir: str | None = No
   context = defences.context_for(config, pipeline.label_classes(builder))
   model, defence = defences.model_from_config(config, num_classes, context, rngs=nnx.Rngs(0))
   nnx.update(model, nnx.State(params))
-  summary = meta.get('defence')
-  if summary is None:  # saved before defences: the metadata held what state there was
-    legacy = defence.restore_legacy(meta)
-    summary = {} if legacy is None else defence.summary(legacy)
-  return Run(workdir, step, config, model, {'name': defence.name, **summary}, builder)
+  return Run(workdir, step, config, model, {'name': defence.name, **meta['defence']}, builder)
 
 
 def _progress(iterable, total, desc):

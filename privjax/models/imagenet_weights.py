@@ -9,7 +9,7 @@ The file: a pickle of nested dicts of numpy arrays in Flax layout. `VGG16_0/Conv
 {kernel HWIO, bias} are torchvision's VGG-16 ImageNet convolutions in order, and
 `NetLinLayer_0 .. 4/Conv_0/kernel` [1, 1, C, 1] are LPIPS's linear layers (Zhang et al. 2018),
 one per relu1_2, relu2_2, relu3_3, relu4_3, relu5_3. The weights expect torchvision's input
-normalisation (privjax.weight_formats.normalization_for('imagenet')). The file has no fully
+normalisation (privjax.models.weight_formats.normalization_for('imagenet')). The file has no fully
 connected layers.
 
 Must not import privjax.train, privjax.data or privjax.config (its errors come from

@@ -32,7 +32,7 @@ from flax import nnx
 
 from privjax.errors import PretrainedError
 from privjax.models import imagenet_weights, vgg
-from privjax.weight_formats import NAMED, SUFFIXES, normalization_for, source_for  # noqa: F401
+from privjax.models.weight_formats import NAMED, SUFFIXES, normalization_for, source_for  # noqa: F401
 
 BLOCK_SIZES = (2, 2, 3, 3, 3)  # convolutions per block in VGG-16 (configuration D)
 CONV_NAMES = tuple(

@@ -1,4 +1,4 @@
-"""Rendering of `privjax.frontier`'s result: a markdown table and a privacy-utility plot.
+"""The frontier's result (privjax.experiments.frontier) rendered: a markdown table and a plot.
 
 Plots go through matplotlib's `Figure` API (no pyplot, no backend switch). Must not import jax.
 """

@@ -1,6 +1,6 @@
 """Mean ± sd over training seeds of evaluation reports: one row per (run, transform, noise).
 
-Used by `privjax.reproduce --seeds` (its `compare_seeds.md`) and `benchmarks/seed_table.py` (tables
+Used by `privjax reproduce --seeds` (its `compare_seeds.md`) and `benchmarks/seed_table.py` (tables
 over run directories made by separate commands). The best primary accuracy the cloud gets and the
 strongest attack's top-1 on each secret (%), mean ± sample sd over the seeds, and each seed's
 values with the attacker that was strongest. With several evaluations of one run (`names`), the

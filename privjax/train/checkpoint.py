@@ -2,9 +2,11 @@
 
 Layout of a workdir:
   config.json                 the resolved experiment config (written once, when the run starts)
+                              and the run's format stamp (`run_stamp`)
   checkpoints/<step>/params   model parameters (a pure dict: {'extractor': ..., 'head': ...})
   checkpoints/<step>/opt_state, checkpoints/<step>/defence (the defence's state, when it has one),
-  checkpoints/<step>/meta (step; the defence's summary, e.g. its margin), checkpoints/<step>/config
+  checkpoints/<step>/meta (step, format stamp; the defence's summary, e.g. its margin),
+  checkpoints/<step>/config
   metrics.jsonl, tensorboard/ (written by the loop)
   train.lock                  while a training runs: its host, pid and start time (WorkdirLock)
   broken_checkpoints/<step>   a checkpoint that failed to restore, set aside by a resumed training
@@ -16,6 +18,11 @@ A checkpoint that fails to restore (a truncated or corrupt file) is skipped for 
 restores, with a one-line warning that names it; it is never deleted. Evaluation leaves it where it
 is; a resumed training moves it to broken_checkpoints/ (it would save that step again). When no
 checkpoint restores, RunError says so in one line.
+
+Every run records which privjax wrote it and the run format (`run_stamp`: in config.json and in
+each checkpoint's meta). A run of another format, or one written before runs recorded theirs, is
+refused in one line that names the privjax version that wrote it, when it is resumed (config.json)
+and when it is loaded for evaluation, export or `init_from` (the checkpoint's meta).
 
 Evaluation restores `params` and `config` alone. Must not import privjax.models or privjax.data.
 """
@@ -39,6 +46,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from jax.experimental import multihost_utils
 
+import privjax
 from privjax import config as config_lib
 from privjax import paths
 from privjax.errors import RunError
@@ -48,6 +56,10 @@ CHECKPOINT_DIR = 'checkpoints'
 BROKEN_DIR = 'broken_checkpoints'
 LOCK_FILE = 'train.lock'
 _CONFIG_TMP = f'{CONFIG_FILE}.tmp.'  # paths.write_atomic's temporary file of config.json
+# What a run directory holds and means; a change that older code would misread bumps it.
+RUN_FORMAT = 1
+# The only release whose runs carry no stamp.
+_UNSTAMPED_VERSION = '0.1.0'
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -55,11 +67,32 @@ def checkpoint_dir(workdir: str) -> str:
   return os.fspath(paths.absolute(workdir) / CHECKPOINT_DIR)
 
 
+def run_stamp() -> dict:
+  """Which privjax wrote a run, in which run format: added to config.json and checkpoint meta."""
+  return {'privjax_version': privjax.__version__, 'run_format': RUN_FORMAT}
+
+
+def check_run_format(record: dict, workdir: str) -> None:
+  """RunError, in one line naming the privjax that wrote it, unless `record` (config.json or a
+  checkpoint's meta) carries this privjax's run format."""
+  found = record.get('run_format')
+  if found == RUN_FORMAT:
+    return
+  wrote = record.get('privjax_version', _UNSTAMPED_VERSION)
+  raise RunError(
+      f'{workdir} was written by privjax {wrote} (run format {found or 0}); privjax '
+      f'{privjax.__version__} reads run format {RUN_FORMAT} only: train it again in a new workdir'
+  )
+
+
 def read_config(workdir: str) -> dict:
+  """The config saved in `workdir` (its format checked, the stamp left out)."""
   path = paths.as_path(workdir) / CONFIG_FILE
   if not path.exists():
     raise RunError(f'{workdir} is not a privjax run: it has no {CONFIG_FILE}')
-  return json.loads(path.read_text())
+  saved = json.loads(path.read_text())
+  check_run_format(saved, workdir)
+  return {k: v for k, v in saved.items() if k not in run_stamp()}
 
 
 def update_config(workdir: str, key: str, value: Any) -> None:
@@ -126,7 +159,8 @@ def prepare_workdir(workdir: str, config_dict: dict) -> bool:
     try:
       paths.as_path(workdir).mkdir(parents=True, exist_ok=True)
       paths.write_atomic(
-          paths.join(workdir, CONFIG_FILE), json.dumps(config_dict, indent=2, sort_keys=True)
+          paths.join(workdir, CONFIG_FILE),
+          json.dumps({**config_dict, **run_stamp()}, indent=2, sort_keys=True),
       )
       for left in paths.as_path(workdir).glob(f'{_CONFIG_TMP}*'):  # a killed run's
         left.unlink(missing_ok=True)
@@ -318,7 +352,7 @@ class Checkpoints:
     """Saves when the interval (or `force`) says so; `meta_fn()` adds to the metadata then only."""
     if not force and not self.manager.should_save(step):
       return False
-    meta = {'step': int(step), **(meta_fn() if meta_fn else {})}
+    meta = {'step': int(step), **run_stamp(), **(meta_fn() if meta_fn else {})}
     items = {
         'params': ocp.args.StandardSave(state['params']),
         'opt_state': ocp.args.StandardSave(state['opt_state']),
@@ -352,24 +386,18 @@ class Checkpoints:
       raise RunError(f'cannot save {which} in {self.directory}: {reason}{after}') from None
 
   def restore_state(self, step: int, abstract_state: dict) -> tuple[dict, dict]:
-    """(state, meta) in the shapes, dtypes and shardings of `abstract_state`.
-
-    The state's 'defence' is None when the checkpoint has none although `abstract_state` has one
-    (a run saved before defences had state: its meta holds what there was).
-    """
+    """(state, meta) in the shapes, dtypes and shardings of `abstract_state`."""
     items = {
         'params': ocp.args.StandardRestore(abstract_state['params']),
         'opt_state': ocp.args.StandardRestore(abstract_state['opt_state']),
         'meta': ocp.args.JsonRestore(),
     }
-    wants_defence = bool(jax.tree_util.tree_leaves(abstract_state.get('defence')))
-    has_defence = (epath.Path(self.directory) / str(step) / 'defence').exists()
-    if wants_defence and has_defence:
-      items['defence'] = ocp.args.StandardRestore(abstract_state['defence'])
-    restored = self.manager.restore(step, args=ocp.args.Composite(**items))
     defence_state = abstract_state.get('defence')
-    if wants_defence:
-      defence_state = restored.defence if has_defence else None
+    if jax.tree_util.tree_leaves(defence_state):
+      items['defence'] = ocp.args.StandardRestore(defence_state)
+    restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+    if 'defence' in items:
+      defence_state = restored.defence
     state = {
         'params': restored.params,
         'opt_state': restored.opt_state,
@@ -483,7 +511,7 @@ class Checkpoints:
         ),
     )
     params = jax.tree_util.tree_map(np.asarray, restored.params)
-    return step, params, dict(restored.meta), config_lib.upgrade(dict(restored.config))
+    return step, params, dict(restored.meta), dict(restored.config)
 
   def wait(self):
     with self._saving(None):
@@ -577,6 +605,8 @@ def restore_run(workdir: str, step: int | None = None) -> tuple[int, Any, dict, 
     raise RunError(f'{workdir} has no checkpoint (no {CHECKPOINT_DIR}/ folder)')
   ckpt = Checkpoints(workdir, read_only=True)
   try:
-    return ckpt.restore_params(step)
+    restored = ckpt.restore_params(step)
   finally:
     ckpt.close()
+  check_run_format(restored[2], workdir)
+  return restored

@@ -40,7 +40,7 @@ from jax.sharding import PartitionSpec as P
 from privjax import config as config_lib
 from privjax import defences, models, paths
 from privjax.data import pipeline
-from privjax.errors import TrainingError
+from privjax.errors import ConfigError, DataError, RunError, TrainingError
 from privjax.models import pretrained
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import distributed
@@ -66,7 +66,7 @@ def data_mesh() -> jax.sharding.Mesh:
 def check_batch(batch_size: int, name: str = 'batch_size') -> None:
   n = jax.device_count()
   if batch_size % n:
-    raise config_lib.ConfigError(
+    raise ConfigError(
         f'{name}={batch_size} is not divisible by the {n} devices; use a multiple of {n}'
     )
 
@@ -84,7 +84,7 @@ def init_params_from_run(model, run_dir: str) -> tuple[list[str], list[str]]:
     by_layer.update(group)
   loaded, skipped = models.load_layer_params(model, by_layer)
   if not loaded:
-    raise ckpt_lib.RunError(
+    raise RunError(
         f'init_from={run_dir}: no layer matches this model '
         f'(its layers: {", ".join(sorted(by_layer))})'
     )
@@ -133,8 +133,8 @@ def check_defence_labels(defence, builder) -> None:
   for label in defence.labels:
     try:
       pipeline.label_num_classes(builder, label)
-    except pipeline.DataError as e:
-      raise config_lib.ConfigError(f'defence {defence.name} needs label {label!r}: {e}') from None
+    except DataError as e:
+      raise ConfigError(f'defence {defence.name} needs label {label!r}: {e}') from None
 
 
 def _read_final(workdir: str) -> dict | None:
@@ -173,7 +173,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   as it is, or rebuilt from metrics.jsonl (the evaluation is run again only if that lacks it). The
   workdir is locked while training (`checkpoint.WorkdirLock`): a second training is refused.
   """
-  config = config_lib.resolved(config)
+  config = config.copy_and_resolve_references()
   config_lib.validate(config)
   multi_process = distributed.maybe_initialize(config)  # before anything touches a device
   check_batch(config.batch_size)
@@ -313,12 +313,6 @@ def _train(
       moved = checkpoints.set_aside(broken)
       if moved:
         logging.warning('moved the checkpoints that cannot be restored to %s', ', '.join(moved))
-    if state['defence'] is None:  # saved before defences had state: only a margin, in meta
-      state['defence'] = defence.restore_legacy(meta)
-      if state['defence'] is None:
-        raise ckpt_lib.RunError(
-            f'{workdir}: checkpoint {latest} holds no state for defence {defence.name}'
-        )
     if latest >= total:
       finished = _finished_result(workdir, latest)
       if finished is not None:  # nothing to train or evaluate: nothing is written but the summary

@@ -1,4 +1,4 @@
-"""What each cut costs the device and the cloud (the command is `python -m privjax.cost`).
+"""What each cut costs the device and the cloud: the measurements (the command is `privjax cost`).
 
 For every valid cut of the configured architecture (or the `--cuts` subset), one row of:
   * extractor (device) parameters, their float32 bytes, FLOPs at batch 1 from XLA's cost analysis of
@@ -8,8 +8,8 @@ For every valid cut of the configured architecture (or the `--cuts` subset), one
     float32 values after PCA-k, with the PCA projection's own parameters and FLOPs (the device
     runs it);
   * head (cloud) parameters and FLOPs at batch 1.
-`evaluation_points` joins evaluated runs to the table; `privjax.cost_report` writes it as JSON,
-markdown and a plot, `privjax.cost_cli` is the command.
+`evaluation_points` joins evaluated runs to the table; `privjax.cost.report` writes it as JSON,
+markdown and a plot.
 
 Weights are random (He-scaled normal, see `random_model`): FLOPs, memory and sizes depend on shapes
 alone and latency barely on the values, so no checkpoint is needed.
@@ -26,7 +26,8 @@ library fusion (YNNPACK) whose internal buffers it does not report, down to temp
 convolutions. `peak_activation_source` says which figure was larger.
 
 Must not import privjax.train, privjax.data or privjax.attacks: costs need neither data nor a run;
-nor matplotlib or absl flags (rendering and the command live in `cost_report` and `cost_cli`).
+nor matplotlib or absl flags (rendering lives in `privjax.cost.report`, the command in
+`privjax.commands.cost`).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ from flax import nnx
 
 import privjax
 from privjax import models
-from privjax.config import DTYPES, ConfigError
+from privjax.config import DTYPES
+from privjax.errors import ConfigError, EvalError
 from privjax.privacy import pca as pca_lib
 
 
@@ -245,7 +247,6 @@ def machine() -> dict:
 def evaluation_points(reports: list[dict], names: list[str], arch: str) -> list[dict]:
   """(cut, primary accuracy, strongest identity top-1, both in %) of each evaluated run,
   untransformed and noiseless."""
-  from privjax.errors import EvalError
   from privjax.metrics import results
 
   points = []
@@ -273,10 +274,3 @@ def evaluation_points(reports: list[dict], names: list[str], arch: str) -> list[
         }
     )
   return points
-
-
-if __name__ == '__main__':
-  # `python -m privjax.cost` stays the command; the flags and their handling live in cost_cli.
-  from privjax import cost_cli
-
-  cost_cli.run_command()

@@ -1,41 +1,28 @@
-r"""The paper's sweep over cut layers: `privjax.reproduce.run_pipeline` once per cut.
+"""The paper's sweep over cut layers: the pipeline of privjax.experiments.reproduce once per cut.
 
-  python -m privjax.sweep --config configs/paper/vgg16.py:dataset=lfw --workdir runs/paper_lfw \
-      [--config.key=value ...] [--cuts conv4_3,conv5_1,conv5_2,conv5_3,pool5,fc6] \
-      [--variants simple,siamese] [--eval_config configs/paper/eval.py] [--data_dir DIR]
-
-(`privjax-sweep` once installed, same flags.) For each cut, `--workdir/<cut>` holds the runs of
-`--variants` (trained with `cut=<cut>` added to the --config arguments, each Siamese run starting
-from that cut's simple run), their evaluations and compare.md; `--workdir/sweep.md` puts the cuts'
-comparisons together. A rerun resumes whatever is unfinished. The config file must take `cut=NAME`
-as an argument (configs/paper/vgg16.py does); --config.key=value overrides apply to every run,
-except those of the keys the sweep sets itself (the cut, the defence, `init_from`).
-
-The flags are privjax.reproduce's with the paper's defaults (`PAPER_*` below), plus --cuts.
+For each cut, `<workdir>/<cut>` holds the runs of the variants (trained with `cut=<cut>` added to
+the config arguments, each Siamese run starting from that cut's `none` run), their evaluations and
+compare.md; `<workdir>/sweep.md` puts the cuts' comparisons together. A rerun resumes whatever is
+unfinished. The config file must take `cut=NAME` as an argument (configs/paper/vgg16.py does);
+overrides apply to every run, except those of the keys the sweep sets itself (the cut, the defence,
+`init_from`).
 """
 
 from __future__ import annotations
 
 import time
 
-from absl import app, flags
-
-from privjax import cli, config_args, paths, reproduce
-from privjax.config import ConfigError
+from privjax import config_args, paths
+from privjax.errors import ConfigError
+from privjax.experiments import reproduce
 
 PAPER_CONFIG = 'configs/paper/vgg16.py'
 PAPER_EVAL_CONFIG = 'configs/paper/eval.py'
-PAPER_VARIANTS = ('simple', 'siamese')
+PAPER_VARIANTS = ('none', 'siamese')
 PAPER_CUTS = ('conv4_3', 'conv5_1', 'conv5_2', 'conv5_3', 'pool5', 'fc6')
-# What the sweep chooses: config arguments and --config.key=value overrides may not set them.
-SWEEP_ARGS = ('cut', 'mode', 'simple', 'siamese')
+# What the sweep chooses: config arguments and overrides may not set them.
+SWEEP_ARGS = ('cut', 'none', 'siamese')
 SWEEP_KEYS = ('model.cut',) + reproduce.PIPELINE_KEYS
-
-
-def define_flags():
-  """The command's flags; defined only when run as a program (see privjax.reproduce)."""
-  reproduce.define_flags(PAPER_CONFIG, PAPER_EVAL_CONFIG, PAPER_VARIANTS, seeds=False)
-  flags.DEFINE_list('cuts', list(PAPER_CUTS), 'Cut layers to train and evaluate, in order.')
 
 
 def split_config(spec: str, extra_args: str = '') -> tuple[str, str]:
@@ -95,28 +82,3 @@ def run_sweep(
   )
   paths.as_path(paths.join(workdir, 'sweep.md')).write_text(text)
   return text
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  f = flags.FLAGS
-  path, args, overrides = reproduce.config_request(f)
-  text = cli.run_or_exit(
-      lambda: run_sweep(
-          f.workdir,
-          f'{path}:{args}' if args else path,
-          f.cuts,
-          f.eval_config,
-          f.variants,
-          f.data_dir,
-          overrides=overrides,
-      )
-  )
-  print(text)
-  print(f'per cut: {f.workdir}/<cut>/compare.md; all cuts: {f.workdir}/sweep.md')
-
-
-if __name__ == '__main__':
-  define_flags()
-  cli.run_app(main)

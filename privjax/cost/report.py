@@ -3,7 +3,7 @@
 The plot shows device FLOPs and upload bytes per cut and, given evaluation points, the cloud's
 primary accuracy and the identity attacker's top-1 against those costs.
 
-Must not import jax: it renders the rows that `privjax.cost` measured.
+Must not import jax: it renders the rows that `privjax.cost.analysis` measured.
 """
 
 from __future__ import annotations

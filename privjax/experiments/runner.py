@@ -1,0 +1,141 @@
+"""The experiment runner: a plan of runs, each trained (resuming) and evaluated, then their reports.
+
+A plan is a list of `Planned(name, config, init_from, reference)`. `run_plan(workdir, plan,
+eval_config)` checks every run's config before the first one trains, trains each run in
+`<workdir>/<name>` in the plan's order (`privjax.train.loop.train_and_evaluate`: a finished run
+returns at once, a stopped one resumes), then evaluates each with `eval_config` through
+`privjax.evaluate.protocol.evaluate` (its report files in `protocol.report_dir`). `init_from` names
+an earlier run of the plan whose parameters start this one; `reference` names a run whose features
+the evaluation attacks beside this run's (the eval config's `reference_run`).
+
+`train_run` and `evaluate_run` do the same for one run directory (a run outside the plan, such as
+the trained baseline an ablation starts from). Each run's first completed training time is kept in
+`<run>/timing.json`, so that a rerun reports it rather than the seconds it took to find the run
+finished. The experiments (reproduce, sweep, frontier, the benchmarks' ablation) build plans and
+tables; nothing else trains and evaluates several runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import ml_collections
+
+from privjax import config as config_lib
+from privjax import paths
+from privjax.errors import ConfigError
+
+TIMING = 'timing.json'
+
+
+@dataclasses.dataclass
+class Planned:
+  """One run of a plan: its name (its folder in the experiment's workdir) and config."""
+
+  name: str
+  config: ml_collections.ConfigDict
+  init_from: str | None = None  # an earlier run of the plan, by name
+  reference: str | None = None  # a run of the plan, by name, attacked beside this one
+
+
+@dataclasses.dataclass
+class Outcome:
+  """A planned run after `run_plan`: where it is, its report and what it took (seconds)."""
+
+  name: str
+  workdir: str
+  report: dict
+  report_dir: str
+  train_seconds: float
+  eval_seconds: float
+
+
+def check_plan(plan: list[Planned]) -> None:
+  """Names unique and known, every config valid: ConfigError (one line) before anything trains."""
+  seen = set()
+  for p in plan:
+    if p.name in seen:
+      raise ConfigError(f'the plan names run {p.name} twice')
+    if p.init_from is not None and p.init_from not in seen:
+      raise ConfigError(f'run {p.name} starts from {p.init_from}, which is not planned before it')
+    seen.add(p.name)
+  for p in plan:
+    if p.reference is not None and p.reference not in seen:
+      raise ConfigError(f'run {p.name} is compared with {p.reference}, which is not planned')
+    config_lib.validate(p.config.copy_and_resolve_references())
+
+
+def _read_json(path: str) -> dict:
+  return json.loads(paths.as_path(path).read_text())
+
+
+def train_run(run_dir: str, config) -> float:
+  """Trains (or resumes, or finds finished) the run in `run_dir`: its first completed training
+  time, in seconds."""
+  from privjax.train import loop
+
+  timing_path = paths.join(run_dir, TIMING)
+  print(f'== training {paths.as_path(run_dir).name}', flush=True)
+  start = time.perf_counter()
+  loop.train_and_evaluate(config, run_dir)
+  seconds = time.perf_counter() - start
+  if paths.as_path(timing_path).exists():
+    return _read_json(timing_path)['train_seconds']
+  paths.write_atomic(timing_path, json.dumps({'train_seconds': seconds}))
+  return seconds
+
+
+def evaluate_run(
+    run_dir: str, eval_config, *, data_dir: str | None = None, reuse_report: bool = False
+) -> tuple[dict, str, float]:
+  """(report as written to report.json, its folder, seconds) of the run in `run_dir`;
+  `reuse_report`: an existing report of this evaluation is read back, not made again."""
+  from privjax.evaluate import protocol
+  from privjax.report import tables
+
+  out_dir = protocol.report_dir(run_dir, eval_config)
+  if reuse_report and paths.as_path(paths.join(out_dir, 'report.json')).exists():
+    return tables.load_report(out_dir), out_dir, 0.0
+  print(f'== evaluating {paths.as_path(run_dir).name}', flush=True)
+  start = time.perf_counter()
+  _, out_dir = protocol.evaluate(run_dir, eval_config, data_dir=data_dir)
+  # As written, so that a fresh report and one read back are the same values.
+  return tables.load_report(out_dir), out_dir, time.perf_counter() - start
+
+
+def run_plan(
+    workdir: str,
+    plan: list[Planned],
+    eval_config,
+    *,
+    data_dir: str | None = None,
+    reuse_reports: bool = False,
+) -> list[Outcome]:
+  """Every run of `plan` trained, then evaluated: their outcomes in the plan's order.
+
+  `data_dir` replaces each run's data directory (training and evaluation); `reuse_reports` reads
+  back the reports that an earlier call wrote instead of evaluating again.
+  """
+  check_plan(plan)
+  trained = {}
+  for p in plan:
+    config = p.config.copy_and_resolve_references()
+    if data_dir:
+      config.dataset.data_dir = data_dir
+    if p.init_from is not None:
+      config.init_from = paths.join(workdir, p.init_from)
+    trained[p.name] = train_run(paths.join(workdir, p.name), config)
+  outcomes = []
+  for p in plan:
+    ec = eval_config.copy_and_resolve_references()
+    if p.reference is not None:
+      ec.evaluators = (*ec.evaluators, 'reference_run')
+      ec.reference_run.workdir = paths.join(workdir, p.reference)
+    run_dir = paths.join(workdir, p.name)
+    report, out_dir, seconds = evaluate_run(
+        run_dir, ec, data_dir=data_dir, reuse_report=reuse_reports
+    )
+    outcomes.append(Outcome(p.name, run_dir, report, out_dir, trained[p.name], seconds))
+  return outcomes
