@@ -191,7 +191,8 @@ def export_extractor(
   `run_workdir_or_model`: a run's workdir (restored at `step`, default latest), a loaded
   `features.Run` or a `SplitModel`. `pca`: a fitted `pca.PCA` of this cut's features or
   None. `clip`: the L2 norm each upload is scaled down to after the PCA, before the noise (the
-  evaluation's deployed transform, privjax.evaluate.sources), or None.
+  evaluation's deployed transform, privjax.evaluate.sources), or None; it needs noise, which it
+  bounds.
   `batch_size=None` exports a symbolic batch dimension: one artifact serves any batch size.
   `tflite=True` also writes extractor.tflite through jax2tf and TensorFlow; without TensorFlow that
   is an error, raised before anything is written. `out_path` must be new or empty unless
@@ -200,6 +201,10 @@ def export_extractor(
   noise_variance = float(noise_variance)
   _check_request(noise_variance, batch_size, input_dtype, platforms, tflite)
   check_out_dir(out_path, overwrite)
+  if clip is not None and not noise_variance:
+    raise ConfigError(
+        'a clip without noise bounds nothing; export the clip with noise_variance > 0'
+    )
   model, ckpt_step, run_name = _resolve(run_workdir_or_model, step, data_dir)
   _check_pca(model, pca)
   size = models.get_architecture(model.arch).image_size
@@ -352,8 +357,9 @@ def check_pca_k(arch: str, cut: str, k: int) -> None:
 
 def run_transform(run: features_lib.Run, k: int | None, clip_percentile: float):
   """(PCA-k or None, clip norm C or None): the deployed transform evaluation uses for `run`, fitted
-  on the training split's cut features. The PCA is the evaluation's own (cached beside the features,
-  RUN/eval/cache/step_<S>/pca_<k>.npz), so export and evaluation agree."""
+  on the training split's cut features (`clip_percentile` 0: no clip). The PCA is the evaluation's
+  own (cached beside the features, RUN/eval/cache/step_<S>/pca_<k>.npz), so export and evaluation
+  agree."""
   from privjax.evaluate import sources
 
   split = run.config.dataset.train_split
@@ -390,7 +396,8 @@ def export_run(
     overwrite: bool = False,
 ) -> dict:
   """The command: restore `workdir`, fit the evaluation's deployed transform (its PCA-`pca_k` if
-  asked, then the clip at `clip_percentile` of the training features' norms; 0: no clip), export.
+  asked; with noise, the clip at `clip_percentile` of the training features' norms, 0: no clip),
+  export.
 
   Requests that cannot work (bad noise, batch, dtype, PCA size; TFLite without TensorFlow; an
   output directory that is not empty, without `overwrite`) fail before the slow restore.
@@ -403,7 +410,7 @@ def export_run(
     saved = ckpt_lib.read_config(workdir)
     check_pca_k(saved['model']['arch'], saved['model']['cut'], pca_k)
   run = features_lib.load_run(workdir, step, data_dir=data_dir)
-  pca, clip = run_transform(run, pca_k, clip_percentile)
+  pca, clip = run_transform(run, pca_k, clip_percentile if noise_variance else 0)
   return export_extractor(
       run,
       out_dir,

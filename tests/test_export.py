@@ -139,6 +139,8 @@ def test_bad_requests_are_one_line_errors(model, pca, tmp_path):
       (dict(pca=other), 'the PCA projects 10 features but cut pool3 of vgg_mini has 4096'),
       (dict(input_dtype='int16'), "input dtype 'int16' is not valid"),
       (dict(batch_size=0), 'batch size must be positive'),
+      (dict(clip=3.0), 'a clip without noise bounds nothing'),
+      (dict(clip=-1.0, noise_variance=0.1), 'clip'),
   ]
   try:
     import tensorflow  # noqa: F401
@@ -200,24 +202,38 @@ def test_export_command_uses_the_evaluations_pca(tiny_config, tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert 'vgg_mini cut conv4_2 at step 5: (pixels uint8[' in proc.stdout
 
-  # The PCA is the one evaluation fits for 'pca:4', cached where evaluation looks for it; the clip
-  # is the 99th percentile of the projected training features' norms, as evaluation's.
+  # The PCA is the one evaluation fits for 'pca:4', cached where evaluation looks for it; without
+  # noise there is no clip.
   pca = pca_lib.load_pca(os.path.join(workdir, 'eval', 'cache', 'step_5', 'pca_4.npz'))
   extractor = export.load_exported(out)
-  clip = extractor.manifest['clip_norm']
-  run = features_lib.load_run(workdir)
-  train = np.asarray(pca.apply(features_lib.extract(run, 'train')['features']))
-  assert clip == pytest.approx(np.percentile(np.linalg.norm(train, axis=1), 99), rel=1e-5)
   x = pixels(4)
   z = np.asarray(pca.apply(model.extractor(x)))
-  norms = np.linalg.norm(z, axis=1, keepdims=True)
-  assert_close(extractor(x), z * np.minimum(1, clip / norms))
+  assert_close(extractor(x), z)
   assert extractor.manifest['checkpoint_step'] == 5 and extractor.manifest['pca_k'] == 4
-  assert extractor.manifest['run'] == 'run'
-  # --clip_percentile 0 exports the projection alone.
-  unclipped = export.export_run(workdir, str(tmp_path / 'unclipped'), pca_k=4, clip_percentile=0)
-  assert unclipped['clip_norm'] is None
-  assert_close(export.load_exported(str(tmp_path / 'unclipped'))(x), z)
+  assert extractor.manifest['run'] == 'run' and extractor.manifest['clip_norm'] is None
+  # With noise, each upload is clipped before it to the 99th percentile of the projected training
+  # features' norms, as evaluation does.
+  export.export_run(workdir, str(tmp_path / 'noisy'), pca_k=4, noise_variance=0.5)
+  noisy = export.load_exported(str(tmp_path / 'noisy'))
+  clip = noisy.manifest['clip_norm']
+  train = np.asarray(
+      pca.apply(features_lib.extract(features_lib.load_run(workdir), 'train')['features'])
+  )
+  assert clip == pytest.approx(np.percentile(np.linalg.norm(train, axis=1), 99), rel=1e-5)
+  key = np.array([7, 11], np.uint32)
+  clipped = z * np.minimum(1, clip / np.linalg.norm(z, axis=1, keepdims=True))
+  want = transforms.add_gaussian_noise(
+      jax.random.wrap_key_data(key, impl='threefry2x32'), clipped, 0.5
+  )
+  assert_close(noisy(x, key), want)
+  # --clip_percentile 0 exports the noise without the clip.
+  export.export_run(
+      workdir, str(tmp_path / 'unclipped'), pca_k=4, noise_variance=0.5, clip_percentile=0
+  )
+  unclipped = export.load_exported(str(tmp_path / 'unclipped'))
+  assert unclipped.manifest['clip_norm'] is None
+  want = transforms.add_gaussian_noise(jax.random.wrap_key_data(key, impl='threefry2x32'), z, 0.5)
+  assert_close(unclipped(x, key), want)
 
   # Checked against the run's config before anything is restored.
   with pytest.raises(ConfigError, match=r'--pca_k must be in \[1, 8192\] \(the features of cut'):

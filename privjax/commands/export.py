@@ -6,9 +6,10 @@ usage: privjax export --workdir RUN --out DIR [--step N] [--pca_k K] [--clip_per
        (also privjax-export, with the same flags)
 
 Writes to DIR the extractor that runs on the user's device: it takes raw 0..255 RGB pixels and
-returns the cut features after the evaluation's deployed transform: its PCA-k projection (--pca_k),
-the clip of each upload to the norm C at the --clip_percentile of the training features' norms
-(default 99, as the evaluation; 0: no clip) and Gaussian noise (--noise_variance). DIR holds
+returns the cut features after the evaluation's deployed transform: its PCA-k projection (--pca_k)
+and, with Gaussian noise (--noise_variance), the clip of each upload to the norm C at the
+--clip_percentile of the training features' norms before the noise (default 99, as the
+evaluation; 0: no clip). DIR holds
 extractor.bin (the serialised function with its weights), manifest.json (versions, shapes, dtypes,
 normalisation, PCA size, clip norm, noise variance) and
 load_extractor.py (a loader that needs jax, not privjax). With noise (or a learned-noise defence)
@@ -35,7 +36,7 @@ def define_flags():
   flags.DEFINE_float(
       'clip_percentile',
       99.0,
-      "Clip each upload to this percentile of the training features' norms (0: no clip).",
+      "With noise, clip each upload to this percentile of the training features' norms (0: no clip).",
   )
   flags.DEFINE_float(
       'noise_variance',

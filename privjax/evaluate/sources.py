@@ -9,9 +9,10 @@ the rows it trains on and the rows it scores from one store.
 
 `Features.setting(transform, pca, variance)` is what the cloud receives from every split at one
 setting of the sweep (`Setting.uploaded(split)`): the deployed transform of the features
-(PCA-projected when the transform is `pca:k`, then each upload clipped to L2 norm C, the
-`clip_percentile` of the owner's transformed training features: the clip that gives the noise its
-formal bound, privjax.privacy.dp) plus Gaussian noise of the given variance. The PCA and C are
+(PCA-projected when the transform is `pca:k`) and, at a setting with noise, each upload clipped to
+L2 norm C, the `clip_percentile` of the owner's transformed training features (the clip that gives
+the noise its formal bound, privjax.privacy.dp), plus Gaussian noise of the given variance; a
+noiseless setting uploads the transformed features unclipped, as there is nothing to bound. The PCA and C are
 fitted once on the owner's training features and cached with the run's features, as the device
 would receive them. The noise has one rule whatever the source
 (`privjax.privacy.transforms.upload_noise`): row r of a split gets the noise of (eval seed, split,
@@ -344,6 +345,8 @@ class Features:
     return norms
 
   def setting(self, transform: Deployed, variance: float, baseline: bool) -> Setting:
+    if not variance:
+      transform = dataclasses.replace(transform, clip=None)  # the clip only bounds the noise
     return Setting(transform.spec, float(variance), transform, baseline, self)
 
 
