@@ -38,6 +38,7 @@ FLAGS = {
         'out',
         'step',
         'pca_k',
+        'clip_percentile',
         'noise_variance',
         'batch_size',
         'input_dtype',

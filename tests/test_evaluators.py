@@ -293,7 +293,7 @@ def test_settings_come_from_the_module_and_the_config_overrides_them():
 # Where an evaluator's name may appear besides its module: the jobs that choose evaluators for an
 # evaluation, as a config does; and the layers below the evaluation (arrays in, numbers out), whose
 # functions share names with the evaluators that call them (metrics.rank_privacy).
-CHOOSERS = ('reproduce.py', 'frontier.py', 'experiments.py', 'commands')
+CHOOSERS = ('experiments', 'commands')
 BELOW = ('attacks', 'metrics', 'privacy', 'models', 'data', 'objectives', 'defences', 'train')
 
 
@@ -504,10 +504,15 @@ def test_the_deployed_clip_bounds_every_upload_before_the_noise(tmp_path):
   x *= np.linspace(0.5, 3, len(x))[:, None].astype(np.float32)  # a range of norms
   ctx = make_ctx(tmp_path, ml_collections.ConfigDict({'seed': 0}), {}, {'test': {'features': x}})
   clip = float(np.median(np.linalg.norm(x, axis=1)))
-  clean = ctx.features.setting(deployed(clip=clip), 0.0, False).uploaded('test')
+  setting = ctx.features.setting(deployed(clip=clip), 4.0, False)
+  clean = setting.clean('test')
   norms = np.linalg.norm(clean, axis=1)
-  assert norms.max() <= clip * (1 + 1e-5)
+  assert norms.max() <= clip * (1 + 1e-5) and norms.max() < np.linalg.norm(x, axis=1).max()
   short = np.linalg.norm(x, axis=1) <= clip
   np.testing.assert_array_equal(clean[short], x[short])  # rows under C are untouched
-  noisy = ctx.features.setting(deployed(clip=clip), 4.0, False).uploaded('test')
+  noisy = setting.uploaded('test')
   assert np.var(noisy - clean) == pytest.approx(4.0, rel=0.2)  # the noise comes after the clip
+  # Without noise there is nothing to bound: the features are uploaded unclipped.
+  plain = ctx.features.setting(deployed(clip=clip), 0.0, False)
+  assert plain.clip is None
+  np.testing.assert_array_equal(plain.uploaded('test'), x)

@@ -1005,7 +1005,7 @@ def photo_run(photos, tmp_path_factory):
   module = config_lib.config_module(os.path.join(ROOT, 'configs', 'image_folder.py'))
 
   def config(**changes):
-    c = module.get_config(f'simple,tiny,csv={csv},attributes=smiling')
+    c = module.get_config(f'none,tiny,csv={csv},attributes=smiling')
     c.dataset.data_dir = os.path.join(root, 'tfds')
     # Its own data set name: `photos` has the same CSV, whose data set this process has prepared
     # (image_folder names a data set by its CSV's content, and reads the files of the first CSV).

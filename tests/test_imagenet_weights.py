@@ -196,7 +196,7 @@ def test_a_missing_extra_is_one_line_naming_it(monkeypatch, tiny_config, tmp_pat
   )
   with pytest.raises(imagenet_weights.PretrainedError, match=message):
     pretrained.read('imagenet')
-  config = tiny_config('simple,tiny')
+  config = tiny_config('none,tiny')
   config.model.pretrained = 'imagenet'
   for key, value in pretrained.normalization_for('imagenet').items():
     config.input[key] = value
@@ -209,7 +209,7 @@ def test_training_starts_from_the_installed_weights(
     fake_package, narrow_vgg16, tiny_config, tmp_path, capsys
 ):
   _, tree = fake_package
-  config = tiny_config('simple,tiny')
+  config = tiny_config('none,tiny')
   config.model.arch, config.model.cut, config.model.pretrained = 'vgg16_narrow', 'pool4', 'imagenet'
   for key, value in pretrained.normalization_for('imagenet').items():
     config.input[key] = value
@@ -229,7 +229,7 @@ def test_training_starts_from_the_installed_weights(
 def test_the_weights_need_their_normalisation_and_their_network(
     fake_package, tiny_config, tmp_path
 ):
-  config = tiny_config('simple,tiny')
+  config = tiny_config('none,tiny')
   config.model.pretrained = 'imagenet'
   with pytest.raises(
       imagenet_weights.PretrainedError,

@@ -34,9 +34,9 @@ def get_config(arg: str = ''):
   # of the Gaussian noise added after the transform (the paper's code swept 1e-4 ... 9).
   c.transforms = ('none', 'pca:32')
   c.noise_variances = (0.0, 1e-4, 1e-2, 0.1, 1.0, 9.0)
-  # The device clips each upload (after the transform) to the L2 norm C at this percentile of the
-  # owner's transformed training features, before its noise: what gives the noise a formal bound
-  # (privjax.privacy.dp; 0: no clip, and no bound).
+  # At a setting with noise, the device clips each upload (after the transform) to the L2 norm C at
+  # this percentile of the owner's transformed training features, before its noise: what gives the
+  # noise a formal bound (privjax.privacy.dp; 0: no clip, and no bound).
   c.clip_percentile = 99.0
   c.secrets = ('identity', 'gender')  # a secret equal to the run's primary label is a check
   # The attacker families every evaluator that trains attackers uses (privjax/attacks/registry.py).

@@ -1,8 +1,8 @@
 r"""Export the device side of a trained run as a portable artifact (StableHLO or TFLite).
 
 usage: privjax export --workdir RUN --out DIR [--step N] [--pca_k K] [--clip_percentile P]
-           [--noise_variance V] [--batch_size B] [--input_dtype uint8|float32] [--platforms cpu,cuda] [--tflite]
-           [--overwrite]
+           [--noise_variance V] [--batch_size B] [--input_dtype uint8|float32]
+           [--platforms cpu,cuda] [--tflite] [--overwrite]
        (also privjax-export, with the same flags)
 
 Writes to DIR the extractor that runs on the user's device: it takes raw 0..255 RGB pixels and
@@ -36,7 +36,7 @@ def define_flags():
   flags.DEFINE_float(
       'clip_percentile',
       99.0,
-      "With noise, clip each upload to this percentile of the training features' norms (0: no clip).",
+      'With noise, the clip: this percentile of the training norms (0: none).',
   )
   flags.DEFINE_float(
       'noise_variance',

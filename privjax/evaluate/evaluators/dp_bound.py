@@ -30,7 +30,7 @@ class Settings:
 def run(ctx, setting, settings) -> dict:
   sigma = math.sqrt(setting.noise_variance)
   if setting.clip is None or sigma == 0:
-    why = 'no noise' if setting.clip is not None else 'no clip'
+    why = 'no noise' if sigma == 0 else 'no clip'
     return {
         f'epsilon_{k}': results.Metric(
             math.inf,
