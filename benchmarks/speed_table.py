@@ -1,4 +1,4 @@
-r"""README speed tables rendered from `benchmarks/train_step.py`'s JSON output.
+r"""The speed tables of docs/speed.md, rendered from `benchmarks/train_step.py`'s JSON output.
 
   python -m benchmarks.speed_table cpu benchmarks/results/cpu_2core_vgg_mini.json \
       --out benchmarks/results/speed_cpu_2core.md

@@ -1,7 +1,7 @@
 """The installable package: declared dependencies are what privjax imports, the wheel holds the
 package, its configs (as privjax.configs) and the console scripts, and configs are found outside a
 clone. (The full check, pip-installing the wheel into a fresh environment and training from the
-console script, is by hand: see the README's install section.)"""
+console script, is by hand: see docs/installing.md.)"""
 
 import ast
 import importlib

@@ -12,7 +12,7 @@ Sources (imported, so the table lists exactly what pytest runs):
 * the parametrized one-line-error tests of other modules named in `OTHER_TESTS` (bad CSVs, image
   folders and data files): one case per parameter set, described by the message it expects.
 
-README.md shows the file between `<!-- table: benchmarks/results/fault_cases.md -->` markers
+docs/faults.md shows the file between `<!-- table: benchmarks/results/fault_cases.md -->` markers
 (tools/readme_tables.py); tests/test_readme_tables.py checks that the file is current.
 """
 

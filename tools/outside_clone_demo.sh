@@ -3,7 +3,7 @@
 # install it into a brand-new virtual environment (pinned by requirements.txt), then train, resume,
 # evaluate and export from the console scripts with the packaged configs, in an empty directory.
 #   bash tools/outside_clone_demo.sh [SCRATCH]   (default: a new temporary directory)
-# The README's "Installed as a package" section shows this script's output.
+# docs/installing.md describes it; benchmarks/results/outside_clone.log is a run of it.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 scratch=${1:-$(mktemp -d)}

@@ -1,9 +1,9 @@
-r"""README tables rendered from committed result files, so the two cannot drift apart.
+r"""Tables of README.md and docs/*.md rendered from committed result files, so they cannot drift apart.
 
-  python tools/readme_tables.py          # rewrite the README's generated tables in place
+  python tools/readme_tables.py          # rewrite the generated tables in place
   python tools/readme_tables.py --check  # exit 1 (naming the tables) when they differ
 
-A generated table sits between two markers in README.md:
+A generated table sits between two markers in README.md or a page of docs/:
 
   <!-- table: benchmarks/results/frontier_lfw_quick.md -->
   ...the file's content, verbatim...
@@ -17,6 +17,7 @@ the check.
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import re
 import sys
@@ -31,11 +32,16 @@ def render(readme: str, root: str = ROOT) -> str:
   def fill(m):
     path = os.path.join(root, m.group('path'))
     if not os.path.exists(path):
-      raise FileNotFoundError(f'README table source {m.group("path")} does not exist')
+      raise FileNotFoundError(f'table source {m.group("path")} does not exist')
     body = open(path).read()
     return m.group(1) + body.rstrip('\n') + '\n' + m.group(4)
 
   return _BLOCK.sub(fill, readme)
+
+
+def pages(root: str = ROOT) -> list[str]:
+  """README.md and every page of docs/, the files that may hold generated tables."""
+  return [os.path.join(root, 'README.md')] + sorted(glob.glob(os.path.join(root, 'docs', '*.md')))
 
 
 def stale_tables(readme: str, root: str = ROOT) -> list[str]:
@@ -48,17 +54,19 @@ def stale_tables(readme: str, root: str = ROOT) -> list[str]:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--check', action='store_true')
-  parser.add_argument('--readme', default=os.path.join(ROOT, 'README.md'))
   args = parser.parse_args()
-  text = open(args.readme).read()
-  if args.check:
-    stale = stale_tables(text)
-    if stale:
-      print(f'README tables differ from their files: {", ".join(stale)}', file=sys.stderr)
-      sys.exit(1)
-    return
-  with open(args.readme, 'w') as f:
-    f.write(render(text))
+  stale = []
+  for page in pages():
+    with open(page) as f:
+      text = f.read()
+    if args.check:
+      stale += [f'{os.path.relpath(page, ROOT)}: {p}' for p in stale_tables(text)]
+    else:
+      with open(page, 'w') as f:
+        f.write(render(text))
+  if stale:
+    print(f'tables differ from their files: {", ".join(stale)}', file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == '__main__':

@@ -61,7 +61,7 @@ def get_builder(dataset_cfg) -> tfds.core.DatasetBuilder:
     if not generated:
       raise DataError(
           f'data set {name} is not prepared in {builder.data_dir}; prepare it first '
-          '(see the README section on real data)'
+          '(see docs/data.md)'
       )
     download = tfds.download.DownloadConfig(
         manual_dir=dataset_cfg.get('manual_dir') or None, try_download_gcs=False
