@@ -332,10 +332,10 @@ def test_tensorboard_lists_the_config_in_its_hparams_tab(reference, tfds_dir):
       '_hparams_/session_end_info',
   }
   metrics = [m.name.tag for m in plugin['_hparams_/experiment'].experiment.metric_infos]
-  assert metrics == list(loop.HPARAM_METRICS)
+  assert metrics == [f'train/{m}' for m in loop.HPARAM_METRICS]
   scalars = _scalars(os.path.join(tb, name))
-  assert set(metrics) <= set(scalars)
-  assert scalars['test_accuracy'][-1] == (6, pytest.approx(result['test_accuracy'], rel=1e-6))
+  assert set(metrics) <= set(scalars) and all(t.startswith('train/') for t in scalars)
+  assert scalars['train/test_accuracy'][-1] == (6, pytest.approx(result['test_accuracy'], rel=1e-6))
 
   config = make_config(tfds_dir).to_dict()
   hparams = plugin['_hparams_/session_start_info'].session_start_info.hparams
