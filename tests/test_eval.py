@@ -80,7 +80,8 @@ def test_eval_py_writes_a_complete_report_and_compares(trained_runs):
       for family in ('linear', 'transfer'):
         m = _metric(entry, f'attackers/{secret}/{family}')
         assert 0 <= m.value <= 100 and m.unit == '%' and m.se > 0
-    assert 0 <= _metric(entry, 'rank_privacy/mean_normalized_rank').value <= 1
+    rank = _metric(entry, 'rank_privacy/mean_normalized_rank')
+    assert 0 <= rank.value <= 100 and rank.unit == '%' and rank.se is not None
   noiseless = [e for e in report['settings'] if e['noise_variance'] == 0]
   assert all(_metric(e, 'rank_privacy/ranked_first').value == 100 for e in noiseless)
   assert all(e['uploaded_dims'] == 4 for e in report['settings'] if e['transform'] == 'pca:4')
