@@ -1,7 +1,8 @@
-"""The Python API a notebook uses, re-exported at the top: `privjax.load_run`, `privjax.load_report`
-and `privjax.compare`.
+"""The Python API a notebook uses, re-exported at the top: `privjax.load_run`, `privjax.load_report`,
+`privjax.compare` and `privjax.report_dir`.
 
   run = privjax.load_run('runs/demo/siamese')            # restored model, config, data builder
+  data = run.features('attacker_test')                   # cut features and labels of a split
   report = privjax.load_report('runs/demo/siamese')      # its evaluation's report dict
   df = privjax.compare({'none': 'runs/demo/none', 'siamese': 'runs/demo/siamese'})
   df[(df.role == 'leak') & df.baseline].sort_values('value', ascending=False)
@@ -9,7 +10,7 @@ and `privjax.compare`.
 `compare` returns the long DataFrame of privjax.report.frame (one row per run × setting × metric;
 its columns are listed there). A run directory stands for the report of its evaluation with
 `eval_config` (default configs/eval/default.py), in that evaluation's report folder
-(privjax.evaluate.protocol.report_dir).
+(`report_dir`, which is privjax.evaluate.protocol.report_dir: its pictures are there too).
 
 Everything is imported when called, never at `import privjax`: this module imports only the
 standard library (no jax, no pandas).

@@ -78,7 +78,7 @@ def test_import_privjax_loads_neither_jax_nor_pandas():
       'heavy = sorted({m.split(".")[0] for m in sys.modules} & {"jax", "flax", "pandas"})\n'
       'assert not heavy and "privjax.api" not in sys.modules, (heavy, "privjax.api")\n'
       'assert callable(privjax.compare) and "privjax.api" in sys.modules\n'
-      'assert {"compare", "load_report", "load_run"} <= set(dir(privjax))\n'
+      'assert {"compare", "load_report", "load_run", "report_dir"} <= set(dir(privjax))\n'
   )
   subprocess.run([sys.executable, '-c', script], cwd=ROOT, check=True, timeout=60)
   with pytest.raises(AttributeError, match="has no attribute 'load_runs'"):
