@@ -1,8 +1,8 @@
 r"""Export the device side of a trained run as a portable artifact (StableHLO or TFLite).
 
 usage: privjax export --workdir RUN --out DIR [--step N] [--pca_k K] [--clip_percentile P]
-           [--noise_variance V] [--batch_size B] [--input_dtype uint8|float32] [--platforms cpu,cuda] [--tflite]
-           [--overwrite]
+           [--noise_variance V] [--batch_size B] [--input_dtype uint8|float32]
+           [--platforms cpu,cuda] [--tflite] [--overwrite]
        (also privjax-export, with the same flags)
 
 Writes to DIR the extractor that runs on the user's device: it takes raw 0..255 RGB pixels and
@@ -11,12 +11,12 @@ and, with Gaussian noise (--noise_variance), the clip of each upload to the norm
 --clip_percentile of the training features' norms before the noise (default 99, as the
 evaluation; 0: no clip). DIR holds
 extractor.bin (the serialised function with its weights), manifest.json (versions, shapes, dtypes,
-normalisation, PCA size, clip norm, noise variance) and
+normalisation, PCA size, clip norm, noise variance),
 load_extractor.py (a loader that needs jax, not privjax) and MODEL_CARD.md (the data set and its
-digest, the defence, the deployed transform and, from the run's evaluation report of that
-checkpoint if there is one, its utility and strongest attacks with their limits). With noise (or a learned-noise defence)
-the function takes a second argument, a uint32[2] key: draw a new one from a secure source for
-every call. DIR must be new or empty unless --overwrite is given. RUN and DIR may be URIs
+digest, the defence, the deployed transform and, from the run's evaluation of that checkpoint if
+there is one, its utility and strongest attacks with their limits). With noise (or a learned-noise
+defence) the function takes a second argument, a uint32[2] key: draw a new one from a secure source
+for every call. DIR must be new or empty unless --overwrite is given. RUN and DIR may be URIs
 (gs://bucket/...).
 """
 
