@@ -387,8 +387,9 @@ def test_frontier_trains_evaluates_and_reports_on_gs(tfds_dir, bucket, tmp_path)
   reference run on gs://) and renders frontier.json/md/png; a rerun reuses every report,
   and the reports load back from gs://. The bucket fixture asserts that no local path was made from
   the URI."""
+  import privjax
   from privjax.experiments import frontier, runner
-  from privjax.report import frontier_report, tables
+  from privjax.report import frontier_report
 
   def config_for(defence):
     return make_config(tfds_dir, defence + ',tiny')
@@ -424,7 +425,7 @@ def test_frontier_trains_evaluates_and_reports_on_gs(tfds_dir, bucket, tmp_path)
     images = {v.tag for v in values if v.HasField('image')}
     assert len(images) == 1 and images.pop().startswith('eval/images/inversion')
     assert any(v.tag.startswith('eval/pca_4/0/') for v in values if v.HasField('simple_value'))
-  report = tables.load_report(f'{workdir}/nopeek_1')  # a run: its eval/default/report.json
+  report = privjax.load_report(f'{workdir}/nopeek_1')  # a run: its eval/default/report.json
   with open(os.path.join(local, 'nopeek_1', 'eval', 'default', 'report.json')) as f:
     assert report == json.load(f)
   assert report['workdir'] == f'{workdir}/nopeek_1'  # the URI, not <cwd>/gs:/...
