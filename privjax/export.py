@@ -12,7 +12,10 @@ optional Gaussian noise, and writes to the output directory
   extractor.bin      `jax.export` serialisation (StableHLO with the weights as constants)
   manifest.json      format version, privjax/jax versions, arch, cut, checkpoint step, input and
                      output shapes and dtypes, normalisation, PCA k, noise variance
-  load_extractor.py  `load_exported`'s source: an application needs it and jax, not privjax;
+  load_extractor.py  `load_exported`'s source: an application needs it and jax, not privjax
+  MODEL_CARD.md      what the artifact is, for a reader: data set and digest, defence, deployed
+                     transform and, from the run's evaluation report (if any, of that checkpoint),
+                     utility and the strongest attacks with their limits (privjax.report.model_card);
 `load_exported` itself; and `export_run`, what the command does (restore a run, fit or reuse the
 evaluation's PCA, export).
 
@@ -42,6 +45,7 @@ from privjax import models, paths
 from privjax.errors import ConfigError
 from privjax.evaluate import features as features_lib
 from privjax.privacy import dp, transforms
+from privjax.report import model_card
 from privjax.train import checkpoint as ckpt_lib
 
 FORMAT = 'privjax-extractor'
@@ -111,7 +115,7 @@ def _device_function(model: models.SplitModel, pca, clip, noise_variance: float)
   return noisy_features
 
 
-OUR_FILES = (ARTIFACT, MANIFEST, LOADER, 'extractor.tflite')
+OUR_FILES = (ARTIFACT, MANIFEST, LOADER, model_card.FILE, 'extractor.tflite')
 
 
 def check_out_dir(out_path: str, overwrite: bool = False) -> None:
@@ -126,7 +130,7 @@ def check_out_dir(out_path: str, overwrite: bool = False) -> None:
     shown = ', '.join(held[:4]) + (f' and {len(held) - 4} more' if len(held) > 4 else '')
     raise ConfigError(
         f'--out {out_path} is not empty: it holds {what} ({shown}); use a new or '
-        f'empty directory, or --overwrite to replace {", ".join(OUR_FILES[:3])} there'
+        f'empty directory, or --overwrite to replace {", ".join(OUR_FILES[:4])} there'
     )
 
 
@@ -155,16 +159,15 @@ def _check_pca(model, pca):
 
 
 def _resolve(run_workdir_or_model, step, data_dir):
-  """(model, checkpoint step or None, run name or None) of a workdir, a loaded Run or a model."""
+  """(model, the loaded Run or None) of a workdir, a loaded Run or a model."""
   if isinstance(run_workdir_or_model, (str, os.PathLike)):
     run_workdir_or_model = features_lib.load_run(
         os.fspath(run_workdir_or_model), step, data_dir=data_dir
     )
   if isinstance(run_workdir_or_model, features_lib.Run):
-    run = run_workdir_or_model
-    return run.model, run.step, paths.absolute(run.workdir).name
+    return run_workdir_or_model.model, run_workdir_or_model
   if isinstance(run_workdir_or_model, models.SplitModel):
-    return run_workdir_or_model, None, None
+    return run_workdir_or_model, None
   raise TypeError(
       f'expected a run workdir, a privjax.evaluate.features.Run or a SplitModel, got '
       f'{type(run_workdir_or_model).__name__}'
@@ -205,7 +208,7 @@ def export_extractor(
     raise ConfigError(
         'a clip without noise bounds nothing; export the clip with noise_variance > 0'
     )
-  model, ckpt_step, run_name = _resolve(run_workdir_or_model, step, data_dir)
+  model, run = _resolve(run_workdir_or_model, step, data_dir)
   _check_pca(model, pca)
   size = models.get_architecture(model.arch).image_size
   batch = jax.export.symbolic_shape('batch')[0] if batch_size is None else batch_size
@@ -245,8 +248,8 @@ def export_extractor(
       'platforms': list(exported.platforms),
       'arch': model.arch,
       'cut': model.cut,
-      'checkpoint_step': ckpt_step,
-      'run': run_name,
+      'checkpoint_step': None if run is None else run.step,
+      'run': None if run is None else paths.absolute(run.workdir).name,
       'inputs': inputs,
       'output': {'shape': _shape(out_aval.shape), 'dtype': str(out_aval.dtype)},
       'cut_feature_shape': list(
@@ -274,8 +277,26 @@ def export_extractor(
   if tflite:
     manifest['tflite'] = 'extractor.tflite'
   files[MANIFEST] = json.dumps(manifest, indent=2)
+  files[model_card.FILE] = _model_card(manifest, run)
   _write_files(out_path, files)
   return manifest
+
+
+def _model_card(manifest: dict, run) -> str:
+  """MODEL_CARD.md: from the manifest, the run's config and its default evaluation's report."""
+  if run is None:
+    return model_card.model_card(manifest, None)
+  from privjax import api
+  from privjax.report import tables
+
+  where = api.report_dir(run.workdir)
+  try:
+    report = tables.load_report(where)
+  except FileNotFoundError:
+    report = None
+  return model_card.model_card(
+      manifest, run.config.to_dict(), report, paths.join(where, 'report.json'), run.defence
+  )
 
 
 def _write_files(out_path: str, files: dict) -> None:

@@ -262,15 +262,24 @@ def test_linear_reports_non_convergence_at_its_cap(caplog):
   assert capped.info['converged'] is False
   assert capped.info['iterations'] == 2 and capped.info['capped_runs'] == 1
   assert 'cap of 2 iterations' in caplog.text and 'not converged' in caplog.text
+  assert '1 L-BFGS run stopped' in caplog.text and 'l2=0.01)' in caplog.text
   caplog.clear()
   with caplog.at_level('WARNING'):
     done = fit_linear(x, y, l2=0.01)
   assert done.info['converged'] is True and 2 < done.info['iterations'] < done.info['max_iter']
   assert done.info['gmax'] <= done.info['gtol'] and not caplog.text
   # With a path, each capped run counts; the reported one is the final (refitted) model's.
-  path = fit_linear(x, y, max_iter=2)
+  caplog.clear()
+  with caplog.at_level('WARNING'):
+    path = fit_linear(x, y, max_iter=2)
   assert path.info['capped_runs'] == len(linear_lib.DEFAULT_L2) + 1
   assert path.info['converged'] is False
+  # One warning per fit: the chosen penalty's val run and its refit are named apart, not repeated.
+  (record,) = [r for r in caplog.records if 'L-BFGS' in r.getMessage()]
+  chosen = f'l2={path.l2:g}'
+  assert f'{len(linear_lib.DEFAULT_L2) + 1} L-BFGS runs stopped' in record.getMessage()
+  assert f'{chosen} on the val split' in record.getMessage()
+  assert f'{chosen} refitted on all rows)' in record.getMessage()
 
 
 def test_max_iter_reaches_the_linear_attacker_through_overrides():

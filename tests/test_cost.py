@@ -4,6 +4,7 @@ the rendered report and the command."""
 import json
 import math
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -12,8 +13,8 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
+from privjax import api, models
 from privjax import config as config_lib
-from privjax import models
 from privjax.cost import analysis
 from privjax.cost import report as cost_report
 from privjax.errors import ConfigError
@@ -138,7 +139,7 @@ def test_report_leaves_the_callers_matplotlib_backend_alone(table, tmp_path, mon
 
 
 def test_command_writes_table_and_plot_with_evaluated_runs(tmp_path):
-  report_dir = tmp_path / 'siamese' / 'eval' / 'default'
+  report_dir = pathlib.Path(api.report_dir(tmp_path / 'siamese'))  # where evaluation writes it
   report_dir.mkdir(parents=True)
   (report_dir / 'report.json').write_text(
       json.dumps(

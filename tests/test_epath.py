@@ -282,7 +282,7 @@ def test_export_from_and_to_gs(reference, bucket):
   out = 'gs://privjax-test-bucket/exports/e'
   manifest = export.export_extractor(WORKDIR, out)
   local_out = os.path.join(bucket.root, 'privjax-test-bucket', 'exports', 'e')
-  assert sorted(os.listdir(local_out)) == sorted([export.ARTIFACT, export.LOADER, export.MANIFEST])
+  assert sorted(os.listdir(local_out)) == sorted(export.OUR_FILES[:4])  # no TFLite
   assert manifest['run'] == 'r' and manifest['checkpoint_step'] == 6
   with pytest.raises(errors.ConfigError, match='is not empty: it holds another export'):
     export.export_extractor(WORKDIR, out)
@@ -332,10 +332,10 @@ def test_tensorboard_lists_the_config_in_its_hparams_tab(reference, tfds_dir):
       '_hparams_/session_end_info',
   }
   metrics = [m.name.tag for m in plugin['_hparams_/experiment'].experiment.metric_infos]
-  assert metrics == list(loop.HPARAM_METRICS)
+  assert metrics == [f'train/{m}' for m in loop.HPARAM_METRICS]
   scalars = _scalars(os.path.join(tb, name))
-  assert set(metrics) <= set(scalars)
-  assert scalars['test_accuracy'][-1] == (6, pytest.approx(result['test_accuracy'], rel=1e-6))
+  assert set(metrics) <= set(scalars) and all(t.startswith('train/') for t in scalars)
+  assert scalars['train/test_accuracy'][-1] == (6, pytest.approx(result['test_accuracy'], rel=1e-6))
 
   config = make_config(tfds_dir).to_dict()
   hparams = plugin['_hparams_/session_start_info'].session_start_info.hparams
@@ -387,8 +387,9 @@ def test_frontier_trains_evaluates_and_reports_on_gs(tfds_dir, bucket, tmp_path)
   reference run on gs://) and renders frontier.json/md/png; a rerun reuses every report,
   and the reports load back from gs://. The bucket fixture asserts that no local path was made from
   the URI."""
+  import privjax
   from privjax.experiments import frontier, runner
-  from privjax.report import frontier_report, tables
+  from privjax.report import frontier_report
 
   def config_for(defence):
     return make_config(tfds_dir, defence + ',tiny')
@@ -424,7 +425,7 @@ def test_frontier_trains_evaluates_and_reports_on_gs(tfds_dir, bucket, tmp_path)
     images = {v.tag for v in values if v.HasField('image')}
     assert len(images) == 1 and images.pop().startswith('eval/images/inversion')
     assert any(v.tag.startswith('eval/pca_4/0/') for v in values if v.HasField('simple_value'))
-  report = tables.load_report(f'{workdir}/nopeek_1')  # a run: its eval/default/report.json
+  report = privjax.load_report(f'{workdir}/nopeek_1')  # a run: its eval/default/report.json
   with open(os.path.join(local, 'nopeek_1', 'eval', 'default', 'report.json')) as f:
     assert report == json.load(f)
   assert report['workdir'] == f'{workdir}/nopeek_1'  # the URI, not <cwd>/gs:/...

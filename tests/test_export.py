@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from privjax import api, export
 from privjax import config as config_lib
-from privjax import export
 from privjax.cost import analysis
 from privjax.errors import ConfigError
 from privjax.evaluate import features as features_lib
+from privjax.metrics import results
 from privjax.privacy import pca as pca_lib
 from privjax.privacy import transforms
 
@@ -153,24 +154,49 @@ def test_bad_requests_are_one_line_errors(model, pca, tmp_path):
   assert not (tmp_path / 'bad').exists()
 
 
+def _evaluation(step, transform, noise_variance):
+  """A report with one setting, as evaluation would write it for the run."""
+  leak = results.percent(0.42, 0.03, label='identity top-1, linear', role='leak', secret='identity')
+  return {
+      'format': results.REPORT_FORMAT,
+      'step': step,
+      'primary': 'gender',
+      'secrets': ['identity'],
+      'seeds': {'train': 0, 'eval': 0},
+      'eval_config': {'name': 'default'},
+      'train_config': {'dataset': {'name': 'synthetic_faces'}},
+      'full_model_accuracy': results.percent(0.5, 0.05).to_dict(),
+      'settings': [
+          {
+              'name': 'pca_4/0.5',
+              'transform': transform,
+              'noise_variance': noise_variance,
+              'metrics': {'attackers/identity/linear': leak.to_dict()},
+          }
+      ],
+      'once': {},
+  }
+
+
 def make_run(config, workdir, step):
   """A run directory as training leaves it, with random weights: what export needs, no training."""
   from privjax.data import pipeline
   from privjax.train import checkpoint as ckpt_lib
   from privjax.train import step as step_lib
 
-  num_classes = pipeline.label_num_classes(
-      pipeline.get_builder(config.dataset), config.dataset.primary
-  )
+  builder = pipeline.get_builder(config.dataset)
+  num_classes = pipeline.label_num_classes(builder, config.dataset.primary)
   model = analysis.random_model(config, num_classes, seed=3)
   params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
-  ckpt_lib.prepare_workdir(workdir, config.to_dict())
+  config_dict = config.to_dict()
+  config_dict['dataset']['digest'] = pipeline.check_run_data(None, builder)  # as training does
+  ckpt_lib.prepare_workdir(workdir, config_dict)
   checkpoints = ckpt_lib.Checkpoints(workdir)
   opt_state = step_lib.make_optimizer(config.optimizer).init(params)
   checkpoints.save(
       step,
       {'params': params, 'opt_state': opt_state},
-      config.to_dict(),
+      config_dict,
       force=True,
       meta_fn=lambda: {'defence': {}},  # the summary of defence none, as training saves it
   )
@@ -211,9 +237,21 @@ def test_export_command_uses_the_evaluations_pca(tiny_config, tmp_path):
   assert_close(extractor(x), z)
   assert extractor.manifest['checkpoint_step'] == 5 and extractor.manifest['pca_k'] == 4
   assert extractor.manifest['run'] == 'run' and extractor.manifest['clip_norm'] is None
+  # Its model card: the run's data set and digest, defence and transform; no evaluation yet.
+  card = open(os.path.join(out, 'MODEL_CARD.md')).read()
+  digest = json.load(open(os.path.join(workdir, 'config.json')))['dataset']['digest']
+  assert f'content digest `{digest}`' in card and '- data set `synthetic_faces`' in card
+  assert '- `none`' in card and '| PCA | k = 4,' in card and '| Gaussian noise | none |' in card
+  report_dir = api.report_dir(workdir)
+  assert f'No evaluation found (looked for `{report_dir}/report.json`)' in card
   # With noise, each upload is clipped before it to the 99th percentile of the projected training
-  # features' norms, as evaluation does.
+  # features' norms, as evaluation does; the card copies the evaluation's figures at that setting.
+  os.makedirs(report_dir)
+  with open(os.path.join(report_dir, 'report.json'), 'w') as f:
+    json.dump(_evaluation(step=5, transform='pca:4', noise_variance=0.5), f)
   export.export_run(workdir, str(tmp_path / 'noisy'), pca_k=4, noise_variance=0.5)
+  card = open(tmp_path / 'noisy' / 'MODEL_CARD.md').read()
+  assert '| **identity: strongest attack** | 42.0 ± 3.0 % (identity top-1, linear) |' in card
   noisy = export.load_exported(str(tmp_path / 'noisy'))
   clip = noisy.manifest['clip_norm']
   train = np.asarray(

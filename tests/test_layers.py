@@ -54,6 +54,8 @@ class Rule:
 RULES = (
     # Importable without jax: error handling and everything a command reads before `--help`.
     Rule('privjax.errors', only=(), why='the error handler imports it before anything heavy'),
+    Rule('privjax', only=(), lazy_ok=True, why='`import privjax` loads the API on first use'),
+    Rule('privjax.api', only=(), lazy_ok=True, why='`import privjax` loads neither jax nor pandas'),
     Rule('privjax.commands.*', JAX + TF, lazy_ok=True, why='`--help` answers before jax is loaded'),
     Rule(
         'privjax.config',

@@ -1,11 +1,14 @@
-"""The tour notebook: stored stripped, Colab-ready (badge, install cell, config by backend), and
-executed top to bottom on the tiny configuration."""
+"""The tour notebook: written by tools/make_notebook.py (the committed files are what it writes),
+stored stripped, Colab-ready (badge, install cell, config by backend, Drive only when asked), and
+its executed copy ran top to bottom on the tiny configuration without an error. (The suite does not
+execute it: that takes minutes; `python tools/make_notebook.py --execute` does.)"""
 
 import importlib.metadata
 import importlib.util
 import os
 import re
 import subprocess
+import sys
 import types
 
 import jax
@@ -16,6 +19,7 @@ pytestmark = pytest.mark.meta
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 PATH = os.path.join(ROOT, 'notebooks', 'privjax_tour.ipynb')
+EXECUTED = os.path.join(ROOT, 'notebooks', 'privjax_tour.executed.ipynb')
 NB = nbformat.read(PATH, as_version=4)
 CODE = [c for c in NB.cells if c.cell_type == 'code']
 INSTALL, PARAMETERS = CODE[0].source, CODE[1].source
@@ -78,7 +82,7 @@ def _run_install_cell(monkeypatch, *, repo_url, builds=(), versions=None):
   )
   monkeypatch.setattr(importlib.metadata, 'version', version)
   monkeypatch.setattr(importlib.metadata, 'distributions', distributions)
-  source = INSTALL.replace('"https://github.com/OWNER/privjax"', repr(repo_url), 1)
+  source = INSTALL.replace('REPO_URL = ""', f'REPO_URL = {repo_url!r}', 1)
   assert source != INSTALL
   exec(compile(source, 'install_cell', 'exec'), {})
   return commands
@@ -119,9 +123,10 @@ def test_install_cell_on_a_cpu_runtime_installs_the_declared_jax(monkeypatch):
   assert not any(a.startswith('-r') or 'requirements' in a for a in deps)
 
 
-def test_install_cell_without_a_repository_url_says_what_to_set(monkeypatch):
+@pytest.mark.parametrize('repo_url', ['', '  ', 'https://github.com/OWNER/privjax'])
+def test_install_cell_without_a_repository_url_says_what_to_set(monkeypatch, repo_url):
   with pytest.raises(ValueError, match=r'^privjax is not installed: set REPO_URL \(the form field'):
-    _run_install_cell(monkeypatch, repo_url='https://github.com/OWNER/privjax')
+    _run_install_cell(monkeypatch, repo_url=repo_url)
 
 
 def test_install_cell_does_nothing_where_privjax_is_importable(monkeypatch):
@@ -152,23 +157,67 @@ def test_parameters_cell_picks_the_config_by_backend(monkeypatch, backend, form,
   exec(compile(source, 'parameters_cell', 'exec'), namespace)
   assert (namespace['CONFIG'], namespace['TINY']) == (expected, expected == 'tiny')
   assert namespace['WORKDIR'] == f'runs/notebook_{expected}'
+  assert namespace['RUNS'] == {v: f'runs/notebook_{expected}/{v}' for v in ('none', 'siamese')}
 
 
-def test_notebook_runs_on_the_tiny_config(tfds_dir, tmp_path, monkeypatch):
-  nbclient = pytest.importorskip('nbclient')
+def test_parameters_cell_mounts_drive_only_when_asked_and_only_in_colab(monkeypatch):
   monkeypatch.setenv('PRIVJAX_NOTEBOOK_TINY', '1')
-  monkeypatch.setenv('PRIVJAX_NOTEBOOK_WORKDIR', str(tmp_path / 'runs'))
-  monkeypatch.setenv('PRIVJAX_NOTEBOOK_DATA_DIR', tfds_dir)
-  nb = nbformat.read(PATH, as_version=4)
-  nbclient.NotebookClient(
-      nb, timeout=900, kernel_name='python3', resources={'metadata': {'path': str(tmp_path)}}
-  ).execute()
-  code = [c for c in nb.cells if c.cell_type == 'code']
+  monkeypatch.delenv('PRIVJAX_NOTEBOOK_WORKDIR', raising=False)
+  assert 'USE_DRIVE = False' in PARAMETERS and 'drive.mount' in PARAMETERS
+  source = PARAMETERS.replace('USE_DRIVE = False', 'USE_DRIVE = True', 1)
+  with pytest.raises(ValueError, match='^USE_DRIVE works in Colab only'):
+    exec(compile(source, 'parameters_cell', 'exec'), {'sys': sys})
+  mounted = []
+  colab = types.ModuleType('google.colab')
+  colab.drive = types.SimpleNamespace(mount=mounted.append)
+  monkeypatch.setitem(sys.modules, 'google', types.ModuleType('google'))
+  monkeypatch.setitem(sys.modules, 'google.colab', colab)
+  namespace = {'sys': sys}
+  exec(compile(source, 'parameters_cell', 'exec'), namespace)
+  assert mounted == ['/content/drive']
+  assert namespace['WORKDIR'] == '/content/drive/MyDrive/privjax_runs/notebook_tiny'
+  exec(compile(PARAMETERS, 'parameters_cell', 'exec'), namespace)  # not asked: not mounted
+  assert mounted == ['/content/drive'] and namespace['WORKDIR'] == 'runs/notebook_tiny'
+
+
+def _tool():
+  spec = importlib.util.spec_from_file_location('make_notebook', f'{ROOT}/tools/make_notebook.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _cells(nb):
+  return [(c.cell_type, c.get('id'), c.source) for c in nb.cells]
+
+
+def test_committed_notebooks_are_what_the_tool_writes():
+  built = _tool().build()
+  assert _cells(NB) == _cells(built) and NB.metadata == built.metadata
+  executed = nbformat.read(EXECUTED, as_version=4)
+  assert _cells(executed) == _cells(built)
+
+
+def test_the_notebook_uses_privjax_public_api_only():
+  imported = set()
+  for cell in CODE:
+    imported.update(re.findall(r'^\s*(?:from|import) (privjax[\w.]*)', cell.source, re.M))
+  assert imported == {'privjax'}
+  called = {m for c in CODE for m in re.findall(r'\bprivjax\.(\w+)', c.source)}
+  assert called <= {'compare', 'load_report', 'load_run', 'report_dir', '__path__'}, called
+
+
+def test_executed_copy_ran_the_tiny_config_without_an_error():
+  executed = nbformat.read(EXECUTED, as_version=4)
+  code = [c for c in executed.cells if c.cell_type == 'code']
   outputs = [o for c in code for o in c.outputs]
+  assert all(c.execution_count for c in code)
   assert not [o for o in outputs if o.output_type == 'error']
   printed = ['\n'.join(o.text for o in c.outputs if o.output_type == 'stream') for c in code]
   assert printed[0].startswith('privjax ') and '$ pip' not in printed[0]  # nothing installed
   assert 'config tiny' in printed[1]
+  assert '$ privjax reproduce --workdir runs/notebook_tiny' in printed[2]
   images = [o for o in outputs if 'image/png' in o.get('data', {})]
   assert len(images) >= 4, [o.output_type for o in outputs]  # curves, projection, 2 grids
-  assert os.path.exists(tmp_path / 'runs' / 'siamese' / 'eval' / 'default' / 'report.json')
+  tables = [o for o in outputs if 'text/html' in o.get('data', {})]
+  assert any('±' in o.data['text/html'] for o in tables)  # the side-by-side table

@@ -36,12 +36,13 @@ OPTIONAL_IMPORTS = {
     'tensorflow': 'tflite',
     'dlib-bin': 'face',
     'dp-accounting': 'dp',
+    'pandas': 'notebook',
 }
 # Imported modules whose distribution's metadata does not name them: dlib-bin's top_level.txt
 # lists only its extension module, _dlib_pybind11.
 MODULE_DISTRIBUTIONS = {'dlib': 'dlib-bin'}
-# Extras that a clone installs too (requirements.txt pins them): the tests use them.
-PINNED_EXTRAS = ('face', 'imagenet', 'dp')
+# Extras that a clone installs too (requirements.txt pins them, at the versions verified here).
+PINNED_EXTRAS = ('face', 'imagenet', 'dp', 'notebook', 'tensorboard')
 # `privjax <command>` and the `privjax-<command>` scripts.
 COMMANDS = ('train', 'eval', 'reproduce', 'sweep', 'frontier', 'cost', 'export')
 SCRIPTS = ('privjax', *(f'privjax-{c}' for c in COMMANDS))
@@ -248,7 +249,19 @@ def test_wheel_holds_the_package_its_configs_and_the_console_scripts(tmp_path):
   extras = {
       line.split(':', 1)[1].strip() for line in metadata.splitlines() if 'Provides-Extra' in line
   }
-  assert extras == {'keras', 'imagenet', 'dp', 'face', 'tflite', 'cuda', 'tpu', 'gcs', 'test'}
+  assert extras == {
+      'keras',
+      'imagenet',
+      'dp',
+      'face',
+      'tflite',
+      'notebook',
+      'tensorboard',
+      'cuda',
+      'tpu',
+      'gcs',
+      'test',
+  }
 
 
 # Config files named outside a clone.

@@ -76,6 +76,11 @@ def test_hand_example():
   assert r["mean_log_rank"] == pytest.approx(2 * math.log(2) / 3)
   assert r["max_log_rank"] == pytest.approx(math.log(3))
   assert r["normalized_log_rank"] == pytest.approx(2 * math.log(2) / 3 / math.log(3))
+  # Standard errors of the means over the three samples: sample sd / sqrt(3).
+  assert r["mean_normalized_rank_se"] == pytest.approx(math.sqrt(1 / 12) / math.sqrt(3))
+  assert r["fraction_first_se"] == pytest.approx(math.sqrt(1 / 3) / math.sqrt(3))
+  log2 = math.log(2) / math.log(3)
+  assert r["normalized_log_rank_se"] == pytest.approx(log2 / math.sqrt(3) / math.sqrt(3))
 
 
 def test_no_noise_all_first_even_with_large_offset():

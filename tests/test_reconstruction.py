@@ -49,11 +49,26 @@ def test_decoder_accepts_spatial_features():
   assert decoder.reconstruct(features[:5]).shape == (5, S, S, 3)
 
 
-def test_save_image_grid_writes_two_rows(tmp_path):
+def test_save_image_grid_writes_labelled_rows(tmp_path):
   images = smooth_images(20)
-  path = save_image_grid(images, images[::-1], tmp_path / 'sub' / 'grid.png', n=16)
+  rows, labels = [images, images[::-1], images[:18]], ['original', 'decoder', 'rMLE']
+  path = save_image_grid(rows, labels, tmp_path / 'sub' / 'grid.png', n=19)
   with Image.open(path) as im:
     assert im.format == 'PNG' and im.mode == 'RGB'
-    assert im.size == (16 * S, 2 * S)  # (width, height)
-  with pytest.raises(ValueError):
-    save_image_grid(images, images[:, :4], tmp_path / 'bad.png')
+    pixels = np.asarray(im)
+  width = pixels.shape[1] - 18 * S  # n capped at the shortest row
+  assert pixels.shape[0] == 3 * S and 30 < width < 100
+  # The pictures, in order, right of the label column.
+  want = (np.clip(images[:18], 0, 1) * 255 + 0.5).astype(np.uint8)
+  np.testing.assert_array_equal(pixels[:S, width:], np.concatenate(list(want), axis=1))
+  last = (np.clip(images[19], 0, 1) * 255 + 0.5).astype(np.uint8)  # images[::-1] starts there
+  np.testing.assert_array_equal(pixels[S : 2 * S, width : width + S], last)
+  # Each row's label is drawn in its own row (dark text on white), longer labels wider.
+  column = pixels[:, :width].min(axis=2)
+  inked = [np.flatnonzero((column[i * S : (i + 1) * S] < 128).any(axis=0)) for i in range(3)]
+  assert all(len(x) for x in inked) and inked[2].max() < inked[0].max()
+  assert (column[:, : inked[0].min()] == 255).all()  # white before the text
+  with pytest.raises(ValueError, match='3 rows of images but 2 labels'):
+    save_image_grid(rows, labels[:2], tmp_path / 'bad.png')
+  with pytest.raises(ValueError, match='image shapes differ'):
+    save_image_grid([images, images[:, :4]], labels[:2], tmp_path / 'bad.png')

@@ -250,24 +250,32 @@ def _no_preconditioner(d: int):
 
 
 def _report_convergence(info: dict, final: dict, max_iter: int, gtol: float) -> None:
-  """Record whether the final model's L-BFGS run converged, and warn about every run that did not.
+  """Record whether the final model's L-BFGS run converged, and warn once about the runs that did
+  not.
 
   A run can stop at the cap with the gradient just below ``gtol`` (the
   cap and the tolerance were reached on the same iteration); that counts as
-  converged, so the test is the gradient, not the iteration count.
+  converged, so the test is the gradient, not the iteration count. One
+  warning per fit names every capped run: the chosen penalty's run on the
+  val split and its refit on all rows have the same l2, and a line per run
+  read as the same warning printed twice.
   """
-  runs = list(info.get("path", []))
+  path = info.get("path", [])
+  runs = [(r, f"l2={r['l2']:g} on the val split") for r in path]
   if "refit" in info:
-    runs.append({"l2": final["l2"], "iters": final["iters"], "converged": final["converged"]})
-  capped = [r for r in runs if not r["converged"]]
+    final_run = f"l2={final['l2']:g}" + (" refitted on all rows" if path else "")
+    runs.append((final, final_run))
+  capped = [name for r, name in runs if not r["converged"]]
   info.update(converged=final["converged"], iterations=final["iters"], capped_runs=len(capped))
-  for r in capped:
+  if capped:
     logging.warning(
-        "linear attacker: L-BFGS stopped at its cap of %d iterations before the gradient "
-        "fell below %.3g (l2=%g); the fit has not converged, raise max_iter to finish it",
+        "linear attacker: %d L-BFGS run%s stopped at the cap of %d iterations before the "
+        "gradient fell below %.3g (%s); the fit has not converged, raise max_iter to finish it",
+        len(capped),
+        "s" * (len(capped) > 1),
         max_iter,
         gtol,
-        r["l2"],
+        "; ".join(capped),
     )
 
 

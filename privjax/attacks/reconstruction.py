@@ -247,25 +247,35 @@ def fit_decoder(
   )
 
 
-def save_image_grid(originals, reconstructions, path, n: int = 16) -> epath.Path:
-  """PNG at ``path`` (local or a URI): first ``n`` originals in the top row, their reconstructions below.
+def save_image_grid(rows, labels, path, n: int = 16) -> epath.Path:
+  """PNG at ``path`` (local or a URI): one row per array of ``rows`` (images [N, S, S, 3] in
+  [0, 1], the first ``n`` of each, n capped at the shortest), each named on its left by its
+  ``labels`` entry (e.g. 'original', 'decoder', 'rMLE') in black on white.
 
-  The image is exactly (2 * S) x (n * S) pixels (no borders), with n capped
-  at the number of images given.
+  The image is (len(rows) * S) x (W + n * S) pixels, W the width of the
+  longest label; the pictures themselves have no borders.
   """
-  from PIL import Image  # Pillow is only needed for this one function
+  from PIL import Image, ImageDraw, ImageFont  # Pillow is only needed for this one function
 
-  originals = np.asarray(originals)
-  reconstructions = np.asarray(reconstructions)
-  if originals.shape != reconstructions.shape:
-    raise ValueError(f"shape mismatch {originals.shape} vs {reconstructions.shape}")
-  n = min(n, originals.shape[0])
-  top = np.concatenate(list(originals[:n]), axis=1)
-  bottom = np.concatenate(list(reconstructions[:n]), axis=1)
-  grid = np.concatenate([top, bottom], axis=0)
-  grid = (np.clip(grid, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+  rows = [np.asarray(r) for r in rows]
+  if len(labels) != len(rows):
+    raise ValueError(f"{len(rows)} rows of images but {len(labels)} labels")
+  if any(r.shape[1:] != rows[0].shape[1:] for r in rows):
+    raise ValueError(f"image shapes differ: {[r.shape for r in rows]}")
+  n = min(n, *(len(r) for r in rows))
+  size = rows[0].shape[1]
+  grid = np.concatenate([np.concatenate(list(r[:n]), axis=1) for r in rows], axis=0)
+  pictures = Image.fromarray((np.clip(grid, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+  font = ImageFont.load_default()
+  pad = 4
+  width = 2 * pad + int(max(font.getlength(label) for label in labels))
+  image = Image.new("RGB", (width + pictures.width, pictures.height), "white")
+  image.paste(pictures, (width, 0))
+  draw = ImageDraw.Draw(image)
+  for i, label in enumerate(labels):
+    draw.text((pad, i * size + size // 2), label, fill="black", font=font, anchor="lm")
   path = paths.as_path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   with path.open("wb") as f:
-    Image.fromarray(grid).save(f, format="PNG")
+    image.save(f, format="PNG")
   return path

@@ -38,12 +38,12 @@ def measure_and_write(
     report_paths: list[str],
 ) -> tuple[str, dict[str, str]]:
   """Everything the command does; returns (markdown, written paths)."""
+  from privjax import api
   from privjax.cost import analysis, report
-  from privjax.report import tables
 
   arch, cuts = analysis.check_request(config, pca_k=pca_k, repeats=repeats, cuts=cuts)
   # Reports are read first, so a bad path fails before minutes of timing.
-  reports = [tables.load_report(p) for p in report_paths]
+  reports = [api.load_report(p) for p in report_paths]
   points = analysis.evaluation_points(
       reports, [os.path.basename(os.path.normpath(p)) for p in report_paths], arch.name
   )

@@ -40,12 +40,13 @@ def define_flags():
 
 
 def main(argv):
+  from privjax import api
   from privjax.report import tables
 
   f = flags.FLAGS
   if f.compare:
     runs = list(f.compare) + list(argv[1:])
-    reports = _cli.run_or_exit(lambda: [tables.load_report(r) for r in runs])
+    reports = _cli.run_or_exit(lambda: [api.load_report(r) for r in runs])
     text = tables.compare_markdown(reports, [paths.as_path(r).name for r in runs])
     out = f.out or paths.join(runs[0], 'eval', 'compare.md')
     paths.as_path(out).parent.mkdir(parents=True, exist_ok=True)  # local or a URI

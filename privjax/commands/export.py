@@ -11,10 +11,12 @@ and, with Gaussian noise (--noise_variance), the clip of each upload to the norm
 --clip_percentile of the training features' norms before the noise (default 99, as the
 evaluation; 0: no clip). DIR holds
 extractor.bin (the serialised function with its weights), manifest.json (versions, shapes, dtypes,
-normalisation, PCA size, clip norm, noise variance) and
-load_extractor.py (a loader that needs jax, not privjax). With noise (or a learned-noise defence)
-the function takes a second argument, a uint32[2] key: draw a new one from a secure source for
-every call. DIR must be new or empty unless --overwrite is given. RUN and DIR may be URIs
+normalisation, PCA size, clip norm, noise variance),
+load_extractor.py (a loader that needs jax, not privjax) and MODEL_CARD.md (the data set and its
+digest, the defence, the deployed transform and, from the run's evaluation of that checkpoint if
+there is one, its utility and strongest attacks with their limits). With noise (or a learned-noise
+defence) the function takes a second argument, a uint32[2] key: draw a new one from a secure source
+for every call. DIR must be new or empty unless --overwrite is given. RUN and DIR may be URIs
 (gs://bucket/...).
 """
 

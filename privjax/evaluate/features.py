@@ -43,6 +43,10 @@ class Run:
   def cache_dir(self) -> str:
     return paths.join(self.workdir, 'eval', 'cache', f'step_{self.step}')
 
+  def features(self, split: str) -> dict:
+    """`extract(self, split)`: {'features': [N, *cut_shape], 'logits', <label>: [N] ...}."""
+    return extract(self, split)
+
 
 def load_run(workdir: str, step: int | None = None, *, data_dir: str | None = None) -> Run:
   """Restores the parameters and config of `workdir` at `step` (default: latest)."""

@@ -123,7 +123,9 @@ def summarize_ranks(ranks, num_candidates: int) -> dict[str, float]:
   ``(rank - 1) / (num_candidates - 1)``; 0 = no privacy, ~0.5 = random),
   ``fraction_first``, ``mean_log_rank``, ``max_log_rank``
   (``log(num_candidates)``), ``normalized_log_rank``
-  (``mean_log_rank / max_log_rank``) and ``num_samples``.
+  (``mean_log_rank / max_log_rank``) and ``num_samples``; the standard
+  errors of the three means over the samples ``mean_normalized_rank_se``,
+  ``fraction_first_se`` and ``normalized_log_rank_se`` (None for one sample).
   """
   r = np.asarray(ranks, np.float64).reshape(-1)
   if num_candidates < 2:
@@ -134,13 +136,21 @@ def summarize_ranks(ranks, num_candidates: int) -> dict[str, float]:
     raise ValueError(f"ranks must lie in [1, {num_candidates}], got [{r.min()}, {r.max()}]")
   log_r = np.log(r)
   max_log = math.log(num_candidates)
+  normalized = (r - 1.0) / (num_candidates - 1)
+
+  def se(x):
+    return float(np.std(x, ddof=1) / math.sqrt(x.size)) if x.size > 1 else None
+
   return {
       "mean_rank": float(r.mean()),
-      "mean_normalized_rank": float(np.mean((r - 1.0) / (num_candidates - 1))),
+      "mean_normalized_rank": float(np.mean(normalized)),
+      "mean_normalized_rank_se": se(normalized),
       "fraction_first": float(np.mean(r == 1)),
+      "fraction_first_se": se((r == 1).astype(np.float64)),
       "mean_log_rank": float(log_r.mean()),
       "max_log_rank": float(max_log),
       "normalized_log_rank": float(log_r.mean() / max_log),
+      "normalized_log_rank_se": se(log_r / max_log),
       "num_samples": int(r.size),
   }
 

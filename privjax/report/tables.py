@@ -203,13 +203,10 @@ def write_report(report: dict, out_dir: str, plot_fn=None) -> dict[str, str]:
 
 
 def load_report(path: str) -> dict:
-  """The report at `path`: a report.json, a report folder or a run (its default evaluation)."""
+  """The report at `path`: a report.json or a report folder. (A run's report is found by
+  `privjax.load_report`, in the folder privjax.evaluate.protocol.report_dir names.)"""
   if paths_lib.as_path(path).is_dir():
-    candidates = [
-        paths_lib.join(path, 'report.json'),
-        paths_lib.join(path, 'eval', 'default', 'report.json'),
-    ]
-    path = next((p for p in candidates if paths_lib.as_path(p).exists()), candidates[-1])
+    path = paths_lib.join(path, 'report.json')
   if not paths_lib.as_path(path).exists():
     raise FileNotFoundError(f'no report at {path}; run eval.py on that run first')
   report = json.loads(paths_lib.as_path(path).read_text())

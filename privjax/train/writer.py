@@ -12,6 +12,9 @@ two with the checkpoint, so the first row after a resume averages the same steps
 uninterrupted run's row (to float rounding); only its images_per_sec counts the steps since the
 resume alone. `read_rows` and `result_at` rebuild a run's final metrics from its history.
 
+In TensorBoard the metrics are grouped under `train/` (`train/loss`, `train/test_accuracy`...), beside
+the evaluation's `eval/`; metrics.jsonl keeps their bare names.
+
 TensorBoard's HPARAMS tab: `write_hparams` puts the run's config (flattened to dotted keys) and the
 names of the metrics to compare in the run's own event file, as the hparams plugin's experiment
 and session-start summaries (built by `tensorboardX.summary.hparams`, the function behind
@@ -45,6 +48,14 @@ except ImportError:  # TensorBoard is optional; JSON lines are always written.
   tensorboardX = None
 
 METRICS_FILE = 'metrics.jsonl'
+# TensorBoard groups tags by their first component: training's under train/, beside the
+# evaluation's eval/ (privjax.evaluate.tensorboard). metrics.jsonl keeps the bare names.
+TAG_GROUP = 'train'
+
+
+def tag(name: str) -> str:
+  """The TensorBoard tag of the training metric `name`."""
+  return f'{TAG_GROUP}/{name}'
 
 
 def read_rows(workdir: str) -> list[dict]:
@@ -199,7 +210,7 @@ class MetricWriter:
       paths.as_path(self._path).write_text(self._text)
     if self._tb:
       for k, v in metrics.items():
-        self._tb.add_scalar(k, float(v), int(step))
+        self._tb.add_scalar(tag(k), float(v), int(step))
 
   def write_hparams(self, config_dict: dict, metrics) -> bool:
     """The config and the metric tags `metrics` for TensorBoard's HPARAMS tab, when this writer
@@ -207,7 +218,7 @@ class MetricWriter:
     if not (self._tb and self._fresh):
       return False
     experiment, session_start, _ = tb_summary.hparams(
-        flat_hparams(config_dict), {m: 0.0 for m in metrics}
+        flat_hparams(config_dict), {tag(m): 0.0 for m in metrics}
     )
     self._tb.file_writer.add_summary(experiment)
     self._tb.file_writer.add_summary(session_start)

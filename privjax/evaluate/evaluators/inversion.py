@@ -19,8 +19,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from privjax import paths
-from privjax.attacks import inversion
+from privjax.attacks import inversion, reconstruction
 from privjax.errors import EvalError
 from privjax.evaluate import shared
 from privjax.privacy import dp, transforms
@@ -75,18 +74,6 @@ def deployed_extractor(model, pca, variance: float, clip: float | None = None):
   return extractor
 
 
-def save_rows(rows: list[np.ndarray], path: str, n: int = GRID_COLUMNS) -> str:
-  """PNG of image rows [N, S, S, 3] in [0, 1], the first `n` of each, one row per array."""
-  from PIL import Image
-
-  n = min(n, *(len(r) for r in rows))
-  grid = np.concatenate([np.concatenate(list(r[:n]), axis=1) for r in rows], axis=0)
-  image = Image.fromarray((np.clip(grid, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
-  with paths.as_path(path).open('wb') as f:  # `path` may be a URI
-    image.save(f, format='PNG')
-  return path
-
-
 def run(ctx, setting, settings) -> dict:
   c = settings
   t0 = time.perf_counter()
@@ -112,16 +99,23 @@ def run(ctx, setting, settings) -> dict:
   )
   ctx.add_reconstructions('inversion', idx, recon)
   out = {f'rmle/{k}': v for k, v in shared.image_quality(originals, recon, 'rMLE').items()}
-  rows = [originals]
+  rows, labels = [originals], ['original']
   decoder = ctx.reconstructions().get('decoder')
   if decoder is not None:
     decoder_images = decoder[1][np.searchsorted(decoder[0], idx)]
     same = shared.image_quality(originals, decoder_images, 'decoder on the same images', role='')
     out.update({f'decoder/{k}': v for k, v in same.items()})
     rows.append(decoder_images)
+    labels.append('decoder')
   rows.append(recon)
+  labels.append('rMLE')
   name = GRID.format('' if setting.baseline else '_' + setting.name.replace('/', '_'))
-  save_rows(rows, ctx.image_path(name, f'originals, decoder, rMLE, {setting.name}'))
+  reconstruction.save_image_grid(
+      rows,
+      labels,
+      ctx.image_path(name, f'originals, {", ".join(labels[1:])}, {setting.name}'),
+      GRID_COLUMNS,
+  )
   ctx.detail(
       num_images=int(len(idx)),
       tv_weight=tv_weight,

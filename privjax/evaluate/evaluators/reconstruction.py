@@ -47,7 +47,9 @@ def run(ctx, setting, settings) -> dict:
   recon = np.asarray(decoder.reconstruct(setting.cut_shaped('attacker_test')))
   ctx.add_reconstructions('decoder', np.arange(len(recon)), recon)
   reconstruction.save_image_grid(
-      test, recon, ctx.image_path(grid_name(setting), f'originals and decoder, {setting.name}')
+      [test, recon],
+      ['original', 'decoder'],
+      ctx.image_path(grid_name(setting), f'originals and decoder, {setting.name}'),
   )
   ctx.detail(train_seconds=time.perf_counter() - t0, steps=decoder.info.get('steps'))
   mean_image = np.broadcast_to(own.mean(axis=0), test.shape)
