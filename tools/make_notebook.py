@@ -55,14 +55,23 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__import__('privjax').__f
         """from privjax.evaluate import protocol
 from privjax.experiments import reproduce
 from privjax.report import tables
+from privjax.train import checkpoint
 
 eval_args = 'tiny' if TINY else 'fast'
 eval_config = reproduce.load_config(os.path.join(REPO, 'configs/eval/default.py'), eval_args)
-report_dirs = [protocol.report_dir(os.path.join(WORKDIR, v), eval_config) for v in VARIANTS]
-reports_exist = all(os.path.exists(os.path.join(d, 'report.json')) for d in report_dirs)
-if not reports_exist:
+runs = [os.path.join(WORKDIR, v) for v in VARIANTS]
+
+
+def evaluated(run):  # a report of the run's latest checkpoint (its folder names the step)
+    if checkpoint.latest_step(run) is None:
+        return False
+    return os.path.exists(os.path.join(protocol.report_dir(run, eval_config), 'report.json'))
+
+
+if not all(evaluated(r) for r in runs):
     reproduce.run_pipeline(WORKDIR, os.path.join(REPO, 'configs/default.py'), 'tiny' if TINY else '',
                            eval_config, VARIANTS, data_dir=DATA_DIR)
+report_dirs = [protocol.report_dir(r, eval_config) for r in runs]
 reports = [tables.load_report(d) for d in report_dirs]""",
     ),
     (
