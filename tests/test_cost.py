@@ -138,7 +138,7 @@ def test_report_leaves_the_callers_matplotlib_backend_alone(table, tmp_path, mon
 
 
 def test_command_writes_table_and_plot_with_evaluated_runs(tmp_path):
-  report_dir = tmp_path / 'siamese' / 'eval' / 'default'
+  report_dir = tmp_path / 'siamese' / 'eval' / 'default' / 'step_6'
   report_dir.mkdir(parents=True)
   (report_dir / 'report.json').write_text(
       json.dumps(

@@ -2110,3 +2110,23 @@ def test_a_bad_environment_variable_is_named(tfds_dir, tmp_path, monkeypatch, na
   text = assert_one_line(e)
   assert f'{variable}' in text and value in text and message in text, text
   assert isinstance(e.value, _cli.KNOWN_ERRORS)
+
+
+def test_a_damaged_frontier_json_is_rebuilt(evaluated, tfds_dir, tmp_path, capsys, monkeypatch):
+  """frontier.json cut short, then the frontier resumed (here a frontier of the `none` run alone,
+  trained and evaluated): one line says it was damaged and rebuilt; the new one is whole."""
+  from privjax.experiments import frontier
+
+  workdir = str(tmp_path / 'frontier')
+  copy_run(evaluated, tmp_path / 'frontier', 'none')
+  path = os.path.join(workdir, 'frontier.json')
+  with open(path, 'w') as f:
+    f.write('{"points": [')
+  monkeypatch.setattr(frontier, 'plan', lambda base, defences, quick: [('none', 'none', None)])
+  capsys.readouterr()
+  result = frontier.run_frontier(workdir, lambda d: make_config(tfds_dir, ARG), eval_config())
+  (line,) = [l for l in capsys.readouterr().out.splitlines() if 'damaged' in l]
+  assert line.startswith(f'{path} was damaged (not JSON: '), line
+  assert line.endswith("; rebuilt from the runs' reports"), line
+  with open(path) as f:
+    assert json.load(f)['points'] == json.loads(json.dumps(result['points'], default=float))
