@@ -24,6 +24,11 @@ each checkpoint's meta). A run of another format, or one written before runs rec
 refused in one line that names the privjax version that wrote it, when it is resumed (config.json)
 and when it is loaded for evaluation, export or `init_from` (the checkpoint's meta).
 
+While a training runs in a workdir (its lock held by a live process), reading its checkpoints for
+evaluation, export or `init_from` is refused in one line (`check_not_training`), unless the step
+asked for is one the training keeps (`kept_steps`: orbax deletes the others as it saves).
+A damaged config.json is a one-line RunError that names it.
+
 Evaluation restores `params` and `config` alone. Must not import privjax.models or privjax.data.
 """
 
@@ -623,7 +628,7 @@ def kept_steps(config_dict: dict) -> list[int] | None:
   if not keep:
     return None
   total, every = int(config_dict['total_steps']), int(config_dict['checkpoint_every'])
-  saved = sorted({min(1, total), *range(every, total + 1, every), total} - {0})
+  saved = sorted({1, *range(every, total + 1, every), total})
   return saved[-keep:]
 
 
