@@ -28,14 +28,14 @@ runs=${RUNS:-none siamese_1}
 evals=${EVALS:-recon_lfw_deployed recon_lfw_clean}
 for run in $runs; do
   [[ " $evals " != *" recon_lfw_deployed "* ]] ||
-  [ -f $dir/$run/eval/recon_lfw_deployed/report.json ] || python eval.py --workdir $dir/$run \
+  compgen -G "$dir/$run/eval/recon_lfw_deployed/step_*/report.json" >/dev/null || python eval.py --workdir $dir/$run \
       "${common[@]}" --config.name=recon_lfw_deployed \
       --config.transforms='("none","pca:32")' --config.noise_variances='(0.0,0.1)' \
       --config.evaluators='("head","open_set","benchmarks.deployed_decoder","reconstruction","inversion","reidentify")' \
       --config.open_set.settings=each --config.inversion.num_images=32 \
       --config.inversion.transform=pca:32 --config.inversion.noise_variance=0.1
   [[ " $evals " != *" recon_lfw_clean "* ]] ||
-  [ -f $dir/$run/eval/recon_lfw_clean/report.json ] || python eval.py --workdir $dir/$run \
+  compgen -G "$dir/$run/eval/recon_lfw_clean/step_*/report.json" >/dev/null || python eval.py --workdir $dir/$run \
       "${common[@]}" --config.name=recon_lfw_clean \
       --config.transforms='("none",)' --config.noise_variances='(0.0,)' \
       --config.evaluators='("head","inversion","reidentify")' \

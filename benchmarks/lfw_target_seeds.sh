@@ -29,9 +29,9 @@ for seed in 0 1 2; do
         --workdir $dir/siamese_1
   fi
   for run in none siamese_1; do
-    [ -f $dir/$run/eval/target_full/report.json ] || python eval.py --workdir $dir/$run \
+    compgen -G "$dir/$run/eval/target_full/step_*/report.json" >/dev/null || python eval.py --workdir $dir/$run \
         --config configs/eval/default.py --config.name=target_full "${settings[@]}"
-    [ -f $dir/$run/eval/target/report.json ] || python eval.py --workdir $dir/$run \
+    compgen -G "$dir/$run/eval/target/step_*/report.json" >/dev/null || python eval.py --workdir $dir/$run \
         --config configs/eval/default.py:fast --config.name=target "${settings[@]}"
   done
 done

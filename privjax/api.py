@@ -57,12 +57,13 @@ def load_report(path_or_run_dir, *, eval_config=None) -> dict:
   return tables.load_report(report_dir(path, eval_config=eval_config))
 
 
-def report_dir(run_dir, *, eval_config=None) -> str:
-  """The report folder of the evaluation of the run in `run_dir` with `eval_config` (a config or a
-  'FILE[:args]' string, default configs/eval/default.py): privjax.evaluate.protocol.report_dir."""
+def report_dir(run_dir, *, eval_config=None, step: int | None = None) -> str:
+  """The report folder of the evaluation of the run in `run_dir` at checkpoint `step` (None: its
+  latest) with `eval_config` (a config or a 'FILE[:args]' string, default
+  configs/eval/default.py): privjax.evaluate.protocol.report_dir."""
   from privjax.evaluate import protocol
 
-  return protocol.report_dir(os.fspath(run_dir), _eval_config(eval_config))
+  return protocol.report_dir(os.fspath(run_dir), _eval_config(eval_config), step)
 
 
 def _report_of(item, eval_config) -> dict:

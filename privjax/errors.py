@@ -4,7 +4,8 @@ What lives here: `PrivjaxError`, the base of them all, and one subclass per kind
 config value, a pretrained weight file, a data set, a workdir or checkpoint, a diverged run,
 another process of a multi-host job, an evaluation request, a defence request). The commands
 (privjax.commands) print any `PrivjaxError` as `error: <message>` and exit with status 2; any other
-exception is a bug and keeps its traceback. A new kind of error belongs here, so the command line
+exception is a bug and keeps its traceback. `Interrupted` is apart: a Ctrl-C that a training or an
+evaluation stopped at, with where it stopped; the commands print its message and exit with 130. A new kind of error belongs here, so the command line
 knows it. Import them from here: no other module re-exports them.
 
 Each class also has a built-in base (ValueError, RuntimeError), so `except ValueError` catches it.
@@ -48,3 +49,10 @@ class EvalError(PrivjaxError, ValueError):
 
 class DefenceError(PrivjaxError, ValueError):
   """An unknown or impossible defence request; the message lists what exists."""
+
+
+class Interrupted(KeyboardInterrupt):
+  """Ctrl-C stopped a training or an evaluation; the message says where and that a rerun resumes.
+
+  A KeyboardInterrupt (not a PrivjaxError), so that no `except Exception` on the way out stops it.
+  """

@@ -289,7 +289,7 @@ def _model_card(manifest: dict, run) -> str:
   from privjax import api
   from privjax.report import tables
 
-  where = api.report_dir(run.workdir)
+  where = api.report_dir(run.workdir, step=run.step)
   try:
     report = tables.load_report(where)
   except FileNotFoundError:

@@ -47,7 +47,8 @@ def join(path: PathLike, *parts: str) -> str:
 def write_atomic(path: PathLike, data: str | bytes) -> None:
   """Writes `data` to `path` so that a reader sees the old file or the new one, never a part.
 
-  Locally a temporary file beside it is renamed over it. An object store (GCS, S3) publishes an
+  Locally a temporary file beside it is renamed over it; an OSError of the write (a full disk)
+  names `path`. An object store (GCS, S3) publishes an
   object only when its upload completes, so there the object is written directly.
   """
   target = epath.Path(path)
@@ -60,9 +61,12 @@ def write_atomic(path: PathLike, data: str | bytes) -> None:
   try:
     with open(tmp, mode) as f:
       f.write(data)
-  except BaseException:  # a full disk: no part left behind beside the file
+  except BaseException as e:  # a full disk: no part left behind beside the file
     if os.path.exists(tmp):
       os.remove(tmp)
+    if isinstance(e, OSError) and e.errno is not None and not e.filename:
+      # A failed write names no file (a full disk): the error says which one it was.
+      raise type(e)(e.errno, e.strerror or os.strerror(e.errno), os.fspath(path)) from e
     raise
   os.replace(tmp, os.fspath(path))
 

@@ -414,8 +414,9 @@ def test_frontier_trains_evaluates_and_reports_on_gs(tfds_dir, bucket, tmp_path)
   names = files_under(local)
   for run in ('none', 'nopeek_1'):
     assert f'{run}/config.json' in names and f'{run}/{runner.TIMING}' in names
+    (step,) = {n.split('/')[3] for n in names if n.startswith(f'{run}/eval/default/step_')}
     for name in ('report.json', 'report.md', 'privacy_accuracy.png', 'reconstructions.png'):
-      assert f'{run}/eval/default/{name}' in names, (run, name)
+      assert f'{run}/eval/default/{step}/{name}' in names, (run, name)
     cache = [n for n in names if n.startswith(f'{run}/eval/cache/step_')]
     assert {n.rsplit('/', 1)[1] for n in cache} >= {
         'train.npz',
@@ -423,13 +424,14 @@ def test_frontier_trains_evaluates_and_reports_on_gs(tfds_dir, bucket, tmp_path)
         'attacker_test.npz',
         'pca_4.npz',  # the PCA fitted once and read back by the inversion evaluator
     }
-    (event,) = [n for n in names if n.startswith(f'{run}/eval/default/tensorboard/events.')]
+    (event,) = [n for n in names if n.startswith(f'{run}/eval/default/{step}/tensorboard/events.')]
     values = [v for e in _events(os.path.join(local, event)) for v in e.summary.value]
     images = {v.tag for v in values if v.HasField('image')}
     assert len(images) == 1 and images.pop().startswith('eval/images/inversion')
     assert any(v.tag.startswith('eval/pca_4/0/') for v in values if v.HasField('simple_value'))
-  report = privjax.load_report(f'{workdir}/nopeek_1')  # a run: its eval/default/report.json
-  with open(os.path.join(local, 'nopeek_1', 'eval', 'default', 'report.json')) as f:
+  # A run: its default evaluation at its latest step, eval/default/step_<S>/report.json.
+  report = privjax.load_report(f'{workdir}/nopeek_1')
+  with open(os.path.join(local, 'nopeek_1', 'eval', 'default', step, 'report.json')) as f:
     assert report == json.load(f)
   assert report['workdir'] == f'{workdir}/nopeek_1'  # the URI, not <cwd>/gs:/...
   assert report['details']['reference_run']['once']['workdir'] == f'{workdir}/none'

@@ -64,7 +64,7 @@ def test_eval_py_writes_a_complete_report_and_compares(trained_runs):
       f'--config.reference_run.workdir={trained_runs["none"]}',
   )
   assert result.returncode == 0, result.stderr[-3000:]
-  out = os.path.join(run, 'eval', 'default')
+  out = os.path.join(run, 'eval', 'default', 'step_6')  # the evaluation of checkpoint step 6
   for name in ('report.json', 'report.md', 'privacy_accuracy.png', 'reconstruction.png'):
     assert os.path.getsize(os.path.join(out, name)) > 0, name
   report = json.load(open(os.path.join(out, 'report.json')))
@@ -202,7 +202,7 @@ def test_an_evaluator_from_one_file_reaches_the_report(trained_runs, tmp_path, m
   test_features = features_lib.extract(features_lib.load_run(run), 'test')['features']
   expected = 2.5 * float(np.mean(test_features))
   assert entries[0]['metrics']['mean_upload/mean']['value'] == pytest.approx(expected)
-  out = os.path.join(run, 'eval', 'plugin')
+  out = protocol.report_dir(run, config, report['step'])  # where its TensorBoard went
   tables.write_report(report, out)
   md = open(os.path.join(out, 'report.md')).read()
   assert '## mean_upload (at the baseline setting)' in md and '| mean upload |' in md
@@ -284,7 +284,7 @@ def test_compare_table_lists_runs_side_by_side(trained_runs):
   from privjax.report import tables
 
   report = tables.load_report(
-      os.path.join(trained_runs['siamese'], 'eval', 'default', 'report.json')
+      os.path.join(trained_runs['siamese'], 'eval', 'default', 'step_6', 'report.json')
   )
   other = json.loads(json.dumps(report))
   other['defence'] = {'name': 'none'}

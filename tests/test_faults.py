@@ -88,9 +88,9 @@ from PIL import Image
 from privjax import config as config_lib
 from privjax import export
 from privjax.commands import _cli
-from privjax.data import face_renderer, image_folder, photo_builder, synthetic_faces
-from privjax.errors import ConfigError, RunError
-from privjax.evaluate import features, protocol
+from privjax.data import face_renderer, image_folder, photo_builder, pipeline, synthetic_faces
+from privjax.errors import ConfigError, EvalError, RunError
+from privjax.evaluate import features, memo, protocol
 from privjax.report import tables
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import loop
@@ -534,7 +534,7 @@ def test_export_overwrite_replaces_the_export_and_keeps_other_files(reference, t
   _another_export(out)
   with open(os.path.join(out, 'notes.txt'), 'w') as f:
     f.write('mine')
-  manifest = export.export_run(reference[0], out, overwrite=True)
+  manifest = export.export_run(copy_run(reference, tmp_path), out, overwrite=True)
   assert export.load_exported(out).manifest == manifest
   with open(os.path.join(out, 'notes.txt')) as f:
     assert f.read() == 'mine'
@@ -606,6 +606,18 @@ _CLI = {
         lambda t, r, d: EXPORT_CLI + ['--workdir', r, '--out', f'{t}/out', '--pca_k', '500'],
         '--pca_k 500 is more than the 108 images',
     ),
+    'stray_positional_argument': (
+        lambda t, r, d: TRAIN + TINY + ['--workdir', f'{t}/w', 'runs/x'],
+        'unexpected argument runs/x; see python train.py --help',
+    ),
+    'eval_without_workdir': (
+        lambda t, r, d: [sys.executable, 'eval.py', '--config', 'configs/eval/default.py:tiny'],
+        'give --workdir RUN (or --compare RUN_A RUN_B ...); see python eval.py --help',
+    ),
+    'empty_workdir': (
+        lambda t, r, d: TRAIN + TINY + [f'--config.dataset.data_dir={d}', '--workdir='],
+        '--workdir is empty: give a directory; see python train.py --help',
+    ),
 }
 _CLI_ABOUT = {
     'missing_config_file': 'train.py --config naming a file that does not exist',
@@ -617,6 +629,9 @@ _CLI_ABOUT = {
     'workdir_under_a_file': 'a --workdir below a file',
     'export_into_non_empty_out': 'privjax export into a non-empty --out',
     'export_pca_k_above_training_images': 'privjax export --pca_k above the training images',
+    'stray_positional_argument': 'train.py with a stray positional argument',
+    'eval_without_workdir': 'eval.py without --workdir (nor --compare)',
+    'empty_workdir': '--workdir= (empty), which would train in the current directory',
 }
 CLI = faultlib.Cases(
     'command line',
@@ -1235,7 +1250,7 @@ def eval_config():
 def evaluate_and_report(workdir: str) -> str:
   """What eval.py does (without plots); returns the report folder. A child's entry point too."""
   report = protocol.evaluate_run(workdir, eval_config())
-  out = os.path.join(workdir, 'eval', EVAL_NAME)
+  out = protocol.report_dir(workdir, eval_config(), report['step'])
   tables.write_report(report, out)
   return out
 
@@ -1327,7 +1342,7 @@ def test_sigkill_while_caching_features_then_rerun(reference, evaluated, tmp_pat
   proc = subprocess.run(child, cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
   assert_no_partial_cache(workdir)
-  report = os.path.join(workdir, 'eval', EVAL_NAME, 'report.json')
+  report = os.path.join(protocol.report_dir(workdir, eval_config(), 6), 'report.json')
   assert not os.path.exists(report)  # the first evaluation: no report, not a part of one
   out = evaluate_and_report(workdir)
   assert_same_report(tables.load_report(out), evaluated[1])
@@ -1351,8 +1366,10 @@ def _stopped_after_checkpoint_3(reference, tmp_path) -> str:
 
 @pytest.fixture(scope='module')
 def exported(reference, tmp_path_factory):
-  out = str(tmp_path_factory.mktemp('exported') / 'out')
-  export.export_run(reference[0], out)
+  """An export of a copy of the reference run (export caches the run's features in the run)."""
+  top = tmp_path_factory.mktemp('exported')
+  out = str(top / 'out')
+  export.export_run(copy_run(reference, top), out)
   return out
 
 
@@ -1434,11 +1451,20 @@ DISK_FULL = faultlib.Cases(
             ),
         ),
         'feature_cache': (
-            "evaluation: the training split's feature cache, half written",
+            "evaluation: the training split's feature cache, half written (the line names it)",
             (
                 'eval',
                 dict(target='builtins.open', match='/train.npz', partial=True),
-                'No space left on device',
+                'No space left on device: /',
+            ),
+        ),
+        'pca_cache': (
+            'evaluation: the fitted PCA (pca_4.npz), half written while the settings progress bar '
+            'is open (the line names the file and starts a line of its own)',
+            (
+                'eval',
+                dict(target='builtins.open', match='pca_4.npz', partial=True),
+                'pca_4.npz',
             ),
         ),
         'report_over_a_previous_report': (
@@ -1465,14 +1491,15 @@ def test_full_disk_is_one_line_and_keeps_what_was_there(
   elif what == 'export':
     workdir = str(tmp_path / 'out')
     shutil.copytree(exported, workdir)
-    job = lambda: export.export_run(reference[0], workdir, overwrite=True)  # noqa: E731
+    run = copy_run(reference, tmp_path)
+    job = lambda: export.export_run(run, workdir, overwrite=True)  # noqa: E731
   elif what == 'eval':
     workdir = run_without_eval(reference, tmp_path)
     job = lambda: evaluate_and_report(workdir)  # noqa: E731
   else:
     workdir = copy_run(evaluated, tmp_path)
     job = lambda: tables.write_report(  # noqa: E731
-        {**evaluated[1], 'step': 5}, os.path.join(workdir, 'eval', EVAL_NAME)
+        {**evaluated[1], 'step': 6}, protocol.report_dir(workdir, eval_config(), 6)
     )
   before = snapshot(workdir)
   capsys.readouterr()
@@ -1729,3 +1756,377 @@ def test_sigkill_during_checkpoint_writing_then_rerun(sigkilled, reference, tfds
     # unlinks there): step 3 half deleted beside step 6, no save in progress
     assert not left, left
   _rerun_after_kill(sigkilled, reference, tfds_dir, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# A run whose training is in progress: its train.lock held by a live process of this host (a
+# sleeping child stands in for the training; the lock is what a training writes). Its latest
+# checkpoint changes as it trains and orbax deletes the ones it does not keep (keep_checkpoints).
+
+
+@pytest.fixture(scope='module')
+def live_training():
+  """`hold(workdir)`: writes the train.lock of a live training (another process) into workdir."""
+  import socket
+
+  proc = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3600)'])
+  started = time.time()
+
+  def hold(workdir):
+    owner = {'host': socket.gethostname(), 'pid': proc.pid, 'started': 'now', 'time': started}
+    with open(os.path.join(workdir, ckpt_lib.LOCK_FILE), 'w') as f:
+      json.dump(owner, f)
+    return proc.pid
+
+  yield hold
+  proc.kill()
+  proc.wait()
+
+
+def _keep_only_the_last(workdir):
+  """The run's config.json says keep_checkpoints=1: its training keeps step 6 only."""
+  path = os.path.join(workdir, ckpt_lib.CONFIG_FILE)
+  with open(path) as f:
+    config = json.load(f)
+  config['keep_checkpoints'] = 1
+  with open(path, 'w') as f:
+    json.dump(config, f)
+
+
+LIVE_TRAINING = faultlib.Cases(
+    'training in progress',
+    'reading the latest checkpoint, or one the training will delete, is refused in one line that '
+    'names the training and the steps it keeps, nothing changed; a step it keeps is read',
+    {
+        # name: (description, (prepare the run, what reads it, the error or None))
+        'eval_latest': (
+            'evaluation without --step',
+            (None, lambda w: protocol.evaluate(w, eval_config()), 'its latest checkpoint changes'),
+        ),
+        'export_latest': (
+            'export without --step',
+            (
+                None,
+                lambda w: export.export_run(w, os.path.join(w, 'out')),
+                'its latest checkpoint changes',
+            ),
+        ),
+        'eval_step_not_kept': (
+            'evaluation of step 3 of a training that keeps only its last checkpoint',
+            (
+                _keep_only_the_last,
+                lambda w: protocol.evaluate(w, eval_config(), step=3),
+                'it will delete checkpoint step 3; wait for it to finish, or name a checkpoint it '
+                'keeps with --step (step 6)',
+            ),
+        ),
+        'kept_step': (
+            'reading step 3 of a training that keeps its last two checkpoints: restored',
+            (None, lambda w: ckpt_lib.restore_run(w, step=3), None),
+        ),
+    },
+)
+
+
+@pytest.mark.parametrize('name', list(LIVE_TRAINING))
+def test_a_run_in_training_is_read_only_at_a_step_it_keeps(
+    reference, live_training, tmp_path, name
+):
+  prepare, read, message = LIVE_TRAINING[name]
+  workdir = copy_run(reference, tmp_path)
+  if prepare:
+    prepare(workdir)
+  pid = live_training(workdir)
+  if message is None:
+    assert read(workdir)[0] == 3
+    return
+  before = snapshot(workdir)
+  with pytest.raises(RunError, match=f'is being trained now \\(pid {pid} on') as e:
+    read(workdir)
+  assert message in assert_one_line(e)
+  assert snapshot(workdir) == before
+
+
+def test_eval_command_refuses_a_run_in_training(reference, live_training, tmp_path):
+  """`privjax eval` of a run whose training is in progress: exit status 2 and one `error:` line
+  naming the training's pid, nothing changed."""
+  workdir = copy_run(reference, tmp_path)
+  pid = live_training(workdir)
+  before = snapshot(workdir)
+  args = [sys.executable, '-m', 'privjax', 'eval', '--workdir', workdir]
+  proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+  (line,) = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+  assert f'is being trained now (pid {pid} on' in line and '--step (step 3, 6)' in line, line
+  assert snapshot(workdir) == before
+
+
+def test_evaluations_of_two_steps_sit_side_by_side(evaluated, tmp_path, caplog):
+  """An evaluation's report folder names its checkpoint step: with the latest checkpoint broken,
+  the evaluation falls back to step 3 and writes eval/<name>/step_3/, leaving the step-6 report."""
+  workdir = copy_run(evaluated, tmp_path)
+  step_6 = protocol.report_dir(workdir, eval_config(), 6)
+  assert step_6.endswith(os.path.join('eval', EVAL_NAME, 'step_6'))
+  before = snapshot(step_6)
+  _truncate(os.path.join(workdir, 'checkpoints', '6', 'meta', 'metadata'))
+  with caplog.at_level('WARNING'):
+    report, out = protocol.evaluate(workdir, eval_config())
+  assert report['step'] == 3 and out == protocol.report_dir(workdir, eval_config(), 3)
+  assert tables.load_report(out)['step'] == 3
+  assert snapshot(step_6) == before
+  assert tables.load_report(step_6)['step'] == 6
+
+
+# ---------------------------------------------------------------------------------------------
+# Files privjax wrote itself, damaged (cut short, or other bytes): one line naming the file and
+# what to do; what privjax can rebuild (a report, a cache) it rebuilds, and says so.
+
+
+def _cut(path):
+  with open(path, 'r+b') as f:
+    f.truncate(os.path.getsize(path) // 2)
+
+
+def _damage_middle_row(workdir):
+  path = os.path.join(workdir, 'metrics.jsonl')
+  with open(path) as f:
+    lines = f.readlines()
+  lines[1] = lines[1][: len(lines[1]) // 2] + '\n'
+  with open(path, 'w') as f:
+    f.writelines(lines)
+
+
+DAMAGED = faultlib.Cases(
+    'damaged file privjax wrote',
+    'one line naming the file and what to do, nothing changed',
+    {
+        # name: (description, (damage the run, what reads it, the error's type and text))
+        'config_json': (
+            'config.json cut short: a resume is refused (evaluation does not need it)',
+            (
+                lambda w: _cut(os.path.join(w, 'config.json')),
+                'train',
+                RunError,
+                'config.json is damaged (not JSON: ',
+            ),
+        ),
+        'metrics_jsonl_middle_line': (
+            'metrics.jsonl with its 2nd line cut short (not the last, which only a kill cuts): '
+            'the resume is refused instead of dropping it',
+            (
+                _damage_middle_row,
+                'resume',
+                RunError,
+                'metrics.jsonl line 2 is damaged (not JSON: ',
+            ),
+        ),
+        'report_json': (
+            'report.json cut short: reading it (eval --compare) is refused',
+            (
+                lambda w: _cut(os.path.join(_report_of(w), 'report.json')),
+                'compare',
+                EvalError,
+                'report.json is damaged (not JSON: ',
+            ),
+        ),
+    },
+)
+
+
+def _report_of(workdir):
+  return protocol.report_dir(workdir, eval_config(), 6)
+
+
+@pytest.mark.parametrize('name', list(DAMAGED))
+def test_a_damaged_file_is_one_line(evaluated, tfds_dir, tmp_path, name):
+  damage, what, error, message = DAMAGED[name]
+  workdir = copy_run(evaluated, tmp_path)
+  if what == 'resume':  # stopped after its step-3 checkpoint: the resume reads the history
+    shutil.rmtree(os.path.join(workdir, 'checkpoints', '6'))
+    os.remove(os.path.join(workdir, 'final_metrics.json'))
+  damage(workdir)
+  before = snapshot(workdir)
+  if what == 'compare':
+    with pytest.raises(error) as e:
+      tables.load_report(os.path.join(workdir, 'eval', EVAL_NAME))
+  else:
+    with pytest.raises(error) as e:
+      loop.train_and_evaluate(make_config(tfds_dir), workdir)
+  assert message in assert_one_line(e)
+  assert snapshot(workdir) == before
+
+
+REBUILT = faultlib.Cases(
+    'damaged file privjax rebuilds',
+    'a one-line warning naming the file; the file is made again, and the result equals the '
+    "uninterrupted evaluation's",
+    {
+        # name: (description, the file, relative to the step-6 feature cache or report folder)
+        'feature_cache': (
+            "the training split's feature cache (eval/cache/step_6/train.npz) cut short: "
+            'recomputed',
+            ('cache', 'train.npz'),
+        ),
+        'pca_cache': (
+            'the fitted PCA (eval/cache/step_6/pca_4.npz) overwritten with other bytes: refitted',
+            ('cache', 'pca_4.npz'),
+        ),
+        'report_on_resume': (
+            'report.json cut short, then the experiment resumed (frontier, reproduce): the run is '
+            'evaluated again',
+            ('report', 'report.json'),
+        ),
+    },
+)
+
+
+@pytest.mark.parametrize('name', list(REBUILT))
+def test_a_damaged_cache_or_report_is_rebuilt(evaluated, tmp_path, capsys, caplog, name):
+  from privjax.experiments import runner
+
+  where, file = REBUILT[name]
+  workdir = copy_run(evaluated, tmp_path)
+  folder = os.path.join(workdir, 'eval', 'cache', 'step_6') if where == 'cache' else None
+  path = os.path.join(folder or _report_of(workdir), file)
+  if name == 'pca_cache':
+    with open(path, 'wb') as f:
+      f.write(b'not an npz archive')
+  else:
+    _cut(path)
+  with caplog.at_level('WARNING'):
+    if where == 'cache':
+      out = evaluate_and_report(workdir)
+    else:
+      _, out, _ = runner.evaluate_run(workdir, eval_config(), reuse_report=True)
+  said = caplog.text if where == 'cache' else capsys.readouterr().out
+  (line,) = [l for l in said.splitlines() if 'is damaged' in l]
+  assert path in line, line
+  assert_same_report(tables.load_report(out), evaluated[1])
+  assert_no_partial_cache(workdir)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ctrl-C (a KeyboardInterrupt at a named point, in a child process) and the environment.
+
+
+INTERRUPTS = faultlib.Cases(
+    'Ctrl-C',
+    'exit status 130 and one last line saying where it stopped and that a rerun resumes; no '
+    'traceback, no lock left',
+    {
+        # name: (description, (the command, from the run to evaluate r and the data dir d; the
+        # fault; the line))
+        'training': (
+            'train.py, Ctrl-C at the 6th batch (after step 4)',
+            (
+                lambda t, r, d: _train_command(
+                    [faultlib.Fault(action='interrupt', **faultlib.AT_BATCH_6)], d, f'{t}/w'
+                ),
+                'training interrupted at step 4; rerun the same command to resume',
+            ),
+        ),
+        'evaluation': (
+            'privjax eval, Ctrl-C while it extracts features',
+            (
+                lambda t, r, d: faultlib.command(
+                    [
+                        faultlib.Fault(
+                            target='privjax.data.pipeline.eval_batches', action='interrupt', item=2
+                        )
+                    ],
+                    '-m',
+                    'privjax',
+                    'eval',
+                    '--workdir',
+                    r,
+                    '--config',
+                    'configs/eval/default.py:tiny',
+                ),
+                'evaluation interrupted; rerun the same command to resume',
+            ),
+        ),
+    },
+)
+
+
+@pytest.mark.parametrize('name', list(INTERRUPTS))
+def test_ctrl_c_is_one_line(reference, tfds_dir, tmp_path, name):
+  make_args, message = INTERRUPTS[name]
+  run = run_without_eval(reference, tmp_path)
+  proc = subprocess.run(
+      make_args(str(tmp_path), run, tfds_dir), cwd=ROOT, capture_output=True, text=True, timeout=600
+  )
+  assert proc.returncode == 130, proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+  assert proc.stderr.splitlines()[-1].startswith(message), proc.stderr[-2000:]
+  assert not os.path.exists(tmp_path / 'w' / ckpt_lib.LOCK_FILE)
+
+
+ENVIRONMENT = faultlib.Cases(
+    'bad environment variable',
+    'a one-line error that names the variable and its value',
+    {
+        # name: (description, (the variable, its value from tmp_path, what runs, the error))
+        'tfds_data_dir_a_file': (
+            'TFDS_DATA_DIR naming a file, with no dataset.data_dir in the config',
+            (
+                'TFDS_DATA_DIR',
+                lambda t: _config_file(t, ''),
+                lambda c: pipeline.get_builder(c.dataset),
+                'is not a directory; set it to a directory privjax can write',
+            ),
+        ),
+        'tfds_data_dir_under_a_file': (
+            'TFDS_DATA_DIR below a file',
+            (
+                'TFDS_DATA_DIR',
+                lambda t: _config_file(t, '') + '/tfds',
+                lambda c: pipeline.get_builder(c.dataset),
+                'cannot be created: ',
+            ),
+        ),
+        'privjax_cache_dir_a_file': (
+            'PRIVJAX_CACHE_DIR naming a file: the attack memo cannot be written',
+            (
+                'PRIVJAX_CACHE_DIR',
+                lambda t: _config_file(t, ''),
+                lambda c: memo.save('ab' * 32, {'x': 1}),
+                'set PRIVJAX_CACHE_DIR to a writable directory, or to off',
+            ),
+        ),
+    },
+)
+
+
+@pytest.mark.parametrize('name', list(ENVIRONMENT))
+def test_a_bad_environment_variable_is_named(tfds_dir, tmp_path, monkeypatch, name):
+  variable, make_value, job, message = ENVIRONMENT[name]
+  value = make_value(str(tmp_path))
+  monkeypatch.setenv(variable, value)
+  config = make_config(tfds_dir)
+  config.dataset.data_dir = ''
+  with pytest.raises(Exception) as e:
+    job(config)
+  text = assert_one_line(e)
+  assert f'{variable}' in text and value in text and message in text, text
+  assert isinstance(e.value, _cli.KNOWN_ERRORS)
+
+
+def test_a_damaged_frontier_json_is_rebuilt(evaluated, tfds_dir, tmp_path, capsys, monkeypatch):
+  """frontier.json cut short, then the frontier resumed (here a frontier of the `none` run alone,
+  trained and evaluated): one line says it was damaged and rebuilt; the new one is whole."""
+  from privjax.experiments import frontier
+
+  workdir = str(tmp_path / 'frontier')
+  copy_run(evaluated, tmp_path / 'frontier', 'none')
+  path = os.path.join(workdir, 'frontier.json')
+  with open(path, 'w') as f:
+    f.write('{"points": [')
+  monkeypatch.setattr(frontier, 'plan', lambda base, defences, quick: [('none', 'none', None)])
+  capsys.readouterr()
+  result = frontier.run_frontier(workdir, lambda d: make_config(tfds_dir, ARG), eval_config())
+  (line,) = [l for l in capsys.readouterr().out.splitlines() if 'damaged' in l]
+  assert line.startswith(f'{path} was damaged (not JSON: '), line
+  assert line.endswith("; rebuilt from the runs' reports"), line
+  with open(path) as f:
+    assert json.load(f)['points'] == json.loads(json.dumps(result['points'], default=float))

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from privjax import errors
+from privjax.evaluate import protocol
 from privjax.experiments import frontier
 
 pytestmark = pytest.mark.e2e
@@ -73,7 +74,10 @@ def test_frontier_job_trains_evaluates_and_resumes(tiny_config, tmp_path):
 
   # A rerun reuses every training and evaluation.
   stamp = {
-      r: os.path.getmtime(os.path.join(workdir, r, 'eval', 'default', 'report.json')) for r in runs
+      r: os.path.getmtime(
+          os.path.join(protocol.report_dir(os.path.join(workdir, r), eval_config), 'report.json')
+      )
+      for r in runs
   }
   again = frontier.run_frontier(
       workdir, make_config, eval_config, defences=['nopeek', 'learned_noise'], quick=True
@@ -81,7 +85,10 @@ def test_frontier_job_trains_evaluates_and_resumes(tiny_config, tmp_path):
   assert again['points'] == result['points']
   assert again['runs'] == result['runs']  # each run's training time is its first one's
   assert stamp == {
-      r: os.path.getmtime(os.path.join(workdir, r, 'eval', 'default', 'report.json')) for r in runs
+      r: os.path.getmtime(
+          os.path.join(protocol.report_dir(os.path.join(workdir, r), eval_config), 'report.json')
+      )
+      for r in runs
   }
 
 

@@ -26,7 +26,7 @@ privjax-train --config configs/default.py:tiny --config.total_steps=12 --workdir
 python -c 'import json; print(json.load(open("runs/tiny/final_metrics.json"))["step"])'
 # 3. evaluate its frozen features (packaged configs/eval/default.py)
 privjax-eval --workdir runs/tiny --config configs/eval/default.py:tiny
-head -5 runs/tiny/eval/default/report.md
+head -5 runs/tiny/eval/default/step_*/report.md
 # 4. export the device-side extractor
 privjax-export --workdir runs/tiny --out export_tiny
 ls export_tiny

@@ -11,8 +11,11 @@ Exit status 2 and one `error: <message>` line for:
     checkpoint, NaN, a failed process, an impossible evaluation or defence request), a missing
     file, an operating-system error with an errno (an unwritable directory, a full disk); from
     inside a command's `main` as from its flags (a config file that is missing, has a syntax error
-    or an unknown `--config.key`).
-Anything else is a bug and keeps its traceback.
+    or an unknown `--config.key`, a directory flag given empty: `--workdir=`).
+Exit status 130 and one line for Ctrl-C: where a training or an evaluation stopped
+(`privjax.errors.Interrupted`) and that a rerun resumes.
+Anything else is a bug and keeps its traceback. A line printed while progress bars are open goes
+below them: the bars are closed first, each ending its own line.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from privjax import config_args, errors
 
 # The errors privjax raises on purpose (all of them, by their common base), and a missing file.
 KNOWN_ERRORS = (errors.PrivjaxError, FileNotFoundError)
+# Flags that name a directory: given empty (`--workdir=`), they would mean the current one.
+DIRECTORY_FLAGS = ('workdir', 'out', 'data_dir')
 HELP_FLAGS = ('-h', '-?', '--help', '--helpshort')
 WIDTH = 100
 
@@ -48,9 +53,24 @@ def _known_message(e: BaseException) -> str | None:
   return None
 
 
-def _fail(message: str):
-  print(f'error: {message}', file=sys.stderr)
-  sys.exit(2)
+def _close_progress_bars() -> None:
+  """Closes the tqdm bars still open (an exception left them), so that the next line printed
+  starts a line of its own instead of landing on a bar's."""
+  tqdm = sys.modules.get('tqdm')
+  for bar in list(getattr(getattr(tqdm, 'tqdm', None), '_instances', ())):
+    bar.close()
+
+
+def _fail(message: str, status: int = 2):
+  _close_progress_bars()
+  print(f'error: {message}' if status == 2 else message, file=sys.stderr, flush=True)
+  sys.exit(status)
+
+
+def interrupted(e: KeyboardInterrupt):
+  """Ctrl-C: one line (where it stopped, when privjax knows) and exit status 130."""
+  message = one_line(e) if isinstance(e, errors.Interrupted) else 'interrupted'
+  _fail(message, 130)
 
 
 def print_help(text: str):
@@ -211,6 +231,9 @@ def _parser(module, prog: str):
       _fail(_known_message(e) or _config_file_message(e))
     if len(rest) > 1 and not getattr(module, 'TAKES_ARGUMENTS', False):
       _fail(f'unexpected argument{"s" * (len(rest) > 2)} {" ".join(rest[1:])}; {pointer}')
+    empty = [n for n in DIRECTORY_FLAGS if n in flags.FLAGS and flags.FLAGS[n].value == '']
+    if empty:
+      _fail(f'--{empty[0]} is empty: give a directory; {pointer}')
     missing = [n for n in getattr(module, 'REQUIRED', ()) if flags.FLAGS[n].value is None]
     if missing:
       _fail(f'{_flag_list(missing)} {"is" if len(missing) == 1 else "are"} required; {pointer}')
@@ -244,5 +267,7 @@ def run_command(name: str, prog: str | None = None) -> None:
       return run_or_exit(lambda: module.main(argv))
     except app.UsageError as e:
       _fail(f'{one_line(e)}; see {prog} --help')
+    except KeyboardInterrupt as e:
+      interrupted(e)
 
   app.run(main, flags_parser=_parser(module, prog))

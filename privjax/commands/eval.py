@@ -5,10 +5,13 @@ usage: privjax eval --workdir RUN [--config FILE[:ARGS]] [--step N] [--config.KE
        (also privjax-eval or python eval.py, with the same flags)
 
 The first form evaluates RUN with the evaluation config (configs/eval/default.py by default; its
-`:fast` and `:tiny` arguments run fewer attackers) and writes RUN/eval/<name>/: report.json,
-report.md, privacy_accuracy.png, reconstruction.png (the decoder), reconstructions.png (originals,
-decoder, inversion) and tensorboard/ (results per setting). The second puts evaluated runs (or
-report.json files) side by side in one table, compare.md.
+`:fast` and `:tiny` arguments run fewer attackers) at checkpoint step S (--step, default the
+latest) and writes RUN/eval/<name>/step_<S>/: report.json, report.md, privacy_accuracy.png,
+reconstruction.png (the decoder), reconstructions.png (originals, decoder, inversion) and
+tensorboard/ (results per setting); the evaluations of other steps stay beside it. A run whose
+training is in progress is refused unless --step names a checkpoint that training keeps. The
+second form puts evaluated runs (their newest step's report) or report.json files side by side in
+one table, compare.md.
 
 Outside a clone, configs/... names the configs installed with privjax.
 """

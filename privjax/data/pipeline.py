@@ -15,6 +15,7 @@ import dataclasses
 import importlib
 import itertools
 import logging
+import os
 from typing import Any, Iterator
 
 import grain
@@ -24,6 +25,7 @@ import tensorflow_datasets as tfds
 from absl import flags
 from PIL import Image
 
+from privjax import paths
 from privjax.data import digest as digest_lib
 from privjax.data.pairs import PairSampler
 from privjax.errors import DataError, RunError
@@ -45,6 +47,8 @@ def get_builder(dataset_cfg) -> tfds.core.DatasetBuilder:
   if module:
     importlib.import_module(module)
   data_dir = dataset_cfg.data_dir or None
+  if data_dir is None:
+    check_env_data_dir()
   # Optional: builder parameters (e.g. image_folder's csv) and TFDS's manual-download folder.
   kwargs = dict(dataset_cfg.get('builder_kwargs') or {})
   try:
@@ -68,6 +72,33 @@ def get_builder(dataset_cfg) -> tfds.core.DatasetBuilder:
     )  # none of ours is on GCS
     builder.download_and_prepare(file_format='array_record', download_config=download)
   return builder
+
+
+def check_env_data_dir() -> None:
+  """A DataError naming TFDS_DATA_DIR (where TFDS keeps data sets when the config names no
+  data_dir) when it is set to a path that is not a directory or cannot be created;
+  otherwise TFDS's own error would name a folder below it, and not the variable."""
+  value = os.environ.get('TFDS_DATA_DIR')
+  if not value or not paths.is_local(value):
+    return
+  path = os.path.abspath(os.path.expanduser(value))
+  existing = path
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if existing == path:
+    if os.path.isdir(path):
+      return  # a read-only one still serves the data sets prepared in it
+    problem = 'is not a directory'
+  elif not os.path.isdir(existing):
+    problem = f'cannot be created: {existing} is not a directory'
+  elif not os.access(existing, os.W_OK | os.X_OK):
+    problem = f'cannot be created: {existing} is not writable'
+  else:
+    return
+  raise DataError(
+      f'TFDS_DATA_DIR={value} {problem}; set it to a directory privjax can write, unset it '
+      '(~/tensorflow_datasets), or give --config.dataset.data_dir'
+  )
 
 
 def label_num_classes(builder, key: str) -> int:

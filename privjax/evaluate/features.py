@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
+import zipfile
 import zlib
 
 import jax
@@ -73,8 +75,9 @@ def extract(run: Run, split: str, *, batch_size: int | None = None, cache: bool 
   """{'features': [N, *cut_shape] float32, 'logits': [N, C], <label>: [N] ...} for `split`."""
   path = paths.as_path(paths.join(run.cache_dir, f'{split}.npz'))
   if cache and path.exists():
-    with np.load(io.BytesIO(path.read_bytes())) as data:
-      return dict(data)
+    data = read_cache(path, _load_npz)
+    if data is not None:
+      return data
   data = load_split_features(
       run.model,
       run.config,
@@ -87,6 +90,27 @@ def extract(run: Run, split: str, *, batch_size: int | None = None, cache: bool 
     np.savez(buffer, **data)
     paths.write_atomic(path, buffer.getvalue())  # a reader never sees part of a cache file
   return data
+
+
+# What a cache file cut short or overwritten with other bytes raises when it is read.
+DAMAGED_CACHE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
+def _load_npz(path) -> dict:
+  with np.load(io.BytesIO(paths.as_path(path).read_bytes())) as data:
+    return dict(data)
+
+
+def read_cache(path, load):
+  """`load(path)` of a cache file privjax wrote (features, a fitted PCA); None, with a one-line
+  warning that names it, when it is damaged: the caller computes it again and writes it over."""
+  try:
+    return load(path)
+  except FileNotFoundError:
+    return None
+  except DAMAGED_CACHE as e:
+    logging.warning('cache %s is damaged (%s: %s); computing it again', path, type(e).__name__, e)
+    return None
 
 
 def feature_bytes(run: Run, split: str) -> int:

@@ -22,7 +22,8 @@ Location: `$PRIVJAX_CACHE_DIR/attacks`, default `$XDG_CACHE_HOME/privjax` (`~/.c
 `PRIVJAX_CACHE_DIR=off` (or the eval config's `attack_memo = False`) turns it off. The memo is a
 cache of this machine (local files, `os`/`open`, written atomically by a rename), not a run
 directory: it never goes through privjax.paths, and a `gs://` workdir does not move it. A worker
-without it recomputes the attacks, with the same results.
+without it recomputes the attacks, with the same results. A folder that cannot be written is a
+one-line ConfigError that names the variable.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import json
 import os
 
 import numpy as np
+
+from privjax.errors import ConfigError
 
 # Paths relative to the privjax package, folders (every .py below them) or files; absent ones are
 # skipped.
@@ -130,8 +133,16 @@ def save(digest: str, result: dict) -> None:
   path = _path(digest)
   if path is None:
     return
-  os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = f'{path}.{os.getpid()}.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(result, f)
-  os.replace(tmp, path)
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(tmp, 'w') as f:
+      json.dump(result, f)
+    os.replace(tmp, path)
+  except OSError as e:
+    variable = 'PRIVJAX_CACHE_DIR' if os.environ.get('PRIVJAX_CACHE_DIR') else 'XDG_CACHE_HOME'
+    where = f': {e.filename}' if e.filename else ''
+    raise ConfigError(
+        f'cannot write the attack memo in {cache_root()} ({variable}): '
+        f'{e.strerror or e}{where}; set PRIVJAX_CACHE_DIR to a writable directory, or to off'
+    ) from None

@@ -12,7 +12,8 @@ The report (`privjax.metrics.results.REPORT_FORMAT`) holds the run's description
 metrics (`privjax.metrics.results.Metric` as dicts, named `<evaluator>/<name>`), each evaluator's
 details (report.json only), the pictures written, which evaluator produced which metrics and its
 time. Progress goes to the terminal (`tqdm.auto`) and the metrics to TensorBoard under
-`RUN/eval/<name>/tensorboard` (privjax.evaluate.tensorboard).
+`RUN/eval/<name>/step_<S>/tensorboard` (privjax.evaluate.tensorboard), beside the report files of
+checkpoint step S (`report_dir`). Ctrl-C stops `evaluate` as `errors.Interrupted`.
 
 Must not import privjax.train.loop: evaluation never updates the extractor.
 """
@@ -28,12 +29,13 @@ from tqdm import auto as tqdm
 import privjax
 from privjax import models, paths
 from privjax.data import pipeline
-from privjax.errors import DataError, EvalError
+from privjax.errors import DataError, EvalError, Interrupted, RunError
 from privjax.evaluate import features as features_lib
 from privjax.evaluate import shared, sources, tensorboard
 from privjax.evaluate.evaluators import common
 from privjax.metrics import classification, results
 from privjax.privacy import transforms
+from privjax.train import checkpoint as ckpt_lib
 
 ATTACKER_SPLITS = sources.ATTACKER_SPLITS
 
@@ -141,7 +143,7 @@ def evaluate_run(
           f'evaluator {name!r}: where names settings {", ".join(missing)} that the sweep does not '
           f'have; it has: {", ".join(sorted(names))}'
       )
-  out_dir = report_dir(workdir, eval_config)
+  out_dir = report_dir(workdir, eval_config, run.step)
   t_start = time.perf_counter()
   _log('[%s] extracting features at step %d', workdir, run.step)
   features = sources.extract(run, splits, eval_config)
@@ -197,28 +199,30 @@ def evaluate_run(
 
   writer = tensorboard.EvalWriter(out_dir, run.step)
   bar = tqdm.tqdm(total=len(grid), desc='evaluation settings', unit='setting')
-  for spec in eval_config.transforms:
-    deployed = features.fit_transform(spec, cfg.dataset.train_split, eval_config.clip_percentile)
-    for variance in eval_config.noise_variances:
-      setting = features.setting(deployed, variance, baseline=(spec, variance) == baseline)
-      _log('[%s] transform %s, noise variance %g', workdir, spec, variance)
-      bar.set_postfix_str(f'{spec}, noise {variance:g}')
-      entry = {
-          'name': setting.name,
-          'transform': spec,
-          'noise_variance': float(variance),
-          'clip': setting.clip,
-          'uploaded_dims': setting.dims(),
-          'baseline': setting.baseline,
-          'metrics': {},
-      }
-      for name, module, settings, where in per_setting:
-        if common.runs_at(where, setting):
-          run_one(name, module, settings, setting, entry['metrics'])
-      report['settings'].append(entry)
-      writer.setting(entry)
-      bar.update(1)
-  bar.close()
+  try:
+    for spec in eval_config.transforms:
+      deployed = features.fit_transform(spec, cfg.dataset.train_split, eval_config.clip_percentile)
+      for variance in eval_config.noise_variances:
+        setting = features.setting(deployed, variance, baseline=(spec, variance) == baseline)
+        _log('[%s] transform %s, noise variance %g', workdir, spec, variance)
+        bar.set_postfix_str(f'{spec}, noise {variance:g}')
+        entry = {
+            'name': setting.name,
+            'transform': spec,
+            'noise_variance': float(variance),
+            'clip': setting.clip,
+            'uploaded_dims': setting.dims(),
+            'baseline': setting.baseline,
+            'metrics': {},
+        }
+        for name, module, settings, where in per_setting:
+          if common.runs_at(where, setting):
+            run_one(name, module, settings, setting, entry['metrics'])
+        report['settings'].append(entry)
+        writer.setting(entry)
+        bar.update(1)
+  finally:
+    bar.close()  # a line printed after a failure starts below the bar
 
   once = [e for e in evaluators if e[3] == 'once']
   for name, module, settings, _ in tqdm.tqdm(once, desc='evaluators run once', unit='evaluator'):
@@ -234,9 +238,15 @@ def evaluate_run(
   return report
 
 
-def report_dir(workdir: str, eval_config) -> str:
-  """Where the evaluation `eval_config` of the run in `workdir` writes its report files."""
-  return paths.join(workdir, 'eval', eval_config.name)
+def report_dir(workdir: str, eval_config, step: int | None = None) -> str:
+  """Where the evaluation `eval_config` of the run in `workdir` at checkpoint `step` (None: the
+  run's latest checkpoint) writes its report files: `RUN/eval/<name>/step_<S>`, so that the
+  evaluations of different steps sit side by side."""
+  if step is None:
+    step = ckpt_lib.latest_step(workdir)
+    if step is None:
+      raise RunError(f'{workdir} has no checkpoint to evaluate')
+  return paths.join(workdir, 'eval', eval_config.name, f'step_{step}')
 
 
 def evaluate(
@@ -248,9 +258,17 @@ def evaluate(
   """
   from privjax.report import plots, tables
 
-  report = evaluate_run(workdir, eval_config, step=step, data_dir=data_dir)
-  out_dir = report_dir(workdir, eval_config)
-  tables.write_report(report, out_dir, plots.privacy_accuracy_plots)
+  try:
+    report = evaluate_run(workdir, eval_config, step=step, data_dir=data_dir)
+    # The step evaluated: a broken latest checkpoint falls back to an earlier one, whose folder
+    # this is; the latest's report (if any) is left as it is.
+    out_dir = report_dir(workdir, eval_config, report['step'])
+    tables.write_report(report, out_dir, plots.privacy_accuracy_plots)
+  except KeyboardInterrupt:
+    raise Interrupted(
+        'evaluation interrupted; rerun the same command to resume (the features extracted so far '
+        'are cached)'
+    ) from None
   return report, out_dir
 
 

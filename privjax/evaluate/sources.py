@@ -307,7 +307,9 @@ class Features:
       return None
     path = paths.join(self.run.cache_dir, f'{spec.replace(":", "_")}.npz')
     if paths.as_path(path).exists():
-      return pca_lib.load_pca(path)
+      pca = features_lib.read_cache(path, pca_lib.load_pca)
+      if pca is not None:
+        return pca
     s = self.splits[train_split]
     if s.in_memory:
       pca = pca_lib.fit_pca(s.features, t.k)

@@ -1,4 +1,4 @@
-"""Evaluation results in TensorBoard: `RUN/eval/<name>/tensorboard`, written with tensorboardX (the
+"""Evaluation results in TensorBoard: `RUN/eval/<name>/step_<S>/tensorboard`, written with tensorboardX (the
 library the training loop's metric writer uses; optional, like there).
 
 Every metric is a scalar at the checkpoint's step, so evaluations of successive checkpoints plot as

@@ -10,7 +10,8 @@ and noise variance, with `run`, `defence`, `strength`, `transform`, `noise_varia
 `primary_accuracy` (%, the cloud head), `identity_top1` (%, the strongest attacker),
 `identity_top1_se`, `ssim` (reconstruction, noiseless untransformed only), `pareto`; and per run its
 training time and the device-side parameters and FLOPs its defence adds), `frontier.md` and
-`frontier.png`. A rerun resumes: finished trainings and evaluations are reused. `quick`: the middle
+`frontier.png`. A rerun resumes: finished trainings and evaluations are reused (a damaged
+report is evaluated again, a damaged frontier.json rebuilt, each with a line saying so). `quick`: the middle
 strength of each grid.
 """
 
@@ -172,7 +173,11 @@ def run_frontier(workdir: str, make_config, eval_config, *, defences=None, quick
       'runs': meta,
       'points': points,
   }
-  _write_json(paths.join(workdir, 'frontier.json'), result)
+  target = paths.join(workdir, 'frontier.json')
+  damaged = _damaged_json(target)
+  _write_json(target, result)
+  if damaged:
+    print(f"{target} was damaged ({damaged}); rebuilt from the runs' reports", flush=True)
   paths.write_atomic(paths.join(workdir, 'frontier.md'), frontier_report.markdown(result))
   frontier_report.plot(result, paths.join(workdir, 'frontier.png'))
   return result
@@ -184,6 +189,17 @@ def _pixel_top1(report: dict, label: str):
 
   found = results.best(report['once'], 'raw', secret=label, uploads=None)
   return None if found is None else found[1].value
+
+
+def _damaged_json(path) -> str | None:
+  """What is wrong with the JSON object at `path`; None when it is one or is absent."""
+  try:
+    obj = json.loads(paths.as_path(path).read_text())
+  except FileNotFoundError:
+    return None
+  except ValueError as e:
+    return f'not JSON: {e}'
+  return None if isinstance(obj, dict) else 'not a JSON object'
 
 
 def _write_json(path, obj):

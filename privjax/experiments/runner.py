@@ -25,7 +25,7 @@ import ml_collections
 
 from privjax import config as config_lib
 from privjax import paths
-from privjax.errors import ConfigError
+from privjax.errors import ConfigError, EvalError
 
 TIMING = 'timing.json'
 
@@ -91,13 +91,17 @@ def evaluate_run(
     run_dir: str, eval_config, *, data_dir: str | None = None, reuse_report: bool = False
 ) -> tuple[dict, str, float]:
   """(report as written to report.json, its folder, seconds) of the run in `run_dir`;
-  `reuse_report`: an existing report of this evaluation is read back, not made again."""
+  `reuse_report`: an existing report of this evaluation at the latest checkpoint is read back, not
+  made again (one that is damaged or of another privjax is made again, with a line saying so)."""
   from privjax.evaluate import protocol
   from privjax.report import tables
 
-  out_dir = protocol.report_dir(run_dir, eval_config)
+  out_dir = protocol.report_dir(run_dir, eval_config)  # the latest checkpoint's
   if reuse_report and paths.as_path(paths.join(out_dir, 'report.json')).exists():
-    return tables.load_report(out_dir), out_dir, 0.0
+    try:
+      return tables.load_report(out_dir), out_dir, 0.0
+    except EvalError as e:  # damaged, or of another privjax: evaluated again, in place
+      print(f'{str(e).split("; ")[0]}; evaluating the run again', flush=True)
   print(f'== evaluating {paths.as_path(run_dir).name}', flush=True)
   start = time.perf_counter()
   _, out_dir = protocol.evaluate(run_dir, eval_config, data_dir=data_dir)

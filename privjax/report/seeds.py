@@ -13,12 +13,12 @@ mean and sd.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 
 from privjax.errors import EvalError
 from privjax.metrics import results
+from privjax.report import tables
 
 # per_seed: one dict per seed, run -> [(eval name, report dict), ...] (the first name's report gives
 # the rows and the primary accuracy).
@@ -26,18 +26,20 @@ PerSeed = list[dict[str, list[tuple[str, dict]]]]
 
 
 def load_reports(dirs, runs, names) -> PerSeed:
-  """`<dir>/<run>/eval/<name>/report.json` for every seed directory in `dirs`, run and name."""
+  """The report of evaluation `<name>` of `<dir>/<run>` at its newest step
+  (`<dir>/<run>/eval/<name>/step_<S>/report.json`) for every seed directory in `dirs`, run and
+  name."""
   per_seed = []
   for d in dirs:
     seed = {}
     for run in runs:
       seed[run] = []
       for n in names:
-        path = os.path.join(d, run, 'eval', n, 'report.json')
-        if not os.path.exists(path):
-          raise EvalError(f'no report {path}: evaluate that run with --config.name={n} first')
-        with open(path) as f:
-          seed[run].append((n, json.load(f)))
+        folder = os.path.join(d, run, 'eval', n)
+        newest = tables.newest_step_dir(folder)
+        if newest is None:
+          raise EvalError(f'no report in {folder}: evaluate that run with --config.name={n} first')
+        seed[run].append((n, tables.load_report(newest)))
     per_seed.append(seed)
   return per_seed
 

@@ -202,6 +202,20 @@ def write_report(report: dict, out_dir: str, plot_fn=None) -> dict[str, str]:
   return paths
 
 
+def newest_step_dir(directory: str) -> str | None:
+  """The `step_<S>` folder of `directory` with the largest S (an evaluation's report folders,
+  one per checkpoint step); None when it has none."""
+  try:
+    steps = [
+        (int(p.name[5:]), p.name)
+        for p in paths_lib.as_path(directory).iterdir()
+        if p.name.startswith('step_') and p.name[5:].isdigit()
+    ]
+  except (FileNotFoundError, NotADirectoryError):
+    return None
+  return paths_lib.join(directory, max(steps)[1]) if steps else None
+
+
 def load_report(path: str) -> dict:
   """The report at `path`: a report.json or a report folder. (A run's report is found by
   `privjax.load_report`, in the folder privjax.evaluate.protocol.report_dir names.)"""
@@ -209,7 +223,14 @@ def load_report(path: str) -> dict:
     path = paths_lib.join(path, 'report.json')
   if not paths_lib.as_path(path).exists():
     raise FileNotFoundError(f'no report at {path}; run eval.py on that run first')
-  report = json.loads(paths_lib.as_path(path).read_text())
+  try:
+    report = json.loads(paths_lib.as_path(path).read_text())
+  except ValueError as e:
+    report, error = None, f'not JSON: {e}'
+  else:
+    error = None if isinstance(report, dict) else 'not a JSON object'
+  if error:
+    raise EvalError(f'{path} is damaged ({error}); evaluate the run again to rebuild it')
   if report.get('format') != results.REPORT_FORMAT:
     raise EvalError(
         f'{path} is a report of another privjax version (format {report.get("format")!r}, this '

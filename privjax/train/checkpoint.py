@@ -24,6 +24,11 @@ each checkpoint's meta). A run of another format, or one written before runs rec
 refused in one line that names the privjax version that wrote it, when it is resumed (config.json)
 and when it is loaded for evaluation, export or `init_from` (the checkpoint's meta).
 
+While a training runs in a workdir (its lock held by a live process), reading its checkpoints for
+evaluation, export or `init_from` is refused in one line (`check_not_training`), unless the step
+asked for is one the training keeps (`kept_steps`: orbax deletes the others as it saves).
+A damaged config.json is a one-line RunError that names it.
+
 Evaluation restores `params` and `config` alone. Must not import privjax.models or privjax.data.
 """
 
@@ -90,7 +95,18 @@ def read_config(workdir: str) -> dict:
   path = paths.as_path(workdir) / CONFIG_FILE
   if not path.exists():
     raise RunError(f'{workdir} is not a privjax run: it has no {CONFIG_FILE}')
-  saved = json.loads(path.read_text())
+  try:
+    saved = json.loads(path.read_text())
+  except ValueError as e:
+    saved, error = None, e
+  if not isinstance(saved, dict):
+    why = f'not JSON: {error}' if saved is None else 'not a JSON object'
+    # No rebuild: a resume compares the config given with this one, and nothing else keeps the
+    # stamp and the digest as this file does.
+    raise RunError(
+        f"{path} is damaged ({why}); it records the run's config: restore it from a copy, or "
+        'train again in a new --workdir (evaluation and export read the checkpoints and still work)'
+    ) from None
   check_run_format(saved, workdir)
   return {k: v for k, v in saved.items() if k not in run_stamp()}
 
@@ -593,8 +609,57 @@ def _first_line(e: BaseException, limit: int = 160) -> str:
   return text if len(text) <= limit else text[: limit - 3] + '...'
 
 
+def latest_step(workdir: str) -> int | None:
+  """The newest checkpoint step of `workdir` (committed: orbax's temporary folders are not steps);
+  None when it has none."""
+  directory = paths.as_path(checkpoint_dir(workdir))
+  try:
+    steps = [int(p.name) for p in directory.iterdir() if p.name.isdigit()]
+  except (FileNotFoundError, NotADirectoryError):
+    return None
+  return max(steps, default=None)
+
+
+def kept_steps(config_dict: dict) -> list[int] | None:
+  """The checkpoint steps a training of `config_dict` keeps when it is over (None: every one it
+  saves): the last `keep_checkpoints` of the steps it saves (orbax's first step, each multiple of
+  `checkpoint_every`, the final step)."""
+  keep = config_dict.get('keep_checkpoints')
+  if not keep:
+    return None
+  total, every = int(config_dict['total_steps']), int(config_dict['checkpoint_every'])
+  saved = sorted({1, *range(every, total + 1, every), total})
+  return saved[-keep:]
+
+
+def check_not_training(workdir: str, step: int | None) -> None:
+  """RunError (one line) for reading the checkpoints of a run whose training is in progress (its
+  lock held by a live process), unless `step` names a checkpoint that training keeps: the latest
+  checkpoint changes as it trains, and orbax deletes the ones it does not keep."""
+  lock = paths.join(workdir, LOCK_FILE)
+  try:
+    owner = WorkdirLock.read(lock)
+  except ImportError:  # epath's backend for the URI's scheme: restore_run says so
+    return
+  if owner is None or WorkdirLock.is_stale(owner):
+    return
+  kept = kept_steps(read_config(workdir))
+  if step is not None and (kept is None or step in kept):
+    return
+  which = 'any step it saves' if kept is None else f'step {", ".join(map(str, kept))}'
+  if step is None:
+    reason = 'its latest checkpoint changes as it trains'
+  else:
+    reason = f'it will delete checkpoint step {step}'
+  raise RunError(
+      f'{workdir} is being trained now ({WorkdirLock.describe(owner)}; lock {lock}): {reason}; '
+      f'wait for it to finish, or name a checkpoint it keeps with --step ({which})'
+  )
+
+
 def restore_run(workdir: str, step: int | None = None) -> tuple[int, Any, dict, dict]:
-  """(step, params, meta, config) of another run, for `init_from` and evaluation."""
+  """(step, params, meta, config) of another run, for `init_from` and evaluation; refused while
+  a training runs in it unless `step` is one it keeps (`check_not_training`)."""
   try:
     is_dir = paths.as_path(workdir).is_dir()
   except ImportError as e:  # epath's backend for the URI's scheme is not installed
@@ -603,6 +668,7 @@ def restore_run(workdir: str, step: int | None = None) -> tuple[int, Any, dict, 
     raise RunError(f'run directory {workdir} does not exist')
   if not paths.as_path(checkpoint_dir(workdir)).is_dir():
     raise RunError(f'{workdir} has no checkpoint (no {CHECKPOINT_DIR}/ folder)')
+  check_not_training(workdir, step)
   ckpt = Checkpoints(workdir, read_only=True)
   try:
     restored = ckpt.restore_params(step)

@@ -15,7 +15,8 @@ cut in two (saved in its meta), so the history equals the uninterrupted run's. A
 whose content digest differs from the one config.json recorded is refused in one line
 (privjax.data.pipeline.check_run_data) unless dataset.allow_new_data. A run whose training is over
 returns its result again without writing (final_metrics.json is rebuilt from metrics.jsonl when a
-kill after the last checkpoint left none).
+kill after the last checkpoint left none). Ctrl-C stops it as `errors.Interrupted`, whose message
+names the last step trained (the checkpoint in flight is finished first, the lock released).
 The workdir may be a URI (`gs://bucket/run`): every file goes through etils.epath
 (privjax.paths; the train lock is best effort on an object store). TensorBoard gets the scalars and,
 for its HPARAMS tab, the config (privjax.train.writer).
@@ -40,7 +41,7 @@ from jax.sharding import PartitionSpec as P
 from privjax import config as config_lib
 from privjax import defences, models, paths
 from privjax.data import pipeline
-from privjax.errors import ConfigError, DataError, RunError, TrainingError
+from privjax.errors import ConfigError, DataError, Interrupted, RunError, TrainingError
 from privjax.models import pretrained
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import distributed
@@ -394,6 +395,7 @@ def _train(
       else None
   )
   pending, t_log, images_seen = [], time.perf_counter(), 0
+  done = start  # the last step trained, for the line a Ctrl-C prints
 
   def window() -> tuple[dict[str, float], int]:
     """The means of the metrics since the last logged row, and over how many steps."""
@@ -449,6 +451,7 @@ def _train(
           bar.write(f'step {step}: test accuracy ({primary}) {evaluation["test_accuracy"]:.4f}')
         t_log = time.perf_counter()  # evaluation time is not training throughput
       checkpoints.save(step, state, config_dict, force=step == total, meta_fn=checkpoint_meta)
+      done = step
     if start >= total:
       # Training was over but its history lacks the last evaluation: run it again.
       evaluation = evaluate_primary(
@@ -457,6 +460,10 @@ def _train(
       writer.write(start, evaluation)
       result = writer_lib.result_at(history + [{'step': start, **evaluation}], start)
     writer.write_session_end()
+  except KeyboardInterrupt:
+    raise Interrupted(
+        f'training interrupted at step {done}; rerun the same command to resume'
+    ) from None
   finally:
     if bar:
       bar.close()

@@ -10,7 +10,9 @@ discard its events after S (`purge_step`), so the steps the killed run logged af
 are not doubled. The loop saves the running means of a logging interval that a checkpoint cuts in
 two with the checkpoint, so the first row after a resume averages the same steps as the
 uninterrupted run's row (to float rounding); only its images_per_sec counts the steps since the
-resume alone. `read_rows` and `result_at` rebuild a run's final metrics from its history.
+resume alone. `read_rows` and `result_at` rebuild a run's final metrics from its history. A
+damaged line before the last (which only a kill can cut short) is a one-line RunError: nothing
+drops it silently.
 
 In TensorBoard the metrics are grouped under `train/` (`train/loss`, `train/test_accuracy`...), beside
 the evaluation's `eval/`; metrics.jsonl keeps their bare names.
@@ -39,6 +41,7 @@ import os
 import jax
 
 from privjax import paths
+from privjax.errors import RunError
 
 try:
   import tensorboardX
@@ -58,20 +61,40 @@ def tag(name: str) -> str:
   return f'{TAG_GROUP}/{name}'
 
 
+def _rows(path) -> list[tuple[str, dict | None]]:
+  """(line, its row or None when it is cut short) of every line of metrics.jsonl at `path`.
+
+  Only the last line can be cut short (a kill while it was appended); a damaged line before it is
+  a RunError naming the file and the line, not dropped: it would lose that history silently.
+  """
+  lines = path.read_text().splitlines(keepends=True)
+  out = []
+  for i, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    try:
+      row = json.loads(line)
+    except ValueError as e:
+      row, error = None, f'not JSON: {e}'
+    else:
+      ok = isinstance(row, dict) and isinstance(row.get('step'), int)
+      row, error = (row, None) if ok else (None, 'not a row of metrics with a step')
+    if error and i < len(lines):
+      raise RunError(
+          f"{path} line {i} is damaged ({error}); it is the run's metric history: restore the "
+          'file, or delete that line (its metrics are lost), then run again'
+      )
+    out.append((line, row))
+  return out
+
+
 def read_rows(workdir: str) -> list[dict]:
-  """The rows of `workdir`'s metrics.jsonl (none if it is missing); unreadable lines are skipped."""
+  """The rows of `workdir`'s metrics.jsonl (none if it is missing); a last line cut short by a
+  kill is skipped, a damaged line before it is a RunError."""
   path = paths.as_path(workdir) / METRICS_FILE
   if not path.exists():
     return []
-  rows = []
-  for line in path.read_text().splitlines():
-    try:
-      row = json.loads(line)
-    except ValueError:
-      continue  # cut short by a kill
-    if isinstance(row, dict) and isinstance(row.get('step'), int):
-      rows.append(row)
-  return rows
+  return [row for _, row in _rows(path) if row is not None]
 
 
 def _float(v):
@@ -94,19 +117,15 @@ def result_at(rows: list[dict], step: int, eval_keys=('test_accuracy',)) -> dict
 
 
 def truncate_after(workdir: str, step: int) -> int:
-  """Drops the rows after `step` (and unreadable lines) from metrics.jsonl, atomically; returns how
+  """Drops the rows after `step` (and a last line cut short) from metrics.jsonl, atomically; returns how
   many lines went. The file is not touched when there is nothing to drop."""
   path = paths.as_path(workdir) / METRICS_FILE
   if not path.exists():
     return 0
   lines = path.read_text().splitlines(keepends=True)
   kept = []
-  for line in lines:
-    try:
-      row = json.loads(line)
-    except ValueError:
-      continue
-    if isinstance(row, dict) and isinstance(row.get('step'), int) and row['step'] <= step:
+  for line, row in _rows(path):
+    if row is not None and row['step'] <= step:
       kept.append(line if line.endswith('\n') else line + '\n')
   if len(kept) == len(lines) and all(a == b for a, b in zip(kept, lines)):
     return 0
