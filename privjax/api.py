@@ -41,10 +41,11 @@ def _eval_config(eval_config):
   return config_args.load(eval_config) if isinstance(eval_config, str) else eval_config
 
 
-def load_report(path_or_run_dir, *, eval_config=None) -> dict:
+def load_report(path_or_run_dir, *, eval_config=None, step: int | None = None) -> dict:
   """The report dict (format privjax.report/2) at `path_or_run_dir`: a report.json, a folder holding
   one, or a run directory (then the report of its evaluation with `eval_config`, a config or a
-  'FILE[:args]' string, default configs/eval/default.py)."""
+  'FILE[:args]' string, default configs/eval/default.py, at checkpoint `step`, default the run's
+  latest)."""
   from privjax import paths
   from privjax.report import tables
 
@@ -54,7 +55,7 @@ def load_report(path_or_run_dir, *, eval_config=None) -> dict:
     return tables.load_report(path)
   if not found.is_dir():
     raise FileNotFoundError(f'no report or run directory at {path}')
-  return tables.load_report(report_dir(path, eval_config=eval_config))
+  return tables.load_report(report_dir(path, eval_config=eval_config, step=step))
 
 
 def report_dir(run_dir, *, eval_config=None, step: int | None = None) -> str:

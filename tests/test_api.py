@@ -10,6 +10,7 @@ import sys
 import pytest
 
 import privjax
+from privjax import errors
 from privjax.errors import ConfigError, EvalError
 from privjax.metrics import results
 from privjax.report import frame, tables
@@ -132,21 +133,23 @@ def test_load_report_of_a_run_reads_the_evaluations_report_folder(tmp_path):
   from privjax import api
 
   run = tmp_path / 'run'
-  with pytest.raises(FileNotFoundError, match='run eval.py on that run first'):
+  with pytest.raises(errors.RunError, match='has no checkpoint to evaluate'):
     privjax.load_report(str(run.mkdir() or run))
-  where = api.report_dir(run)
+  with pytest.raises(FileNotFoundError, match='run eval.py on that run first'):
+    privjax.load_report(run, step=6)
+  where = api.report_dir(run, step=6)
   from privjax import config_args
   from privjax.evaluate import protocol
 
   eval_config = config_args.load('configs/eval/default.py')
-  assert where == protocol.report_dir(str(run), eval_config)
+  assert where == protocol.report_dir(str(run), eval_config, 6)
   tables.write_report(_report(str(run)), where)
-  assert privjax.load_report(run)['workdir'] == str(run)
+  assert privjax.load_report(run, step=6)['workdir'] == str(run)
   assert privjax.load_report(os.path.join(where, 'report.json'))['step'] == 6
   # Another evaluation's report folder, by its config.
   eval_config.name = 'other'
-  tables.write_report(_report(str(run), step=3), protocol.report_dir(str(run), eval_config))
-  assert privjax.load_report(run, eval_config=eval_config)['step'] == 3
+  tables.write_report(_report(str(run), step=3), protocol.report_dir(str(run), eval_config, 3))
+  assert privjax.load_report(run, eval_config=eval_config, step=3)['step'] == 3
   with pytest.raises(FileNotFoundError, match='no report or run directory at'):
     privjax.load_report(tmp_path / 'nothing')
 
