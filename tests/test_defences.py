@@ -192,21 +192,24 @@ def test_bottleneck_kl_matches_a_hand_computed_value_and_its_samples_have_its_mo
   logvar = jnp.log(jnp.array([[1.0, 4.0]]))
   expected = 0.5 + 0.5 * (3.0 - math.log(4.0))
   np.testing.assert_allclose(bottleneck.gaussian_kl(mean, logvar), [expected], rtol=1e-6)
-  # The layer: mu = x W_mu + b_mu, log var = x W_v + b_v over the last axis; the defence's term is
-  # beta x the batch's mean KL.
+  # The layer: mu = x' W_mu + b_mu, log var = x' W_v + b_v over the last axis, x' = x / rms(x);
+  # the defence's term is beta x the batch's mean KL.
   layer = bottleneck.Bottleneck(2, init_logvar=0.0)
   layer.mean_kernel[...] = jnp.array([[1.0, 0.0], [0.0, 0.0]])
   layer.logvar_bias[...] = jnp.log(jnp.array([1.0, 4.0]))
-  x = jnp.array([[[[1.0, 5.0]]], [[[0.0, 7.0]]]])  # [2, 1, 1, 2]: rows with mu (1, 0) and (0, 0)
+  # [2, 1, 1, 2]: rms 1 and 7 / sqrt(2), so x' = (1, 1) and (0, sqrt(2)): mu (1, 0) and (0, 0).
+  x = jnp.array([[[[1.0, 1.0]]], [[[0.0, 7.0]]]])
   kl_second = 0.5 * (3.0 - math.log(4.0))
   np.testing.assert_allclose(layer.report(x)['kl'], [expected, kl_second], rtol=1e-6)
+  np.testing.assert_allclose(layer.report(3.0 * x)['kl'], [expected, kl_second], rtol=1e-6)
   cfg = ml_collections.ConfigDict(bottleneck.Settings(beta=0.5).__dict__)
   defence = defences.defence_class('bottleneck')(cfg, CONTEXT)
   term, metrics = defence.layer_loss({}, {bottleneck.LAYER: layer.report(x)}, {})
   np.testing.assert_allclose(term, 0.5 * (expected + kl_second) / 2, rtol=1e-6)
-  z = layer(jnp.tile(x[:1], (20000, 1, 1, 1)), rng=jax.random.key(0)).reshape(-1, 2)
-  np.testing.assert_allclose(z.mean(0), [1.0, 0.0], atol=0.05)
-  np.testing.assert_allclose(z.var(0), [1.0, 4.0], rtol=0.05)
+  # The sample is drawn in rms units and scaled back: features 3x larger, a 3x larger sample.
+  z = layer(jnp.tile(3.0 * x[:1], (20000, 1, 1, 1)), rng=jax.random.key(0)).reshape(-1, 2)
+  np.testing.assert_allclose(z.mean(0), [3.0, 0.0], atol=0.15)
+  np.testing.assert_allclose(z.var(0), [9.0, 36.0], rtol=0.05)
   with pytest.raises(ValueError, match='rng='):
     layer(x)
 
@@ -277,8 +280,13 @@ def test_bottleneck_ships_in_the_exported_extractor_and_the_key_decides_the_draw
   keys = [np.array([0, k], np.uint32) for k in range(2)]
   a, b, a2 = (np.asarray(extractor(x, k)) for k in (keys[0], keys[1], keys[0]))
   np.testing.assert_array_equal(a, a2)
-  # Two draws differ by sigma * (eps1 - eps2): std sqrt(2) exp(init_logvar / 2).
-  np.testing.assert_allclose(np.std(a - b), math.sqrt(2) * math.exp(-2.0), rtol=0.05)
+  # Two draws differ by rms * sigma * (eps1 - eps2): std sqrt(2) exp(init_logvar / 2) x rms.
+  clean = x
+  for name in model.extractor.names[:-1]:
+    clean = getattr(model.extractor, name)(clean)
+  rms = np.sqrt(np.mean(np.asarray(clean).reshape(2, -1) ** 2, axis=1))
+  ratio = np.std((a - b).reshape(2, -1), axis=1) / rms
+  np.testing.assert_allclose(ratio, math.sqrt(2) * math.exp(-2.0), rtol=0.05)
 
 
 def test_each_defence_declares_its_config_section_in_its_module():
