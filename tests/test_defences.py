@@ -289,6 +289,21 @@ def test_bottleneck_ships_in_the_exported_extractor_and_the_key_decides_the_draw
   np.testing.assert_allclose(ratio, math.sqrt(2) * math.exp(-2.0), rtol=0.05)
 
 
+def test_loading_a_training_config_imports_no_jax():
+  import subprocess
+  import sys
+
+  code = (
+      'import sys; from privjax import config as c; '
+      "c.config_module('configs/default.py').get_config('siamese+bottleneck,calibrated'); "
+      "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax')))"
+  )
+  out = subprocess.run(
+      [sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, check=True
+  )
+  assert out.stdout.strip() == '[]', out.stdout
+
+
 def test_each_defence_declares_its_config_section_in_its_module():
   from privjax import plugins
 
