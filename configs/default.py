@@ -13,14 +13,15 @@ Arguments after the colon, comma-separated:
   normalized         contrastive loss on L2-normalised cut features (margin in [0, 2] units)
   tiny               a few steps on the tiny data set configuration, for tests and smoke runs
 
-Defences (privjax/defences/<name>.py) each have a section `defence.<name>` below; `strength` names
-the key the frontier varies (`privjax frontier`) and `strengths` its default grid. A new defence is
-one module plus its section here.
+Defences (privjax/defences/<name>.py) each have a section `defence.<name>`, built from the
+`Settings` their module declares; `strength` names the key the frontier varies (`privjax frontier`)
+and `strengths` its default grid. A new defence is one module.
 """
 
 import ml_collections
 
-from privjax import config_args
+from privjax import config_args, defences, plugins
+from privjax.errors import DefenceError
 
 WORDS = ('calibrated', 'normalized', 'tiny')
 
@@ -91,48 +92,14 @@ def get_config(arg: str = ''):
   c.optimizer.decay_steps = 0  # the cosine's length (usually total_steps)
   c.optimizer.weight_decay = 0.0  # > 0: AdamW
 
-  c.defence = d = ml_collections.ConfigDict()
+  # Each defence's section `defence.<name>` holds the defaults its module declares (`Settings`
+  # in privjax/defences/<name>.py, read from the source: loading a config imports no jax).
+  c.defence = d = plugins.config_sections('privjax.defences', defences.names())
   d.name = defence_args[0] if defence_args else 'none'
   d.calibration_batches = 4  # batches seen before training by defences that calibrate
-
-  d.none = ml_collections.ConfigDict()
-  d.none.strength = ''
-  d.none.strengths = ()
-
-  # The paper's contrastive loss (privjax/defences/siamese.py).
-  d.siamese = ml_collections.ConfigDict()
-  d.siamese.weight = 0.01  # lambda, from the paper's code
-  d.siamese.margin = 10.0  # from the paper's code, in feature-distance units
-  d.siamese.margin_mode = 'calibrated' if 'calibrated' in args else 'fixed'
-  d.siamese.margin_scale = 1.0
+  if 'calibrated' in args:
+    d.siamese.margin_mode = 'calibrated'
   d.siamese.normalize = 'normalized' in args
-  d.siamese.strength = 'weight'
-  d.siamese.strengths = (0.1, 1.0, 10.0)
-
-  # Distance correlation between the images and the cut features (privjax/defences/nopeek.py).
-  d.nopeek = ml_collections.ConfigDict()
-  d.nopeek.weight = 1.0
-  d.nopeek.strength = 'weight'
-  d.nopeek.strengths = (0.3, 1.0, 3.0)
-
-  # A proxy identity attacker trained against the extractor (privjax/defences/adversarial.py).
-  d.adversarial = ml_collections.ConfigDict()
-  d.adversarial.weight = 1.0
-  d.adversarial.label = 'identity'  # owner-side label the proxy predicts
-  d.adversarial.proxy_hidden = 256
-  d.adversarial.proxy_layers = 1  # hidden layers of the proxy MLP
-  d.adversarial.proxy_lr = 1e-3
-  d.adversarial.proxy_steps = 1  # proxy Adam steps per training step
-  d.adversarial.strength = 'weight'
-  d.adversarial.strengths = (0.3, 1.0, 3.0)
-
-  # Trainable per-feature noise on the device (privjax/defences/learned_noise.py).
-  d.learned_noise = ml_collections.ConfigDict()
-  d.learned_noise.weight = 0.1
-  d.learned_noise.init_scale = 0.1  # initial noise std, relative to the features' rms
-  d.learned_noise.lr = 1e-2  # Adam rate of the noise scales
-  d.learned_noise.strength = 'weight'
-  d.learned_noise.strengths = (0.03, 0.1, 0.3)
 
   c.init_from = ''  # another run's workdir: its latest parameters initialise this run
   c.total_steps = 500
@@ -164,9 +131,6 @@ def get_config(arg: str = ''):
 
 
 def _is_defence(name: str) -> bool:
-  from privjax import defences
-  from privjax.errors import DefenceError
-
   try:
     defences.parse(name)
   except DefenceError:

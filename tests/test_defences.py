@@ -1,6 +1,7 @@
 """Defences as plug-ins: each one's loss or gradient on a hand-checkable case, the mechanism they
 share (the train step, checkpoints, evaluation, export) and their one-line errors."""
 
+import dataclasses
 import json
 import math
 import os
@@ -15,8 +16,9 @@ import optax
 import pytest
 from flax import nnx
 
+from privjax import config as config_lib
 from privjax import defences, errors, objectives
-from privjax.defences import adversarial, learned_noise, nopeek
+from privjax.defences import adversarial, bottleneck, disco, learned_noise, nopeek
 from privjax.evaluate import features as features_lib
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import loop
@@ -187,6 +189,136 @@ def test_learned_noise_is_relative_to_the_features_and_rewarded_by_its_term():
   )
 
 
+def test_bottleneck_kl_matches_a_hand_computed_value_and_its_samples_have_its_moments():
+  # Per feature 0.5 (mu^2 + var - 1 - log var): mu (1, 0), var (1, 4) -> 0.5 + 0.5 (3 - log 4).
+  mean = jnp.array([[1.0, 0.0]])
+  logvar = jnp.log(jnp.array([[1.0, 4.0]]))
+  expected = 0.5 + 0.5 * (3.0 - math.log(4.0))
+  np.testing.assert_allclose(bottleneck.gaussian_kl(mean, logvar), [expected], rtol=1e-6)
+  # The layer: mu = x' W_mu + b_mu, log var = x' W_v + b_v over the last axis, x' = x / rms(x);
+  # the defence's term is beta x the batch's mean KL.
+  layer = bottleneck.Bottleneck(2, init_logvar=0.0)
+  layer.mean_kernel[...] = jnp.array([[1.0, 0.0], [0.0, 0.0]])
+  layer.logvar_bias[...] = jnp.log(jnp.array([1.0, 4.0]))
+  # [2, 1, 1, 2]: rms 1 and 7 / sqrt(2), so x' = (1, 1) and (0, sqrt(2)): mu (1, 0) and (0, 0).
+  x = jnp.array([[[[1.0, 1.0]]], [[[0.0, 7.0]]]])
+  kl_second = 0.5 * (3.0 - math.log(4.0))
+  np.testing.assert_allclose(layer.report(x)['kl'], [expected, kl_second], rtol=1e-6)
+  np.testing.assert_allclose(layer.report(3.0 * x)['kl'], [expected, kl_second], rtol=1e-6)
+  cfg = ml_collections.ConfigDict(bottleneck.Settings(beta=0.5).__dict__)
+  defence = defences.defence_class('bottleneck')(cfg, CONTEXT)
+  term, metrics = defence.layer_loss({}, {bottleneck.LAYER: layer.report(x)}, {})
+  np.testing.assert_allclose(term, 0.5 * (expected + kl_second) / 2, rtol=1e-6)
+  # The sample is drawn in rms units and scaled back: features 3x larger, a 3x larger sample.
+  z = layer(jnp.tile(3.0 * x[:1], (20000, 1, 1, 1)), rng=jax.random.key(0)).reshape(-1, 2)
+  np.testing.assert_allclose(z.mean(0), [3.0, 0.0], atol=0.15)
+  np.testing.assert_allclose(z.var(0), [9.0, 36.0], rtol=0.05)
+  with pytest.raises(ValueError, match='rng='):
+    layer(x)
+
+
+def test_disco_mask_keeps_the_top_k_channels_and_learns_through_the_soft_mask():
+  scores = jnp.array([[0.3, -1.0, 2.0, 0.1], [5.0, 4.0, -3.0, 4.5]])
+  mask = disco.channel_mask(scores, 2)
+  np.testing.assert_array_equal(mask, [[1, 0, 1, 0], [1, 0, 0, 1]])
+  # Straight-through: the gradient is sigmoid'(score - threshold), the threshold halfway between
+  # the 2nd and 3rd score ((0.3 + 0.1) / 2 and (4.5 + 4) / 2).
+  grad = jax.grad(lambda s: disco.channel_mask(s, 2).sum())(scores)
+  sig = lambda t: jax.nn.sigmoid(t) * (1 - jax.nn.sigmoid(t))  # noqa: E731
+  np.testing.assert_allclose(grad, sig(scores - jnp.array([[0.2], [4.25]])), rtol=1e-6)
+  np.testing.assert_array_equal(disco.channel_mask(scores, 4), np.ones((2, 4)))
+
+
+def test_disco_pruner_ships_in_the_exported_extractor_with_exactly_keep_times_c_channels(tmp_path):
+  from privjax import export
+
+  config = ml_collections.ConfigDict(
+      {
+          'model': {'arch': 'vgg_mini', 'cut': 'conv4_2', 'dtype': 'float32'},
+          'input': {'mean': (0.5,) * 3, 'std': (0.25,) * 3, 'channel_order': 'RGB'},
+          'defence': {'name': 'disco', 'disco': disco.Settings(keep=0.25).__dict__},
+      }
+  )
+  context = defences.context_for(config, (('gender', 2), ('identity', 5)))
+  model, defence = defences.model_from_config(config, 2, context, rngs=nnx.Rngs(0))
+  channels = context.feature_shape[-1]
+  assert defence.device_cost()['params'] == channels * (channels + 1)
+  # A trained pruner's scores are not the channels' means: a random one chooses differently.
+  pruner = getattr(model.extractor, disco.LAYER)
+  pruner.kernel[...] = jax.random.normal(jax.random.key(1), (channels, channels))
+  manifest = export.export_extractor(model, str(tmp_path))
+  assert [i['name'] for i in manifest['inputs']] == ['pixels']  # deterministic: no key
+  x = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3)).astype(np.uint8)
+  z = np.asarray(export.load_exported(str(tmp_path))(x))
+  # Reference in numpy: the cut features before the pruner, its scores, each image's top k.
+  cut = x
+  for name in model.extractor.names[:-1]:
+    cut = getattr(model.extractor, name)(cut)
+  cut = np.asarray(cut, np.float64)
+  scores = cut.mean(axis=(1, 2)) @ np.asarray(pruner.kernel[...], np.float64)
+  kept = np.zeros((3, channels), bool)
+  np.put_along_axis(kept, np.argsort(-scores, axis=1)[:, : channels // 4], True, axis=1)
+  assert (kept.sum(axis=1) == channels // 4).all()
+  assert len({tuple(k) for k in kept}) > 1  # chosen per image
+  np.testing.assert_allclose(z, cut * kept[:, None, None, :], rtol=1e-4, atol=1e-5)
+  assert (z[np.broadcast_to(~kept[:, None, None, :], z.shape)] == 0).all()
+
+
+def test_bottleneck_ships_in_the_exported_extractor_and_the_key_decides_the_draw(tmp_path):
+  from privjax import export
+
+  config = ml_collections.ConfigDict(
+      {
+          'model': {'arch': 'vgg_mini', 'cut': 'conv4_2', 'dtype': 'float32'},
+          'input': {'mean': (0.5,) * 3, 'std': (0.25,) * 3, 'channel_order': 'RGB'},
+          'defence': {'name': 'bottleneck', 'bottleneck': bottleneck.Settings().__dict__},
+      }
+  )
+  context = defences.context_for(config, (('gender', 2),))
+  model, _ = defences.model_from_config(config, 2, context, rngs=nnx.Rngs(0))
+  manifest = export.export_extractor(model, str(tmp_path))
+  assert [i['name'] for i in manifest['inputs']] == ['pixels', 'key']
+  extractor = export.load_exported(str(tmp_path))
+  x = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3)).astype(np.uint8)
+  keys = [np.array([0, k], np.uint32) for k in range(2)]
+  a, b, a2 = (np.asarray(extractor(x, k)) for k in (keys[0], keys[1], keys[0]))
+  np.testing.assert_array_equal(a, a2)
+  # Two draws differ by rms * sigma * (eps1 - eps2): std sqrt(2) exp(init_logvar / 2) x rms.
+  clean = x
+  for name in model.extractor.names[:-1]:
+    clean = getattr(model.extractor, name)(clean)
+  rms = np.sqrt(np.mean(np.asarray(clean).reshape(2, -1) ** 2, axis=1))
+  ratio = np.std((a - b).reshape(2, -1), axis=1) / rms
+  np.testing.assert_allclose(ratio, math.sqrt(2) * math.exp(-2.0), rtol=0.05)
+
+
+def test_loading_a_training_config_imports_no_jax():
+  import subprocess
+  import sys
+
+  code = (
+      'import sys; from privjax import config as c; '
+      "c.config_module('configs/default.py').get_config('siamese+bottleneck,calibrated'); "
+      "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax')))"
+  )
+  out = subprocess.run(
+      [sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, check=True
+  )
+  assert out.stdout.strip() == '[]', out.stdout
+
+
+def test_each_defence_declares_its_config_section_in_its_module():
+  from privjax import plugins
+
+  config = config_lib.config_module(str(ROOT / 'configs' / 'default.py')).get_config('')
+  for name in defences.names():
+    module = __import__(f'privjax.defences.{name}', fromlist=['Settings'])
+    declared = plugins.declared_defaults(plugins.module_path('privjax.defences', name))
+    assert declared == dataclasses.asdict(module.Settings()), name
+    assert config.defence[name].to_dict() == declared, name
+    assert declared['strength'] == module.DEFENCE.strength, name
+
+
 def test_without_a_defence_the_gradient_is_the_cross_entropy_gradient(tiny_config, make_step):
   config = tiny_config('none,tiny')
   setup = make_step(config)
@@ -238,25 +370,59 @@ def test_siamese_steps_pull_same_label_pairs_together_more_than_none(tiny_config
   assert ratios['siamese,tiny'] < 0.6 * ratios['none,tiny'], ratios
 
 
-@pytest.mark.parametrize('name', ['nopeek', 'adversarial', 'learned_noise', 'siamese+adversarial'])
+@pytest.mark.parametrize(
+    'name',
+    [
+        'nopeek',
+        'adversarial',
+        'learned_noise',
+        'siamese+adversarial',
+        'disco',
+        'siamese+bottleneck',
+    ],
+)
 def test_every_defence_trains_resumes_and_evaluates(tiny_config, tmp_path, name):
   config = tiny_config(f'{name},tiny')
   workdir = str(tmp_path / 'run')
   result = loop.train_and_evaluate(config, workdir)
   assert result['step'] == config.total_steps and math.isfinite(result['train_loss'])
   lines = [json.loads(l) for l in open(os.path.join(workdir, 'metrics.jsonl'))]
-  expected = {'nopeek': 'dcor', 'adversarial': 'proxy_accuracy', 'learned_noise': 'noise_scale'}
+  expected = {
+      'nopeek': 'dcor',
+      'adversarial': 'proxy_accuracy',
+      'learned_noise': 'noise_scale',
+      'disco': 'pruner_proxy_accuracy',
+      'bottleneck': 'kl',
+      'siamese': 'contrastive',
+  }
   for part in name.split('+'):
     if part in expected:
       assert any(expected[part] in l for l in lines), (part, lines[-1])
   # The defence's state and device layers come back with the run.
   step, params, meta, saved = ckpt_lib.restore_run(workdir)
   assert saved['defence']['name'] == name and meta['step'] == step
-  if 'adversarial' in name:
+  if 'adversarial' in name or 'disco' in name:
     assert os.path.isdir(os.path.join(workdir, 'checkpoints', str(step), 'defence'))
   run = features_lib.load_run(workdir)
-  if name == 'learned_noise':
-    assert learned_noise.LAYER in params['extractor'] and run.model.extractor.samples
+  layers = {
+      'disco': disco.LAYER,
+      'bottleneck': bottleneck.LAYER,
+      'learned_noise': learned_noise.LAYER,
+  }
+  for part in name.split('+'):
+    if part in layers:  # restored with the trained values, not a fresh layer's
+      layer = getattr(run.model.extractor, layers[part])
+      context = defences.context_for(config, (('gender', 2), ('identity', 10)))
+      fresh = dict(defences.from_config(config.defence, context).device_layers(nnx.Rngs(0)))
+      trained = params['extractor'][layers[part]]
+      for key, value in trained.items():
+        np.testing.assert_array_equal(np.asarray(getattr(layer, key)[...]), np.asarray(value))
+      assert any(
+          not np.array_equal(np.asarray(v), np.asarray(getattr(fresh[layers[part]], k)[...]))
+          for k, v in trained.items()
+      ), part
+  if name in ('learned_noise', 'siamese+bottleneck'):
+    assert run.model.extractor.samples
     # One draw per image and split, the same on every extraction.
     a = features_lib.extract(run, 'test', cache=False)['features']
     b = features_lib.extract(run, 'test', cache=False)['features']
@@ -279,6 +445,12 @@ def test_every_defence_trains_resumes_and_evaluates(tiny_config, tmp_path, name)
         ),
         ('nopeek,tiny', 'defence.nopeek.weight', -1.0, 'defence.nopeek.weight must be >= 0'),
         ('siamese,tiny', 'defence.siamese.margin_mode', 'auto', "margin_mode='auto' is not valid"),
+        ('disco,tiny', 'defence.disco.keep', 1.5, r'defence.disco.keep must be in \(0, 1\]'),
+        ('disco,tiny', 'defence.disco.keep', 0.0, r'defence.disco.keep must be in \(0, 1\]'),
+        ('disco,tiny', 'defence.disco.keep', float('nan'), r'defence.disco.keep must be in'),
+        ('bottleneck,tiny', 'defence.bottleneck.beta', -0.1, 'beta must be a finite number > 0'),
+        ('bottleneck,tiny', 'defence.bottleneck.beta', float('inf'), 'beta must be a finite'),
+        ('siamese+bottleneck,tiny', 'defence.bottleneck.beta', 0.0, 'beta must be a finite'),
     ],
 )
 def test_bad_defence_requests_fail_in_one_line_before_writing(

@@ -18,7 +18,7 @@ from PIL import Image
 from privjax.attacks import run_attack
 from privjax.errors import EvalError
 from privjax.evaluate import sources
-from privjax.evaluate.evaluators import common, inversion, open_set, reidentify
+from privjax.evaluate.evaluators import adapted_head, common, head, inversion, open_set, reidentify
 from privjax.metrics import image_quality, results
 from privjax.privacy import pca as pca_lib
 from privjax.report import tables
@@ -277,6 +277,59 @@ def test_unknown_or_broken_evaluators_are_one_line_errors(tmp_path, monkeypatch)
   settings = common.settings_for(module, ml_collections.ConfigDict(), 'extra_evals.badwhere')
   with pytest.raises(EvalError, match="where='sometimes' is not one of each, baseline, once"):
     common.where(module, settings)
+
+
+class LinearHead(nnx.Module):
+  """Logits = flattened features @ kernel: a cloud head whose weights the test chooses."""
+
+  def __init__(self, kernel):
+    self.kernel = nnx.Param(np.asarray(kernel, np.float32))
+
+  def __call__(self, x, *, rng=None, train=False):
+    return x.reshape(x.shape[0], -1) @ self.kernel[...]
+
+
+def two_cue_features(n, seed, flip_robust=False):
+  """[n, 2, 2, 1] features of labels 0/1: a cue of +-0.1 with no spread (perfect, but drowned by
+  noise of variance 1) and a cue of +-1.5 with unit spread (robust), two features of noise."""
+  rng = np.random.default_rng(seed)
+  y = rng.integers(0, 2, n)
+  sign = 2.0 * y - 1.0
+  f = rng.normal(size=(n, 4))
+  f[:, 0] = 0.1 * sign
+  f[:, 1] = 1.5 * (-sign if flip_robust else sign) + rng.normal(size=n)
+  return f.reshape(n, 2, 2, 1).astype(np.float32), y
+
+
+def test_adapted_head_beats_the_unadapted_head_under_heavy_noise(tmp_path):
+  (train, y_train), (test, y_test) = two_cue_features(1000, 1), two_cue_features(1000, 2)
+  # The attacker's photos contradict the robust cue: a head adapted on them would fail the test.
+  attacker, y_attacker = two_cue_features(1000, 3, flip_robust=True)
+  data = {
+      'train': {'features': train, 'gender': y_train},
+      'test': {'features': test, 'gender': y_test},
+      'attacker_train': {'features': attacker, 'gender': y_attacker},
+  }
+  ctx = make_ctx(tmp_path, ml_collections.ConfigDict({'seed': 0}), {}, data)
+  # The trained head reads only the perfect cue: right on every clean upload.
+  kernel = np.zeros((4, 2), np.float32)
+  kernel[0] = (-1.0, 1.0)
+  ctx.run.model = types.SimpleNamespace(head=LinearHead(kernel))
+  ctx.evaluator = 'adapted_head'
+  settings = adapted_head.Settings(lr=3e-2, max_epochs=20)
+  assert adapted_head.run(ctx, baseline(ctx), settings) == {}  # nothing to adapt to
+  assert head.run(ctx, baseline(ctx), None)['accuracy'].value == 100.0
+  noisy = ctx.features.setting(deployed(), 1.0, baseline=False)
+  unadapted = head.run(ctx, noisy, None)['accuracy']
+  adapted = adapted_head.run(ctx, noisy, settings)['accuracy']
+  assert adapted.role == 'utility' and adapted.unit == unadapted.unit
+  assert unadapted.value < 60.0, unadapted
+  # The robust cue under the noise: 1.5 / sqrt(2) standard deviations from the threshold, ~86%.
+  assert adapted.value > 80.0 and adapted.value - unadapted.value > 4 * adapted.se, adapted
+  # A head with other classes than the labels' is refused in one line.
+  ctx.run.model = types.SimpleNamespace(head=LinearHead(np.zeros((4, 3), np.float32)))
+  with pytest.raises(EvalError, match='every class 0..2 must be present'):
+    adapted_head.run(ctx, noisy, settings)
 
 
 def test_settings_come_from_the_module_and_the_config_overrides_them():

@@ -3,15 +3,15 @@
 Arguments after the colon, comma-separated:
   fast    noise variances 0, 0.1, 1; the primary label attacked only without PCA and noise; 300
           decoder steps; rMLE on 32 images for 200 steps; repeated uploads averaged over 8 only;
-          the face recogniser on 256 attacker-test rows against 2 photos a person (the README's
-          main job and the notebook)
+          the face recogniser on 256 attacker-test rows against 2 photos a person; the head
+          adapted to each transform for at most 5 epochs (the README's main job and the notebook)
   tiny    smallest settings, for tests
 
 What `fast` leaves to the full config: noise variances 1e-4, 1e-2 and 9; the primary label attacked
 at every setting; the attacker families pca_mlp and pca_linear's 32/128 components; 1500 decoder
 steps; rMLE on 128 images for 300 steps with its TV weight tuned on the attacker's own images;
 repeated uploads averaged over 1, 2 and 4 as well; the face recogniser on every attacker-test
-image against all of the attacker's photos.
+image against all of the attacker's photos; the adapted head's 20 epochs (patience 3).
 
 Every evaluator's settings and their defaults live in its module (privjax/evaluate/evaluators/);
 this file chooses which evaluators run (`evaluators`, in order) and overrides settings, each in
@@ -52,6 +52,7 @@ def get_config(arg: str = ''):
   c.attack_memo = True
   c.evaluators = (
       'head',
+      'adapted_head',
       'probe',
       'attackers',
       'accounts',
@@ -90,6 +91,8 @@ def get_config(arg: str = ''):
     c.repeated_upload.ks = (8,)
     c.reidentify.face_probes = 256
     c.reidentify.face_gallery = 2
+    c.adapted_head.max_epochs = 5
+    c.adapted_head.patience = 2
   if 'tiny' in args:
     c.transforms = ('none', 'pca:4')
     c.noise_variances = (0.0, 1.0)
@@ -106,5 +109,6 @@ def get_config(arg: str = ''):
     c.accounts.ks = (1, 2)
     c.accounts.min_people = 3
     c.repeated_upload.ks = (2,)
+    c.adapted_head.max_epochs = 2
     c.batch_size = 32
   return c

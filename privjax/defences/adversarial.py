@@ -17,6 +17,7 @@ The proxy's parameters and Adam state are the defence's state (checkpointed with
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -47,6 +48,20 @@ def mlp_logits(params, z):
 def confusion_loss(logits):
   """Cross-entropy against the uniform distribution: log K at its minimum (no information)."""
   return -jax.nn.log_softmax(logits.astype(jnp.float32)).mean()
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """`config.defence.adversarial`."""
+
+  weight: float = 1.0
+  label: str = 'identity'  # owner-side label the proxy predicts
+  proxy_hidden: int = 256
+  proxy_layers: int = 1  # hidden layers of the proxy MLP
+  proxy_lr: float = 1e-3
+  proxy_steps: int = 1  # proxy Adam steps per training step
+  strength: str = 'weight'
+  strengths: tuple = (0.3, 1.0, 3.0)
 
 
 class Adversarial(Defence):

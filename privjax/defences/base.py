@@ -54,7 +54,8 @@ class Defence:
   def device_layers(self, rngs) -> list[tuple[str, Any]]:
     """(name, nnx.Module) layers appended to the extractor after the cut; they ship to the device.
 
-    A layer that samples (learned noise) has `samples = True` and is called with `rng=`.
+    A layer that samples (learned noise) has `samples = True` and is called with `rng=`; a layer
+    with a `report(x)` method reports to `layer_loss` during training.
     """
     return []
 
@@ -83,6 +84,12 @@ class Defence:
     [2B] (primary), 'same' [B] (pairs are rows 2i, 2i+1) and every label in `labels`. `params`
     are the model's ({'extractor': ..., 'head': ...}): a defence finds its device layers there.
     """
+    return jnp.zeros((), jnp.float32), {}
+
+  def layer_loss(self, state: dict, reports: dict, batch: dict) -> tuple[Any, dict]:
+    """(loss term, metrics) from what the device layers reported in the training forward pass:
+    `reports` is {layer name: layer.report(the layer's input)} for layers with a `report` method
+    (a variational layer's mean and log-variance). Added to `loss`'s term."""
     return jnp.zeros((), jnp.float32), {}
 
   def update(self, state: dict, features, batch: dict, rng) -> tuple[dict, dict]:

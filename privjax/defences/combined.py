@@ -55,6 +55,14 @@ class Combined(Defence):
       metrics.update(m)
     return total, metrics
 
+  def layer_loss(self, state, reports, batch):
+    total, metrics = None, {}
+    for d in self.parts:
+      term, m = d.layer_loss(state[d.name], reports, batch)
+      total = term if total is None else total + term
+      metrics.update(m)
+    return total, metrics
+
   def update(self, state, features, batch, rng):
     new, metrics = {}, {}
     for i, d in enumerate(self.parts):

@@ -13,6 +13,7 @@ takes a key), and every evaluation sees noisy features, before its own PCA and n
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -20,6 +21,17 @@ import jax.numpy as jnp
 from flax import nnx
 
 from privjax.defences.base import Defence
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """`config.defence.learned_noise`."""
+
+  weight: float = 0.1
+  init_scale: float = 0.1  # initial noise std, relative to the features' rms
+  lr: float = 1e-2  # Adam rate of the noise scales
+  strength: str = 'weight'
+  strengths: tuple = (0.03, 0.1, 0.3)
 
 
 class LearnedNoise(nnx.Module):

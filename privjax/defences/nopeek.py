@@ -9,6 +9,8 @@ predictive of the image and so of who is in it, while the primary loss keeps wha
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 
 from privjax.defences.base import Defence
@@ -32,6 +34,15 @@ def distance_correlation(x, z):
   dcov_xz = jnp.mean(a * b)
   dvar = jnp.sqrt(jnp.maximum(jnp.mean(a * a) * jnp.mean(b * b), 1e-24))
   return jnp.sqrt(jnp.maximum(dcov_xz, 0.0) / dvar + 1e-12)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """`config.defence.nopeek`."""
+
+  weight: float = 1.0
+  strength: str = 'weight'
+  strengths: tuple = (0.3, 1.0, 3.0)
 
 
 class NoPeek(Defence):

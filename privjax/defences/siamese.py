@@ -9,6 +9,8 @@ computes distances between L2-normalised features. The margin is the defence's s
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -20,6 +22,19 @@ def pair_distances_squared(features, *, normalize: bool):
   """Squared distance of each pair (rows 2i, 2i+1) of one batch of 2B features."""
   f = features.reshape((features.shape[0] // 2, 2, -1))
   return objectives.pair_distances_squared(f[:, 0], f[:, 1], normalize=normalize)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """`config.defence.siamese` (configs/default.py's `calibrated` and `normalized` set the mode)."""
+
+  weight: float = 0.01  # lambda, from the paper's code
+  margin: float = 10.0  # from the paper's code, in feature-distance units
+  margin_mode: str = 'fixed'  # or 'calibrated'
+  margin_scale: float = 1.0
+  normalize: bool = False
+  strength: str = 'weight'
+  strengths: tuple = (0.1, 1.0, 10.0)
 
 
 class Siamese(Defence):

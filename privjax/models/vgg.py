@@ -276,9 +276,13 @@ class Stack(nnx.Module):
     """Whether a layer draws random numbers (dropout, learned noise) and so takes `rng`."""
     return any(getattr(getattr(self, n), 'samples', False) for n in self.names)
 
-  def __call__(self, x, *, rng=None, train: bool = False):
+  def __call__(self, x, *, rng=None, train: bool = False, reports: dict | None = None):
+    """`reports`, when given, receives {name: layer.report(its input)} from the layers that have a
+    `report` method (a defence's device layer reporting what its loss needs, such as a KL term)."""
     for i, name in enumerate(self.names):
       layer = getattr(self, name)
+      if reports is not None and hasattr(layer, 'report'):
+        reports[name] = layer.report(x)
       if getattr(layer, 'samples', False):
         x = layer(x, rng=None if rng is None else jax.random.fold_in(rng, i), train=train)
       else:
@@ -371,9 +375,9 @@ class SplitModel(nnx.Module):
         )
     )
 
-  def features_and_logits(self, x, *, rng=None, train: bool = False):
+  def features_and_logits(self, x, *, rng=None, train: bool = False, reports=None):
     k_extractor, k_head = (None, None) if rng is None else jax.random.split(rng)
-    features = self.extractor(x, rng=k_extractor, train=train)
+    features = self.extractor(x, rng=k_extractor, train=train, reports=reports)
     return features, self.head(features, rng=k_head, train=train)
 
   def __call__(self, x, *, rng=None, train: bool = False):

@@ -115,9 +115,15 @@ def make_train_step(graphdef, tx, defence, *, seed: int = 0):
   def loss_fn(params, batch, defence_state, rng):
     model = nnx.merge(graphdef, params)
     k_model, k_defence = jax.random.split(rng)
-    features, logits = model.features_and_logits(batch['image'], rng=k_model, train=True)
+    reports = {}
+    features, logits = model.features_and_logits(
+        batch['image'], rng=k_model, train=True, reports=reports
+    )
     ce = objectives.cross_entropy(logits, batch['label'])
     term, defence_metrics = defence.loss(defence_state, features, batch, k_defence, params)
+    layer_term, layer_metrics = defence.layer_loss(defence_state, reports, batch)
+    term = term + layer_term
+    defence_metrics = dict(defence_metrics, **layer_metrics)
     # CE(a) + CE(b): each branch's mean cross-entropy, summed (= 2 x the mean over 2B images).
     loss = 2.0 * ce + term
     accuracy = (jnp.argmax(logits, -1) == batch['label']).mean()

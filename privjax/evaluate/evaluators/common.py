@@ -9,11 +9,9 @@ jax at module level: an eval config builds its sections from it, and naming a co
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import importlib
 import logging
-import os
 import pkgutil
 import types
 from typing import Any, Callable
@@ -21,7 +19,7 @@ from typing import Any, Callable
 import ml_collections
 import numpy as np
 
-from privjax import paths
+from privjax import paths, plugins
 from privjax.errors import EvalError
 
 WHERE = ('each', 'baseline', 'once')
@@ -150,54 +148,17 @@ def settings_class(module: types.ModuleType) -> type:
   return getattr(module, 'Settings', _NoSettings)
 
 
-_FACTORIES = {'dict': {}, 'list': [], 'tuple': ()}
-
-
-def _default(node: ast.expr):
-  """The value of a `Settings` field's default: a literal, or `dataclasses.field(default=...)` /
-  `field(default_factory=dict|list|tuple)`."""
-  if isinstance(node, ast.Call) and getattr(node.func, 'attr', getattr(node.func, 'id', '')) == (
-      'field'
-  ):
-    for kw in node.keywords:
-      if kw.arg == 'default':
-        return ast.literal_eval(kw.value)
-      if kw.arg == 'default_factory' and getattr(kw.value, 'id', None) in _FACTORIES:
-        return _FACTORIES[kw.value.id]
-  return ast.literal_eval(node)
-
-
 def declared_defaults(name: str) -> dict:
   """The defaults of evaluator `name`'s `Settings`, read from its source without importing it (an
   eval config names evaluators before anything heavy is loaded; tests check that they are the
   dataclass's own)."""
-  from privjax.evaluate import evaluators
-
-  path = os.path.join(evaluators.__path__[0], f'{name}.py')
-  with open(path) as f:
-    tree = ast.parse(f.read(), path)
-  for node in tree.body:
-    if isinstance(node, ast.ClassDef) and node.name == 'Settings':
-      return {
-          stmt.target.id: _default(stmt.value)
-          for stmt in node.body
-          if isinstance(stmt, ast.AnnAssign) and stmt.value is not None
-      }
-  return {}
-
-
-def _to_config(value):
-  if isinstance(value, dict):
-    return ml_collections.ConfigDict({k: _to_config(v) for k, v in value.items()})
-  return value
+  return plugins.declared_defaults(plugins.module_path(PACKAGE, name))
 
 
 def config_sections() -> ml_collections.ConfigDict:
   """Every built-in evaluator's settings with their defaults, one section per evaluator: what an
   eval config starts from (it then chooses evaluators and overrides values)."""
-  return ml_collections.ConfigDict(
-      {name: _to_config(declared_defaults(name)) for name in available()}
-  )
+  return plugins.config_sections(PACKAGE, available())
 
 
 def settings_for(module: types.ModuleType, eval_config, name: str):
