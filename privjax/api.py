@@ -1,10 +1,10 @@
 """The Python API a notebook uses, re-exported at the top: `privjax.load_run`, `privjax.load_report`,
 `privjax.compare` and `privjax.report_dir`.
 
-  run = privjax.load_run('runs/demo/siamese')            # restored model, config, data builder
+  run = privjax.load_run('runs/mine')                    # restored model, config, data builder
   data = run.features('attacker_test')                   # cut features and labels of a split
-  report = privjax.load_report('runs/demo/siamese')      # its evaluation's report dict
-  df = privjax.compare({'none': 'runs/demo/none', 'siamese': 'runs/demo/siamese'})
+  report = privjax.load_report('runs/mine')              # its evaluation's report dict
+  df = privjax.compare({'baseline': 'runs/base', 'mine': 'runs/mine'})
   df[(df.role == 'leak') & df.baseline].sort_values('value', ascending=False)
 
 `compare` returns the long DataFrame of privjax.report.frame (one row per run × setting × metric;
