@@ -93,8 +93,8 @@ def test_eval_py_writes_a_complete_report_and_compares(trained_runs):
   assert report['details']['reference_run']['once']['defence']['name'] == 'none'
   raw = {m['secret'] for m in report['once'].values() if m.get('role') == 'raw'}
   assert raw == {'identity', 'gender'}
-  assert 0 < _metric(base, 'reconstruction/decoder/ssim').value <= 1
-  assert _metric(base, 'reconstruction/decoder/ssim').role == 'fidelity'
+  assert 0 < _metric(base, 'reconstruction/decoder_l1_ssim_aug/ssim').value <= 1
+  assert _metric(base, 'reconstruction/decoder_l1_ssim_aug/ssim').role == 'fidelity'
   assert report['versions']['jax'] and report['seeds'] == {'train': 0, 'eval': 0}
   md = open(os.path.join(out, 'report.md')).read()
   assert '## At a glance' in md and 'identity top-1' in md
@@ -129,7 +129,7 @@ def test_eval_py_writes_a_complete_report_and_compares(trained_runs):
   assert _metric(base, 'reidentify/originals').value == pytest.approx(
       results.Metric.from_dict(report['once']['pixel_reference/identity/linear']).value
   )
-  for method in ('decoder', 'inversion'):
+  for method in ('decoder_l1_ssim_aug', 'inversion'):
     assert _metric(base, f'reidentify/{method}').role == 'leak'
   assert report['details']['reidentify']['none/0']['inversion']['num_test'] == 4
   # Open-set identity at the baseline setting only (tiny and fast), on the owner's test people.

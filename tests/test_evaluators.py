@@ -1,5 +1,5 @@
-"""Evaluators at the protocol level, on hand-made contexts (no trained run): white-box inversion
-through the deployed extractor, re-identification of reconstructions, open-set identity, how
+"""Evaluators at the protocol level, on hand-made contexts (no trained run): learned decoders and
+white-box inversion through the deployed extractor, re-identification of reconstructions, open-set identity, how
 evaluators are found, configured and validated, that nothing outside an evaluator's module names
 it, and the report's generic rendering of their metrics."""
 
@@ -17,8 +17,16 @@ from PIL import Image
 
 from privjax.attacks import run_attack
 from privjax.errors import EvalError
-from privjax.evaluate import sources
-from privjax.evaluate.evaluators import adapted_head, common, head, inversion, open_set, reidentify
+from privjax.evaluate import shared, sources
+from privjax.evaluate.evaluators import (
+    adapted_head,
+    common,
+    head,
+    inversion,
+    open_set,
+    reconstruction,
+    reidentify,
+)
 from privjax.metrics import image_quality, results
 from privjax.privacy import pca as pca_lib
 from privjax.report import tables
@@ -87,6 +95,46 @@ def inversion_settings(**kw):
   return inversion.Settings(**{**base, 'init': 'grey', **kw})
 
 
+def test_decoder_methods_beat_the_mean_image_and_reach_reidentification(tmp_path):
+  """Uploads that are the images themselves (an identity extractor): every decoder method beats
+  the mean image, is reported under its own prefix, and leaves its images under its own name for
+  re-identification (which judges every method it finds: the reidentify tests below)."""
+  own, test = smooth_images(240, seed=2), smooth_images(24, seed=1)
+  data = {
+      'train': {'features': own},
+      'attacker_train': {'features': own},
+      'attacker_test': {'features': test},
+  }
+  ctx = make_ctx(
+      tmp_path,
+      reid_config(),
+      {'attacker_test': test, 'attacker_train': own},
+      data,
+      model=types.SimpleNamespace(extractor=PixelExtractor()),
+  )
+  ctx.evaluator = 'reconstruction'
+  settings = reconstruction.Settings(methods=('mse', 'l1_ssim_aug'), steps=60)
+  reconstruction.check(None, settings, None)
+  out = reconstruction.run(ctx, baseline(ctx), settings)
+  mean = out['mean_image/ssim'].value
+  assert out['mean_image/ssim'].role == '' and out['mean_image/psnr'].unit == 'dB'
+  for method in ('decoder_mse', 'decoder_l1_ssim_aug'):
+    assert out[f'{method}/ssim'].role == 'fidelity'
+    assert out[f'{method}/ssim'].value > mean + 0.1, (method, out[f'{method}/ssim'], mean)
+    rows, images = ctx.reconstructions()[method]
+    np.testing.assert_array_equal(rows, np.arange(24))
+    expected = np.mean(image_quality.ssim(test, images))
+    assert out[f'{method}/ssim'].value == pytest.approx(float(expected), rel=1e-5)
+    details = ctx.details['reconstruction']['none/0'][method]
+    assert details['val_ssim'] > details['mean_image_val_ssim']
+  (filename,) = ctx.written_images.values()
+  grid = np.asarray(Image.open(os.path.join(ctx.out_dir, filename)))
+  assert grid.shape == (3 * S, 16 * S, 3)  # originals, then one row per method
+  for bad in (('l2',), ('mse', 'mse'), ()):
+    with pytest.raises(EvalError, match='reconstruction.methods'):
+      reconstruction.check(None, reconstruction.Settings(methods=bad), None)
+
+
 def test_inversion_through_an_identity_extractor_recovers_the_images(tmp_path):
   test, own = smooth_images(10, seed=1), smooth_images(12, seed=2)
   data = {
@@ -103,7 +151,7 @@ def test_inversion_through_an_identity_extractor_recovers_the_images(tmp_path):
   ctx.evaluator = 'inversion'
   # A decoder that learned nothing: the mean image, for every test image.
   decoder = np.broadcast_to(own.mean(0), test.shape).copy()
-  ctx.add_reconstructions('decoder', np.arange(len(test)), decoder)
+  ctx.add_reconstructions('decoder_mse', np.arange(len(test)), decoder)
   out = inversion.run(ctx, baseline(ctx), inversion_settings())
   idx = inversion.subset(len(test), 6, seed=0)
   assert len(idx) == 6 and np.all(np.diff(idx) > 0)
@@ -154,7 +202,7 @@ def test_deployed_extractor_adds_the_settings_noise():
   import jax
 
   pca = pca_lib.fit_pca(smooth_images(20, seed=0), 5)
-  f = inversion.deployed_extractor(
+  f = shared.deployed_extractor(
       types.SimpleNamespace(extractor=PixelExtractor()), pca, variance=4.0
   )
   x = smooth_images(2000, seed=1)

@@ -1,15 +1,19 @@
-"""Reconstruction (inversion) attack: a decoder learns to invert an invertible feature map."""
+"""Reconstruction attack: the training SSIM against the metric, the loss terms at and away from a
+perfect reconstruction, method names, augmentation, decoders that generalise through an invertible
+map (with and without re-extracting features of augmented images), and the image grid."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
 
-from privjax.attacks import fit_decoder, save_image_grid
-from privjax.metrics.image_quality import psnr
+from privjax.attacks import fit_decoder, reconstruction, save_image_grid
+from privjax.metrics import image_quality as metrics
 
 pytestmark = pytest.mark.unit
 
-S = 8
+S = 16  # SSIM needs 11 pixels a side
 
 
 def smooth_images(n, seed=0):
@@ -22,29 +26,108 @@ def smooth_images(n, seed=0):
   return (1.0 / (1.0 + np.exp(-(up + ramp)))).astype(np.float32)
 
 
-def test_decoder_inverts_an_invertible_linear_feature_map():
-  images = smooth_images(560)
-  a = np.random.default_rng(1).normal(size=(S * S * 3, S * S * 3)).astype(np.float32)
-  features = images.reshape(len(images), -1) @ a
-  train, test = slice(0, 480), slice(480, None)
+def test_training_ssim_is_the_metric_and_one_against_itself():
+  # Hand-built images: a ramp, a checkerboard, a constant, and noise.
+  yy, xx = np.meshgrid(np.linspace(0, 1, 20), np.linspace(0, 1, 24), indexing='ij')
+  ramp = np.stack([yy, xx, 0.5 * (yy + xx)], axis=-1)
+  checker = np.broadcast_to(((np.arange(20)[:, None] + np.arange(24)) % 2)[..., None], ramp.shape)
+  flat = np.full(ramp.shape, 0.3)
+  noise = np.random.default_rng(0).uniform(size=ramp.shape)
+  a = np.stack([ramp, checker, flat, noise]).astype(np.float32)
+  b = np.stack([checker, ramp, noise, flat]).astype(np.float32)
+  np.testing.assert_allclose(reconstruction.ssim(a, a), 1.0, atol=1e-5)
+  np.testing.assert_allclose(reconstruction.ssim(a, b), metrics.ssim(a, b), atol=1e-5)
+  assert np.all(np.asarray(reconstruction.ssim(a, b)) < 0.5)
+  c = jnp.clip(a + 0.1 * jax.random.normal(jax.random.key(1), a.shape), 0.0, 1.0)
+  np.testing.assert_allclose(reconstruction.ssim(a, c), metrics.ssim(a, c), atol=1e-5)
+  grad = jax.grad(lambda x: jnp.sum(reconstruction.ssim(x, c)))(jnp.asarray(a))
+  assert np.all(np.isfinite(grad)) and float(jnp.abs(grad).max()) > 0
+
+
+def test_loss_terms_are_zero_at_a_perfect_reconstruction_and_by_hand_away_from_it():
+  images = jnp.asarray(smooth_images(4))
+  weights = dict.fromkeys(reconstruction.LOSSES, 1.0)
+  lpips = lambda a, b: jnp.sum((a - b) ** 2, axis=(1, 2, 3))  # noqa: E731
+  for name, value in reconstruction.loss_terms(images, images, weights, lpips).items():
+    assert abs(float(value)) < 1e-6, name
+  off = jnp.clip(images + 0.1, 0.0, 1.0)
+  terms = reconstruction.loss_terms(off, images, weights, lpips)
+  diff = np.asarray(off - images)
+  assert float(terms['l1']) == pytest.approx(np.mean(np.abs(diff)), rel=1e-5)
+  assert float(terms['mse']) == pytest.approx(np.mean(diff**2), rel=1e-5)
+  assert float(terms['ssim']) == pytest.approx(
+      1 - float(np.mean(metrics.ssim(off, images))), abs=1e-5
+  )
+  assert set(reconstruction.loss_terms(off, images, {'l1': 1.0})) == {'l1'}
+
+
+def test_method_names():
+  assert reconstruction.method_recipe('l1_ssim_aug') == (('l1', 'ssim'), True)
+  assert reconstruction.method_recipe('mse') == (('mse',), False)
+  for bad in ('aug', 'l2', 'l1_l1', 'l1__ssim', ''):
+    with pytest.raises(ValueError, match='decoder method'):
+      reconstruction.method_recipe(bad)
+
+
+def test_augmentation_flips_and_crops_within_range():
+  images = jnp.asarray(smooth_images(64))
+  plain = reconstruction.augment_images(jax.random.key(0), images, crop=1.0, jitter=0.0)
+  same = np.all(np.isclose(plain, images, atol=1e-5), axis=(1, 2, 3))
+  mirrored = np.all(np.isclose(plain, images[:, :, ::-1], atol=1e-5), axis=(1, 2, 3))
+  assert np.all(same | mirrored) and 10 < mirrored.sum() < 54  # a fair coin per image
+  full = np.asarray(reconstruction.augment_images(jax.random.key(1), images))
+  assert full.shape == images.shape and full.min() >= 0 and full.max() <= 1
+  assert np.mean(np.abs(full - np.asarray(images))) > 0.02
+
+
+A = np.random.default_rng(1).normal(size=(S * S * 3, 96)).astype(np.float32) / 10
+
+
+def linear_features(x, key=None):
+  """An injective linear map of the images (96 numbers; the images have 12 degrees of freedom)."""
+  return x.reshape(x.shape[0], -1) @ A
+
+
+@pytest.mark.parametrize('augment', [False, True])
+def test_decoder_beats_the_mean_image_where_the_features_determine_the_image(augment):
+  images = smooth_images(320)
+  features = linear_features(images)
+  train, test = slice(0, 256), slice(256, None)
   decoder = fit_decoder(
-      features[train], images[train], steps=200, lr=2e-3, batch_size=32, eval_every=50, seed=0
+      features[train],
+      images[train],
+      augment=augment,
+      extract=linear_features,
+      steps=150,
+      lr=3e-3,
+      eval_every=50,
+      seed=0,
   )
   recon = decoder.reconstruct(features[test])
   assert recon.shape == images[test].shape
   assert recon.min() >= 0.0 and recon.max() <= 1.0
-  mse = np.mean((recon - images[test]) ** 2)
-  mean_image_mse = np.mean((images[test] - images[train].mean(axis=0)) ** 2)
-  assert mse < 0.25 * mean_image_mse, (mse, mean_image_mse)
-  assert decoder.info['val_mse'] < decoder.info['mean_image_val_mse']
-  assert np.mean(psnr(images[test], recon)) > np.mean(
-      psnr(images[test], np.broadcast_to(images[train].mean(axis=0), recon.shape))
+  mean = np.broadcast_to(images[train].mean(axis=0), recon.shape)
+  ssim, mean_ssim = np.mean(metrics.ssim(images[test], recon)), np.mean(
+      metrics.ssim(images[test], mean)
   )
+  assert ssim > mean_ssim + 0.3, (ssim, mean_ssim)
+  assert decoder.info['val_ssim'] > decoder.info['mean_image_val_ssim'] + 0.3
+  assert decoder.info['val_mse'] < 0.25 * decoder.info['mean_image_val_mse']
+
+
+def test_decoder_refuses_what_it_cannot_do():
+  images = smooth_images(20)
+  with pytest.raises(ValueError, match='augment needs extract'):
+    fit_decoder(images, images, augment=True)
+  with pytest.raises(ValueError, match='lpips_fn'):
+    fit_decoder(images, images, losses={'lpips': 1.0})
+  with pytest.raises(ValueError, match='unknown losses'):
+    fit_decoder(images, images, losses={'l2': 1.0})
 
 
 def test_decoder_accepts_spatial_features():
   images = smooth_images(64, seed=2)
-  features = np.repeat(images, 2, axis=-1)  # [N, 8, 8, 6], H >= the start grid: conv entry
+  features = np.repeat(images, 2, axis=-1)  # [N, 16, 16, 6], H >= the start grid: conv entry
   decoder = fit_decoder(features, images, steps=20, eval_every=10, batch_size=16)
   assert decoder.reconstruct(features[:5]).shape == (5, S, S, 3)
 

@@ -8,7 +8,7 @@ Arguments after the colon, comma-separated:
   tiny    smallest settings, for tests
 
 What `fast` leaves to the full config: noise variances 1e-4, 1e-2 and 9; the primary label attacked
-at every setting; the attacker families pca_mlp and pca_linear's 32/128 components; 1500 decoder
+at every setting; the attacker families pca_mlp and pca_linear's 32/128 components; 1000 decoder
 steps; rMLE on 128 images for 300 steps with its TV weight tuned on the attacker's own images;
 repeated uploads averaged over 1, 2 and 4 as well; the face recogniser on every attacker-test
 image against all of the attacker's photos; the adapted head's 20 epochs (patience 3).

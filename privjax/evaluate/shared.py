@@ -1,5 +1,7 @@
 """What several evaluators compute the same way: the cloud head on uploads, the attacker families on
-one secret (with the attack memo), and the distances between cut features.
+one secret (with the attack memo), the distances between cut features, the image quality of
+reconstructions, the device's function from images to uploads (what the white-box attacker owns) and
+rows of images as one picture.
 
 Below the orchestrator (privjax.evaluate.protocol), so evaluators import these and never the module
 that runs them. Must not import privjax.evaluate.protocol, privjax.report or privjax.train.loop.
@@ -20,6 +22,7 @@ from privjax.attacks import registry
 from privjax.evaluate import memo
 from privjax.metrics import classification, results
 from privjax.metrics import image_quality as quality_lib
+from privjax.privacy import dp, transforms
 
 
 def head_factory(run):
@@ -250,3 +253,20 @@ def pooled_metrics(records: dict, min_people: int, what: str, secret: str) -> di
         r['top1'], r['top1_se'], label=f'{secret} top-1 {what}, {k} pooled', note=note, **leak
     )
   return out
+
+
+def deployed_extractor(model, pca, variance: float, clip: float | None = None):
+  """`f(x, key)`: images in [0, 1] -> uploads, as the device computes them (the extractor on
+  0..255 pixels, its own random layers drawn from `key`, then PCA, the clip, then noise)."""
+  graphdef, params = nnx.split(model.extractor)
+
+  def extractor(x, key):
+    k_device, k_noise = jax.random.split(key)
+    f = nnx.merge(graphdef, params)(x * 255.0, rng=k_device)
+    if pca is not None:
+      f = pca.apply(f)
+    if clip is not None:
+      f = dp.clip_norm(f, clip)
+    return transforms.add_gaussian_noise(k_noise, f, variance) if variance > 0 else f
+
+  return extractor

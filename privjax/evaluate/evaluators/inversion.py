@@ -6,8 +6,9 @@ at (the uploads it inverts are that setting's; with noise it matches them in exp
 It runs on a fixed subset of attacker-test images (`num_images`, drawn with the eval seed). The
 start is the attacker's mean image (`init = 'mean'`, from attacker-train) or mid-grey ('grey').
 With `tv_weights` given, the TV weight is the one that inverts `tune_images` of the attacker's own
-images best; otherwise `tv_weight`. PSNR and SSIM on the subset, and the decoder's on the same
-images where it ran before at this setting; its images are left for re-identification.
+images best; otherwise `tv_weight`. PSNR and SSIM on the subset, and the first decoder method's on
+the same images where the reconstruction evaluator ran before at this setting; its images are left
+for re-identification.
 """
 
 from __future__ import annotations
@@ -17,16 +18,13 @@ import time
 
 import jax
 import numpy as np
-from flax import nnx
 
 from privjax.attacks import inversion, reconstruction
 from privjax.errors import EvalError
 from privjax.evaluate import shared
-from privjax.privacy import dp, transforms
 
 WHERE = 'baseline'
 GRID = 'reconstructions{}.png'
-GRID_COLUMNS = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,23 +55,6 @@ def subset(n_total: int, n: int, seed: int) -> np.ndarray:
   return np.sort(np.random.default_rng(seed).permutation(n_total)[: min(n, n_total)])
 
 
-def deployed_extractor(model, pca, variance: float, clip: float | None = None):
-  """`f(x, key)`: images in [0, 1] -> uploads, as the device computes them (the extractor on
-  0..255 pixels, its own random layers drawn from `key`, then PCA, the clip, then noise)."""
-  graphdef, params = nnx.split(model.extractor)
-
-  def extractor(x, key):
-    k_device, k_noise = jax.random.split(key)
-    f = nnx.merge(graphdef, params)(x * 255.0, rng=k_device)
-    if pca is not None:
-      f = pca.apply(f)
-    if clip is not None:
-      f = dp.clip_norm(f, clip)
-    return transforms.add_gaussian_noise(k_noise, f, variance) if variance > 0 else f
-
-  return extractor
-
-
 def run(ctx, setting, settings) -> dict:
   c = settings
   t0 = time.perf_counter()
@@ -83,7 +64,9 @@ def run(ctx, setting, settings) -> dict:
   key = jax.random.fold_in(jax.random.key(ctx.config.seed), 0x1A7E)
   k_tune, k_invert = jax.random.split(key)
   target = np.asarray(setting.uploaded('attacker_test'))[idx]
-  extractor = deployed_extractor(ctx.run.model, setting.pca, setting.noise_variance, setting.clip)
+  extractor = shared.deployed_extractor(
+      ctx.run.model, setting.pca, setting.noise_variance, setting.clip
+  )
   own = ctx.images('attacker_train')
   init = own.mean(axis=0) if c.init == 'mean' else None
   kw = dict(steps=int(c.steps), lr=float(c.lr), init=init, batch_size=int(c.batch_size))
@@ -100,13 +83,17 @@ def run(ctx, setting, settings) -> dict:
   ctx.add_reconstructions('inversion', idx, recon)
   out = {f'rmle/{k}': v for k, v in shared.image_quality(originals, recon, 'rMLE').items()}
   rows, labels = [originals], ['original']
-  decoder = ctx.reconstructions().get('decoder')
-  if decoder is not None:
+  made = ctx.reconstructions()
+  decoders = [m for m in made if m.startswith('decoder')]
+  if decoders:
+    decoder = made[decoders[0]]
     decoder_images = decoder[1][np.searchsorted(decoder[0], idx)]
-    same = shared.image_quality(originals, decoder_images, 'decoder on the same images', role='')
+    same = shared.image_quality(
+        originals, decoder_images, f'{decoders[0]} on the same images', role=''
+    )
     out.update({f'decoder/{k}': v for k, v in same.items()})
     rows.append(decoder_images)
-    labels.append('decoder')
+    labels.append(decoders[0].replace('_', ' '))
   rows.append(recon)
   labels.append('rMLE')
   name = GRID.format('' if setting.baseline else '_' + setting.name.replace('/', '_'))

@@ -1,0 +1,154 @@
+r"""The LFW attack tables (benchmarks/results/lfw_attacks.md) from the reports of
+configs/eval/lfw_attacks.py: reconstructions and their re-identification, accounts, repeated uploads.
+
+  python eval.py --workdir RUN --config configs/eval/lfw_attacks.py      (for each run)
+  python benchmarks/lfw_attack_table.py RUN [RUN ...] [--out benchmarks/results/lfw_attacks.md]
+
+Reads `RUN/eval/lfw_attacks/report.json` (privjax.report.tables.load_report) for every run, and
+writes, per run and setting: each reconstruction method's PSNR, SSIM and LPIPS over attacker-test
+(mean ± standard error over the images) beside the attacker's mean image, with the identity top-1 of
+the linear pixel classifier and of dlib's face recogniser on its images, the originals' top-1 as
+the ceiling; the top-1 of accounts pooling k uploads of one person; the top-1 on the mean of k
+uploads of one photo. Accuracies are % ± the reports' standard errors (binomial, or clustered by
+person for accounts); the seeds and the time each evaluator took are the reports'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from privjax.report import tables
+
+NAME = 'lfw_attacks'
+
+
+def _cell(m, digits: int = 1, scale: float = 1.0) -> str:
+  if m is None:
+    return '–'
+  se = '' if m.get('se') is None else f' ± {scale * m["se"]:.{digits}f}'
+  return f'{scale * m["value"]:.{digits}f}{se}'
+
+
+def _methods(metrics: dict) -> list[str]:
+  """The decoder methods of a setting's metrics ('decoder_<method>'), in the order they ran."""
+  return list(
+      dict.fromkeys(k.split('/')[1] for k in metrics if k.startswith('reconstruction/decoder_'))
+  )
+
+
+def reconstruction_table(runs: dict) -> list[str]:
+  lines = [
+      '| run | setting | method | PSNR (dB) | SSIM | LPIPS | linear re-id top-1 (%) | '
+      'face re-id top-1 (%) |',
+      '|---|---|---|---|---|---|---|---|',
+  ]
+  for run, report in runs.items():
+    for e in report['settings']:
+      m = e['metrics']
+      if 'reconstruction/mean_image/ssim' not in m:
+        continue
+
+      def q(prefix, m=m):
+        return (
+            f'{_cell(m.get(f"reconstruction/{prefix}/psnr"), 2)} | '
+            f'{_cell(m.get(f"reconstruction/{prefix}/ssim"), 3)} | '
+            f'{_cell(m.get(f"reconstruction/{prefix}/lpips"), 3)}'
+        )
+
+      at = f'| {run} | {e["name"]} |'
+      lines.append(f"{at} attacker's mean image | {q('mean_image')} | – | – |")
+      for method in _methods(m):
+        lines.append(
+            f'{at} {method} | {q(method)} | {_cell(m.get(f"reidentify/{method}"))} | '
+            f'{_cell(m.get(f"reidentify/face/{method}"))} |'
+        )
+      lines.append(
+          f'{at} originals (ceiling) | – | – | – | {_cell(m.get("reidentify/originals"))} | '
+          f'{_cell(m.get("reidentify/face/originals"))} |'
+      )
+  return lines
+
+
+def _ks(metrics: dict, prefix: str) -> dict[int, dict]:
+  out = {}
+  for k, v in metrics.items():
+    if k.startswith(prefix) and k[len(prefix) :].isdigit():
+      out[int(k[len(prefix) :])] = v
+  return dict(sorted(out.items()))
+
+
+def k_table(runs: dict, prefix: str, what: str) -> list[str]:
+  rows = []
+  ks: set[int] = set()
+  for run, report in runs.items():
+    for e in report['settings']:
+      found = _ks(e['metrics'], prefix)
+      if found:
+        rows.append((run, e['name'], found))
+        ks |= set(found)
+  ks_sorted = sorted(ks)
+  lines = [
+      f'| run | setting | {" | ".join(f"{what} k = {k}" for k in ks_sorted)} |',
+      '|---|---|' + '---|' * len(ks_sorted),
+  ]
+  for run, setting, found in rows:
+    cells = ' | '.join(_cell(found.get(k)) for k in ks_sorted)
+    lines.append(f'| {run} | {setting} | {cells} |')
+  notes = {(run, setting, k): m['note'] for run, setting, found in rows for k, m in found.items()}
+  if any(notes.values()):
+    lines.append('')
+    lines.append(
+        'Groups: '
+        + '; '.join(f'{run} {setting} k = {k}: {n}' for (run, setting, k), n in notes.items() if n)
+        + '.'
+    )
+  return lines
+
+
+def timing_lines(runs: dict) -> list[str]:
+  lines = []
+  for run, report in runs.items():
+    ev = report['evaluators']
+    parts = ', '.join(
+        f'{name} {v["seconds"]:.0f} s wall / {v["cpu_seconds"]:.0f} s CPU' for name, v in ev.items()
+    )
+    lines.append(
+        f'- {run}: {report["seconds"]:.0f} s wall in all (after the features); {parts}. Seeds: '
+        f'training {report["seeds"]["train"]}, evaluation {report["seeds"]["eval"]}.'
+    )
+  return lines
+
+
+def markdown(run_dirs: list[str]) -> str:
+  runs = {
+      os.path.basename(os.path.normpath(d)): tables.load_report(
+          os.path.join(d, 'eval', NAME, 'report.json')
+      )
+      for d in run_dirs
+  }
+  out = ['### Reconstructions and their re-identification', '']
+  out += reconstruction_table(runs)
+  out += ['', '### Accounts: k uploads of one person pooled (linear on the uploads)', '']
+  out += k_table(runs, 'accounts/linear/k', 'top-1 (%)')
+  out += ['', '### Repeated uploads: the mean of k uploads of one photo (linear)', '']
+  out += k_table(runs, 'repeated_upload/k', 'top-1 (%)')
+  out += ['', '### Seeds and time', '']
+  out += timing_lines(runs)
+  return '\n'.join(out) + '\n'
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('runs', nargs='+')
+  parser.add_argument('--out', default='')
+  args = parser.parse_args()
+  text = markdown(args.runs)
+  print(text)
+  if args.out:
+    with open(args.out, 'w') as f:
+      f.write(text)
+
+
+if __name__ == '__main__':
+  main()
