@@ -25,6 +25,7 @@ from privjax.evaluate import shared
 
 WHERE = 'baseline'
 GRID = 'reconstructions{}.png'
+GRID_COLUMNS = 16
 
 
 @dataclasses.dataclass(frozen=True)
