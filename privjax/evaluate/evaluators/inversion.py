@@ -94,7 +94,7 @@ def run(ctx, setting, settings) -> dict:
     )
     out.update({f'decoder/{k}': v for k, v in same.items()})
     rows.append(decoder_images)
-    labels.append(decoders[0].replace('_', ' '))
+    labels.append(f'decoder ({decoders[0].removeprefix("decoder_")})')
   rows.append(recon)
   labels.append('rMLE')
   name = GRID.format('' if setting.baseline else '_' + setting.name.replace('/', '_'))
