@@ -21,6 +21,7 @@ import os
 from privjax.report import tables
 
 NAME = 'lfw_attacks'
+OUT = 'benchmarks/results/lfw_attacks.md'
 
 
 def _cell(m, digits: int = 1, scale: float = 1.0) -> str:
@@ -120,6 +121,14 @@ def timing_lines(runs: dict) -> list[str]:
   return lines
 
 
+def _lpips_note(report) -> str:
+  for e in report['settings']:
+    m = e['metrics'].get('reconstruction/mean_image/lpips')
+    if m is not None:
+      return m.get('note') or 'on every image'
+  return 'not measured'
+
+
 def markdown(run_dirs: list[str]) -> str:
   runs = {
       os.path.basename(os.path.normpath(d)): tables.load_report(
@@ -127,7 +136,27 @@ def markdown(run_dirs: list[str]) -> str:
       )
       for d in run_dirs
   }
-  out = ['### Reconstructions and their re-identification', '']
+  commands = [
+      f'python eval.py --workdir {d} --config configs/eval/lfw_attacks.py' for d in run_dirs
+  ] + [f'python benchmarks/lfw_attack_table.py {" ".join(run_dirs)} --out {OUT}']
+  first = next(iter(runs.values()))
+  reid = first['eval_config']['reidentify']
+  out = [
+      '```bash',
+      *commands,
+      '```',
+      '',
+      '### Reconstructions and their re-identification',
+      '',
+      'Attacker-test photos; PSNR, SSIM and LPIPS (VGG, lower is closer; '
+      f'{_lpips_note(first)}) are means ± standard errors over the images. Re-id: the '
+      "identity top-1 of a linear classifier on the attacker's raw photos, and of dlib's face "
+      f'recogniser (on {reid["face_probes"] or "all"} attacker-test rows drawn with the eval seed, '
+      f'against {reid["face_gallery"] or "all"} gallery photos a person); the originals row is '
+      'the same identifiers on the photos themselves (the ceiling). Each decoder is trained on the '
+      "uploads of that setting of the attacker's own photos.",
+      '',
+  ]
   out += reconstruction_table(runs)
   out += ['', '### Accounts: k uploads of one person pooled (linear on the uploads)', '']
   out += k_table(runs, 'accounts/linear/k', 'top-1 (%)')
