@@ -96,7 +96,9 @@ def k_table(runs: dict, prefix: str, what: str) -> list[str]:
   for run, setting, found in rows:
     cells = ' | '.join(_cell(found.get(k)) for k in ks_sorted)
     lines.append(f'| {run} | {setting} | {cells} |')
-  notes = {(run, setting, k): m['note'] for run, setting, found in rows for k, m in found.items()}
+  notes = {
+      (run, setting, k): m.get('note', '') for run, setting, found in rows for k, m in found.items()
+  }
   if any(notes.values()):
     lines.append('')
     lines.append(
