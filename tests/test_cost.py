@@ -139,7 +139,9 @@ def test_report_leaves_the_callers_matplotlib_backend_alone(table, tmp_path, mon
 
 
 def test_command_writes_table_and_plot_with_evaluated_runs(tmp_path):
-  report_dir = pathlib.Path(api.report_dir(tmp_path / 'siamese'))  # where evaluation writes it
+  # Where evaluation writes the report of the run's step 6 (the run has no checkpoint: the report
+  # folder is named).
+  report_dir = pathlib.Path(api.report_dir(tmp_path / 'siamese', step=6))
   report_dir.mkdir(parents=True)
   (report_dir / 'report.json').write_text(
       json.dumps(
@@ -180,7 +182,7 @@ def test_command_writes_table_and_plot_with_evaluated_runs(tmp_path):
           '--out',
           str(out),
           '--reports',
-          str(tmp_path / 'siamese'),
+          str(report_dir),
       ],
       cwd=ROOT,
       capture_output=True,
