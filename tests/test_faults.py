@@ -194,7 +194,7 @@ FINISHED = faultlib.Cases(
         'final_metrics_removed': ('final_metrics.json removed: rebuilt', _remove_final),
         'final_metrics_cut_short': ('final_metrics.json cut short: rebuilt', _cut_final),
         'final_metrics_step_only': (
-            'final_metrics.json is {"step": N} (what the old rerun wrote): rebuilt',
+            'final_metrics.json is {"step": N}: rebuilt',
             _short_final,
         ),
         'final_evaluation_missing': (
@@ -975,7 +975,7 @@ def _device(path):
 NOT_PHOTOS = faultlib.Cases(
     'files that are not photos (image_folder)',
     'skipped without being opened, with a warning that names the file and what it is; the '
-    'preparation completes with the other photos (it hung on a FIFO or a device before)',
+    'preparation completes with the other photos (a FIFO or a device is never read)',
     {
         'fifo': ('a FIFO listed as a photo', (_fifo, 'a FIFO')),
         'directory': ('a directory listed as a photo', (os.mkdir, 'a directory')),
@@ -1080,7 +1080,7 @@ def _photo_changed_and_prepared_again(folder, tmp_path):
 DATA_CHANGED = faultlib.Cases(
     "a run's data set changed",
     'a one-line RunError naming the digest the run recorded and the new one; nothing on disk '
-    'changed (a resume used to train on the new data, an evaluation to measure on it, silently)',
+    'changed (neither a resume nor an evaluation runs on the new data)',
     {
         # name: (description, (the change, resume or evaluate))
         'resume_on_edited_csv': (
