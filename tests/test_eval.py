@@ -122,9 +122,9 @@ def test_eval_py_writes_a_complete_report_and_compares(trained_runs):
   assert _metric(base, 'inversion/decoder/psnr').value > 0
   from PIL import Image
 
-  grid = report['images']['inversion: originals, decoder, rMLE, none/0']
+  grid = report['images']['inversion: originals, decoder (l1_ssim_aug), rMLE, none/0']
   width, height = Image.open(os.path.join(out, grid)).size  # 3 labelled rows of 4 images
-  assert height == 3 * 64 and 4 * 64 < width < 4 * 64 + 100
+  assert height == 3 * 64 and 4 * 64 < width < 4 * 64 + 200
   # Re-identification: on the originals it is the raw-pixel attacker of the same family and split.
   assert _metric(base, 'reidentify/originals').value == pytest.approx(
       results.Metric.from_dict(report['once']['pixel_reference/identity/linear']).value

@@ -116,7 +116,8 @@ def update_config(workdir: str, key: str, value: Any) -> None:
   changed on the user's request (dataset.digest when it continued on new data)."""
   if jax.process_index() != 0:
     return
-  config_dict = read_config(workdir)
+  # The stamp stays: it says which privjax wrote the run, and this writer keeps its format.
+  config_dict = {**read_config(workdir), **run_stamp()}
   *parents, leaf = key.split('.')
   node = config_dict
   for part in parents:
