@@ -1949,7 +1949,7 @@ def test_a_damaged_file_is_one_line(evaluated, tfds_dir, tmp_path, name):
   before = snapshot(workdir)
   if what == 'compare':
     with pytest.raises(error) as e:
-      tables.load_report(os.path.join(workdir, 'eval', EVAL_NAME))
+      tables.load_report(tables.newest_step_dir(os.path.join(workdir, 'eval', EVAL_NAME)))
   else:
     with pytest.raises(error) as e:
       loop.train_and_evaluate(make_config(tfds_dir), workdir)
