@@ -133,8 +133,9 @@ def _lpips_note(report) -> str:
 
 def markdown(run_dirs: list[str]) -> str:
   runs = {
+      # The newest checkpoint step's report of the evaluation NAME.
       os.path.basename(os.path.normpath(d)): tables.load_report(
-          os.path.join(d, 'eval', NAME, 'report.json')
+          tables.newest_step_dir(os.path.join(d, 'eval', NAME))
       )
       for d in run_dirs
   }
