@@ -75,7 +75,11 @@ def run(ctx, setting, settings) -> dict:
     out[f'k{k}'] = results.percent(
         result.top1,
         result.top1_se,
-        label=f'{label} top-1, {family} on the mean of {k} uploads of one photo',
+        label=(
+            f'{label} top-1, {family} on '
+            + (f'the mean of {k} uploads' if k > 1 else 'one upload')
+            + ' of one photo'
+        ),
         note=shared.family_note(result.summary()),
         **leak,
     )
