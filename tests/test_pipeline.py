@@ -80,16 +80,19 @@ def test_training_passes_config_data_workers_to_the_pipeline(tiny_config, tmp_pa
   seen = []
   real = pipeline.pair_batches
 
+  class Stop(Exception):
+    pass
+
   def recording(*args, **kwargs):
     seen.append(kwargs.get('workers'))
     for batch in real(*args, **kwargs):
-      raise KeyboardInterrupt('stop after the first batch')
+      raise Stop('stop after the first batch')
       yield batch
 
   monkeypatch.setattr(pipeline, 'pair_batches', recording)
   config = tiny_config('none,tiny')
   assert config.data_workers == 0  # the default: threads in this process, as before
   config.data_workers = 2
-  with pytest.raises(KeyboardInterrupt, match='first batch'):
+  with pytest.raises(Stop, match='first batch'):
     loop.train_and_evaluate(config, str(tmp_path / 'run'))
   assert seen and seen[0] == 2, seen
