@@ -264,24 +264,36 @@ def test_disco_pruner_ships_in_the_exported_extractor_with_exactly_keep_times_c_
   assert (z[np.broadcast_to(~kept[:, None, None, :], z.shape)] == 0).all()
 
 
-def test_bottleneck_ships_in_the_exported_extractor_and_the_key_decides_the_draw(tmp_path):
-  from privjax import export
-
+def _model_with(name, section, labels=(('gender', 2),)):
+  """(model, defence) of a random vgg_mini cut at conv4_2 with the defence `name` (its section)."""
   config = ml_collections.ConfigDict(
       {
           'model': {'arch': 'vgg_mini', 'cut': 'conv4_2', 'dtype': 'float32'},
           'input': {'mean': (0.5,) * 3, 'std': (0.25,) * 3, 'channel_order': 'RGB'},
-          'defence': {'name': 'bottleneck', 'bottleneck': bottleneck.Settings().__dict__},
+          'defence': {'name': name, name: section},
       }
   )
-  context = defences.context_for(config, (('gender', 2),))
-  model, _ = defences.model_from_config(config, 2, context, rngs=nnx.Rngs(0))
+  context = defences.context_for(config, labels)
+  return defences.model_from_config(config, 2, context, rngs=nnx.Rngs(0))
+
+
+def _two_draws_exported(model, tmp_path):
+  """Pixels x and the exported extractor's uploads of them under keys 0, 1 and 0 again; the
+  artifact takes a key."""
+  from privjax import export
+
   manifest = export.export_extractor(model, str(tmp_path))
   assert [i['name'] for i in manifest['inputs']] == ['pixels', 'key']
   extractor = export.load_exported(str(tmp_path))
   x = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3)).astype(np.uint8)
   keys = [np.array([0, k], np.uint32) for k in range(2)]
   a, b, a2 = (np.asarray(extractor(x, k)) for k in (keys[0], keys[1], keys[0]))
+  return x, a, b, a2
+
+
+def test_bottleneck_ships_in_the_exported_extractor_and_the_key_decides_the_draw(tmp_path):
+  model, _ = _model_with('bottleneck', bottleneck.Settings().__dict__)
+  x, a, b, a2 = _two_draws_exported(model, tmp_path)
   np.testing.assert_array_equal(a, a2)
   # Two draws differ by rms * sigma * (eps1 - eps2): std sqrt(2) exp(init_logvar / 2) x rms.
   clean = x
@@ -493,26 +505,8 @@ def test_a_misspelt_defence_key_is_refused_by_the_command_line(tfds_dir, tmp_pat
 
 
 def test_learned_noise_ships_in_the_exported_extractor(tmp_path):
-  from privjax import export
-
-  config = ml_collections.ConfigDict(
-      {
-          'model': {'arch': 'vgg_mini', 'cut': 'conv4_2', 'dtype': 'float32'},
-          'input': {'mean': (0.5,) * 3, 'std': (0.25,) * 3, 'channel_order': 'RGB'},
-          'defence': {
-              'name': 'learned_noise',
-              'learned_noise': {'weight': 0.1, 'init_scale': 0.5, 'lr': 1e-2},
-          },
-      }
-  )
-  context = defences.context_for(config, (('gender', 2),))
-  model, _ = defences.model_from_config(config, 2, context, rngs=nnx.Rngs(0))
-  manifest = export.export_extractor(model, str(tmp_path))
-  assert [i['name'] for i in manifest['inputs']] == ['pixels', 'key']
-  extractor = export.load_exported(str(tmp_path))
-  x = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3)).astype(np.uint8)
-  keys = [np.array([0, k], np.uint32) for k in range(3)]
-  a, b, a2 = (np.asarray(extractor(x, k)) for k in (keys[0], keys[1], keys[0]))
+  model, _ = _model_with('learned_noise', {'weight': 0.1, 'init_scale': 0.5, 'lr': 1e-2})
+  x, a, b, a2 = _two_draws_exported(model, tmp_path)
   np.testing.assert_array_equal(a, a2)  # the key decides the draw
   assert not np.allclose(a, b)
   # The noise is the layer's: the artifact minus the noiseless extractor has the layer's scale.
