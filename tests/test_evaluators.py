@@ -4,6 +4,7 @@ evaluators are found, configured and validated, that nothing outside an evaluato
 it, and the report's generic rendering of their metrics."""
 
 import ast
+import collections
 import dataclasses
 import os
 import pathlib
@@ -15,7 +16,7 @@ import pytest
 from flax import nnx
 from PIL import Image
 
-from privjax.attacks import run_attack
+from privjax.attacks import registry, run_attack
 from privjax.errors import EvalError
 from privjax.evaluate import shared, sources
 from privjax.evaluate.evaluators import (
@@ -255,10 +256,12 @@ def test_reidentify_originals_are_the_raw_pixel_attacker_and_methods_their_subse
 def test_reidentify_fits_once_per_data_set_and_refits_for_other_data(tmp_path, monkeypatch):
   (x_train, y_train), (x_test, y_test) = people(80, seed=0), people(48, seed=1)
   calls = []
-  real = reidentify.fit_identity_classifier
-  monkeypatch.setattr(
-      reidentify, 'fit_identity_classifier', lambda *a, **k: calls.append(1) or real(*a, **k)
-  )
+  monkeypatch.setattr(registry, '_FITS', collections.OrderedDict())
+  for family in ('linear', 'mlp'):
+    real = registry.ATTACKERS[family]
+    monkeypatch.setitem(
+        registry.ATTACKERS, family, lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k)
+    )
 
   def run(labels, family='linear'):
     data = {'attacker_train': {'identity': labels}, 'attacker_test': {'identity': y_test}}
@@ -270,9 +273,15 @@ def test_reidentify_fits_once_per_data_set_and_refits_for_other_data(tmp_path, m
 
   first = run(y_train)
   assert run(y_train) == first and len(calls) == 1  # the next run of one data set
+  # The attacker on raw pixels with the same family, data and seed is the same fit.
+  flat = x_train.reshape(len(x_train), -1).astype(np.float32)
+  registry.fit('linear', flat, y_train, seed=3, **reid_config().attacker_overrides.linear.to_dict())
+  assert len(calls) == 1
   run(y_train[::-1].copy())  # other labels: another classifier
   run(y_train, family='mlp')  # another family
   assert len(calls) == 3
+  registry.fit('linear', flat, y_train, seed=4, **reid_config().attacker_overrides.linear.to_dict())
+  assert len(calls) == 4  # another seed
 
 
 def _clusters(people_ids, per_person, seed, dims=12):

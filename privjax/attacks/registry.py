@@ -1,7 +1,8 @@
 """Attacker families behind one call signature, picking the strongest, and the report record.
 
 ``ATTACKERS[name](x, y, *, seed, module_factory=None, **overrides)`` fits one
-family; ``run_attack`` fits, times and scores it on held-out data. The
+family; ``fit`` fits and times it, once per process for identical data and settings;
+``run_attack`` fits and scores it on held-out data. The
 privacy of a feature representation is judged by the *strongest* attacker,
 since a defence only counts if no attacker we tried gets through; the
 ``pca_*`` families reduce dimensions themselves first (``privjax.attacks.pca``),
@@ -18,6 +19,9 @@ Must not import ``privjax.train`` or ``privjax.data``.
 
 from __future__ import annotations
 
+import collections
+import hashlib
+import json
 import time
 from typing import Callable
 
@@ -90,6 +94,45 @@ ATTACKERS: dict[str, Callable] = {
 }
 
 
+# Fits made in this process, by the content of their training data and their settings: evaluators
+# that need the same attacker (the attack on accounts pools the scores of the attackers fitted at
+# its setting; re-identification names reconstructions with the attacker on raw pixels) fit it
+# once. The newest FIT_CACHE_SIZE are kept; transfer (built by a module factory) is never reused.
+FIT_CACHE_SIZE = 8
+_FITS: collections.OrderedDict = collections.OrderedDict()
+
+
+def _fit_key(family: str, x, y, seed: int, overrides: dict) -> str:
+  h = hashlib.blake2b(digest_size=20)
+  h.update(json.dumps([family, seed, overrides], sort_keys=True, default=repr).encode())
+  for a in (x, y):
+    a = np.ascontiguousarray(a)
+    h.update(f"{a.dtype.str}{a.shape}".encode())
+    h.update(memoryview(a).cast("B"))
+  return h.hexdigest()
+
+
+def fit(
+    family: str, x, y, *, seed: int = 0, module_factory: ModuleFactory | None = None, **overrides
+):
+  """(attacker, seconds its fit took): ``family`` fitted on ``x`` [N, ...] and labels ``y``, or
+  the same fit made earlier in this process on identical data and settings."""
+  if family not in ATTACKERS:
+    raise KeyError(f"unknown attacker family {family!r}; known: {sorted(ATTACKERS)}")
+  key = None if family == "transfer" else _fit_key(family, x, y, seed, overrides)
+  if key in _FITS:
+    _FITS.move_to_end(key)
+    return _FITS[key]
+  start = time.perf_counter()
+  attacker = ATTACKERS[family](x, y, seed=seed, module_factory=module_factory, **overrides)
+  fitted = (attacker, time.perf_counter() - start)
+  if key is not None:
+    _FITS[key] = fitted
+    while len(_FITS) > FIT_CACHE_SIZE:
+      _FITS.popitem(last=False)
+  return fitted
+
+
 def run_attack(
     family: str,
     x_train,
@@ -101,14 +144,10 @@ def run_attack(
     module_factory: ModuleFactory | None = None,
     **overrides,
 ) -> AttackResult:
-  """Fit ``family`` on the attacker's data and score it on the test data."""
-  if family not in ATTACKERS:
-    raise KeyError(f"unknown attacker family {family!r}; known: {sorted(ATTACKERS)}")
-  start = time.perf_counter()
-  attacker = ATTACKERS[family](
-      x_train, y_train, seed=seed, module_factory=module_factory, **overrides
+  """Fit ``family`` on the attacker's data (``fit``) and score it on the test data."""
+  attacker, seconds = fit(
+      family, x_train, y_train, seed=seed, module_factory=module_factory, **overrides
   )
-  seconds = time.perf_counter() - start
   return attack_result(family, attacker, evaluate_attacker(attacker, x_test, y_test), seconds)
 
 

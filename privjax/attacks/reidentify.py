@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from privjax.attacks.common import evaluate_attacker
-from privjax.attacks.registry import ATTACKERS
+from privjax.attacks.registry import fit
 from privjax.metrics import classification
 
 ORIGINALS = "originals"
@@ -31,10 +31,10 @@ ORIGINALS = "originals"
 
 def fit_identity_classifier(images, labels, *, family: str = "linear", seed: int = 0, **overrides):
   """An attacker of ``family`` fitted on the attacker's raw ``images`` [N, H, W, C] and identity
-  ``labels`` [N]; ``overrides`` are the family's settings (as for ``registry.run_attack``)."""
-  if family not in ATTACKERS:
-    raise KeyError(f"unknown attacker family {family!r}; known: {sorted(ATTACKERS)}")
-  return ATTACKERS[family](np.asarray(images, np.float32), labels, seed=seed, **overrides)
+    ``labels`` [N]; ``overrides`` are the family's settings (as for ``registry.run_attack``). The
+  attacker on raw pixels with the same family, data and seed is the same fit (``registry.fit``)."""
+  images = np.asarray(images, np.float32)
+  return fit(family, images.reshape(len(images), -1), labels, seed=seed, **overrides)[0]
 
 
 def reidentify(classifier: Any, originals, labels, reconstructions: Mapping[str, Any]) -> dict:

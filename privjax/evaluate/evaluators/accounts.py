@@ -7,8 +7,9 @@ many people and groups each k has.
 
 The top-1 at the largest k whose groups cover at least `min_people` people is a 'leak' metric
 seeing k uploads: the frontier and the report judge a setting by it beside the single-upload
-figures. Settings: `where`, `label`, `families` (each is fitted here: the pooling needs its
-scores per photo), `ks`, `min_people`.
+figures. Settings: `where`, `label`, `families` (the pooling needs each one's scores per photo: the
+attackers evaluator's fit at the same setting where it made one, privjax.attacks.registry.fit),
+`ks`, `min_people`.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def run(ctx, setting, settings) -> dict:
   overrides = ctx.config.attacker_overrides.to_dict()
   out = {}
   for family in settings.families:
-    attacker = registry.ATTACKERS[family](
-        train, y_train, seed=ctx.config.seed, **overrides.get(family, {})
+    attacker, _ = registry.fit(
+        family, train, y_train, seed=ctx.config.seed, **overrides.get(family, {})
     )
     logits = np.asarray(attacker.logits(test))
     records = accounts.pooled_top1(

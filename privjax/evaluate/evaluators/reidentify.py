@@ -60,19 +60,10 @@ def check(run, settings, eval_config) -> None:
     face_recognition.check_installed()
 
 
-# The classifier depends only on the attacker's raw images, labels and settings, which every run of
-# one data set shares: the runs a process evaluates in turn (the main job's three) fit it once.
+# The face recogniser's crop and descriptors depend only on the attacker's photos, which every run of
+# one data set shares: the runs a process evaluates in turn (the main job's three) compute them once.
+# (The pixel classifier is kept by privjax.attacks.registry.fit the same way.)
 _FITTED: dict = {}
-
-
-def _classifier(x_train, y_train, family: str, seed: int, overrides: dict):
-  key = memo.key(
-      {'x': x_train, 'y': y_train}, {'family': family, 'seed': seed, 'overrides': overrides}
-  )
-  if key not in _FITTED:
-    _FITTED.clear()  # one data set at a time: keep memory bounded
-    _FITTED[key] = fit_identity_classifier(x_train, y_train, family=family, seed=seed, **overrides)
-  return _FITTED[key]
 
 
 def _recogniser(gallery_images, originals):
@@ -80,6 +71,7 @@ def _recogniser(gallery_images, originals):
   originals' descriptors): once per data set in a process, like the classifier."""
   key = ('face', memo.key({'gallery': gallery_images, 'originals': originals}, {}))
   if key not in _FITTED:
+    _FITTED.clear()  # one data set at a time: keep memory bounded
     recogniser = face_recognition.FaceRecognizer(face_recognition.fit_alignment(gallery_images))
     _FITTED[key] = (recogniser, recogniser.embed(gallery_images), recogniser.embed(originals))
   return _FITTED[key]
@@ -162,7 +154,9 @@ def run(ctx, setting, settings) -> dict:
   x_train = shared.pixels(ctx, 'attacker_train')
   x_test = shared.pixels(ctx, 'attacker_test')
   y_train, y_test = ctx.labels('attacker_train', label), ctx.labels('attacker_test', label)
-  classifier = _classifier(x_train, y_train, family, ctx.config.seed, overrides)
+  classifier = fit_identity_classifier(
+      x_train, y_train, family=family, seed=ctx.config.seed, **overrides
+  )
   everything = reidentify(classifier, x_test, y_test, {})[ORIGINALS]
   out = {
       'originals': results.percent(
