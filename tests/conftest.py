@@ -18,6 +18,11 @@ os.environ.setdefault('TFDS_DISABLE_GCS', '1')
 os.environ.setdefault('NO_GCE_CHECK', 'true')
 # Attack results are memoised under the user's cache; tests keep theirs in a throw-away folder.
 os.environ['PRIVJAX_CACHE_DIR'] = tempfile.mkdtemp(prefix='privjax-test-cache-')
+# Most of a tiny run's time is XLA compiling the same programs again, in this process and in the
+# commands the tests start: JAX's persistent compilation cache (read from these variables, which
+# the subprocesses inherit) keeps them for the session, in a throw-away folder too.
+os.environ['JAX_COMPILATION_CACHE_DIR'] = os.path.join(os.environ['PRIVJAX_CACHE_DIR'], 'xla')
+os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.1'
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAINED_RUN_ARG = 'none,tiny'  # the session's trained run: configs/default.py with these arguments
