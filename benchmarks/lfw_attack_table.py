@@ -64,6 +64,24 @@ def reconstruction_table(runs: dict) -> list[str]:
             f'{at} {method} | {q(method)} | {_cell(m.get(f"reidentify/{method}"))} | '
             f'{_cell(m.get(f"reidentify/face/{method}"))} |'
         )
+      if 'inversion/rmle/ssim' in m:
+        inv = report['details']['inversion'][e['name']]
+        start = 'the decoder' if inv.get('init') == 'decoder' else f"the {inv.get('init')} image"
+        n = inv['num_images']
+
+        def qi(prefix, m=m):
+          return (
+              f'{_cell(m.get(f"inversion/{prefix}/psnr"), 2)} | '
+              f'{_cell(m.get(f"inversion/{prefix}/ssim"), 3)} | '
+              f'{_cell(m.get(f"inversion/{prefix}/lpips"), 3)}'
+          )
+
+        if 'inversion/decoder/ssim' in m:
+          lines.append(f'{at} the decoder on the same {n} images | {qi("decoder")} | – | – |')
+        lines.append(
+            f'{at} rMLE from {start} ({n} images) | {qi("rmle")} | '
+            f'{_cell(m.get("reidentify/inversion"))} | {_cell(m.get("reidentify/face/inversion"))} |'
+        )
       lines.append(
           f'{at} originals (ceiling) | – | – | – | {_cell(m.get("reidentify/originals"))} | '
           f'{_cell(m.get("reidentify/face/originals"))} |'

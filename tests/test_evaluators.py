@@ -177,6 +177,33 @@ def test_inversion_through_an_identity_extractor_recovers_the_images(tmp_path):
   assert images.shape == (6, S, S, 3)
 
 
+def test_inversion_from_the_decoder_starts_at_the_decoders_images(tmp_path):
+  """init='decoder': rMLE starts at each image's decoder reconstruction (a perfect decoder here,
+  so two short steps keep the originals, where the mean-image start is far from them), and
+  refuses to run where no decoder reconstructed the images."""
+  test, own = smooth_images(10, seed=1), smooth_images(12, seed=2)
+  data = {'train': {'features': own}, 'attacker_test': {'features': test}}
+  ctx = make_ctx(
+      tmp_path,
+      ml_collections.ConfigDict({'seed': 0}),
+      {'attacker_test': test, 'attacker_train': own},
+      data,
+      model=types.SimpleNamespace(extractor=PixelExtractor()),
+  )
+  ctx.evaluator = 'inversion'
+  with pytest.raises(EvalError, match="init='decoder' at none/0: no decoder"):
+    inversion.run(ctx, baseline(ctx), inversion_settings(init='decoder'))
+  ctx.add_reconstructions('decoder_l1_ssim_aug', np.arange(len(test)), test.copy())
+  short = dict(steps=2, lr=1e-3)
+  refined = inversion.run(ctx, baseline(ctx), inversion_settings(init='decoder', **short))
+  from_mean = inversion.run(ctx, baseline(ctx), inversion_settings(init='mean', **short))
+  assert refined['rmle/psnr'].value > 40.0 and from_mean['rmle/psnr'].value < 25.0
+  assert refined['rmle/psnr'].label.startswith('rMLE from the decoder')
+  assert ctx.details['inversion']['none/0']['init'] == 'mean'  # the last run's
+  with pytest.raises(EvalError, match='inversion.init must be one of'):
+    inversion.check(None, inversion_settings(init='zeros'), None)
+
+
 def test_inversion_goes_through_the_deployed_pca(tmp_path):
   """Through a PCA of the pixels the target is the projection: rMLE recovers what the projection
   keeps (the images lie in its span), at the setting it runs at."""

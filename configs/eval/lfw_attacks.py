@@ -1,19 +1,20 @@
 r"""The attacks of benchmarks/results/lfw_attacks.md on a run trained on the LFW photos: decoders,
-their re-identification, accounts and repeated uploads, at the untransformed noiseless setting and
-at the deployed PCA-32 + noise.
+rMLE from their output, their re-identification, accounts and repeated uploads, at the
+untransformed noiseless setting and at the deployed PCA-32 + noise.
 
   python eval.py --workdir RUN --config configs/eval/lfw_attacks.py
   python benchmarks/lfw_attack_table.py RUN ... --out benchmarks/results/lfw_attacks.md
 
 Settings (transform / noise variance): none/0 (the baseline), pca:32/0.03 and pca:32/0.1 (the
 deployed transform), plus none/0.03 and none/0.1, which the grid of transforms x variances brings
-and where only the cloud head runs. At none/0 and pca:32/0.1: the decoders (`mse`, the paper's loss;
-`l1_ssim_aug`, the default), each trained on that setting's uploads of the attacker's own photos,
-the mean image beside them, and their re-identification by a linear pixel classifier and by dlib's
-face recogniser (on 256 attacker-test rows against 2 gallery photos a person, the fast
-evaluation's sizes: dlib takes a few tenths of a CPU-second a photo); accounts pooling k = 1, 2, 4,
-8 uploads of one person (linear). At pca:32/0.03 and pca:32/0.1: the same photo uploaded k = 1, 2, 4,
-8 times (linear on the mean of the k uploads).
+and where only the cloud head runs. At none/0 and pca:32/0.1: the decoders (`l1_ssim_aug`, the
+default; `mse`, the paper's loss), each trained on that setting's uploads of the attacker's own
+photos, with the mean image beside them; rMLE started from the first decoder's images, on 128 of
+them (300 steps, its TV weight tuned on 16 of the attacker's own photos); their re-identification
+by a linear pixel classifier and by dlib's face recogniser (on 256 attacker-test rows against 2
+gallery photos a person, the fast evaluation's sizes: dlib takes a few tenths of a CPU-second a
+photo); accounts pooling k = 1, 2, 4, 8 uploads of one person (linear). At pca:32/0.03 and
+pca:32/0.1: the same photo uploaded k = 1, 2, 4, 8 times (linear on the mean of the k uploads).
 """
 
 import ml_collections
@@ -34,9 +35,18 @@ def get_config(arg: str = ''):
   c.name = 'lfw_attacks'
   c.transforms = ('none', 'pca:32')
   c.noise_variances = (0.0, 0.03, 0.1)
-  c.evaluators = ('head', 'reconstruction', 'reidentify', 'accounts', 'repeated_upload')
+  c.evaluators = (
+      'head',
+      'reconstruction',
+      'inversion',
+      'reidentify',
+      'accounts',
+      'repeated_upload',
+  )
   c.reconstruction = _at(c.reconstruction, WHERE)
-  c.reconstruction.methods = ('mse', 'l1_ssim_aug')
+  c.reconstruction.methods = ('l1_ssim_aug', 'mse')
+  c.inversion = _at(c.inversion, WHERE)
+  c.inversion.init = 'decoder'
   c.reidentify = _at(c.reidentify, WHERE)
   c.reidentify.face_probes = 256
   c.reidentify.face_gallery = 2
