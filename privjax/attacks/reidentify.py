@@ -33,8 +33,7 @@ def fit_identity_classifier(images, labels, *, family: str = "linear", seed: int
   """An attacker of ``family`` fitted on the attacker's raw ``images`` [N, H, W, C] and identity
     ``labels`` [N]; ``overrides`` are the family's settings (as for ``registry.run_attack``). The
   attacker on raw pixels with the same family, data and seed is the same fit (``registry.fit``)."""
-  images = np.asarray(images, np.float32)
-  return fit(family, images.reshape(len(images), -1), labels, seed=seed, **overrides)[0]
+  return fit(family, np.asarray(images, np.float32), labels, seed=seed, **overrides)[0]
 
 
 def reidentify(classifier: Any, originals, labels, reconstructions: Mapping[str, Any]) -> dict:
