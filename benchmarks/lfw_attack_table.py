@@ -89,6 +89,19 @@ def reconstruction_table(runs: dict) -> list[str]:
   return lines
 
 
+def utility_table(runs: dict) -> list[str]:
+  """The primary task's accuracy by the cloud head at every setting of every run."""
+  first = next(iter(runs.values()))
+  lines = [
+      f'| run | {" | ".join(e["name"] for e in first["settings"])} |',
+      '|---|' + '---|' * len(first['settings']),
+  ]
+  for run, report in runs.items():
+    cells = ' | '.join(_cell(e['metrics'].get('head/accuracy')) for e in report['settings'])
+    lines.append(f'| {run} | {cells} |')
+  return lines
+
+
 def _ks(metrics: dict, prefix: str) -> dict[int, dict]:
   out = {}
   for k, v in metrics.items():
@@ -179,6 +192,8 @@ def markdown(run_dirs: list[str]) -> str:
       '',
   ]
   out += reconstruction_table(runs)
+  out += ['', f'### {first["primary"].capitalize()} accuracy of the cloud head (%), per setting', '']
+  out += utility_table(runs)
   out += ['', '### Accounts: k uploads of one person pooled (linear on the uploads)', '']
   out += k_table(runs, 'accounts/linear/k', 'top-1 (%)')
   out += ['', '### Repeated uploads: the mean of k uploads of one photo (linear)', '']
