@@ -192,7 +192,11 @@ def markdown(run_dirs: list[str]) -> str:
       '',
   ]
   out += reconstruction_table(runs)
-  out += ['', f'### {first["primary"].capitalize()} accuracy of the cloud head (%), per setting', '']
+  out += [
+      '',
+      f'### {first["primary"].capitalize()} accuracy of the cloud head (%), per setting',
+      '',
+  ]
   out += utility_table(runs)
   out += ['', '### Accounts: k uploads of one person pooled (linear on the uploads)', '']
   out += k_table(runs, 'accounts/linear/k', 'top-1 (%)')

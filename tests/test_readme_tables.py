@@ -103,6 +103,12 @@ def test_glance_reads_cells_rows_and_matches(tmp_path):
     r.cell('z', 'a')
   with pytest.raises(KeyError, match="no column 'c'"):
     r.cell('x', 'c')
+  # A row label in two tables: the cell comes from the table that has the column.
+  (tmp_path / 's.md').write_text(
+      '| run | a |\n|---|---|\n| x | 1 |\n\ntext\n\n| run | k |\n|---|---|\n| x | 9 |\n'
+  )
+  s = glance.Result(str(tmp_path / 's.md'))
+  assert s.cell('x', 'a') == '1' and s.cell('x', 'k') == '9'
 
 
 def test_an_edited_glance_value_is_caught(tmp_path):
