@@ -91,6 +91,21 @@ def baseline(ctx, pca=None):
   return ctx.features.setting(deployed(pca), 0.0, baseline=True)
 
 
+def inversion_ctx(tmp_path, test, own):
+  """A context for the inversion evaluator through the identity extractor: the uploads of
+  attacker-test `test` are its pixels, the attacker's own photos `own`."""
+  data = {'train': {'features': own}, 'attacker_test': {'features': test}}
+  ctx = make_ctx(
+      tmp_path,
+      ml_collections.ConfigDict({'seed': 0}),
+      {'attacker_test': test, 'attacker_train': own},
+      data,
+      model=types.SimpleNamespace(extractor=PixelExtractor()),
+  )
+  ctx.evaluator = 'inversion'
+  return ctx
+
+
 def inversion_settings(**kw):
   base = dict(num_images=6, steps=300, tv_weight=0.0, tv_weights=(), tune_images=4, batch_size=4)
   return inversion.Settings(**{**base, 'init': 'grey', **kw})
@@ -139,18 +154,7 @@ def test_decoder_methods_beat_the_mean_image_and_reach_reidentification(tmp_path
 
 def test_inversion_through_an_identity_extractor_recovers_the_images(tmp_path):
   test, own = smooth_images(10, seed=1), smooth_images(12, seed=2)
-  data = {
-      'train': {'features': own},
-      'attacker_test': {'features': test},  # the identity's features are the images
-  }
-  ctx = make_ctx(
-      tmp_path,
-      ml_collections.ConfigDict({'seed': 0}),
-      {'attacker_test': test, 'attacker_train': own},
-      data,
-      model=types.SimpleNamespace(extractor=PixelExtractor()),
-  )
-  ctx.evaluator = 'inversion'
+  ctx = inversion_ctx(tmp_path, test, own)
   # A decoder that learned nothing: the mean image, for every test image.
   decoder = np.broadcast_to(own.mean(0), test.shape).copy()
   ctx.add_reconstructions('decoder_mse', np.arange(len(test)), decoder)
@@ -182,15 +186,7 @@ def test_inversion_from_the_decoder_starts_at_the_decoders_images(tmp_path):
   so two short steps keep the originals, where the mean-image start is far from them), and
   refuses to run where no decoder reconstructed the images."""
   test, own = smooth_images(10, seed=1), smooth_images(12, seed=2)
-  data = {'train': {'features': own}, 'attacker_test': {'features': test}}
-  ctx = make_ctx(
-      tmp_path,
-      ml_collections.ConfigDict({'seed': 0}),
-      {'attacker_test': test, 'attacker_train': own},
-      data,
-      model=types.SimpleNamespace(extractor=PixelExtractor()),
-  )
-  ctx.evaluator = 'inversion'
+  ctx = inversion_ctx(tmp_path, test, own)
   with pytest.raises(EvalError, match="init='decoder' at none/0: no decoder"):
     inversion.run(ctx, baseline(ctx), inversion_settings(init='decoder'))
   ctx.add_reconstructions('decoder_l1_ssim_aug', np.arange(len(test)), test.copy())
@@ -209,14 +205,7 @@ def test_inversion_goes_through_the_deployed_pca(tmp_path):
   keeps (the images lie in its span), at the setting it runs at."""
   own = smooth_images(40, seed=3)
   test = own[:8]  # in the span of the PCA below
-  data = {'train': {'features': own}, 'attacker_test': {'features': test}}
-  ctx = make_ctx(
-      tmp_path,
-      ml_collections.ConfigDict({'seed': 0}),
-      {'attacker_test': test, 'attacker_train': own},
-      data,
-      model=types.SimpleNamespace(extractor=PixelExtractor()),
-  )
+  ctx = inversion_ctx(tmp_path, test, own)
   pca = pca_lib.fit_pca(own, 39)
   out = inversion.run(ctx, baseline(ctx, pca), inversion_settings(num_images=4, steps=400))
   assert out['rmle/psnr'].value > 25.0, out

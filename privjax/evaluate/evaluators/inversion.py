@@ -8,9 +8,9 @@ start is the attacker's mean image (`init = 'mean'`, from attacker-train), mid-g
 each image's reconstruction by the first decoder method that ran before at this setting
 ('decoder': rMLE refines the decoder's guess until its uploads match). With `tv_weights` given,
 the TV weight is the one that inverts `tune_images` of the attacker's own images best (started
-from the mean image, or grey with `init = 'grey'`); otherwise `tv_weight`. PSNR and SSIM on the subset, and the first decoder method's on
-the same images where the reconstruction evaluator ran before at this setting; its images are left
-for re-identification.
+from the mean image, or grey with `init = 'grey'`); otherwise `tv_weight`. PSNR and SSIM on the
+subset, and the first decoder method's on the same images where the reconstruction evaluator ran
+before at this setting; its images are left for re-identification.
 """
 
 from __future__ import annotations
