@@ -171,9 +171,20 @@ def _reference_objective(w_flat, x, y, l2, k):
   return value, np.concatenate([(g.T @ x + l2 * w).ravel(), g.sum(axis=0)])
 
 
-# (N_TRAIN, 16, K) reuses the compiled refit solver of the other linear tests.
-@pytest.mark.parametrize('n,d,k,precondition', [(N_TRAIN, 16, K, False), (120, 40, 3, True)])
-def test_linear_solver_reaches_the_reference_optimum(n, d, k, precondition):
+# (N_TRAIN, 16, K) reuses the compiled refit solver of the other linear tests. The row-space
+# cases have more features than rows, once of full row rank and once of rank 40 < n (dead and
+# redundant features, as CNN activations have): the fit in the rows' span must reach the optimum
+# over all of R^D.
+@pytest.mark.parametrize(
+    'n,d,k,precondition,rowspace,rank',
+    [
+        (N_TRAIN, 16, K, False, False, None),
+        (120, 40, 3, True, False, None),
+        (60, 300, 4, False, True, None),
+        (100, 400, 5, True, True, 40),
+    ],
+)
+def test_linear_solver_reaches_the_reference_optimum(n, d, k, precondition, rowspace, rank):
   minimize = pytest.importorskip('scipy.optimize').minimize  # scipy comes with jax
   rng = np.random.default_rng(3)
   l2 = 0.05
@@ -181,8 +192,15 @@ def test_linear_solver_reaches_the_reference_optimum(n, d, k, precondition):
   # correlated features with a strong direction, so the preconditioner has work to do
   x = rng.normal(size=(n, d)) + 5.0 * rng.normal(size=(n, 1)) * rng.normal(size=(1, d))
   x[:, :3] += y[:, None]
-  attacker = fit_linear(x, y, l2=l2, tol=1e-6, max_iter=2000, precondition=precondition)
-  assert attacker.info['precondition_rank'] == (d // 4 if precondition else 0)
+  if rank is not None:  # rows in a rank-`rank` subspace (the labelled columns among its spans)
+    x = x[:, :rank] @ np.concatenate([np.eye(rank), rng.normal(size=(rank, d - rank))], axis=1)
+  attacker = fit_linear(
+      x, y, l2=l2, tol=1e-6, max_iter=2000, precondition=precondition, rowspace=rowspace
+  )
+  # the standardised rows span n - 1 dimensions (centred), or `rank`
+  span = (rank if rank is not None else n - 1) if rowspace else None
+  assert attacker.info['rowspace_rank'] == span
+  assert attacker.info['precondition_rank'] == (min(n, span or d) // 4 if precondition else 0)
   xs = fit_standardizer(x).apply(x).astype(np.float64)
   ref = minimize(
       _reference_objective,
