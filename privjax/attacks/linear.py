@@ -150,8 +150,11 @@ def _precondition_rows(x, vt, alpha):
   return _project(x, (vt, alpha), 1)
 
 
-def _row_basis(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """(X B^T [N, r], B [r, D]): an orthonormal basis B of the span of the rows of ``xs``.
+def _row_basis(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+  """(X B^T [N, N], B [N, D], r): an orthonormal basis B of the r-dimensional span of the rows of
+  ``xs``, padded
+  with zero rows to N (every fit on N rows then has the same shapes and compiles once; the padded
+  coordinates see no data and stay at zero under the penalty).
 
   From the eigendecomposition of the Gram matrix X X^T = U S^2 U^T in
   float64 (float32 would lose the directions below sqrt(eps) of the
@@ -166,8 +169,12 @@ def _row_basis(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   keep = lam > lam.max() * 1e-8  # singular values above 1e-4 of the largest
   s = np.sqrt(lam[keep])
   u = u[:, keep]
-  basis = (u / s).T @ x64
-  return (u * s).astype(np.float32), basis.astype(np.float32)
+  n, r = xs.shape[0], s.size
+  z = np.zeros((n, n), np.float32)
+  z[:, :r] = u * s
+  basis = np.zeros((n, xs.shape[1]), np.float32)
+  basis[:r] = (u / s).T @ x64
+  return z, basis, r
 
 
 def _use_rowspace(n: int, d: int, k: int, num_l2: int) -> bool:
@@ -390,14 +397,14 @@ def fit_linear(
   ys = jnp.asarray(labels)
   if rowspace is None:
     rowspace = _use_rowspace(n, d, k, l2s.size)
-  basis = None
+  basis, span = None, d  # span: the dimension the rows span (at most D)
   if rowspace:
-    xs, basis = _row_basis(np.asarray(xs))
+    xs, basis, span = _row_basis(np.asarray(xs))
     basis = jnp.asarray(basis)
   xs = jnp.asarray(xs)
-  r = xs.shape[1]  # the dimension L-BFGS works in: D, or the rank of the rows
+  r = xs.shape[1]  # the dimension L-BFGS works in: D, or N with the row-space basis
 
-  rank = min(PRECONDITION_RANK, min(n, r) // 4)
+  rank = min(PRECONDITION_RANK, min(n, span) // 4)
   if precondition is None:
     precondition = n * d >= 2**22
   if precondition and rank >= 8:
@@ -409,7 +416,7 @@ def fit_linear(
       "tol": tol,
       "max_iter": max_iter,
       "precondition_rank": int(pre[0].shape[0]),
-      "rowspace_rank": None if basis is None else r,
+      "rowspace_rank": None if basis is None else span,
   }
 
   # Relative stopping rule (module docstring): gradient entries scale like
