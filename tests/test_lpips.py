@@ -122,10 +122,20 @@ def test_the_loss_gradient_matches_finite_differences(argnum):
     np.testing.assert_allclose(float(jnp.vdot(grad, direction)), float(numeric), rtol=1e-5)
 
 
+def test_one_image_is_compared_with_every_image():
+  """A baseline such as the mean image: its features are computed once, the distances are those
+  of the image repeated."""
+  params = _narrow_params(seed=5)
+  a, b = _images(3, 20, 8), _images(1, 20, 9)
+  np.testing.assert_allclose(
+      lpips.distance(params, a, b), _reference(params, a, np.repeat(b, 3, axis=0)), rtol=2e-5
+  )
+
+
 def test_bad_input_gets_one_line():
   params = _narrow_params()
-  with pytest.raises(ValueError, match=r'^expected two \[N, H, W, 3\] arrays of equal shape'):
-    lpips.distance(params, _images(2, 32, 0), _images(1, 32, 0))
+  with pytest.raises(ValueError, match=r'^expected \[N, H, W, 3\] images and as many \(or one\)'):
+    lpips.distance(params, _images(2, 32, 0), _images(3, 32, 0))
   with pytest.raises(ValueError, match=r'^LPIPS needs images of at least 16x16, got \(8, 8\)$'):
     lpips.distance(params, _images(1, 8, 0), _images(1, 8, 0))
   del params['lin']['conv3_3']

@@ -155,3 +155,19 @@ def test_save_image_grid_writes_labelled_rows(tmp_path):
     save_image_grid(rows, labels[:2], tmp_path / 'bad.png')
   with pytest.raises(ValueError, match='image shapes differ'):
     save_image_grid([images, images[:, :4]], labels[:2], tmp_path / 'bad.png')
+
+
+def test_a_baseline_image_is_judged_as_if_repeated_for_every_original():
+  from privjax.evaluate import shared
+
+  rng = np.random.default_rng(11)
+  originals = rng.uniform(size=(5, 32, 32, 3)).astype(np.float32)
+  mean = originals.mean(axis=0)
+  one = shared.image_quality(originals, mean, 'mean image', role='')
+  repeated = shared.image_quality(
+      originals, np.repeat(mean[None], len(originals), axis=0), 'mean image', role=''
+  )
+  assert set(one) == set(repeated)
+  for name in one:
+    assert one[name].value == pytest.approx(repeated[name].value, rel=1e-5)
+    assert one[name].se == pytest.approx(repeated[name].se, rel=1e-4, abs=1e-7)

@@ -201,9 +201,14 @@ def _lpips():
 def image_quality(originals, images, what: str, role: str = 'fidelity') -> dict:
   """PSNR (dB), SSIM and LPIPS (where the imagenet extra is installed) of `images` against
   `originals`: means over the images with their standard errors; the SSIM has `role` ('fidelity'
-  for a reconstruction, '' for a baseline)."""
-  psnr = quality_lib.psnr(originals, images)
-  ssim = quality_lib.ssim(originals, images)
+  for a reconstruction, '' for a baseline). `images` may be one image [H, W, 3] (a baseline such
+  as the mean image), compared with every original."""
+  one = images.ndim == 3
+  if one:
+    images = images[None]
+  full = np.broadcast_to(images, originals.shape) if one else images
+  psnr = quality_lib.psnr(originals, full)
+  ssim = quality_lib.ssim(originals, full)
   root_n = np.sqrt(len(originals))
   out = {
       'psnr': results.Metric(
@@ -219,7 +224,9 @@ def image_quality(originals, images, what: str, role: str = 'fidelity') -> dict:
     n = min(len(originals), LPIPS_IMAGES)
     d = np.concatenate(
         [
-            np.asarray(distance(params, originals[i : i + 64], images[i : i + 64]))
+            np.asarray(
+                distance(params, originals[i : i + 64], images if one else images[i : i + 64])
+            )
             for i in range(0, n, 64)
         ]
     )

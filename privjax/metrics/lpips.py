@@ -47,9 +47,10 @@ MIN_SIZE = 2 ** (len(BLOCKS) - 1)
 
 def _check(params, a, b):
   a, b = jnp.asarray(a), jnp.asarray(b)
-  if a.shape != b.shape or a.ndim != 4 or a.shape[-1] != 3:
+  if a.ndim != 4 or a.shape[-1] != 3 or b.shape not in (a.shape, (1, *a.shape[1:])):
     raise ValueError(
-        f"expected two [N, H, W, 3] arrays of equal shape, got {a.shape} and {b.shape}"
+        f"expected [N, H, W, 3] images and as many (or one) of the same size, got {a.shape} and "
+        f"{b.shape}"
     )
   if min(a.shape[1:3]) < MIN_SIZE:
     raise ValueError(f"LPIPS needs images of at least {MIN_SIZE}x{MIN_SIZE}, got {a.shape[1:3]}")
@@ -106,7 +107,9 @@ def _distance(params, a, b):
 
 
 def distance(params, a, b):
-  """LPIPS of each pair (a[i], b[i]), ``[N]``; images ``[N, H, W, 3]`` RGB in [0, 1]."""
+  """LPIPS of each pair (a[i], b[i]), ``[N]``; images ``[N, H, W, 3]`` RGB in [0, 1]. ``b`` may
+  be one image ``[1, H, W, 3]``, compared with every image of ``a`` (its VGG features computed
+  once)."""
   a, b = _check(params, a, b)
   return _distance(params, a, b)
 

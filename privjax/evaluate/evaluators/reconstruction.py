@@ -122,7 +122,6 @@ def run(ctx, setting, settings) -> dict:
           grid_name(setting), f'originals, then {", ".join(settings.methods)}, {setting.name}'
       ),
   )
-  mean_image = np.broadcast_to(own.mean(axis=0), test.shape)
-  quality = shared.image_quality(test, mean_image, 'mean image', role='')
+  quality = shared.image_quality(test, own.mean(axis=0), 'mean image', role='')
   out.update({f'mean_image/{k}': v for k, v in quality.items()})
   return out
