@@ -279,8 +279,11 @@ def fit_decoder(
   if val_idx.size == 0:
     raise ValueError("need a non-empty val split")
   standardizer = fit_standardizer(features[train_idx])
-  mean, std = jnp.asarray(standardizer.mean), jnp.asarray(standardizer.std)
-  f_tr, img_tr = jnp.asarray(features[train_idx]), jnp.asarray(images[train_idx])
+  # The data and the standardisation go into the jitted functions as arguments: closed over, they
+  # would be constants in the compiled program (hundreds of MB of features to fold, and a program
+  # no other fit can share).
+  norm = (jnp.asarray(standardizer.mean), jnp.asarray(standardizer.std))
+  train_data = (jnp.asarray(features[train_idx]), jnp.asarray(images[train_idx]))
 
   key = jax.random.key(seed)
   key, init_key = jax.random.split(key)
@@ -293,24 +296,26 @@ def fit_decoder(
   opt_state = tx.init(params)
   bs = min(batch_size, int(train_idx.size))
 
-  def decode(p, f):
+  def decode(p, f, norm):
+    mean, std = norm
     return nnx.merge(graphdef, p)((f - mean) / std)
 
-  def loss_fn(p, f, target):
-    terms = loss_terms(decode(p, f), target, weights, lpips_fn)
+  def loss_fn(p, f, target, norm):
+    terms = loss_terms(decode(p, f, norm), target, weights, lpips_fn)
     return sum(weights[k] * v for k, v in terms.items()), terms
 
   # One jitted step per call rather than a scan: XLA:CPU runs conv gradients inside loop bodies
   # far slower than outside (see transfer._run_epoch).
   @jax.jit
-  def train_step(params, opt_state, step_key):
+  def train_step(params, opt_state, step_key, train_data, norm):
+    f_tr, img_tr = train_data
     k_batch, k_aug, k_feat = jax.random.split(step_key, 3)
     idx = jax.random.randint(k_batch, (bs,), 0, f_tr.shape[0])
     target, f = img_tr[idx], f_tr[idx]
     if augment:
       target = augment_images(k_aug, target)
       f = jax.lax.stop_gradient(extract(target, k_feat)).reshape(f.shape)
-    (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, f, target)
+    (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, f, target, norm)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, terms
 
@@ -318,10 +323,10 @@ def fit_decoder(
   f_val, img_val = _batches(features[val_idx], vbs), _batches(images[val_idx], vbs)
 
   @jax.jit
-  def val_scores(params):
+  def val_scores(params, f_val, img_val, norm):
     def one(batch):
       fb, ib = batch
-      recon = decode(params, fb)
+      recon = decode(params, fb, norm)
       return ssim(recon, ib), jnp.mean((recon - ib) ** 2, axis=(1, 2, 3))
 
     s, m = jax.lax.map(one, (f_val, img_val))
@@ -332,11 +337,13 @@ def fit_decoder(
   mean_img = images[train_idx].mean(axis=0)
   best, best_params, best_mse, history, running = -math.inf, params, math.inf, [], {}
   for step in range(steps):
-    params, opt_state, terms = train_step(params, opt_state, jax.random.fold_in(key, step))
+    params, opt_state, terms = train_step(
+        params, opt_state, jax.random.fold_in(key, step), train_data, norm
+    )
     for k, v in terms.items():
       running.setdefault(k, []).append(v)
     if (step + 1) % eval_every == 0 or step + 1 == steps:
-      val_ssim, val_mse = (float(v) for v in val_scores(params))
+      val_ssim, val_mse = (float(v) for v in val_scores(params, f_val, img_val, norm))
       history.append(
           {
               "step": step + 1,
