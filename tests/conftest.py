@@ -16,8 +16,16 @@ import pytest
 # Tests must never download anything: TFDS's GCS lookups are switched off.
 os.environ.setdefault('TFDS_DISABLE_GCS', '1')
 os.environ.setdefault('NO_GCE_CHECK', 'true')
-# Attack results are memoised under the user's cache; tests keep theirs in a throw-away folder.
-os.environ['PRIVJAX_CACHE_DIR'] = tempfile.mkdtemp(prefix='privjax-test-cache-')
+# Attack results are memoised under the user's cache; tests keep theirs in a throw-away folder,
+# one per session: `pytest -n 2` (pytest-xdist) workers share their run's folder.
+_RUN_ID = os.environ.get('PYTEST_XDIST_TESTRUNUID')
+if _RUN_ID:
+  os.environ['PRIVJAX_CACHE_DIR'] = os.path.join(
+      tempfile.gettempdir(), f'privjax-test-cache-{_RUN_ID}'
+  )
+  os.makedirs(os.environ['PRIVJAX_CACHE_DIR'], exist_ok=True)
+else:
+  os.environ['PRIVJAX_CACHE_DIR'] = tempfile.mkdtemp(prefix='privjax-test-cache-')
 # Most of a tiny run's time is XLA compiling the same programs again, in this process and in the
 # commands the tests start: JAX's persistent compilation cache (read from these variables, which
 # the subprocesses inherit) keeps them for the session, in a throw-away folder too.
