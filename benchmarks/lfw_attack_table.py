@@ -3,6 +3,8 @@ configs/eval/lfw_attacks.py: reconstructions and their re-identification, accoun
 
   python eval.py --workdir RUN --config configs/eval/lfw_attacks.py      (for each run)
   python benchmarks/lfw_attack_table.py RUN [RUN ...] [--out benchmarks/results/lfw_attacks.md]
+  python -m benchmarks.lfw_attack_table RUN [RUN ...] --name lfw_accounts [--out ...]
+      (configs/eval/lfw_accounts.py's evaluation: accounts for each family pooled, repeated uploads)
 
 Reads `RUN/eval/lfw_attacks/report.json` (privjax.report.tables.load_report) for every run, and
 writes, per run and setting: each reconstruction method's PSNR, SSIM and LPIPS over attacker-test
@@ -162,14 +164,44 @@ def _lpips_note(report) -> str:
   return 'not measured'
 
 
-def markdown(run_dirs: list[str]) -> str:
-  runs = {
-      # The newest checkpoint step's report of the evaluation NAME.
+def _load(run_dirs: list[str], name: str) -> dict:
+  return {
+      # The newest checkpoint step's report of the evaluation `name`.
       os.path.basename(os.path.normpath(d)): tables.load_report(
-          tables.newest_step_dir(os.path.join(d, 'eval', NAME))
+          tables.newest_step_dir(os.path.join(d, 'eval', name))
       )
       for d in run_dirs
   }
+
+
+def accounts_markdown(run_dirs: list[str], name: str, out: str) -> str:
+  """The tables of an evaluation of accounts and repeated uploads alone (configs/eval/<name>.py):
+  accounts for every attacker family pooled, repeated uploads, the cloud head, seeds and time."""
+  runs = _load(run_dirs, name)
+  commands = [f'python eval.py --workdir {d} --config configs/eval/{name}.py' for d in run_dirs] + [
+      f'python -m benchmarks.lfw_attack_table {" ".join(run_dirs)} --name {name} --out {out}'
+  ]
+  first = next(iter(runs.values()))
+  lines = ['```bash', *commands, '```', '']
+  for family in first['eval_config']['accounts']['families']:
+    lines += [f'### Accounts: k uploads of one person pooled ({family} on the uploads)', '']
+    lines += k_table(runs, f'accounts/{family}/k', 'top-1 (%)')
+    lines.append('')
+  lines += ['### Repeated uploads: the mean of k uploads of one photo (linear)', '']
+  lines += k_table(runs, 'repeated_upload/k', 'top-1 (%)')
+  lines += [
+      '',
+      f'### {first["primary"].capitalize()} accuracy of the cloud head (%), per setting',
+      '',
+  ]
+  lines += utility_table(runs)
+  lines += ['', '### Seeds and time', '']
+  lines += timing_lines(runs)
+  return '\n'.join(lines) + '\n'
+
+
+def markdown(run_dirs: list[str]) -> str:
+  runs = _load(run_dirs, NAME)
   commands = [
       f'python eval.py --workdir {d} --config configs/eval/lfw_attacks.py' for d in run_dirs
   ] + [f'python benchmarks/lfw_attack_table.py {" ".join(run_dirs)} --out {OUT}']
@@ -211,8 +243,16 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('runs', nargs='+')
   parser.add_argument('--out', default='')
+  parser.add_argument(
+      '--name',
+      default=NAME,
+      help=f'the evaluation to read: {NAME} (every table) or one of accounts and repeated uploads',
+  )
   args = parser.parse_args()
-  text = markdown(args.runs)
+  if args.name == NAME:
+    text = markdown(args.runs)
+  else:
+    text = accounts_markdown(args.runs, args.name, args.out or f'benchmarks/results/{args.name}.md')
   print(text)
   if args.out:
     with open(args.out, 'w') as f:
