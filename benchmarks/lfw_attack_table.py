@@ -104,6 +104,12 @@ def utility_table(runs: dict) -> list[str]:
   return lines
 
 
+def utility_section(runs: dict) -> list[str]:
+  primary = next(iter(runs.values()))['primary']
+  title = f'### {primary.capitalize()} accuracy of the cloud head (%), per setting'
+  return ['', title, '', *utility_table(runs)]
+
+
 def _ks(metrics: dict, prefix: str) -> dict[int, dict]:
   out = {}
   for k, v in metrics.items():
@@ -189,12 +195,7 @@ def accounts_markdown(run_dirs: list[str], name: str, out: str) -> str:
     lines.append('')
   lines += ['### Repeated uploads: the mean of k uploads of one photo (linear)', '']
   lines += k_table(runs, 'repeated_upload/k', 'top-1 (%)')
-  lines += [
-      '',
-      f'### {first["primary"].capitalize()} accuracy of the cloud head (%), per setting',
-      '',
-  ]
-  lines += utility_table(runs)
+  lines += utility_section(runs)
   lines += ['', '### Seeds and time', '']
   lines += timing_lines(runs)
   return '\n'.join(lines) + '\n'
@@ -224,12 +225,7 @@ def markdown(run_dirs: list[str]) -> str:
       '',
   ]
   out += reconstruction_table(runs)
-  out += [
-      '',
-      f'### {first["primary"].capitalize()} accuracy of the cloud head (%), per setting',
-      '',
-  ]
-  out += utility_table(runs)
+  out += utility_section(runs)
   out += ['', '### Accounts: k uploads of one person pooled (linear on the uploads)', '']
   out += k_table(runs, 'accounts/linear/k', 'top-1 (%)')
   out += ['', '### Repeated uploads: the mean of k uploads of one photo (linear)', '']
