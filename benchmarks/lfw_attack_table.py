@@ -191,7 +191,7 @@ def accounts_markdown(run_dirs: list[str], name: str, out: str) -> str:
   lines = ['```bash', *commands, '```', '']
   for family in first['eval_config']['accounts']['families']:
     lines += [f'### Accounts: k uploads of one person pooled ({family} on the uploads)', '']
-    lines += k_table(runs, f'accounts/{family}/k', 'top-1 (%)')
+    lines += k_table(runs, f'accounts/{family}/k', f'{family} top-1 (%)')
     lines.append('')
   lines += ['### Repeated uploads: the mean of k uploads of one photo (linear)', '']
   lines += k_table(runs, 'repeated_upload/k', 'top-1 (%)')
