@@ -186,3 +186,23 @@ def test_the_optimizer_refuses_what_validate_refuses(schedule, decay):
   )
   with pytest.raises(ConfigError, match='optimizer.schedule'):
     step_lib.learning_rate(opt, 1e-3)
+
+
+EVAL_CONFIGS = sorted(
+    f'configs/eval/{name}'
+    for name in os.listdir(os.path.join(os.path.dirname(os.path.dirname(__file__)), 'configs/eval'))
+    if name.endswith('.py') and name != '__init__.py'
+)
+
+
+@pytest.mark.parametrize('spec', EVAL_CONFIGS)
+def test_every_eval_config_loads_with_known_evaluators_and_their_sections(spec):
+  """A config a results page names (lfw_attacks, lfw_accounts, ...) must load as it is written:
+  every evaluator it runs is a built-in one with its settings section."""
+  from privjax import config_args
+  from privjax.evaluate.evaluators import common
+
+  config = config_args.load(os.path.join(os.path.dirname(os.path.dirname(__file__)), spec))
+  assert config.evaluators and set(config.evaluators) <= set(common.available())
+  for name in config.evaluators:
+    assert name in config, f'{spec}: no section for {name}'
