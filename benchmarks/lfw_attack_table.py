@@ -171,19 +171,25 @@ def _lpips_note(report) -> str:
 
 
 def _load(run_dirs: list[str], name: str) -> dict:
-  return {
-      # The newest checkpoint step's report of the evaluation `name`.
-      os.path.basename(os.path.normpath(d)): tables.load_report(
-          tables.newest_step_dir(os.path.join(d, 'eval', name))
-      )
-      for d in run_dirs
-  }
+  """{run: the newest checkpoint step's report of the evaluation `name`}."""
+  runs = {}
+  for d in run_dirs:
+    found = tables.newest_step_dir(os.path.join(d, 'eval', name))
+    if found is None:
+      raise SystemExit(f'{d}: no report of the evaluation {name!r} (eval/{name}/step_*/)')
+    runs[os.path.basename(os.path.normpath(d))] = tables.load_report(found)
+  return runs
 
 
 def accounts_markdown(run_dirs: list[str], name: str, out: str) -> str:
   """The tables of an evaluation of accounts and repeated uploads alone (configs/eval/<name>.py):
   accounts for every attacker family pooled, repeated uploads, the cloud head, seeds and time."""
   runs = _load(run_dirs, name)
+  for run, report in runs.items():
+    if 'accounts' not in report['eval_config'].get('evaluators', ()):
+      raise SystemExit(
+          f'{run}: the evaluation {name!r} ran no attack on accounts; name one that did'
+      )
   commands = [f'python eval.py --workdir {d} --config configs/eval/{name}.py' for d in run_dirs] + [
       f'python -m benchmarks.lfw_attack_table {" ".join(run_dirs)} --name {name} --out {out}'
   ]

@@ -23,7 +23,7 @@ if _RUN_ID:
   os.environ['PRIVJAX_CACHE_DIR'] = os.path.join(
       tempfile.gettempdir(), f'privjax-test-cache-{_RUN_ID}'
   )
-  os.makedirs(os.environ['PRIVJAX_CACHE_DIR'], exist_ok=True)
+  os.makedirs(os.environ['PRIVJAX_CACHE_DIR'], mode=0o700, exist_ok=True)
 else:
   os.environ['PRIVJAX_CACHE_DIR'] = tempfile.mkdtemp(prefix='privjax-test-cache-')
 # Most of a tiny run's time is XLA compiling the same programs again, in this process and in the

@@ -7,7 +7,8 @@ often the strongest single-upload attacker, so pooling it is the stronger attack
 Settings as lfw_attacks.py's: accounts at none/0 and pca:32/0.1 (k = 1, 2, 4, 8 photos of one
 person, each family's mean log-probability), repeated uploads at pca:32/0.03 and pca:32/0.1 (linear
 on the mean of k uploads), the cloud head at every setting. The PCA attacker is the full
-configuration's (32, 128 or 512 components, whitened or not, chosen on the attacker's val split).
+configuration's (32, 128 or 512 components, whitened or not, chosen on the attacker's val split;
+with `:fast`, PCA-512 unwhitened only).
 """
 
 from privjax import config_args

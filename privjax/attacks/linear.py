@@ -199,7 +199,9 @@ def _gmax_w(gv, gb, basis, tol):
     return jnp.maximum(jnp.max(jnp.abs(gv)), gbmax)
 
   def exact():
-    return jnp.maximum(jnp.max(jnp.abs(gv @ basis)), gbmax)
+    # HIGHEST: on GPUs the default may be TF32, whose error is as large as the stopping threshold.
+    gw = jnp.matmul(gv, basis, precision=jax.lax.Precision.HIGHEST)
+    return jnp.maximum(jnp.max(jnp.abs(gw)), gbmax)
 
   if tol is None:
     return exact()
@@ -481,7 +483,7 @@ def fit_linear(
   _report_convergence(info, final, max_iter, gtol)
   weight = _project(params[0], pre, 1)
   if basis is not None:
-    weight = weight @ basis
+    weight = jnp.matmul(weight, basis, precision=jax.lax.Precision.HIGHEST)
   info["train_seconds"] = time.perf_counter() - start
   return LinearAttacker(
       weight=weight,

@@ -202,7 +202,8 @@ def image_quality(originals, images, what: str, role: str = 'fidelity') -> dict:
   """PSNR (dB), SSIM and LPIPS (where the imagenet extra is installed) of `images` against
   `originals`: means over the images with their standard errors; the SSIM has `role` ('fidelity'
   for a reconstruction, '' for a baseline). `images` may be one image [H, W, 3] (a baseline such
-  as the mean image), compared with every original."""
+  as the mean image), compared with every original (its LPIPS features computed once per batch of
+  originals)."""
   one = images.ndim == 3
   if one:
     images = images[None]

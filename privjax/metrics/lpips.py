@@ -109,7 +109,7 @@ def _distance(params, a, b):
 def distance(params, a, b):
   """LPIPS of each pair (a[i], b[i]), ``[N]``; images ``[N, H, W, 3]`` RGB in [0, 1]. ``b`` may
   be one image ``[1, H, W, 3]``, compared with every image of ``a`` (its VGG features computed
-  once)."""
+  once, not once per image of ``a``)."""
   a, b = _check(params, a, b)
   return _distance(params, a, b)
 
