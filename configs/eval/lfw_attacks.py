@@ -12,9 +12,9 @@ default; `mse`, the paper's loss), each trained on that setting's uploads of the
 photos, with the mean image beside them; rMLE started from the first decoder's images, on 128 of
 them (300 steps, its TV weight tuned on 16 of the attacker's own photos); their re-identification
 by a linear pixel classifier and by dlib's face recogniser (on 256 attacker-test rows against 2
-gallery photos a person: dlib takes a few tenths of a CPU-second a
-photo); accounts pooling k = 1, 2, 4, 8 uploads of one person (linear). At pca:32/0.03 and
-pca:32/0.1: the same photo uploaded k = 1, 2, 4, 8 times (linear on the mean of the k uploads).
+gallery photos a person: dlib takes a few tenths of a CPU-second a photo); accounts pooling k = 1,
+2, 4, 8 uploads of one person (linear). At pca:32/0.03 and pca:32/0.1: the same photo uploaded
+k = 1, 2, 4, 8 times (linear on the mean of the k uploads).
 """
 
 import ml_collections

@@ -152,9 +152,8 @@ def _precondition_rows(x, vt, alpha):
 
 def _row_basis(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
   """(X B^T [N, N], B [N, D], r): an orthonormal basis B of the r-dimensional span of the rows of
-  ``xs``, padded
-  with zero rows to N (every fit on N rows then has the same shapes and compiles once; the padded
-  coordinates see no data and stay at zero under the penalty).
+  ``xs``, padded with zero rows to N (every fit on N rows then has the same shapes and compiles
+  once; the padded coordinates see no data and stay at zero under the penalty).
 
   From the eigendecomposition of the Gram matrix X X^T = U S^2 U^T in
   float64 (float32 would lose the directions below sqrt(eps) of the

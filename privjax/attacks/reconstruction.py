@@ -280,8 +280,8 @@ def fit_decoder(
     raise ValueError("need a non-empty val split")
   standardizer = fit_standardizer(features[train_idx])
   # The data and the standardisation go into the jitted functions as arguments: closed over, they
-  # would be constants in the compiled program (hundreds of MB of features to fold, and a program
-  # no other fit can share).
+  # would be constants embedded in the compiled program (the attacker's whole training set), which
+  # no other fit could share.
   norm = (jnp.asarray(standardizer.mean), jnp.asarray(standardizer.std))
   train_data = (jnp.asarray(features[train_idx]), jnp.asarray(images[train_idx]))
 
