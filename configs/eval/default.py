@@ -2,15 +2,17 @@
 
 Arguments after the colon, comma-separated:
   fast    noise variances 0, 0.1, 1; the primary label attacked only without PCA and noise; the
-          linear attacker and the attacker's own PCA-512 (unwhitened) before it; 200 decoder
-          steps; rMLE on 16 images for 200 steps; repeated uploads averaged over 8 only; the face
-          recogniser on 128 attacker-test rows against 2 photos a person; the head adapted to
-          each transform for at most 5 epochs (the README's main job and the notebook)
+          linear attacker and the attacker's own PCA-512 (unwhitened) before it; the small
+          decoder (width 64, no residual blocks) for 200 steps; rMLE on 16 images for 200
+          steps; repeated uploads averaged over 8 only; the face recogniser on 128 attacker-test
+          rows against 2 photos a person; the head adapted to each transform for at most 5
+          epochs (the README's main job and the notebook)
   tiny    smallest settings, for tests
 
 What `fast` leaves to the full config: noise variances 1e-4, 1e-2 and 9; the primary label attacked
 at every setting; the attacker families mlp, transfer, pca_mlp and pca_linear's 32/128 components
-and whitening; 1000 decoder steps; rMLE on 128 images for 300 steps with its TV weight tuned on the
+and whitening; the deeper decoder (width 256, a residual block a stage, about 17x the small one's
+multiply-adds) for 1000 steps; rMLE on 128 images for 300 steps with its TV weight tuned on the
 attacker's own images; repeated uploads averaged over 1, 2 and 4 as well; the face recogniser on
 every attacker-test image against all of the attacker's photos; the adapted head's 20 epochs
 (patience 3).
@@ -80,6 +82,8 @@ def get_config(arg: str = ''):
     c.noise_variances = (0.0, 0.1, 1.0)
     c.attackers.primary_sweep = False
     c.reconstruction.steps = 200
+    c.reconstruction.width = 64  # the small decoder (the full config's is 256 wide, one block)
+    c.reconstruction.blocks = 0
     # The attacker's own PCA is the strongest family on the demo's features, so a fast evaluation
     # keeps it as one candidate, PCA-512 unwhitened (the full config's choice on the attacker's val
     # split at 20 of the 21 settings of the main job's three runs; the exception, whitened, was

@@ -45,6 +45,10 @@ def get_config(arg: str = ''):
   )
   c.reconstruction = _at(c.reconstruction, WHERE)
   c.reconstruction.methods = ('l1_ssim_aug', 'mse')
+  # The small decoder, which this table was measured with (configs/eval/lfw_decoder.py runs the
+  # deeper one).
+  c.reconstruction.width = 64
+  c.reconstruction.blocks = 0
   c.inversion = _at(c.inversion, WHERE)
   c.inversion.init = 'decoder'
   c.reidentify = _at(c.reidentify, WHERE)

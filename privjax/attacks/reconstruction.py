@@ -11,9 +11,16 @@ the cloud receives, the features leak appearance. The decoder is
   least max(H, W), or to S when the map is larger than the image (no giant
   Dense on a big map);
 
-then ``k`` stages of (nearest 2x upsample -> 3x3 conv -> ReLU) and a 3x3 conv
-to RGB with a sigmoid. Inputs are standardised per feature on the attacker's
-training part (a feature constant there gets weight 0).
+then ``k`` stages of ([``blocks`` residual blocks] -> nearest 2x upsample ->
+3x3 conv -> ReLU) and a 3x3 conv to RGB with a sigmoid. A residual block is
+h + conv(relu(conv(h))), both 3x3 at the stage's width. The widths start at
+``width`` and halve at each stage (at least 16); the full-resolution stage has
+16 channels, since on CPU a convolution there costs the most for what it adds.
+``width=64, blocks=0`` is the small decoder; ``width=256, blocks=1`` the
+deeper one (about 17x the multiply-adds), which on the LFW photos is the first
+to beat the attacker's mean image clearly (docs/results_lfw_reconstruction.md).
+Inputs are standardised per feature on the attacker's training part (a feature
+constant there gets weight 0).
 
 Training (``fit_decoder``): Adam with a linear warm-up and cosine decay, the
 gradient clipped to norm 1, on a weighted sum of loss terms (``LOSSES``):
@@ -73,7 +80,13 @@ def _grids(size: int, max_stages: int = 3) -> list[tuple[int, int]]:
 class InverseNet(nnx.Module):
 
   def __init__(
-      self, feature_shape: tuple[int, ...], image_size: int, *, width: int = 64, rngs: nnx.Rngs
+      self,
+      feature_shape: tuple[int, ...],
+      image_size: int,
+      *,
+      width: int = 64,
+      blocks: int = 0,
+      rngs: nnx.Rngs,
   ):
     grids = _grids(image_size)
     self.image_size = image_size
@@ -93,6 +106,16 @@ class InverseNet(nnx.Module):
     chans = [width]
     for _ in range(k):
       chans.append(max(16, chans[-1] // 2))
+    if k:
+      chans[-1] = 16
+    self.blocks = nnx.List(
+        [
+            nnx.List(
+                [nnx.Conv(c, c, (3, 3), rngs=rngs) for _ in range(2 * blocks)]
+            )
+            for c in chans[:-1]
+        ]
+    )
     self.ups = nnx.List([nnx.Conv(a, b, (3, 3), rngs=rngs) for a, b in zip(chans, chans[1:])])
     self.out = nnx.Conv(chans[-1], 3, (3, 3), rngs=rngs)
 
@@ -104,7 +127,9 @@ class InverseNet(nnx.Module):
     else:
       h = nnx.relu(self.entry(f.reshape(n, -1)))
       h = h.reshape(n, self.s0, self.s0, self.width)
-    for conv in self.ups:
+    for stage, conv in zip(self.blocks, self.ups):
+      for i in range(0, len(stage), 2):
+        h = h + stage[i + 1](nnx.relu(stage[i](h)))
       h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
       h = nnx.relu(conv(h))
     return nnx.sigmoid(self.out(h))
@@ -245,6 +270,7 @@ def fit_decoder(
     warmup_steps: int = 100,
     batch_size: int = 32,
     width: int = 64,
+    blocks: int = 0,
     eval_every: int = 250,
     seed: int = 0,
     val_fraction: float = 0.1,
@@ -287,7 +313,9 @@ def fit_decoder(
 
   key = jax.random.key(seed)
   key, init_key = jax.random.split(key)
-  model = InverseNet(features.shape[1:], images.shape[1], width=width, rngs=nnx.Rngs(init_key))
+  model = InverseNet(
+      features.shape[1:], images.shape[1], width=width, blocks=blocks, rngs=nnx.Rngs(init_key)
+  )
   graphdef, params = nnx.split(model)
   schedule = optax.warmup_cosine_decay_schedule(
       0.0, lr, min(warmup_steps, max(steps - 1, 1)), max(steps, 2), end_value=lr * 0.01
