@@ -171,3 +171,22 @@ def test_a_baseline_image_is_judged_as_if_repeated_for_every_original():
   for name in one:
     assert one[name].value == pytest.approx(repeated[name].value, rel=1e-5)
     assert one[name].se == pytest.approx(repeated[name].se, rel=1e-4, abs=1e-7)
+
+
+def test_a_baseline_image_is_scored_once_per_content_of_its_arrays(monkeypatch):
+  from privjax.evaluate import shared
+
+  calls = []
+  real = shared._image_quality
+  monkeypatch.setattr(shared, '_image_quality', lambda *a: calls.append(a) or real(*a))
+  monkeypatch.setattr(shared, '_BASELINES', type(shared._BASELINES)())
+  rng = np.random.default_rng(12)
+  originals = rng.uniform(size=(4, 16, 16, 3)).astype(np.float32)
+  mean = originals.mean(axis=0)
+  first = shared.image_quality(originals, mean, 'mean image', role='')
+  again = shared.image_quality(originals.copy(), mean.copy(), 'mean image', role='')
+  assert len(calls) == 1 and again == first
+  shared.image_quality(originals, mean + 0.01, 'mean image', role='')  # another image
+  shared.image_quality(originals[:3], mean, 'mean image', role='')  # other originals
+  shared.image_quality(originals, np.repeat(mean[None], 4, axis=0), 'mean image', role='')
+  assert len(calls) == 4  # a batch of images is scored every time

@@ -38,3 +38,105 @@ def test_every_config_is_validated_before_the_first_run_trains(tmp_path):
   with pytest.raises(errors.ConfigError, match="unknown cut layer 'conv9_9'"):
     runner.run_plan(str(tmp_path), planned, None)
   assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize('value', ['0', '-1', 'two', ''])
+def test_a_bad_number_of_evaluation_workers_is_one_line(monkeypatch, value):
+  monkeypatch.setenv(runner.EVAL_WORKERS_ENV, value)
+  with pytest.raises(errors.ConfigError, match='PRIVJAX_EVAL_WORKERS must be a positive integer'):
+    runner.eval_workers()
+
+
+def test_the_number_of_evaluation_workers_is_read_from_the_environment(monkeypatch):
+  monkeypatch.setenv(runner.EVAL_WORKERS_ENV, '3')
+  assert runner.eval_workers() == 3
+  monkeypatch.delenv(runner.EVAL_WORKERS_ENV)
+  import os
+
+  assert runner.eval_workers() == (2 if (os.cpu_count() or 1) >= 2 else 1)  # tests run on a CPU
+
+
+class _Recorder:
+  """train_run / evaluate_run stand-ins that log when each starts and ends."""
+
+  def __init__(self, fail=None):
+    import threading
+
+    self.events, self.lock, self.fail = [], threading.Lock(), fail
+
+  def log(self, *event):
+    with self.lock:
+      self.events.append(event)
+
+  def train(self, run_dir, config):
+    import os
+
+    self.log('train', os.path.basename(run_dir))
+    return 1.0
+
+  def evaluate(self, run_dir, ec, *, data_dir=None, reuse_report=False):
+    import os
+    import time
+
+    name = os.path.basename(run_dir)
+    self.log('eval start', name)
+    time.sleep(0.2)
+    if name == self.fail:
+      raise errors.EvalError(f'{name} failed')
+    self.log('eval end', name)
+    return {'name': name}, run_dir + '/report', 2.0
+
+
+def _plan(names):
+  return [
+      runner.Planned(n, tiny_config(), init_from=names[0] if i else None)
+      for i, n in enumerate(names)
+  ]
+
+
+def test_side_by_side_the_first_evaluation_runs_alone_and_outcomes_keep_the_plans_order(
+    tmp_path, monkeypatch
+):
+  rec = _Recorder()
+  monkeypatch.setenv(runner.EVAL_WORKERS_ENV, '2')
+  monkeypatch.setattr(runner, 'train_run', rec.train)
+  monkeypatch.setattr(runner, 'evaluate_run', rec.evaluate)
+  outcomes = runner.run_plan(str(tmp_path), _plan(['a', 'b', 'c']), tiny_config())
+  assert [o.name for o in outcomes] == ['a', 'b', 'c']
+  assert [o.report['name'] for o in outcomes] == ['a', 'b', 'c']
+  ev = rec.events
+  first_end = ev.index(('eval end', 'a'))
+  # a's evaluation starts once a is trained and before c is; b and c start only after it ends.
+  assert ev.index(('train', 'a')) < ev.index(('eval start', 'a')) < ev.index(('train', 'c'))
+  assert ev.index(('eval start', 'b')) > first_end
+  assert ev.index(('eval start', 'c')) > first_end
+  # b and c then run side by side: both start before either ends.
+  assert max(ev.index(('eval start', 'b')), ev.index(('eval start', 'c'))) < min(
+      ev.index(('eval end', 'b')), ev.index(('eval end', 'c'))
+  )
+
+
+def test_one_worker_trains_every_run_before_the_first_evaluation(tmp_path, monkeypatch):
+  rec = _Recorder()
+  monkeypatch.setenv(runner.EVAL_WORKERS_ENV, '1')
+  monkeypatch.setattr(runner, 'train_run', rec.train)
+  monkeypatch.setattr(runner, 'evaluate_run', rec.evaluate)
+  runner.run_plan(str(tmp_path), _plan(['a', 'b']), tiny_config())
+  assert rec.events == [
+      ('train', 'a'),
+      ('train', 'b'),
+      ('eval start', 'a'),
+      ('eval end', 'a'),
+      ('eval start', 'b'),
+      ('eval end', 'b'),
+  ]
+
+
+def test_a_failed_evaluation_side_by_side_stops_the_plan_with_its_error(tmp_path, monkeypatch):
+  rec = _Recorder(fail='a')
+  monkeypatch.setenv(runner.EVAL_WORKERS_ENV, '2')
+  monkeypatch.setattr(runner, 'train_run', rec.train)
+  monkeypatch.setattr(runner, 'evaluate_run', rec.evaluate)
+  with pytest.raises(errors.EvalError, match='a failed'):
+    runner.run_plan(str(tmp_path), _plan(['a', 'b', 'c']), tiny_config())
+  assert ('eval start', 'b') not in rec.events and ('eval start', 'c') not in rec.events

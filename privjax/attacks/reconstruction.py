@@ -110,9 +110,7 @@ class InverseNet(nnx.Module):
       chans[-1] = 16
     self.blocks = nnx.List(
         [
-            nnx.List(
-                [nnx.Conv(c, c, (3, 3), rngs=rngs) for _ in range(2 * blocks)]
-            )
+            nnx.List([nnx.Conv(c, c, (3, 3), rngs=rngs) for _ in range(2 * blocks)])
             for c in chans[:-1]
         ]
     )

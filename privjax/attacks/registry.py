@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import threading
 import time
 from typing import Callable
 
@@ -98,8 +99,10 @@ ATTACKERS: dict[str, Callable] = {
 # that need the same attacker (the attack on accounts pools the scores of the attackers fitted at
 # its setting; re-identification names reconstructions with the attacker on raw pixels) fit it
 # once. The newest FIT_CACHE_SIZE are kept; transfer (built by a module factory) is never reused.
+# Evaluations may run in threads side by side (privjax.experiments.runner), hence the lock.
 FIT_CACHE_SIZE = 8
 _FITS: collections.OrderedDict = collections.OrderedDict()
+_FITS_LOCK = threading.Lock()
 
 
 def _fit_key(family: str, x, y, seed: int, overrides: dict) -> str:
@@ -120,16 +123,18 @@ def fit(
   if family not in ATTACKERS:
     raise KeyError(f"unknown attacker family {family!r}; known: {sorted(ATTACKERS)}")
   key = None if family == "transfer" else _fit_key(family, x, y, seed, overrides)
-  if key in _FITS:
-    _FITS.move_to_end(key)
-    return _FITS[key]
+  with _FITS_LOCK:
+    if key in _FITS:
+      _FITS.move_to_end(key)
+      return _FITS[key]
   start = time.perf_counter()
   attacker = ATTACKERS[family](x, y, seed=seed, module_factory=module_factory, **overrides)
   fitted = (attacker, time.perf_counter() - start)
   if key is not None:
-    _FITS[key] = fitted
-    while len(_FITS) > FIT_CACHE_SIZE:
-      _FITS.popitem(last=False)
+    with _FITS_LOCK:
+      _FITS[key] = fitted
+      while len(_FITS) > FIT_CACHE_SIZE:
+        _FITS.popitem(last=False)
   return fitted
 
 

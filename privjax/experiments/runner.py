@@ -8,6 +8,14 @@ returns at once, a stopped one resumes), then evaluates each with `eval_config` 
 an earlier run of the plan whose parameters start this one; `reference` names a run whose features
 the evaluation attacks beside this run's (the eval config's `reference_run`).
 
+On a CPU, evaluations run side by side with training and with one another (`eval_workers`): the
+plan's first run is evaluated while the next ones train, and the others, two at a time, once that
+first evaluation is done (it leaves what later evaluations reuse: the raw-pixel attacks, the face
+recogniser's gallery, the reference run's attacks). One evaluation keeps about 1.7 of 2 cores busy
+(its compilation, dlib and numpy are single-threaded), so two fill them. The reports are the same
+as when run one after another: every evaluation's randomness comes from its own seeds. Stopped
+with Ctrl-C, the job finishes the evaluation in progress before it exits.
+
 `train_run` and `evaluate_run` do the same for one run directory (a run outside the plan, such as
 the trained baseline an ablation starts from). Each run's first completed training time is kept in
 `<run>/timing.json`, so that a rerun reports it rather than the seconds it took to find the run
@@ -17,8 +25,11 @@ tables; nothing else trains and evaluates several runs.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import functools
 import json
+import os
 import time
 
 import ml_collections
@@ -28,6 +39,7 @@ from privjax import paths
 from privjax.errors import ConfigError, EvalError
 
 TIMING = 'timing.json'
+EVAL_WORKERS_ENV = 'PRIVJAX_EVAL_WORKERS'
 
 
 @dataclasses.dataclass
@@ -109,6 +121,48 @@ def evaluate_run(
   return tables.load_report(out_dir), out_dir, time.perf_counter() - start
 
 
+def eval_workers() -> int:
+  """How many evaluations `run_plan` runs at once: $PRIVJAX_EVAL_WORKERS if set (a positive
+  integer), else 2 on a CPU with at least 2 cores and 1 on an accelerator, whose memory is sized
+  for one evaluation. A job of several processes (multi-host) evaluates one run at a time."""
+  import jax
+
+  value = os.environ.get(EVAL_WORKERS_ENV)
+  if value is not None:
+    if not value.strip().isdigit() or int(value) < 1:
+      raise ConfigError(f'{EVAL_WORKERS_ENV} must be a positive integer, got {value!r}')
+    workers = int(value)
+  elif jax.default_backend() == 'cpu' and (os.cpu_count() or 1) >= 2:
+    workers = 2
+  else:
+    workers = 1
+  return 1 if jax.process_count() > 1 else workers
+
+
+def _train_planned(workdir: str, p: Planned, data_dir: str | None) -> float:
+  config = p.config.copy_and_resolve_references()
+  if data_dir:
+    config.dataset.data_dir = data_dir
+  if p.init_from is not None:
+    config.init_from = paths.join(workdir, p.init_from)
+  return train_run(paths.join(workdir, p.name), config)
+
+
+def _evaluate_planned(workdir: str, p: Planned, eval_config, data_dir, reuse_reports):
+  ec = eval_config.copy_and_resolve_references()
+  if p.reference is not None:
+    ec.evaluators = (*ec.evaluators, 'reference_run')
+    ec.reference_run.workdir = paths.join(workdir, p.reference)
+  return evaluate_run(
+      paths.join(workdir, p.name), ec, data_dir=data_dir, reuse_report=reuse_reports
+  )
+
+
+def _after(first: concurrent.futures.Future, job):
+  first.result()  # raises the first evaluation's error, which then stops the plan
+  return job()
+
+
 def run_plan(
     workdir: str,
     plan: list[Planned],
@@ -120,26 +174,34 @@ def run_plan(
   """Every run of `plan` trained, then evaluated: their outcomes in the plan's order.
 
   `data_dir` replaces each run's data directory (training and evaluation); `reuse_reports` reads
-  back the reports that an earlier call wrote instead of evaluating again.
+  back the reports that an earlier call wrote instead of evaluating again. With `eval_workers()`
+  above 1, evaluations run beside training and beside one another (module docstring).
   """
   check_plan(plan)
-  trained = {}
-  for p in plan:
-    config = p.config.copy_and_resolve_references()
-    if data_dir:
-      config.dataset.data_dir = data_dir
-    if p.init_from is not None:
-      config.init_from = paths.join(workdir, p.init_from)
-    trained[p.name] = train_run(paths.join(workdir, p.name), config)
-  outcomes = []
-  for p in plan:
-    ec = eval_config.copy_and_resolve_references()
-    if p.reference is not None:
-      ec.evaluators = (*ec.evaluators, 'reference_run')
-      ec.reference_run.workdir = paths.join(workdir, p.reference)
-    run_dir = paths.join(workdir, p.name)
-    report, out_dir, seconds = evaluate_run(
-        run_dir, ec, data_dir=data_dir, reuse_report=reuse_reports
-    )
-    outcomes.append(Outcome(p.name, run_dir, report, out_dir, trained[p.name], seconds))
-  return outcomes
+  evaluate = functools.partial(
+      _evaluate_planned, eval_config=eval_config, data_dir=data_dir, reuse_reports=reuse_reports
+  )
+  trained, workers = {}, eval_workers()
+  if workers == 1:
+    for p in plan:
+      trained[p.name] = _train_planned(workdir, p, data_dir)
+    evaluated = [evaluate(workdir, p) for p in plan]
+  else:
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix='privjax-eval') as pool:
+      jobs = []
+      try:
+        for p in plan:
+          for done in (j for j in jobs if j.done() and not j.cancelled()):
+            done.result()  # an evaluation that failed stops the plan before the next training
+          trained[p.name] = _train_planned(workdir, p, data_dir)
+          job = functools.partial(evaluate, workdir, p)
+          jobs.append(pool.submit(_after, jobs[0], job) if jobs else pool.submit(job))
+        evaluated = [job.result() for job in jobs]
+      except BaseException:
+        for job in jobs:
+          job.cancel()  # those not started; the one in progress finishes before the pool closes
+        raise
+  return [
+      Outcome(p.name, paths.join(workdir, p.name), report, out_dir, trained[p.name], seconds)
+      for p, (report, out_dir, seconds) in zip(plan, evaluated)
+  ]

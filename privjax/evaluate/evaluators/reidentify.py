@@ -23,6 +23,7 @@ takes about 0.1 CPU-second a photo), `fars`, `ks`, `min_people`.
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import numpy as np
 
@@ -63,18 +64,22 @@ def check(run, settings, eval_config) -> None:
 # The face recogniser's crop and descriptors depend only on the attacker's photos, which every run of
 # one data set shares: the runs a process evaluates in turn (the main job's three) compute them once.
 # (The pixel classifier is kept by privjax.attacks.registry.fit the same way.)
+# Evaluations running side by side in threads (privjax.experiments.runner) wait for one another's
+# descriptors rather than computing them twice.
 _FITTED: dict = {}
+_FITTED_LOCK = threading.Lock()
 
 
 def _recogniser(gallery_images, originals):
   """(FaceRecognizer with the crop learned on the attacker's photos, their descriptors, the
   originals' descriptors): once per data set in a process, like the classifier."""
   key = ('face', memo.key({'gallery': gallery_images, 'originals': originals}, {}))
-  if key not in _FITTED:
-    _FITTED.clear()  # one data set at a time: keep memory bounded
-    recogniser = face_recognition.FaceRecognizer(face_recognition.fit_alignment(gallery_images))
-    _FITTED[key] = (recogniser, recogniser.embed(gallery_images), recogniser.embed(originals))
-  return _FITTED[key]
+  with _FITTED_LOCK:
+    if key not in _FITTED:
+      _FITTED.clear()  # one data set at a time: keep memory bounded
+      recogniser = face_recognition.FaceRecognizer(face_recognition.fit_alignment(gallery_images))
+      _FITTED[key] = (recogniser, recogniser.embed(gallery_images), recogniser.embed(originals))
+    return _FITTED[key]
 
 
 def _first_per_person(labels, n: int) -> np.ndarray:
