@@ -5,6 +5,8 @@ configs/eval/lfw_attacks.py: reconstructions and their re-identification, accoun
   python benchmarks/lfw_attack_table.py RUN [RUN ...] [--out benchmarks/results/lfw_attacks.md]
   python -m benchmarks.lfw_attack_table RUN [RUN ...] --name lfw_accounts [--out ...]
       (configs/eval/lfw_accounts.py's evaluation: accounts for each family pooled, repeated uploads)
+  python -m benchmarks.lfw_attack_table RUN [RUN ...] --name lfw_decoder [--out ...]
+      (configs/eval/lfw_decoder.py's evaluation: the deeper decoder and its re-identification)
 
 Reads `RUN/eval/lfw_attacks/report.json` (privjax.report.tables.load_report) for every run, and
 writes, per run and setting: each reconstruction method's PSNR, SSIM and LPIPS over attacker-test
@@ -207,14 +209,22 @@ def accounts_markdown(run_dirs: list[str], name: str, out: str) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def markdown(run_dirs: list[str]) -> str:
-  runs = _load(run_dirs, NAME)
-  commands = [
-      f'python eval.py --workdir {d} --config configs/eval/lfw_attacks.py' for d in run_dirs
-  ] + [f'python benchmarks/lfw_attack_table.py {" ".join(run_dirs)} --out {OUT}']
+def _ran(runs: dict, evaluator: str) -> bool:
+  return any(evaluator in r['eval_config'].get('evaluators', ()) for r in runs.values())
+
+
+def markdown(run_dirs: list[str], name: str = NAME, out: str = OUT) -> str:
+  """The tables of an evaluation with reconstructions (configs/eval/lfw_attacks.py, or
+  lfw_decoder.py): reconstructions and their re-identification, the cloud head, and accounts and
+  repeated uploads where it ran them."""
+  runs = _load(run_dirs, name)
+  flag = '' if name == NAME else f' --name {name}'
+  commands = [f'python eval.py --workdir {d} --config configs/eval/{name}.py' for d in run_dirs] + [
+      f'python benchmarks/lfw_attack_table.py {" ".join(run_dirs)}{flag} --out {out}'
+  ]
   first = next(iter(runs.values()))
   reid = first['eval_config']['reidentify']
-  out = [
+  text = [
       '```bash',
       *commands,
       '```',
@@ -230,15 +240,17 @@ def markdown(run_dirs: list[str]) -> str:
       "uploads of that setting of the attacker's own photos.",
       '',
   ]
-  out += reconstruction_table(runs)
-  out += utility_section(runs)
-  out += ['', '### Accounts: k uploads of one person pooled (linear on the uploads)', '']
-  out += k_table(runs, 'accounts/linear/k', 'top-1 (%)')
-  out += ['', '### Repeated uploads: the mean of k uploads of one photo (linear)', '']
-  out += k_table(runs, 'repeated_upload/k', 'top-1 (%)')
-  out += ['', '### Seeds and time', '']
-  out += timing_lines(runs)
-  return '\n'.join(out) + '\n'
+  text += reconstruction_table(runs)
+  text += utility_section(runs)
+  if _ran(runs, 'accounts'):
+    text += ['', '### Accounts: k uploads of one person pooled (linear on the uploads)', '']
+    text += k_table(runs, 'accounts/linear/k', 'top-1 (%)')
+  if _ran(runs, 'repeated_upload'):
+    text += ['', '### Repeated uploads: the mean of k uploads of one photo (linear)', '']
+    text += k_table(runs, 'repeated_upload/k', 'top-1 (%)')
+  text += ['', '### Seeds and time', '']
+  text += timing_lines(runs)
+  return '\n'.join(text) + '\n'
 
 
 def main():
@@ -248,13 +260,15 @@ def main():
   parser.add_argument(
       '--name',
       default=NAME,
-      help=f'the evaluation to read: {NAME} (every table) or one of accounts and repeated uploads',
+      help=f'the evaluation to read: {NAME} (the default), lfw_decoder, lfw_accounts...',
   )
   args = parser.parse_args()
-  if args.name == NAME:
-    text = markdown(args.runs)
+  out = args.out or f'benchmarks/results/{args.name}.md'
+  runs = _load(args.runs, args.name)
+  if _ran(runs, 'reconstruction'):
+    text = markdown(args.runs, args.name, out)
   else:
-    text = accounts_markdown(args.runs, args.name, args.out or f'benchmarks/results/{args.name}.md')
+    text = accounts_markdown(args.runs, args.name, out)
   print(text)
   if args.out:
     with open(args.out, 'w') as f:
