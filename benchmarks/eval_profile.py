@@ -19,9 +19,22 @@ def markdown(report: dict, name: str) -> str:
       '| evaluator | wall (s) | CPU (s) |',
       '|---|---:|---:|',
   ]
-  lines += [f'| {k} | {v["seconds"]:.0f} | {v["cpu_seconds"]:.0f} |' for k, v in rows]
+  lines += [
+      f'| {k} | {v["seconds"]:.0f} | {v["cpu_seconds"]:.0f}{"*" if v.get("cpu_shared") else ""} |'
+      for k, v in rows
+  ]
   total = sum(v['cpu_seconds'] for _, v in rows)
-  lines.append(f'| all evaluators | {sum(v["seconds"] for _, v in rows):.0f} | {total:.0f} |')
+  shared = any(v.get('cpu_shared') for _, v in rows)
+  lines.append(
+      f'| all evaluators | {sum(v["seconds"] for _, v in rows):.0f} | {total:.0f}'
+      f'{"*" if shared else ""} |'
+  )
+  if shared:
+    lines += [
+        '',
+        '\\* Another evaluation ran in the same process meanwhile (side by side): the CPU seconds '
+        'include its work.',
+    ]
   return '\n'.join(lines) + '\n'
 
 

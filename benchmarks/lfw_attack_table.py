@@ -155,7 +155,9 @@ def timing_lines(runs: dict) -> list[str]:
   for run, report in runs.items():
     ev = report['evaluators']
     parts = ', '.join(
-        f'{name} {v["seconds"]:.0f} s wall / {v["cpu_seconds"]:.0f} s CPU' for name, v in ev.items()
+        f'{name} {v["seconds"]:.0f} s wall / {v["cpu_seconds"]:.0f} s CPU'
+        f'{" (with another evaluation beside it)" if v.get("cpu_shared") else ""}'
+        for name, v in ev.items()
     )
     lines.append(
         f'- {run}: {report["seconds"]:.0f} s wall in all (after the features); {parts}. Seeds: '

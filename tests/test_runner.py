@@ -140,3 +140,31 @@ def test_a_failed_evaluation_side_by_side_stops_the_plan_with_its_error(tmp_path
   with pytest.raises(errors.EvalError, match='a failed'):
     runner.run_plan(str(tmp_path), _plan(['a', 'b', 'c']), tiny_config())
   assert ('eval start', 'b') not in rec.events and ('eval start', 'c') not in rec.events
+
+
+def test_an_evaluation_knows_when_another_runs_beside_it(monkeypatch):
+  """protocol counts the evaluations in progress: what marks an evaluator's CPU time as shared."""
+  import threading
+
+  from privjax.evaluate import protocol
+
+  seen, inside, read = {}, threading.Barrier(3), threading.Barrier(3)
+
+  def fake(workdir, eval_config, *, step, data_dir):
+    seen[workdir] = protocol._activity()
+    inside.wait(timeout=10)  # both are in progress here (and the test waits with them)
+    seen[workdir + ' beside'] = protocol._activity()
+    read.wait(timeout=10)
+    return {}
+
+  monkeypatch.setattr(protocol, '_evaluate_run', fake)
+  now, started = protocol._activity()
+  threads = [threading.Thread(target=protocol.evaluate_run, args=(w, None)) for w in 'ab']
+  for t in threads:
+    t.start()
+  inside.wait(timeout=10)
+  read.wait(timeout=10)
+  for t in threads:
+    t.join()
+  assert seen['a beside'] == seen['b beside'] == (now + 2, started + 2)
+  assert protocol._activity() == (now, started + 2)

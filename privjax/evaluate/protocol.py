@@ -21,6 +21,7 @@ Must not import privjax.train.loop: evaluation never updates the extractor.
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import numpy as np
@@ -111,9 +112,32 @@ def report_header(workdir, run, eval_config, secrets) -> dict:
   }
 
 
+# Evaluations running in this process now, and how many have started: privjax.experiments.runner
+# may run two side by side in threads. CPU time is the process's, so an evaluator's is its own only
+# if no other evaluation ran meanwhile; otherwise its record says `cpu_shared`.
+_ACTIVE = {'now': 0, 'started': 0}
+_ACTIVE_LOCK = threading.Lock()
+
+
+def _activity() -> tuple[int, int]:
+  with _ACTIVE_LOCK:
+    return _ACTIVE['now'], _ACTIVE['started']
+
+
 def evaluate_run(
     workdir: str, eval_config, *, step: int | None = None, data_dir: str | None = None
 ) -> dict:
+  with _ACTIVE_LOCK:
+    _ACTIVE['now'] += 1
+    _ACTIVE['started'] += 1
+  try:
+    return _evaluate_run(workdir, eval_config, step=step, data_dir=data_dir)
+  finally:
+    with _ACTIVE_LOCK:
+      _ACTIVE['now'] -= 1
+
+
+def _evaluate_run(workdir: str, eval_config, *, step: int | None, data_dir: str | None) -> dict:
   run = features_lib.load_run(workdir, step, data_dir=data_dir)
   secrets = check_request(run, eval_config)
   evaluators = load_evaluators(eval_config)
@@ -186,11 +210,14 @@ def evaluate_run(
 
   def run_one(name, module, settings, setting, target: dict):
     ctx.evaluator, ctx.where = name, 'once' if setting is None else setting.name
-    t0, cpu0 = time.perf_counter(), time.process_time()
+    t0, cpu0, before = time.perf_counter(), time.process_time(), _activity()
     out = module.run(ctx, setting, settings)
     produced[name]['seconds'] += time.perf_counter() - t0
-    # CPU time of every thread: what the work costs, whatever else shares the machine.
+    # CPU time of every thread: what the work costs, whatever else shares the machine, as long as
+    # no other evaluation of this process ran meanwhile.
     produced[name]['cpu_seconds'] += time.process_time() - cpu0
+    if not before[0] == 1 or _activity() != before:
+      produced[name]['cpu_shared'] = True
     if not isinstance(out, dict) or not all(isinstance(m, results.Metric) for m in out.values()):
       raise EvalError(f'evaluator {name!r} returned {type(out).__name__}, not {{name: Metric}}')
     for k, m in results.prefixed(common.short_name(name), out).items():
