@@ -91,6 +91,7 @@ from privjax.commands import _cli
 from privjax.data import face_renderer, image_folder, photo_builder, pipeline, synthetic_faces
 from privjax.errors import ConfigError, EvalError, RunError
 from privjax.evaluate import features, memo, protocol
+from privjax.experiments import runner
 from privjax.report import tables
 from privjax.train import checkpoint as ckpt_lib
 from privjax.train import loop
@@ -2093,6 +2094,15 @@ ENVIRONMENT = faultlib.Cases(
                 lambda t: _config_file(t, ''),
                 lambda c: memo.save('ab' * 32, {'x': 1}),
                 'set PRIVJAX_CACHE_DIR to a writable directory, or to off',
+            ),
+        ),
+        'privjax_eval_workers_not_a_number': (
+            'PRIVJAX_EVAL_WORKERS not a positive integer: how many evaluations run side by side',
+            (
+                'PRIVJAX_EVAL_WORKERS',
+                lambda t: 'two',
+                lambda c: runner.eval_workers(),
+                'must be a positive integer',
             ),
         ),
     },
