@@ -42,6 +42,16 @@ def _methods(metrics: dict) -> list[str]:
   )
 
 
+def _decoder_size(report) -> str:
+  """', width W, B blocks' where the report records the decoder's size (reports made before the
+  decoder had sizes ran the small one, width 64 without blocks)."""
+  settings = report['eval_config'].get('reconstruction', {})
+  if 'width' not in settings:
+    return ''
+  blocks = settings.get('blocks', 0)
+  return f', width {settings["width"]}, {blocks} block{"" if blocks == 1 else "s"}'
+
+
 def reconstruction_table(runs: dict) -> list[str]:
   lines = [
       '| run | setting | method | PSNR (dB) | SSIM | LPIPS | linear re-id top-1 (%) | '
@@ -62,10 +72,11 @@ def reconstruction_table(runs: dict) -> list[str]:
         )
 
       at = f'| {run} | {e["name"]} |'
+      size = _decoder_size(report)
       lines.append(f"{at} attacker's mean image | {q('mean_image')} | – | – |")
       for method in _methods(m):
         lines.append(
-            f'{at} {method} | {q(method)} | {_cell(m.get(f"reidentify/{method}"))} | '
+            f'{at} {method}{size} | {q(method)} | {_cell(m.get(f"reidentify/{method}"))} | '
             f'{_cell(m.get(f"reidentify/face/{method}"))} |'
         )
       if 'inversion/rmle/ssim' in m:
