@@ -18,6 +18,7 @@ command-line jobs use it too.
 from __future__ import annotations
 
 import os
+import threading
 
 from etils import epath
 
@@ -57,7 +58,7 @@ def write_atomic(path: PathLike, data: str | bytes) -> None:
     with target.open(mode) as f:
       f.write(data)
     return
-  tmp = f'{os.fspath(path)}.tmp.{os.getpid()}'
+  tmp = f'{os.fspath(path)}.tmp.{os.getpid()}.{threading.get_ident()}'  # per process and thread
   try:
     with open(tmp, mode) as f:
       f.write(data)

@@ -21,7 +21,7 @@ def tiny_config():
             [('a', 'b', None), ('b', None, None)],
             'run a starts from b, which is not planned before it',
         ),
-        ([('a', None, 'c')], 'run a is compared with c, which is not planned'),
+        ([('a', None, 'c')], 'run a is compared with c, which is not planned before it'),
     ],
 )
 def test_a_plan_is_refused_before_anything_trains(tmp_path, plan, match):
@@ -68,7 +68,7 @@ class _Recorder:
     with self.lock:
       self.events.append(event)
 
-  def train(self, run_dir, config):
+  def train(self, run_dir, config, **kw):
     import os
 
     self.log('train', os.path.basename(run_dir))
@@ -168,3 +168,24 @@ def test_an_evaluation_knows_when_another_runs_beside_it(monkeypatch):
     t.join()
   assert seen['a beside'] == seen['b beside'] == (now + 2, started + 2)
   assert protocol._activity() == (now, started + 2)
+
+
+def test_a_failed_training_side_by_side_starts_no_further_evaluation(tmp_path, monkeypatch):
+  from privjax.evaluate import protocol
+
+  rec = _Recorder()
+
+  def train(run_dir, config, **kw):
+    if run_dir.endswith('c'):
+      raise errors.RunError('c failed')
+    return rec.train(run_dir, config)
+
+  monkeypatch.setenv(runner.EVAL_WORKERS_ENV, '2')
+  monkeypatch.setattr(runner, 'train_run', train)
+  monkeypatch.setattr(runner, 'evaluate_run', rec.evaluate)
+  with pytest.raises(errors.RunError, match='c failed'):
+    runner.run_plan(str(tmp_path), _plan(['a', 'b', 'c']), tiny_config())
+  # a's evaluation was in progress (it finishes: the stand-in has no evaluators to stop between);
+  # b's, waiting for it, never starts.
+  assert ('eval start', 'a') in rec.events and ('eval start', 'b') not in rec.events
+  assert not protocol.STOP.is_set()  # a later plan or evaluation is not stopped by this one

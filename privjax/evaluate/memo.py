@@ -33,6 +33,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import threading
 
 import numpy as np
 
@@ -133,7 +134,7 @@ def save(digest: str, result: dict) -> None:
   path = _path(digest)
   if path is None:
     return
-  tmp = f'{path}.{os.getpid()}.tmp'
+  tmp = f'{path}.{os.getpid()}.{threading.get_ident()}.tmp'  # evaluations may run in threads
   try:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(tmp, 'w') as f:

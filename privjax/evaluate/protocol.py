@@ -20,6 +20,7 @@ Must not import privjax.train.loop: evaluation never updates the extractor.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -112,11 +113,15 @@ def report_header(workdir, run, eval_config, secrets) -> dict:
   }
 
 
-# Evaluations running in this process now, and how many have started: privjax.experiments.runner
-# may run two side by side in threads. CPU time is the process's, so an evaluator's is its own only
-# if no other evaluation ran meanwhile; otherwise its record says `cpu_shared`.
+# The evaluations and trainings running in this process now, and how many have started:
+# privjax.experiments.runner may evaluate runs in threads beside a training and beside one another.
+# CPU time is the process's, so an evaluator's is its own only if nothing else ran meanwhile;
+# otherwise its record says `cpu_shared`.
 _ACTIVE = {'now': 0, 'started': 0}
 _ACTIVE_LOCK = threading.Lock()
+# Set by the runner when its plan stops (Ctrl-C, a failed training): an evaluation in a thread stops
+# at its next evaluator rather than running to its end.
+STOP = threading.Event()
 
 
 def _activity() -> tuple[int, int]:
@@ -124,17 +129,24 @@ def _activity() -> tuple[int, int]:
     return _ACTIVE['now'], _ACTIVE['started']
 
 
-def evaluate_run(
-    workdir: str, eval_config, *, step: int | None = None, data_dir: str | None = None
-) -> dict:
+@contextlib.contextmanager
+def busy():
+  """Counts the work inside (an evaluation, or a training beside one) as running in the process."""
   with _ACTIVE_LOCK:
     _ACTIVE['now'] += 1
     _ACTIVE['started'] += 1
   try:
-    return _evaluate_run(workdir, eval_config, step=step, data_dir=data_dir)
+    yield
   finally:
     with _ACTIVE_LOCK:
       _ACTIVE['now'] -= 1
+
+
+def evaluate_run(
+    workdir: str, eval_config, *, step: int | None = None, data_dir: str | None = None
+) -> dict:
+  with busy():
+    return _evaluate_run(workdir, eval_config, step=step, data_dir=data_dir)
 
 
 def _evaluate_run(workdir: str, eval_config, *, step: int | None, data_dir: str | None) -> dict:
@@ -209,6 +221,8 @@ def _evaluate_run(workdir: str, eval_config, *, step: int | None, data_dir: str 
   }
 
   def run_one(name, module, settings, setting, target: dict):
+    if STOP.is_set():
+      raise KeyboardInterrupt  # the plan stopped: evaluation() says so in its one line
     ctx.evaluator, ctx.where = name, 'once' if setting is None else setting.name
     t0, cpu0, before = time.perf_counter(), time.process_time(), _activity()
     out = module.run(ctx, setting, settings)

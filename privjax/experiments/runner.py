@@ -14,7 +14,9 @@ first evaluation is done (it leaves what later evaluations reuse: the raw-pixel 
 recogniser's gallery, the reference run's attacks). One evaluation keeps about 1.7 of 2 cores busy
 (its compilation, dlib and numpy are single-threaded), so two fill them. The reports are the same
 as when run one after another: every evaluation's randomness comes from its own seeds. Stopped
-with Ctrl-C, the job finishes the evaluation in progress before it exits.
+(Ctrl-C, a failed training or evaluation), the job stops an evaluation in progress at its next
+evaluator and starts no other. With a `memory_budget_gb`, which bounds one evaluation's memory,
+evaluations run one at a time.
 
 `train_run` and `evaluate_run` do the same for one run directory (a run outside the plan, such as
 the trained baseline an ablation starts from). Each run's first completed training time is kept in
@@ -72,10 +74,13 @@ def check_plan(plan: list[Planned]) -> None:
       raise ConfigError(f'the plan names run {p.name} twice')
     if p.init_from is not None and p.init_from not in seen:
       raise ConfigError(f'run {p.name} starts from {p.init_from}, which is not planned before it')
+    # Earlier, since its evaluation may start as soon as this run is trained.
+    if p.reference is not None and p.reference not in seen:
+      raise ConfigError(
+          f'run {p.name} is compared with {p.reference}, which is not planned before it'
+      )
     seen.add(p.name)
   for p in plan:
-    if p.reference is not None and p.reference not in seen:
-      raise ConfigError(f'run {p.name} is compared with {p.reference}, which is not planned')
     config_lib.validate(p.config.copy_and_resolve_references())
 
 
@@ -83,9 +88,9 @@ def _read_json(path: str) -> dict:
   return json.loads(paths.as_path(path).read_text())
 
 
-def train_run(run_dir: str, config) -> float:
+def train_run(run_dir: str, config, *, beside_evaluation: bool = False) -> float:
   """Trains (or resumes, or finds finished) the run in `run_dir`: its first completed training
-  time, in seconds."""
+  time, in seconds (`timing.json` says whether an evaluation ran beside it)."""
   from privjax.train import loop
 
   timing_path = paths.join(run_dir, TIMING)
@@ -95,7 +100,10 @@ def train_run(run_dir: str, config) -> float:
   seconds = time.perf_counter() - start
   if paths.as_path(timing_path).exists():
     return _read_json(timing_path)['train_seconds']
-  paths.write_atomic(timing_path, json.dumps({'train_seconds': seconds}))
+  paths.write_atomic(
+      timing_path,
+      json.dumps({'train_seconds': seconds, 'beside_evaluation': beside_evaluation}),
+  )
   return seconds
 
 
@@ -139,13 +147,13 @@ def eval_workers() -> int:
   return 1 if jax.process_count() > 1 else workers
 
 
-def _train_planned(workdir: str, p: Planned, data_dir: str | None) -> float:
+def _train_planned(workdir: str, p: Planned, data_dir: str | None, beside: bool = False) -> float:
   config = p.config.copy_and_resolve_references()
   if data_dir:
     config.dataset.data_dir = data_dir
   if p.init_from is not None:
     config.init_from = paths.join(workdir, p.init_from)
-  return train_run(paths.join(workdir, p.name), config)
+  return train_run(paths.join(workdir, p.name), config, beside_evaluation=beside)
 
 
 def _evaluate_planned(workdir: str, p: Planned, eval_config, data_dir, reuse_reports):
@@ -159,8 +167,37 @@ def _evaluate_planned(workdir: str, p: Planned, eval_config, data_dir, reuse_rep
 
 
 def _after(first: concurrent.futures.Future, job):
+  from privjax.evaluate import protocol
+
   first.result()  # raises the first evaluation's error, which then stops the plan
+  if protocol.STOP.is_set():
+    raise concurrent.futures.CancelledError('the plan stopped')
   return job()
+
+
+def _side_by_side(workdir, plan, evaluate, workers: int, data_dir, trained: dict) -> list:
+  """Trains the runs in turn, each run's evaluation submitted once it is trained (module docstring):
+  the evaluations' results in the plan's order."""
+  from privjax.evaluate import protocol
+
+  with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix='privjax-eval') as pool:
+    jobs = []
+    try:
+      for p in plan:
+        for done in (j for j in jobs if j.done() and not j.cancelled()):
+          done.result()  # an evaluation that failed stops the plan before the next training
+        with protocol.busy():  # an evaluation beside it counts its CPU as shared
+          trained[p.name] = _train_planned(workdir, p, data_dir, beside=bool(jobs))
+        job = functools.partial(evaluate, workdir, p)
+        jobs.append(pool.submit(_after, jobs[0], job) if jobs else pool.submit(job))
+      return [job.result() for job in jobs]
+    except BaseException:
+      protocol.STOP.set()  # evaluations in progress stop at their next evaluator
+      for job in jobs:
+        job.cancel()
+      if any(job.running() for job in jobs):
+        print('stopping the evaluation in progress at its next evaluator', flush=True)
+      raise
 
 
 def run_plan(
@@ -177,30 +214,24 @@ def run_plan(
   back the reports that an earlier call wrote instead of evaluating again. With `eval_workers()`
   above 1, evaluations run beside training and beside one another (module docstring).
   """
+  from privjax.evaluate import protocol
+
   check_plan(plan)
   evaluate = functools.partial(
       _evaluate_planned, eval_config=eval_config, data_dir=data_dir, reuse_reports=reuse_reports
   )
   trained, workers = {}, eval_workers()
+  if eval_config is not None and eval_config.get('memory_budget_gb'):
+    workers = 1  # the budget bounds one evaluation's memory
   if workers == 1:
     for p in plan:
       trained[p.name] = _train_planned(workdir, p, data_dir)
     evaluated = [evaluate(workdir, p) for p in plan]
   else:
-    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix='privjax-eval') as pool:
-      jobs = []
-      try:
-        for p in plan:
-          for done in (j for j in jobs if j.done() and not j.cancelled()):
-            done.result()  # an evaluation that failed stops the plan before the next training
-          trained[p.name] = _train_planned(workdir, p, data_dir)
-          job = functools.partial(evaluate, workdir, p)
-          jobs.append(pool.submit(_after, jobs[0], job) if jobs else pool.submit(job))
-        evaluated = [job.result() for job in jobs]
-      except BaseException:
-        for job in jobs:
-          job.cancel()  # those not started; the one in progress finishes before the pool closes
-        raise
+    try:
+      evaluated = _side_by_side(workdir, plan, evaluate, workers, data_dir, trained)
+    finally:
+      protocol.STOP.clear()  # no evaluation of this plan runs any more
   return [
       Outcome(p.name, paths.join(workdir, p.name), report, out_dir, trained[p.name], seconds)
       for p, (report, out_dir, seconds) in zip(plan, evaluated)

@@ -23,7 +23,8 @@ def markdown(result: dict) -> str:
       f'**{secret}**. Accuracies in %, ± binomial standard error. Identity: the strongest attacker '
       'over every family at that setting.',
       '',
-      '**Runs**',
+      '**Runs** (train s: the first completed training; on a CPU every run after the first trains '
+      'beside an evaluation, privjax.experiments.runner)',
       '',
       f'| run | defence | strength | train s | device params | device FLOPs/image | {primary} '
       f'(full model) | {primary}, raw-pixel attacker | {secret} top-1, raw pixels |',
