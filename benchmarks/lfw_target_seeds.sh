@@ -16,8 +16,7 @@ set -euo pipefail
 csv=${1:?usage: lfw_target_seeds.sh PATH/TO/labels.csv}
 config="configs/lfw_photos.py:csv=$csv"
 settings=(--config.transforms='("none","pca:32")' --config.noise_variances='(0.0,0.03,0.1)'
-          --config.reconstruction.enabled=False --config.rank_privacy=False
-          --config.primary_secret_sweep=False)
+          --config.evaluators='("head","attackers")' --config.attackers.primary_sweep=False)
 for seed in 0 1 2; do
   dir=runs/lfw_seeds/seed$seed
   if [ "$seed" = 0 ]; then dir=runs/frontier_lfw_quick; else
