@@ -32,8 +32,8 @@ def markdown(report: dict, name: str) -> str:
   if shared:
     lines += [
         '',
-        '\\* Another evaluation ran in the same process meanwhile (side by side): the CPU seconds '
-        'include its work.',
+        '\\* Another evaluation, or a training, ran in the same process meanwhile (side by side): '
+        'the CPU seconds include its work.',
     ]
   return '\n'.join(lines) + '\n'
 
