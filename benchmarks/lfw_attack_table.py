@@ -196,10 +196,11 @@ def _load(run_dirs: list[str], name: str) -> dict:
   return runs
 
 
-def accounts_markdown(run_dirs: list[str], name: str, out: str) -> str:
+def accounts_markdown(run_dirs: list[str], name: str, out: str, runs: dict | None = None) -> str:
   """The tables of an evaluation of accounts and repeated uploads alone (configs/eval/<name>.py):
-  accounts for every attacker family pooled, repeated uploads, the cloud head, seeds and time."""
-  runs = _load(run_dirs, name)
+  accounts for every attacker family pooled, repeated uploads, the cloud head, seeds and time.
+  `runs`: the reports, where `_load` has read them already."""
+  runs = runs or _load(run_dirs, name)
   for run, report in runs.items():
     if 'accounts' not in report['eval_config'].get('evaluators', ()):
       raise SystemExit(
@@ -226,11 +227,13 @@ def _ran(runs: dict, evaluator: str) -> bool:
   return any(evaluator in r['eval_config'].get('evaluators', ()) for r in runs.values())
 
 
-def markdown(run_dirs: list[str], name: str = NAME, out: str = OUT) -> str:
+def markdown(
+    run_dirs: list[str], name: str = NAME, out: str = OUT, runs: dict | None = None
+) -> str:
   """The tables of an evaluation with reconstructions (configs/eval/lfw_attacks.py, or
   lfw_decoder.py): reconstructions and their re-identification, the cloud head, and accounts and
-  repeated uploads where it ran them."""
-  runs = _load(run_dirs, name)
+  repeated uploads where it ran them. `runs`: the reports, where `_load` has read them already."""
+  runs = runs or _load(run_dirs, name)
   flag = '' if name == NAME else f' --name {name}'
   commands = [f'python eval.py --workdir {d} --config configs/eval/{name}.py' for d in run_dirs] + [
       f'python benchmarks/lfw_attack_table.py {" ".join(run_dirs)}{flag} --out {out}'
@@ -278,10 +281,8 @@ def main():
   args = parser.parse_args()
   out = args.out or f'benchmarks/results/{args.name}.md'
   runs = _load(args.runs, args.name)
-  if _ran(runs, 'reconstruction'):
-    text = markdown(args.runs, args.name, out)
-  else:
-    text = accounts_markdown(args.runs, args.name, out)
+  render = markdown if _ran(runs, 'reconstruction') else accounts_markdown
+  text = render(args.runs, args.name, out, runs)
   print(text)
   if args.out:
     with open(args.out, 'w') as f:

@@ -4,7 +4,6 @@ evaluators are found, configured and validated, that nothing outside an evaluato
 it, and the report's generic rendering of their metrics."""
 
 import ast
-import collections
 import dataclasses
 import os
 import pathlib
@@ -17,6 +16,7 @@ from flax import nnx
 from PIL import Image
 
 from privjax.attacks import registry, run_attack
+from privjax.attacks.common import Kept
 from privjax.errors import EvalError
 from privjax.evaluate import shared, sources
 from privjax.evaluate.evaluators import (
@@ -272,7 +272,7 @@ def test_reidentify_originals_are_the_raw_pixel_attacker_and_methods_their_subse
 def test_reidentify_fits_once_per_data_set_and_refits_for_other_data(tmp_path, monkeypatch):
   (x_train, y_train), (x_test, y_test) = people(80, seed=0), people(48, seed=1)
   calls = []
-  monkeypatch.setattr(registry, '_FITS', collections.OrderedDict())
+  monkeypatch.setattr(registry, '_FITS', Kept(registry.FIT_CACHE_SIZE))
   for family in ('linear', 'mlp'):
     real = registry.ATTACKERS[family]
     monkeypatch.setitem(

@@ -179,7 +179,7 @@ def test_a_baseline_image_is_scored_once_per_content_of_its_arrays(monkeypatch):
   calls = []
   real = shared._image_quality
   monkeypatch.setattr(shared, '_image_quality', lambda *a: calls.append(a) or real(*a))
-  monkeypatch.setattr(shared, '_BASELINES', type(shared._BASELINES)())
+  monkeypatch.setattr(shared, '_BASELINES', type(shared._BASELINES)(4))
   rng = np.random.default_rng(12)
   originals = rng.uniform(size=(4, 16, 16, 3)).astype(np.float32)
   mean = originals.mean(axis=0)

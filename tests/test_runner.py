@@ -151,14 +151,14 @@ def test_an_evaluation_knows_when_another_runs_beside_it(monkeypatch):
   seen, inside, read = {}, threading.Barrier(3), threading.Barrier(3)
 
   def fake(workdir, eval_config, *, step, data_dir):
-    seen[workdir] = protocol._activity()
+    seen[workdir] = protocol.activity()
     inside.wait(timeout=10)  # both are in progress here (and the test waits with them)
-    seen[workdir + ' beside'] = protocol._activity()
+    seen[workdir + ' beside'] = protocol.activity()
     read.wait(timeout=10)
     return {}
 
   monkeypatch.setattr(protocol, '_evaluate_run', fake)
-  now, started = protocol._activity()
+  now, started = protocol.activity()
   threads = [threading.Thread(target=protocol.evaluate_run, args=(w, None)) for w in 'ab']
   for t in threads:
     t.start()
@@ -167,7 +167,7 @@ def test_an_evaluation_knows_when_another_runs_beside_it(monkeypatch):
   for t in threads:
     t.join()
   assert seen['a beside'] == seen['b beside'] == (now + 2, started + 2)
-  assert protocol._activity() == (now, started + 2)
+  assert protocol.activity() == (now, started + 2)
 
 
 def test_a_failed_training_side_by_side_starts_no_further_evaluation(tmp_path, monkeypatch):

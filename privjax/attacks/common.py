@@ -13,7 +13,9 @@ features were produced.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import threading
 from typing import Any, Protocol, runtime_checkable
 
 import jax
@@ -28,6 +30,33 @@ from privjax.metrics.rank_privacy import log_rank_privacy
 # its value); the PCA attacker applies the same rule to its components.
 RELATIVE_STD_FLOOR = 1e-4
 EVAL_BATCH = 1024
+
+
+class Kept:
+  """The newest `size` results computed in this process, by key (a fit, a PCA, a baseline's
+  scores). Locked: evaluations may run in threads side by side (privjax.experiments.runner). A
+  result is computed outside the lock, so two threads asking for the same new key both compute
+  it, with the same result."""
+
+  def __init__(self, size: int):
+    self.size = size
+    self._items: collections.OrderedDict = collections.OrderedDict()
+    self._lock = threading.Lock()
+
+  def get(self, key):
+    """The result kept under `key`, or None."""
+    with self._lock:
+      if key not in self._items:
+        return None
+      self._items.move_to_end(key)
+      return self._items[key]
+
+  def put(self, key, value) -> None:
+    with self._lock:
+      self._items[key] = value
+      self._items.move_to_end(key)
+      while len(self._items) > self.size:
+        self._items.popitem(last=False)
 
 
 @dataclasses.dataclass(frozen=True)

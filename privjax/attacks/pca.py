@@ -37,17 +37,15 @@ Must not import ``privjax.train`` or ``privjax.data``.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import hashlib
-import threading
 import time
 from typing import Any, Sequence
 
 import jax.numpy as jnp
 import numpy as np
 
-from privjax.attacks.common import divisor_from_std, evaluate_attacker, train_val_split
+from privjax.attacks.common import Kept, divisor_from_std, evaluate_attacker, train_val_split
 from privjax.attacks.linear import fit_linear
 from privjax.attacks.mlp import fit_mlp
 from privjax.privacy import pca as features_pca
@@ -98,25 +96,17 @@ def code_scale(pca: features_pca.PCA, whiten: bool) -> np.ndarray:
 
 # pca_linear and pca_mlp on the same features fit the same PCAs; on 2000 x 8192
 # features one fit takes 5-10 s on 2 CPU cores, hashing the rows ~0.1 s.
-# (Locked: evaluations may run in threads side by side, privjax.experiments.runner.)
-_PCA_CACHE: collections.OrderedDict = collections.OrderedDict()
-_PCA_CACHE_SIZE = 4
-_PCA_LOCK = threading.Lock()
+_PCA_CACHE = Kept(4)
 
 
 def _fit_pca(x: np.ndarray, k: int, seed: int) -> features_pca.PCA:
   x = np.ascontiguousarray(x)
   h = hashlib.sha256(memoryview(x).cast("B")).hexdigest()
   key = (h, x.shape, x.dtype.str, int(k), int(seed))
-  with _PCA_LOCK:
-    if key in _PCA_CACHE:
-      _PCA_CACHE.move_to_end(key)
-      return _PCA_CACHE[key]
-  pca = features_pca.fit_pca(x, k, seed=seed)
-  with _PCA_LOCK:
-    _PCA_CACHE[key] = pca
-    if len(_PCA_CACHE) > _PCA_CACHE_SIZE:
-      _PCA_CACHE.popitem(last=False)
+  pca = _PCA_CACHE.get(key)
+  if pca is None:
+    pca = features_pca.fit_pca(x, k, seed=seed)
+    _PCA_CACHE.put(key, pca)
   return pca
 
 

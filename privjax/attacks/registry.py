@@ -19,16 +19,14 @@ Must not import ``privjax.train`` or ``privjax.data``.
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
-import threading
 import time
 from typing import Callable
 
 import numpy as np
 
-from privjax.attacks.common import AttackResult, evaluate_attacker
+from privjax.attacks.common import AttackResult, Kept, evaluate_attacker
 from privjax.attacks.linear import fit_linear
 from privjax.attacks.mlp import fit_mlp
 from privjax.attacks.pca import fit_pca_attacker
@@ -99,10 +97,8 @@ ATTACKERS: dict[str, Callable] = {
 # that need the same attacker (the attack on accounts pools the scores of the attackers fitted at
 # its setting; re-identification names reconstructions with the attacker on raw pixels) fit it
 # once. The newest FIT_CACHE_SIZE are kept; transfer (built by a module factory) is never reused.
-# Evaluations may run in threads side by side (privjax.experiments.runner), hence the lock.
 FIT_CACHE_SIZE = 8
-_FITS: collections.OrderedDict = collections.OrderedDict()
-_FITS_LOCK = threading.Lock()
+_FITS = Kept(FIT_CACHE_SIZE)
 
 
 def _fit_key(family: str, x, y, seed: int, overrides: dict) -> str:
@@ -123,18 +119,14 @@ def fit(
   if family not in ATTACKERS:
     raise KeyError(f"unknown attacker family {family!r}; known: {sorted(ATTACKERS)}")
   key = None if family == "transfer" else _fit_key(family, x, y, seed, overrides)
-  with _FITS_LOCK:
-    if key in _FITS:
-      _FITS.move_to_end(key)
-      return _FITS[key]
+  kept = None if key is None else _FITS.get(key)
+  if kept is not None:
+    return kept
   start = time.perf_counter()
   attacker = ATTACKERS[family](x, y, seed=seed, module_factory=module_factory, **overrides)
   fitted = (attacker, time.perf_counter() - start)
   if key is not None:
-    with _FITS_LOCK:
-      _FITS[key] = fitted
-      while len(_FITS) > FIT_CACHE_SIZE:
-        _FITS.popitem(last=False)
+    _FITS.put(key, fitted)
   return fitted
 
 

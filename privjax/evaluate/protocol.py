@@ -124,9 +124,15 @@ _ACTIVE_LOCK = threading.Lock()
 STOP = threading.Event()
 
 
-def _activity() -> tuple[int, int]:
+def activity() -> tuple[int, int]:
+  """(work running now, work started so far) in this process, as `busy()` counts them."""
   with _ACTIVE_LOCK:
     return _ACTIVE['now'], _ACTIVE['started']
+
+
+def shared_since(before: tuple[int, int]) -> bool:
+  """Whether other work ran in the process since `before`, an `activity()` taken inside `busy()`."""
+  return before[0] != 1 or activity() != before
 
 
 @contextlib.contextmanager
@@ -224,13 +230,13 @@ def _evaluate_run(workdir: str, eval_config, *, step: int | None, data_dir: str 
     if STOP.is_set():
       raise KeyboardInterrupt  # the plan stopped: evaluation() says so in its one line
     ctx.evaluator, ctx.where = name, 'once' if setting is None else setting.name
-    t0, cpu0, before = time.perf_counter(), time.process_time(), _activity()
+    t0, cpu0, before = time.perf_counter(), time.process_time(), activity()
     out = module.run(ctx, setting, settings)
     produced[name]['seconds'] += time.perf_counter() - t0
     # CPU time of every thread: what the work costs, whatever else shares the machine, as long as
     # no other evaluation of this process ran meanwhile.
     produced[name]['cpu_seconds'] += time.process_time() - cpu0
-    if not before[0] == 1 or _activity() != before:
+    if shared_since(before):
       produced[name]['cpu_shared'] = True
     if not isinstance(out, dict) or not all(isinstance(m, results.Metric) for m in out.values()):
       raise EvalError(f'evaluator {name!r} returned {type(out).__name__}, not {{name: Metric}}')

@@ -9,10 +9,8 @@ that runs them. Must not import privjax.evaluate.protocol, privjax.report or pri
 
 from __future__ import annotations
 
-import collections
 import functools
 import logging
-import threading
 
 import jax
 import numpy as np
@@ -20,7 +18,7 @@ from flax import nnx
 from tqdm import auto as tqdm
 
 from privjax import models
-from privjax.attacks import registry
+from privjax.attacks import common, registry
 from privjax.evaluate import memo
 from privjax.metrics import classification, results
 from privjax.metrics import image_quality as quality_lib
@@ -202,10 +200,8 @@ def _lpips():
 
 # A baseline image's scores against the same originals are the same for every run of one data set
 # (the attacker's mean image, which each evaluation of the main job's three runs reports): the
-# newest few kept, by the arrays' content. Locked: evaluations may run side by side.
-_BASELINES: collections.OrderedDict = collections.OrderedDict()
-_BASELINES_KEPT = 4
-_BASELINES_LOCK = threading.Lock()
+# newest few kept, by the arrays' content.
+_BASELINES = common.Kept(4)
 
 
 def image_quality(originals, images, what: str, role: str = 'fidelity') -> dict:
@@ -216,13 +212,11 @@ def image_quality(originals, images, what: str, role: str = 'fidelity') -> dict:
   originals; the scores kept for later calls with the same arrays)."""
   if images.ndim == 3:
     key = (what, role, memo.key({'originals': originals, 'image': images}, {}))
-    with _BASELINES_LOCK:
-      if key not in _BASELINES:
-        _BASELINES[key] = _image_quality(originals, images, what, role)
-        while len(_BASELINES) > _BASELINES_KEPT:
-          _BASELINES.popitem(last=False)
-      _BASELINES.move_to_end(key)
-      return dict(_BASELINES[key])
+    scores = _BASELINES.get(key)
+    if scores is None:
+      scores = _image_quality(originals, images, what, role)
+      _BASELINES.put(key, scores)
+    return dict(scores)
   return _image_quality(originals, images, what, role)
 
 

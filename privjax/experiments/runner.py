@@ -88,15 +88,19 @@ def _read_json(path: str) -> dict:
   return json.loads(paths.as_path(path).read_text())
 
 
-def train_run(run_dir: str, config, *, beside_evaluation: bool = False) -> float:
+def train_run(run_dir: str, config) -> float:
   """Trains (or resumes, or finds finished) the run in `run_dir`: its first completed training
   time, in seconds (`timing.json` says whether an evaluation ran beside it)."""
+  from privjax.evaluate import protocol
   from privjax.train import loop
 
   timing_path = paths.join(run_dir, TIMING)
   print(f'== training {paths.as_path(run_dir).name}', flush=True)
   start = time.perf_counter()
-  loop.train_and_evaluate(config, run_dir)
+  with protocol.busy():  # an evaluation beside it counts its CPU as shared, and this says so
+    before = protocol.activity()
+    loop.train_and_evaluate(config, run_dir)
+    beside_evaluation = protocol.shared_since(before)
   seconds = time.perf_counter() - start
   if paths.as_path(timing_path).exists():
     return _read_json(timing_path)['train_seconds']
@@ -147,13 +151,13 @@ def eval_workers() -> int:
   return 1 if jax.process_count() > 1 else workers
 
 
-def _train_planned(workdir: str, p: Planned, data_dir: str | None, beside: bool = False) -> float:
+def _train_planned(workdir: str, p: Planned, data_dir: str | None) -> float:
   config = p.config.copy_and_resolve_references()
   if data_dir:
     config.dataset.data_dir = data_dir
   if p.init_from is not None:
     config.init_from = paths.join(workdir, p.init_from)
-  return train_run(paths.join(workdir, p.name), config, beside_evaluation=beside)
+  return train_run(paths.join(workdir, p.name), config)
 
 
 def _evaluate_planned(workdir: str, p: Planned, eval_config, data_dir, reuse_reports):
@@ -186,8 +190,7 @@ def _side_by_side(workdir, plan, evaluate, workers: int, data_dir, trained: dict
       for p in plan:
         for done in (j for j in jobs if j.done() and not j.cancelled()):
           done.result()  # an evaluation that failed stops the plan before the next training
-        with protocol.busy():  # an evaluation beside it counts its CPU as shared
-          trained[p.name] = _train_planned(workdir, p, data_dir, beside=bool(jobs))
+        trained[p.name] = _train_planned(workdir, p, data_dir)
         job = functools.partial(evaluate, workdir, p)
         jobs.append(pool.submit(_after, jobs[0], job) if jobs else pool.submit(job))
       return [job.result() for job in jobs]
